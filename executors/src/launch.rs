@@ -1,0 +1,107 @@
+//! The data that crosses the executor boundary: what to launch, and what happened.
+
+use flow_dsl::error_class::ErrorClass;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Resources of every task in a batch, resolved from the machine's job type and overrides.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    /// CPU cores one task uses (local slot accounting; Slurm `--cpus-per-task`).
+    pub cpus: u32,
+    /// GPUs one task uses.
+    pub gpus: u32,
+    /// Memory one task uses, in MiB (0: unspecified).
+    pub mem_mb: u64,
+    /// Scheduler wall-clock limit of one task.
+    pub time_limit: Option<Duration>,
+    pub nodes: Option<u32>,
+    pub tasks_per_node: Option<u32>,
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    pub constraint: Option<String>,
+    /// Extra scheduler options, passed through verbatim (each one quoted).
+    pub extra: Vec<String>,
+}
+
+/// One attempt of one task, ready to start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskLaunch {
+    pub task_id: String,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// Program and arguments, never passed through a shell by the executor itself.
+    pub argv: Vec<String>,
+    /// Extra environment variables (FLOW_TASK_ID, FLOW_SEED, ...).
+    pub env: Vec<(String, String)>,
+    pub workdir: PathBuf,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+    /// Where the attempt's result (JSON, written atomically) ends up. When `writes_result`
+    /// is false the executor arranges for it to be written (the local executor wraps the
+    /// command so the exit status lands there even if the driver has died).
+    pub result_path: PathBuf,
+    pub writes_result: bool,
+    /// flow's own per-task timeout: the process group is killed when it expires.
+    pub timeout: Option<Duration>,
+}
+
+/// Attempts of one step submitted together (one Slurm array, one Kubernetes Job).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    pub campaign: String,
+    pub step: String,
+    /// Stable name of this batch within the step (e.g. `mocks-b0003`).
+    pub batch_key: String,
+    pub resources: Resources,
+    /// Step-wide cap on running tasks (each backend enforces it its own way).
+    pub max_running: Option<u32>,
+    pub tasks: Vec<TaskLaunch>,
+}
+
+/// A job the backend created: one per local task, one per Slurm array.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRef {
+    pub job_id: String,
+    pub step: String,
+    pub batch_key: String,
+}
+
+/// What happened to an attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptOutcome {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// None when the attempt succeeded as far as the executor can tell.
+    pub error_class: Option<ErrorClass>,
+    pub message: Option<String>,
+    /// Unix seconds.
+    pub started_at: Option<f64>,
+    pub ended_at: Option<f64>,
+}
+
+impl AttemptOutcome {
+    pub fn succeeded(&self) -> bool {
+        self.error_class.is_none()
+    }
+}
+
+/// News from an executor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ExecutorEvent {
+    Started {
+        task_id: String,
+        attempt: u32,
+        job_id: String,
+        /// Local process (and process group) id, recorded so a restarted driver can find it.
+        pid: Option<u32>,
+        at: f64,
+    },
+    Finished {
+        task_id: String,
+        attempt: u32,
+        outcome: AttemptOutcome,
+    },
+}

@@ -1,0 +1,66 @@
+//! Executors: where task attempts run.
+//!
+//! Every backend implements [`Executor`]: submit a batch of task launches (an array when the
+//! backend has them), observe what happened (`poll`), list this campaign's jobs so a
+//! restarted driver can adopt them, cancel, and say where an attempt's logs are.
+//!
+//! The trait is synchronous and non-blocking apart from `poll`, which waits at most the
+//! given time for news. Backends keep their own threads or runtimes inside; the driver
+//! (engine::scheduler) stays a plain loop that owns the state database.
+
+pub mod launch;
+pub mod local;
+pub mod slurm;
+
+pub use launch::{AttemptOutcome, Batch, ExecutorEvent, JobRef, Resources, TaskLaunch};
+
+use std::time::Duration;
+
+/// Failure of the executor itself (not of a task): a scheduler that cannot be reached,
+/// a submission that was refused, an I/O error writing scripts.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    #[error("{backend}: submission rejected: {message}")]
+    SubmitRejected { backend: String, message: String },
+    #[error("{backend}: {message}")]
+    Backend { backend: String, message: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ExecutorError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        ExecutorError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// A backend that runs task attempts.
+pub trait Executor: Send {
+    /// Short name (`local`, `slurm`, `kubernetes`) recorded with every attempt.
+    fn name(&self) -> &'static str;
+
+    /// Hand a batch of attempts to the backend. Returns one [`JobRef`] per backend job
+    /// created (one for a whole Slurm array, one per task locally).
+    fn submit(&mut self, batch: Batch) -> Result<Vec<JobRef>, ExecutorError>;
+
+    /// Wait up to `max_wait` for news and return every event observed since the last call.
+    /// An empty vector means nothing happened.
+    fn poll(&mut self, max_wait: Duration) -> Result<Vec<ExecutorEvent>, ExecutorError>;
+
+    /// Jobs of this campaign that the backend still knows about (queued or running), so a
+    /// restarted driver adopts them instead of submitting the same work again.
+    fn list_jobs(&mut self) -> Result<Vec<JobRef>, ExecutorError>;
+
+    /// Cancel the given jobs (all of this campaign's when `jobs` is empty).
+    fn cancel(&mut self, jobs: &[JobRef]) -> Result<(), ExecutorError>;
+
+    /// Number of attempts currently submitted and not yet reported finished.
+    fn in_flight(&self) -> usize;
+}
