@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the Slurm executor's tests need: Debian's slurm-wlm (slurmctld, slurmd,
+# sbatch, squeue, scontrol, scancel, sacct) and munge. Packages only: starting the daemons
+# is scripts/slurm-dev.sh's job. Idempotent; runs as root on Debian 12.
+set -euo pipefail
+
+missing=()
+for pair in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge; do
+    program=${pair%%:*}
+    if ! command -v "$program" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$program" ]; then
+        missing+=("$program")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+if ! apt-cache show slurm-wlm >/dev/null 2>&1; then
+    apt-get update -q
+fi
+if ! apt-get install -y -q --no-install-recommends slurm-wlm slurm-client munge; then
+    # Stale package lists: refresh once and try again.
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends slurm-wlm slurm-client munge
+fi
