@@ -1,0 +1,123 @@
+//! Durations (`90s`, `2h30m`) and memory sizes (`32G`, `500M`) as users write them.
+
+use std::time::Duration;
+
+/// Parse `90s`, `10m`, `2h`, `1d`, `1h30m`, `250ms`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = 0f64;
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err("an empty duration".into());
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("`{text}` has a number without a unit (s, m, h, d)"))?;
+        if num_len == 0 {
+            return Err(format!("`{text}` is not a duration"));
+        }
+        let value: f64 = rest[..num_len]
+            .parse()
+            .map_err(|_| format!("`{text}` is not a duration"))?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            other => return Err(format!("`{other}` is not a time unit (ms, s, m, h, d)")),
+        };
+        total += value * factor;
+        rest = &rest[unit_len..];
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Render a duration the way Slurm's `--time` wants it: `D-HH:MM:SS` or `HH:MM:SS`.
+pub fn slurm_time(d: Duration) -> String {
+    let secs = d.as_secs().max(60);
+    let (days, rem) = (secs / 86400, secs % 86400);
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    if days > 0 {
+        format!("{days}-{h:02}:{m:02}:{s:02}")
+    } else {
+        format!("{h:02}:{m:02}:{s:02}")
+    }
+}
+
+/// A compact human form: `2h`, `1h30m`, `45s`.
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+/// Parse `500M`, `32G`, `1.5T`, `64GB`, `512Mi` (binary units), or a bare number of MiB.
+pub fn parse_memory_mb(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    if let Ok(mb) = t.parse::<u64>() {
+        return Ok(mb);
+    }
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let value: f64 = t[..split]
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not an amount of memory"))?;
+    let unit = t[split..].trim().trim_end_matches('B').trim_end_matches('i');
+    let factor = match unit {
+        "K" => 1.0 / 1024.0,
+        "" | "M" => 1.0,
+        "G" => 1024.0,
+        "T" => 1024.0 * 1024.0,
+        _ => return Err(format!("`{text}` has an unknown unit (K, M, G, T)")),
+    };
+    Ok((value * factor).ceil() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5").is_ok());
+        assert!(parse_duration("5x").is_err());
+        assert_eq!(slurm_time(Duration::from_secs(86400 + 3661)), "1-01:01:01");
+        assert_eq!(human_duration(Duration::from_secs(5400)), "1h30m");
+    }
+
+    #[test]
+    fn memory() {
+        assert_eq!(parse_memory_mb("32G").unwrap(), 32768);
+        assert_eq!(parse_memory_mb("500M").unwrap(), 500);
+        assert_eq!(parse_memory_mb("64GB").unwrap(), 65536);
+        assert_eq!(parse_memory_mb("1.5T").unwrap(), 1572864);
+        assert!(parse_memory_mb("lots").is_err());
+    }
+}

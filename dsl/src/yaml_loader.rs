@@ -1,0 +1,261 @@
+//! YAML text -> [`Node`] tree with positions, on top of saphyr-parser's event stream.
+//!
+//! Stricter than YAML where silence would lose work: duplicate keys, several documents,
+//! non-scalar keys and nesting deeper than [`MAX_DEPTH`] are errors, all located.
+
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::node::{Key, Node, Value};
+use crate::source::{SourceFile, Span};
+use saphyr_parser::{Event, Parser, ScalarStyle};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Deeper documents are rejected (a guard against stack exhaustion on hostile input).
+pub const MAX_DEPTH: usize = 128;
+/// Larger files are rejected before parsing.
+pub const MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// Decode bytes as UTF-8, locating the first invalid byte.
+pub fn decode_utf8(name: &str, bytes: Vec<u8>) -> Result<String, Diagnostic> {
+    match String::from_utf8(bytes) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let bytes = e.as_bytes();
+            let before = &bytes[..valid];
+            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+            let col = valid - before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
+            let file = SourceFile::new(name, String::from_utf8_lossy(bytes).into_owned());
+            Err(Diagnostic::at(
+                &Span::new(&file, line, col),
+                "",
+                "the file is not valid UTF-8",
+            )
+            .help("save the file as UTF-8"))
+        }
+    }
+}
+
+enum Frame {
+    Seq(Span, Vec<Node>, usize),
+    Map(Span, Vec<(Key, Node)>, Option<Key>, usize),
+}
+
+/// Parse one YAML document. An empty document is `Null` at 1:1.
+pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
+    if file.text.len() > MAX_BYTES {
+        return Err(Diagnostic::at(
+            &Span::new(file, 1, 1),
+            "",
+            format!(
+                "the file is {} MB, larger than flow reads ({} MB)",
+                file.text.len() / 1_000_000,
+                MAX_BYTES / 1_000_000
+            ),
+        )
+        .into());
+    }
+    let mut parser = Parser::new_from_str(&file.text);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut root: Option<Node> = None;
+    let mut documents = 0usize;
+    let mut errors = Diagnostics::default();
+
+    let span_of = |m: saphyr_parser::Span| Span::new(file, m.start.line(), m.start.col() + 1);
+
+    while let Some(next) = parser.next_event() {
+        let (event, raw_span) = match next {
+            Ok(ev) => ev,
+            Err(e) => {
+                let m = e.marker();
+                let span = Span::new(file, m.line().max(1), m.col() + 1);
+                let mut d = Diagnostic::at(&span, "", format!("invalid YAML: {}", e.info()));
+                if file.line_text(span.line).is_some_and(|l| l.contains('\t')) {
+                    d = d.help("YAML does not allow tabs for indentation; use spaces");
+                }
+                return Err(d.into());
+            }
+        };
+        let span = span_of(raw_span);
+        let completed: Option<(Node, usize)> = match event {
+            Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => None,
+            Event::DocumentStart(_) => {
+                documents += 1;
+                if documents > 1 {
+                    errors.push(
+                        Diagnostic::at(&span, "", "more than one YAML document in the file")
+                            .help("remove the second `---` document or move it to its own file"),
+                    );
+                    return Err(errors);
+                }
+                None
+            }
+            Event::Alias(id) => match anchors.get(&id) {
+                Some(node) => Some((Node::new(node.value.clone(), span), 0)),
+                None => {
+                    errors.push(Diagnostic::at(&span, "", "alias to an unknown anchor"));
+                    return Err(errors);
+                }
+            },
+            Event::Scalar(text, style, anchor, _tag) => {
+                let value = resolve_scalar(&text, style);
+                Some((Node::new(value, span), anchor))
+            }
+            Event::SequenceStart(anchor, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(Diagnostic::at(&span, "", format!("nesting deeper than {MAX_DEPTH} levels")).into());
+                }
+                stack.push(Frame::Seq(span, Vec::new(), anchor));
+                None
+            }
+            Event::MappingStart(anchor, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(Diagnostic::at(&span, "", format!("nesting deeper than {MAX_DEPTH} levels")).into());
+                }
+                stack.push(Frame::Map(span, Vec::new(), None, anchor));
+                None
+            }
+            Event::SequenceEnd => match stack.pop() {
+                Some(Frame::Seq(s, items, anchor)) => Some((Node::new(Value::Seq(items), s), anchor)),
+                _ => None,
+            },
+            Event::MappingEnd => match stack.pop() {
+                Some(Frame::Map(s, entries, _, anchor)) => {
+                    Some((Node::new(Value::Map(entries), s), anchor))
+                }
+                _ => None,
+            },
+        };
+        let Some((node, anchor)) = completed else { continue };
+        if anchor != 0 {
+            anchors.insert(anchor, node.clone());
+        }
+        match stack.last_mut() {
+            None => root = Some(node),
+            Some(Frame::Seq(_, items, _)) => items.push(node),
+            Some(Frame::Map(_, entries, pending, _)) => match pending.take() {
+                None => {
+                    let name = match &node.value {
+                        Value::Str(s) => s.clone(),
+                        Value::Int(_) | Value::Float { .. } | Value::Bool(_) => {
+                            node.scalar_text().unwrap_or_default()
+                        }
+                        Value::Null => String::new(),
+                        _ => {
+                            errors.push(Diagnostic::at(
+                                &node.span,
+                                "",
+                                format!("a map key must be a plain word, found {}", node.type_name()),
+                            ));
+                            String::new()
+                        }
+                    };
+                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.name == name) {
+                        errors.push(
+                            Diagnostic::at(&node.span, "", format!("duplicate key `{name}`"))
+                                .help(format!("`{name}` is already set at line {}", first.span.line)),
+                        );
+                    }
+                    *pending = Some(Key { name, span: node.span });
+                }
+                Some(key) => entries.push((key, node)),
+            },
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(root.unwrap_or_else(|| Node::new(Value::Null, Span::new(file, 1, 1))))
+}
+
+/// YAML 1.2 core schema: quoted scalars are strings; plain ones may be null, bool or numbers.
+fn resolve_scalar(text: &str, style: ScalarStyle) -> Value {
+    if style != ScalarStyle::Plain {
+        return Value::Str(text.to_string());
+    }
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    let looks_numeric = text
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_digit() || c == '-' || c == '+' || c == '.');
+    if looks_numeric {
+        if let Ok(i) = text.parse::<i64>() {
+            return Value::Int(i);
+        }
+        let is_float_syntax = text
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E'))
+            && text.chars().any(|c| c.is_ascii_digit());
+        if is_float_syntax {
+            if let Ok(f) = text.parse::<f64>() {
+                return Value::Float {
+                    value: f,
+                    text: text.to_string(),
+                };
+            }
+        }
+    }
+    Value::Str(text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Node, Diagnostics> {
+        parse(&SourceFile::new("t.yaml", text))
+    }
+
+    #[test]
+    fn positions_are_one_based() {
+        let n = load("a:\n  b: 1\n  c: [x, 2.50]\n").unwrap();
+        let b = n.at_pointer("/a/b").unwrap();
+        assert_eq!((b.span.line, b.span.col), (2, 6));
+        let c1 = n.at_pointer("/a/c/1").unwrap();
+        assert_eq!(c1.scalar_text().unwrap(), "2.50");
+        assert_eq!(n.key("a").unwrap().span.line, 1);
+    }
+
+    #[test]
+    fn duplicate_keys_are_located_errors() {
+        let e = load("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!(e.0[0].headline(), "t.yaml:3:1: duplicate key `a`");
+    }
+
+    #[test]
+    fn tabs_and_garbage_do_not_panic() {
+        for text in ["a:\n\tb: 1\n", "[", "{a: [}", "- a\nb: c", "a: *x", "\u{0}", "---\na: 1\n---\nb: 2\n"] {
+            assert!(load(text).is_err(), "{text:?} should fail");
+        }
+        assert_eq!(load("").unwrap().value, Value::Null);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let text = "[".repeat(10_000);
+        assert!(load(&text).is_err());
+    }
+
+    #[test]
+    fn scalars_resolve_like_yaml_1_2() {
+        let n = load("a: '1'\nb: 1\nc: 1.000\nd: yes\ne: ~\nf: 1e3\n").unwrap();
+        assert_eq!(n.get("a").unwrap().value, Value::Str("1".into()));
+        assert_eq!(n.get("b").unwrap().value, Value::Int(1));
+        assert_eq!(n.get("c").unwrap().scalar_text().unwrap(), "1.000");
+        assert_eq!(n.get("d").unwrap().value, Value::Str("yes".into()));
+        assert_eq!(n.get("e").unwrap().value, Value::Null);
+        assert!(matches!(n.get("f").unwrap().value, Value::Float { .. }));
+    }
+
+    #[test]
+    fn invalid_utf8_is_located() {
+        let d = decode_utf8("x.yaml", b"a: 1\nb: \xff\n".to_vec()).unwrap_err();
+        assert_eq!(d.headline(), "x.yaml:2:4: the file is not valid UTF-8");
+    }
+}
