@@ -46,14 +46,20 @@ mod tests {
     #[test]
     fn from_step_json() {
         let s: BuildEnvSettings =
-            serde_json::from_str(r#"{"kind": "build-env", "environment": "mace", "needs": []}"#).unwrap();
+            serde_json::from_str(r#"{"kind": "build-env", "environment": "mace", "needs": []}"#)
+                .unwrap();
         assert_eq!(s.environment, "mace");
         assert_eq!(s.run_on, RunOn::Driver);
         assert!(!s.environment_is_path());
-        let s: BuildEnvSettings =
-            serde_json::from_str(r#"{"environment": "envs/my.py", "root": "/r", "run_on": "compute"}"#).unwrap();
+        let s: BuildEnvSettings = serde_json::from_str(
+            r#"{"environment": "envs/my.py", "root": "/r", "run_on": "compute"}"#,
+        )
+        .unwrap();
         assert!(s.environment_is_path());
         assert_eq!(s.run_on, RunOn::Compute);
-        assert!(serde_json::from_str::<BuildEnvSettings>(r#"{"environment": "x", "run_on": "login"}"#).is_err());
+        assert!(serde_json::from_str::<BuildEnvSettings>(
+            r#"{"environment": "x", "run_on": "login"}"#
+        )
+        .is_err());
     }
 }

@@ -28,7 +28,11 @@ pub struct LockHolder {
 
 impl std::fmt::Display for LockHolder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pid {} on {} since unix time {}", self.pid, self.host, self.since_unix)
+        write!(
+            f,
+            "pid {} on {} since unix time {}",
+            self.pid, self.host, self.since_unix
+        )
     }
 }
 
@@ -79,27 +83,48 @@ impl BuildLock {
     /// Takes the lock at `path`, waiting (polling every 200 ms) while a live holder has it, and
     /// taking over stale locks. Errors: [`MlipError::LockTimeout`] after `wait_for`, and
     /// [`MlipError::Io`] when the directory is not writable.
-    pub fn acquire(path: &Path, stale_after: Duration, wait_for: Duration) -> Result<BuildLock, MlipError> {
+    pub fn acquire(
+        path: &Path,
+        stale_after: Duration,
+        wait_for: Duration,
+    ) -> Result<BuildLock, MlipError> {
         let started = Instant::now();
-        let holder = LockHolder { host: host_name(), pid: std::process::id(), since_unix: now_unix() };
+        let holder = LockHolder {
+            host: host_name(),
+            pid: std::process::id(),
+            since_unix: now_unix(),
+        };
         let content = serde_json::to_string(&holder).unwrap_or_default();
         loop {
             match OpenOptions::new().write(true).create_new(true).open(path) {
                 Ok(mut file) => {
-                    file.write_all(content.as_bytes()).map_err(io_error("writing lock", path))?;
+                    file.write_all(content.as_bytes())
+                        .map_err(io_error("writing lock", path))?;
                     file.sync_all().map_err(io_error("syncing lock", path))?;
-                    return Ok(BuildLock { path: path.to_path_buf(), holder });
+                    return Ok(BuildLock {
+                        path: path.to_path_buf(),
+                        holder,
+                    });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_error("creating lock", path)(e)),
             }
-            let Some((seen_text, seen)) = read_lock(path) else { continue };
+            let Some((seen_text, seen)) = read_lock(path) else {
+                continue;
+            };
             let age = std::fs::metadata(path)
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| SystemTime::now().duration_since(t).ok())
                 .unwrap_or_default();
-            let state = judge_lock(seen.as_ref(), age, now_unix(), &holder.host, stale_after, pid_alive);
+            let state = judge_lock(
+                seen.as_ref(),
+                age,
+                now_unix(),
+                &holder.host,
+                stale_after,
+                pid_alive,
+            );
             if state == LockState::Stale {
                 take_over(path, &seen_text);
                 continue;
@@ -107,7 +132,9 @@ impl BuildLock {
             if started.elapsed() >= wait_for {
                 return Err(MlipError::LockTimeout {
                     path: path.to_path_buf(),
-                    holder: seen.map(|h| h.to_string()).unwrap_or_else(|| "an unreadable holder".into()),
+                    holder: seen
+                        .map(|h| h.to_string())
+                        .unwrap_or_else(|| "an unreadable holder".into()),
                     waited_s: started.elapsed().as_secs_f64(),
                 });
             }
@@ -153,11 +180,17 @@ fn take_over(path: &Path, stale_text: &str) {
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn now_nanos() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 /// This machine's host name (`unknown-host` if the system will not say).
@@ -173,7 +206,9 @@ pub fn host_name() -> String {
 }
 
 fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
     // SAFETY: signal 0 only checks for existence and permission; it sends nothing.
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
@@ -184,7 +219,11 @@ mod tests {
     use super::*;
 
     fn holder(host: &str, pid: u32, since: u64) -> LockHolder {
-        LockHolder { host: host.into(), pid, since_unix: since }
+        LockHolder {
+            host: host.into(),
+            pid,
+            since_unix: since,
+        }
     }
     const HOUR: Duration = Duration::from_secs(3600);
 
@@ -193,13 +232,31 @@ mod tests {
         let alive = |_| true;
         let dead = |_| false;
         let h = holder("n1", 7, 1000);
-        assert_eq!(judge_lock(Some(&h), Duration::ZERO, 1010, "n1", HOUR, alive), LockState::Live);
-        assert_eq!(judge_lock(Some(&h), Duration::ZERO, 1010, "n1", HOUR, dead), LockState::Stale);
+        assert_eq!(
+            judge_lock(Some(&h), Duration::ZERO, 1010, "n1", HOUR, alive),
+            LockState::Live
+        );
+        assert_eq!(
+            judge_lock(Some(&h), Duration::ZERO, 1010, "n1", HOUR, dead),
+            LockState::Stale
+        );
         // Another node's holder is never probed, only aged.
-        assert_eq!(judge_lock(Some(&h), Duration::ZERO, 1010, "n2", HOUR, dead), LockState::Live);
-        assert_eq!(judge_lock(Some(&h), Duration::ZERO, 1000 + 3601, "n2", HOUR, alive), LockState::Stale);
-        assert_eq!(judge_lock(None, Duration::from_secs(5), 0, "n1", HOUR, alive), LockState::Live);
-        assert_eq!(judge_lock(None, 2 * HOUR, 0, "n1", HOUR, alive), LockState::Stale);
+        assert_eq!(
+            judge_lock(Some(&h), Duration::ZERO, 1010, "n2", HOUR, dead),
+            LockState::Live
+        );
+        assert_eq!(
+            judge_lock(Some(&h), Duration::ZERO, 1000 + 3601, "n2", HOUR, alive),
+            LockState::Stale
+        );
+        assert_eq!(
+            judge_lock(None, Duration::from_secs(5), 0, "n1", HOUR, alive),
+            LockState::Live
+        );
+        assert_eq!(
+            judge_lock(None, 2 * HOUR, 0, "n1", HOUR, alive),
+            LockState::Stale
+        );
     }
 
     #[test]
@@ -209,7 +266,10 @@ mod tests {
         let lock = BuildLock::acquire(&path, HOUR, Duration::ZERO).unwrap();
         assert!(path.exists());
         let second = BuildLock::acquire(&path, HOUR, Duration::from_millis(300));
-        assert!(matches!(second, Err(MlipError::LockTimeout { .. })), "{second:?}");
+        assert!(
+            matches!(second, Err(MlipError::LockTimeout { .. })),
+            "{second:?}"
+        );
         drop(lock);
         assert!(!path.exists());
         BuildLock::acquire(&path, HOUR, Duration::ZERO).unwrap();
@@ -224,7 +284,8 @@ mod tests {
         std::fs::write(&path, serde_json::to_string(&dead).unwrap()).unwrap();
         let lock = BuildLock::acquire(&path, HOUR, Duration::ZERO).unwrap();
         assert_eq!(lock.holder().pid, std::process::id());
-        let on_disk: LockHolder = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let on_disk: LockHolder =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(&on_disk, lock.holder());
     }
 
@@ -232,7 +293,11 @@ mod tests {
     fn old_lock_from_another_node_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.lock");
-        std::fs::write(&path, serde_json::to_string(&holder("other-node", 1, 0)).unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            serde_json::to_string(&holder("other-node", 1, 0)).unwrap(),
+        )
+        .unwrap();
         BuildLock::acquire(&path, HOUR, Duration::ZERO).unwrap();
     }
 }

@@ -143,14 +143,24 @@ pub struct EnvPlan {
 /// Finds uv: on `PATH`, then the root's bootstrapped copy. Errors: [`MlipError::UvMissing`]
 /// saying how to get it.
 pub fn find_uv(root: &EnvRoot) -> Result<PathBuf, MlipError> {
-    if let Some(found) = find_on_path("uv") {
+    find_uv_in(root, std::env::var_os("PATH").as_deref())
+}
+
+/// [`find_uv`] with an explicit `PATH` value (for callers that run tasks with their own PATH).
+pub fn find_uv_in(
+    root: &EnvRoot,
+    path_var: Option<&std::ffi::OsStr>,
+) -> Result<PathBuf, MlipError> {
+    if let Some(found) = path_var.and_then(|p| find_on_path("uv", p)) {
         return Ok(found);
     }
     let bootstrapped = root.bootstrapped_uv();
     if is_executable(&bootstrapped) {
         return Ok(bootstrapped);
     }
-    Err(MlipError::UvMissing { tools: root.tools_dir() })
+    Err(MlipError::UvMissing {
+        tools: root.tools_dir(),
+    })
 }
 
 /// Installs uv into `{root}/tools/uv-venv` with `python3 -m venv` and that venv's pip
@@ -164,7 +174,9 @@ pub fn bootstrap_uv(root: &EnvRoot, python3: &str) -> Result<PathBuf, MlipError>
     let venv = root.tools_dir().join("uv-venv");
     std::fs::create_dir_all(root.tools_dir()).map_err(io_error("creating", root.tools_dir()))?;
     run_checked(Command::new(python3).arg("-m").arg("venv").arg(&venv))?;
-    run_checked(Command::new(venv.join("bin").join("python")).args(["-m", "pip", "install", "-q", "uv"]))?;
+    run_checked(
+        Command::new(venv.join("bin").join("python")).args(["-m", "pip", "install", "-q", "uv"]),
+    )?;
     Ok(uv)
 }
 
@@ -172,11 +184,18 @@ pub fn bootstrap_uv(root: &EnvRoot, python3: &str) -> Result<PathBuf, MlipError>
 /// root's cache, no inherited virtualenv.
 fn uv_command(uv: &Path, root: &EnvRoot, allow_python_download: bool) -> Command {
     let mut cmd = Command::new(uv);
-    cmd.env("UV_PYTHON_DOWNLOADS", if allow_python_download { "automatic" } else { "never" })
-        .env("UV_CACHE_DIR", root.uv_cache())
-        .env("UV_PYTHON_INSTALL_DIR", root.tools_dir().join("python"))
-        .env_remove("VIRTUAL_ENV")
-        .env_remove("CONDA_PREFIX");
+    cmd.env(
+        "UV_PYTHON_DOWNLOADS",
+        if allow_python_download {
+            "automatic"
+        } else {
+            "never"
+        },
+    )
+    .env("UV_CACHE_DIR", root.uv_cache())
+    .env("UV_PYTHON_INSTALL_DIR", root.tools_dir().join("python"))
+    .env_remove("VIRTUAL_ENV")
+    .env_remove("CONDA_PREFIX");
     cmd
 }
 
@@ -227,7 +246,11 @@ pub fn resolve_python(
     let mut parts = text.split_whitespace();
     let implementation = parts.next().unwrap_or("python").to_string();
     let version = parts.next().unwrap_or("unknown").to_string();
-    Ok(ResolvedPython { path, implementation, version })
+    Ok(ResolvedPython {
+        path,
+        implementation,
+        version,
+    })
 }
 
 /// Reads the completion marker of `env_dir` if it exists, parses, and matches `hash`.
@@ -239,7 +262,11 @@ pub fn complete_marker(env_dir: &Path, hash: &EnvHash) -> Option<CompletionMarke
 
 /// Computes what build-env would do for `file` under `root` (resolves the interpreter with uv,
 /// builds nothing).
-pub fn plan_environment(root: &EnvRoot, file: &EnvironmentFile, options: &BuildOptions) -> Result<EnvPlan, MlipError> {
+pub fn plan_environment(
+    root: &EnvRoot,
+    file: &EnvironmentFile,
+    options: &BuildOptions,
+) -> Result<EnvPlan, MlipError> {
     let uv = match &options.uv {
         Some(uv) => uv.clone(),
         None => find_uv(root)?,
@@ -248,7 +275,13 @@ pub fn plan_environment(root: &EnvRoot, file: &EnvironmentFile, options: &BuildO
     let hash = environment_hash(&file.metadata.toml, &python.id(), &current_platform());
     let env_dir = root.env_dir(&file.name, &hash);
     let reusable = complete_marker(&env_dir, &hash).is_some();
-    Ok(EnvPlan { name: file.name.clone(), hash, env_dir, python, reusable })
+    Ok(EnvPlan {
+        name: file.name.clone(),
+        hash,
+        env_dir,
+        python,
+        reusable,
+    })
 }
 
 /// Builds `file`'s environment under `root`, or reuses a complete one with the same hash.
@@ -258,13 +291,22 @@ pub fn plan_environment(root: &EnvRoot, file: &EnvironmentFile, options: &BuildO
 /// Errors: [`MlipError::UvMissing`], [`MlipError::PythonNotFound`], [`MlipError::CommandFailed`]
 /// (uv's own message, e.g. a dependency that does not resolve), [`MlipError::LockTimeout`],
 /// [`MlipError::Io`].
-pub fn build_environment(root: &EnvRoot, file: &EnvironmentFile, options: &BuildOptions) -> Result<BuildOutcome, MlipError> {
+pub fn build_environment(
+    root: &EnvRoot,
+    file: &EnvironmentFile,
+    options: &BuildOptions,
+) -> Result<BuildOutcome, MlipError> {
     let started = Instant::now();
     let uv = match &options.uv {
         Some(uv) => uv.clone(),
         None => find_uv(root)?,
     };
-    for dir in [root.envs_dir(), root.uv_cache(), root.hf_home(), root.environments_dir()] {
+    for dir in [
+        root.envs_dir(),
+        root.uv_cache(),
+        root.hf_home(),
+        root.environments_dir(),
+    ] {
         std::fs::create_dir_all(&dir).map_err(io_error("creating", &dir))?;
     }
     install_environment_file(root, file)?;
@@ -286,7 +328,11 @@ pub fn build_environment(root: &EnvRoot, file: &EnvironmentFile, options: &Build
     if let Some(marker) = complete_marker(&env_dir, &hash) {
         return reused(marker);
     }
-    let _lock = BuildLock::acquire(&root.lock_file(&file.name, &hash), options.lock_stale_after, options.lock_wait)?;
+    let _lock = BuildLock::acquire(
+        &root.lock_file(&file.name, &hash),
+        options.lock_stale_after,
+        options.lock_wait,
+    )?;
     if let Some(marker) = complete_marker(&env_dir, &hash) {
         return reused(marker);
     }
@@ -322,7 +368,10 @@ pub fn build_environment(root: &EnvRoot, file: &EnvironmentFile, options: &Build
         platform,
         dependencies: file.metadata.dependencies.clone(),
         uv_version,
-        built_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        built_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
         build_seconds: started.elapsed().as_secs_f64(),
     };
     let marker_text = serde_json::to_string_pretty(&marker).unwrap_or_default();
@@ -354,19 +403,52 @@ fn install_environment_file(root: &EnvRoot, file: &EnvironmentFile) -> Result<()
 /// readers on any node see the old content or the new, never a partial file.
 pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<(), MlipError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_error("creating a temporary file in", dir))?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io_error("writing", tmp.path().to_path_buf()))?;
-    tmp.as_file().sync_all().map_err(io_error("syncing", path))?;
-    tmp.persist(path).map_err(|e| io_error("renaming into", path)(e.error))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(io_error("creating a temporary file in", dir))?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())
+        .map_err(io_error("writing", tmp.path().to_path_buf()))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(io_error("syncing", path))?;
+    tmp.persist(path)
+        .map_err(|e| io_error("renaming into", path)(e.error))?;
     Ok(())
 }
 
-fn find_on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| is_executable(p))
+fn find_on_path(program: &str, path_var: &std::ffi::OsStr) -> Option<PathBuf> {
+    std::env::split_paths(path_var)
+        .map(|d| d.join(program))
+        .find(|p| is_executable(p))
 }
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_uv_says_how_to_get_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = EnvRoot::new(dir.path());
+        let err = find_uv_in(&root, Some(std::ffi::OsStr::new("/nonexistent"))).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("python3 -m pip install uv") && text.contains("flow env bootstrap"),
+            "{text}"
+        );
+        assert_eq!(err.class(), flow_dsl::error_class::ErrorClass::LaunchFailed);
+        // A bootstrapped uv under {root}/tools is found without PATH.
+        let uv = root.bootstrapped_uv();
+        std::fs::create_dir_all(uv.parent().unwrap()).unwrap();
+        std::fs::write(&uv, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&uv, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(find_uv_in(&root, None).unwrap(), uv);
+    }
 }

@@ -38,7 +38,9 @@ pub fn available_environments(root: &EnvRoot) -> Vec<String> {
 }
 
 fn environment_files(root: &EnvRoot) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(root.environments_dir()) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(root.environments_dir()) else {
+        return Vec::new();
+    };
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "py"))
@@ -50,15 +52,25 @@ fn environment_files(root: &EnvRoot) -> Vec<PathBuf> {
 /// `flow env list`: every environment file of `root` and its builds.
 pub fn list_environments(root: &EnvRoot) -> Vec<EnvironmentListing> {
     let built: Vec<PathBuf> = std::fs::read_dir(root.envs_dir())
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default();
     environment_files(root)
         .into_iter()
         .map(|file| {
-            let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let parsed = EnvironmentFile::load(&file);
             let (requires_python, dependencies) = match &parsed {
-                Ok(f) => (Ok(f.requires_python.clone()), f.metadata.dependencies.clone()),
+                Ok(f) => (
+                    Ok(f.requires_python.clone()),
+                    f.metadata.dependencies.clone(),
+                ),
                 Err(e) => (Err(e.to_string()), Vec::new()),
             };
             let mut builds: Vec<(PathBuf, Option<CompletionMarker>)> = built
@@ -72,14 +84,22 @@ pub fn list_environments(root: &EnvRoot) -> Vec<EnvironmentListing> {
                 })
                 .collect();
             builds.sort_by(|a, b| a.0.cmp(&b.0));
-            EnvironmentListing { name, file, requires_python, dependencies, builds }
+            EnvironmentListing {
+                name,
+                file,
+                requires_python,
+                dependencies,
+                builds,
+            }
         })
         .collect()
 }
 
 /// Whether `dir` is named `{name}-{16 hex digits}`.
 fn is_build_of(dir: &Path, name: &str) -> bool {
-    let Some(base) = dir.file_name().map(|s| s.to_string_lossy().into_owned()) else { return false };
+    let Some(base) = dir.file_name().map(|s| s.to_string_lossy().into_owned()) else {
+        return false;
+    };
     match base.strip_prefix(name).and_then(|r| r.strip_prefix('-')) {
         Some(hash) => hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()),
         None => false,
@@ -88,12 +108,19 @@ fn is_build_of(dir: &Path, name: &str) -> bool {
 
 /// `flow env warm`: builds (or reuses) every environment of `root`, one after the other.
 /// One failure does not stop the others; each name comes back with its own result.
-pub fn warm_all(root: &EnvRoot, options: &BuildOptions) -> Vec<(String, Result<BuildOutcome, MlipError>)> {
+pub fn warm_all(
+    root: &EnvRoot,
+    options: &BuildOptions,
+) -> Vec<(String, Result<BuildOutcome, MlipError>)> {
     environment_files(root)
         .into_iter()
         .map(|path| {
-            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let result = EnvironmentFile::load(&path).and_then(|f| build_environment(root, &f, options));
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let result =
+                EnvironmentFile::load(&path).and_then(|f| build_environment(root, &f, options));
             (name, result)
         })
         .collect()
@@ -129,7 +156,11 @@ const LOW_DISK_BYTES: u64 = 10 * 1024 * 1024 * 1024;
 /// Never fails as a whole: each problem is a check with status `Fail` and a remedy.
 pub fn doctor(root: &EnvRoot) -> Vec<DoctorCheck> {
     let mut checks = Vec::new();
-    let check = |name: &str, status, detail: String| DoctorCheck { name: name.into(), status, detail };
+    let check = |name: &str, status, detail: String| DoctorCheck {
+        name: name.into(),
+        status,
+        detail,
+    };
 
     let uv = find_uv(root);
     checks.push(match &uv {
@@ -137,21 +168,43 @@ pub fn doctor(root: &EnvRoot) -> Vec<DoctorCheck> {
             let version = run_checked(Command::new(path).arg("--version"))
                 .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
                 .unwrap_or_else(|e| format!("(cannot run: {e})"));
-            check("uv", CheckStatus::Ok, format!("{version} at {}", path.display()))
+            check(
+                "uv",
+                CheckStatus::Ok,
+                format!("{version} at {}", path.display()),
+            )
         }
         Err(e) => check("uv", CheckStatus::Fail, e.to_string()),
     });
 
     checks.push(match probe_writable(root.path()) {
-        Ok(()) => check("root writable", CheckStatus::Ok, root.path().display().to_string()),
+        Ok(()) => check(
+            "root writable",
+            CheckStatus::Ok,
+            root.path().display().to_string(),
+        ),
         Err(e) => check("root writable", CheckStatus::Fail, e.to_string()),
     });
 
-    for (name, dir) in [("uv cache", root.uv_cache()), ("huggingface cache (HF_HOME)", root.hf_home())] {
+    for (name, dir) in [
+        ("uv cache", root.uv_cache()),
+        ("huggingface cache (HF_HOME)", root.hf_home()),
+    ] {
         checks.push(if dir.is_dir() {
-            check(name, CheckStatus::Ok, format!("{} ({} entries)", dir.display(), count_entries(&dir)))
+            check(
+                name,
+                CheckStatus::Ok,
+                format!("{} ({} entries)", dir.display(), count_entries(&dir)),
+            )
         } else {
-            check(name, CheckStatus::Warn, format!("{} does not exist yet (created by the first build)", dir.display()))
+            check(
+                name,
+                CheckStatus::Warn,
+                format!(
+                    "{} does not exist yet (created by the first build)",
+                    dir.display()
+                ),
+            )
         });
     }
 
@@ -163,29 +216,60 @@ pub fn doctor(root: &EnvRoot) -> Vec<DoctorCheck> {
         ) {
             Ok(out) => {
                 let text = String::from_utf8_lossy(&out.stdout);
-                let found: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().next()).collect();
+                let found: Vec<&str> = text
+                    .lines()
+                    .filter_map(|l| l.split_whitespace().next())
+                    .collect();
                 if found.is_empty() {
-                    check("python interpreters", CheckStatus::Fail, "uv finds no Python on this machine".into())
+                    check(
+                        "python interpreters",
+                        CheckStatus::Fail,
+                        "uv finds no Python on this machine".into(),
+                    )
                 } else {
                     check("python interpreters", CheckStatus::Ok, found.join(", "))
                 }
             }
             Err(e) => check("python interpreters", CheckStatus::Warn, e.to_string()),
         },
-        Err(_) => check("python interpreters", CheckStatus::Warn, "not checked: uv is missing".into()),
+        Err(_) => check(
+            "python interpreters",
+            CheckStatus::Warn,
+            "not checked: uv is missing".into(),
+        ),
     });
 
     checks.push(match free_bytes(existing_ancestor(root.path())) {
         Some(free) => {
-            let status = if free < LOW_DISK_BYTES { CheckStatus::Warn } else { CheckStatus::Ok };
-            check("disk free", status, format!("{:.1} GiB free under {}", free as f64 / 1024f64.powi(3), root.path().display()))
+            let status = if free < LOW_DISK_BYTES {
+                CheckStatus::Warn
+            } else {
+                CheckStatus::Ok
+            };
+            check(
+                "disk free",
+                status,
+                format!(
+                    "{:.1} GiB free under {}",
+                    free as f64 / 1024f64.powi(3),
+                    root.path().display()
+                ),
+            )
         }
-        None => check("disk free", CheckStatus::Warn, "could not read the file system's free space".into()),
+        None => check(
+            "disk free",
+            CheckStatus::Warn,
+            "could not read the file system's free space".into(),
+        ),
     });
 
     let names = available_environments(root);
     checks.push(if names.is_empty() {
-        check("environments", CheckStatus::Warn, format!("no *.py files in {}", root.environments_dir().display()))
+        check(
+            "environments",
+            CheckStatus::Warn,
+            format!("no *.py files in {}", root.environments_dir().display()),
+        )
     } else {
         check("environments", CheckStatus::Ok, names.join(", "))
     });
@@ -194,7 +278,9 @@ pub fn doctor(root: &EnvRoot) -> Vec<DoctorCheck> {
 
 fn probe_writable(root: &Path) -> Result<(), MlipError> {
     std::fs::create_dir_all(root).map_err(io_error("creating", root))?;
-    tempfile::NamedTempFile::new_in(root).map(drop).map_err(io_error("writing a file in", root))
+    tempfile::NamedTempFile::new_in(root)
+        .map(drop)
+        .map_err(io_error("writing a file in", root))
 }
 
 fn count_entries(dir: &Path) -> usize {
@@ -202,7 +288,9 @@ fn count_entries(dir: &Path) -> usize {
 }
 
 fn existing_ancestor(path: &Path) -> &Path {
-    path.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"))
+    path.ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"))
 }
 
 fn free_bytes(path: &Path) -> Option<u64> {
@@ -236,9 +324,18 @@ mod tests {
 
     #[test]
     fn build_directory_names() {
-        assert!(is_build_of(Path::new("/r/envs/mace-0123456789abcdef"), "mace"));
-        assert!(!is_build_of(Path::new("/r/envs/mace-off-0123456789abcdef"), "mace"));
-        assert!(is_build_of(Path::new("/r/envs/mace-off-0123456789abcdef"), "mace-off"));
+        assert!(is_build_of(
+            Path::new("/r/envs/mace-0123456789abcdef"),
+            "mace"
+        ));
+        assert!(!is_build_of(
+            Path::new("/r/envs/mace-off-0123456789abcdef"),
+            "mace"
+        ));
+        assert!(is_build_of(
+            Path::new("/r/envs/mace-off-0123456789abcdef"),
+            "mace-off"
+        ));
         assert!(!is_build_of(Path::new("/r/envs/mace-xyz"), "mace"));
     }
 

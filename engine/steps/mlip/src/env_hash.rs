@@ -38,9 +38,18 @@ pub fn current_platform() -> String {
 /// Hashes the PEP 723 block's TOML, the resolved interpreter (e.g. `cpython-3.11.7`) and the
 /// platform. Line endings and trailing whitespace in the block do not matter.
 pub fn environment_hash(block_toml: &str, resolved_python: &str, platform: &str) -> EnvHash {
-    let normalized: Vec<&str> = block_toml.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
+    let normalized: Vec<&str> = block_toml
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect();
     let mut hasher = blake3::Hasher::new();
-    for part in [HASH_SCHEME, &normalized.join("\n"), resolved_python, platform] {
+    for part in [
+        HASH_SCHEME,
+        &normalized.join("\n"),
+        resolved_python,
+        platform,
+    ] {
         hasher.update(&(part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
     }
@@ -68,9 +77,25 @@ mod tests {
     fn whitespace_insensitive_content_sensitive() {
         let base = environment_hash(BLOCK, "cpython-3.11.7", "linux-x86_64");
         let crlf = BLOCK.replace('\n', "  \r\n");
-        assert_eq!(base, environment_hash(&crlf, "cpython-3.11.7", "linux-x86_64"));
-        assert_ne!(base, environment_hash("dependencies = [\"ase\", \"numpy\"]", "cpython-3.11.7", "linux-x86_64"));
-        assert_ne!(base, environment_hash(BLOCK, "cpython-3.12.1", "linux-x86_64"));
-        assert_ne!(base, environment_hash(BLOCK, "cpython-3.11.7", "linux-aarch64"));
+        assert_eq!(
+            base,
+            environment_hash(&crlf, "cpython-3.11.7", "linux-x86_64")
+        );
+        assert_ne!(
+            base,
+            environment_hash(
+                "dependencies = [\"ase\", \"numpy\"]",
+                "cpython-3.11.7",
+                "linux-x86_64"
+            )
+        );
+        assert_ne!(
+            base,
+            environment_hash(BLOCK, "cpython-3.12.1", "linux-x86_64")
+        );
+        assert_ne!(
+            base,
+            environment_hash(BLOCK, "cpython-3.11.7", "linux-aarch64")
+        );
     }
 }

@@ -82,7 +82,11 @@ impl EnvRoot {
 /// The variables every later task using environment `env_dir` of `root` runs with:
 /// `VIRTUAL_ENV`, `PATH` (the env's `bin` first, then `inherited_path`), `HF_HOME`,
 /// `UV_CACHE_DIR`, and `PYTHONNOUSERSITE=1` so a user's `~/.local` cannot shadow the env.
-pub fn task_environment(root: &EnvRoot, env_dir: &Path, inherited_path: Option<&str>) -> Vec<(String, String)> {
+pub fn task_environment(
+    root: &EnvRoot,
+    env_dir: &Path,
+    inherited_path: Option<&str>,
+) -> Vec<(String, String)> {
     let bin = env_dir.join("bin").display().to_string();
     let path = match inherited_path {
         Some(p) if !p.is_empty() => format!("{bin}:{p}"),
@@ -105,19 +109,39 @@ mod tests {
     fn layout() {
         let root = EnvRoot::new("/scratch/rootstock");
         let hash = EnvHash::from_hex("0123456789abcdef");
-        assert_eq!(root.env_dir("mace", &hash), Path::new("/scratch/rootstock/envs/mace-0123456789abcdef"));
-        assert_eq!(root.lock_file("mace", &hash), Path::new("/scratch/rootstock/envs/.mace-0123456789abcdef.lock"));
+        assert_eq!(
+            root.env_dir("mace", &hash),
+            Path::new("/scratch/rootstock/envs/mace-0123456789abcdef")
+        );
+        assert_eq!(
+            root.lock_file("mace", &hash),
+            Path::new("/scratch/rootstock/envs/.mace-0123456789abcdef.lock")
+        );
         assert_eq!(root.uv_cache(), Path::new("/scratch/rootstock/cache/uv"));
-        assert_eq!(root.hf_home(), Path::new("/scratch/rootstock/cache/huggingface"));
-        assert_eq!(root.environment_file("emt"), Path::new("/scratch/rootstock/environments/emt.py"));
-        assert_eq!(root.bootstrapped_uv(), Path::new("/scratch/rootstock/tools/uv-venv/bin/uv"));
+        assert_eq!(
+            root.hf_home(),
+            Path::new("/scratch/rootstock/cache/huggingface")
+        );
+        assert_eq!(
+            root.environment_file("emt"),
+            Path::new("/scratch/rootstock/environments/emt.py")
+        );
+        assert_eq!(
+            root.bootstrapped_uv(),
+            Path::new("/scratch/rootstock/tools/uv-venv/bin/uv")
+        );
     }
 
     #[test]
     fn explicit_root_wins() {
         let r = EnvRoot::resolve(Some(Path::new("/a")), Some(Path::new("/b"))).unwrap();
         assert_eq!(r.path(), Path::new("/a"));
-        assert_eq!(EnvRoot::resolve(None, Some(Path::new("/b"))).unwrap().path(), Path::new("/b"));
+        assert_eq!(
+            EnvRoot::resolve(None, Some(Path::new("/b")))
+                .unwrap()
+                .path(),
+            Path::new("/b")
+        );
         assert!(EnvRoot::resolve(None, None).is_none());
     }
 

@@ -35,24 +35,43 @@ impl EnvironmentFile {
 
     /// Checks already-read text as if it came from `path` (pure).
     pub fn parse(path: &Path, text: String) -> Result<Self, MlipError> {
-        let metadata =
-            parse_script_metadata(&text).map_err(|source| MlipError::Pep723 { path: path.to_path_buf(), source })?;
-        let (requires_python, line) = metadata.requires_python.clone().unwrap_or_else(|| (String::new(), metadata.start_line));
-        let minimum = minimum_python(&requires_python).map_err(|source| MlipError::RequiresPython {
+        let metadata = parse_script_metadata(&text).map_err(|source| MlipError::Pep723 {
             path: path.to_path_buf(),
-            line,
             source,
         })?;
+        let (requires_python, line) = metadata
+            .requires_python
+            .clone()
+            .unwrap_or_else(|| (String::new(), metadata.start_line));
+        let minimum =
+            minimum_python(&requires_python).map_err(|source| MlipError::RequiresPython {
+                path: path.to_path_buf(),
+                line,
+                source,
+            })?;
         if !defines_setup(&text) {
-            return Err(MlipError::MissingSetup { path: path.to_path_buf() });
+            return Err(MlipError::MissingSetup {
+                path: path.to_path_buf(),
+            });
         }
-        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(EnvironmentFile { name, path: path.to_path_buf(), text, metadata, minimum_python: minimum, requires_python })
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(EnvironmentFile {
+            name,
+            path: path.to_path_buf(),
+            text,
+            metadata,
+            minimum_python: minimum,
+            requires_python,
+        })
     }
 }
 
 fn defines_setup(text: &str) -> bool {
-    text.lines().any(|l| l.starts_with("def setup(") || l.starts_with("async def setup("))
+    text.lines()
+        .any(|l| l.starts_with("def setup(") || l.starts_with("async def setup("))
 }
 
 #[cfg(test)]
@@ -75,7 +94,11 @@ mod tests {
     fn requires_python_errors_are_located() {
         let text = "\n# /// script\n# dependencies = []\n# requires-python = \"<3.13\"\n# ///\ndef setup(m, d): pass\n";
         let err = EnvironmentFile::parse(Path::new("env.py"), text.into()).unwrap_err();
-        assert!(err.to_string().starts_with("env.py:4: `requires-python = \"<3.13\"` has no lower bound"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("env.py:4: `requires-python = \"<3.13\"` has no lower bound"),
+            "{err}"
+        );
         let missing = "# /// script\n# dependencies = []\n# ///\ndef setup(m, d): pass\n";
         let err = EnvironmentFile::parse(Path::new("env.py"), missing.into()).unwrap_err();
         assert!(err.to_string().starts_with("env.py:1:"), "{err}");

@@ -146,7 +146,14 @@ impl MlipError {
 }
 
 /// Shorthand for I/O errors with the path and action attached.
-pub(crate) fn io_error(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> MlipError {
+pub(crate) fn io_error(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> MlipError {
     let path = path.into();
-    move |source| MlipError::Io { action, path, source }
+    move |source| MlipError::Io {
+        action,
+        path,
+        source,
+    }
 }

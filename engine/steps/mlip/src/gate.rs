@@ -44,10 +44,16 @@ impl<'de> Deserialize<'de> for Percent {
                 .trim_end_matches('%')
                 .trim()
                 .parse::<f64>()
-                .map_err(|_| serde::de::Error::custom(format!("`{t}` is not a percentage (write e.g. `5%`)")))?,
+                .map_err(|_| {
+                    serde::de::Error::custom(format!("`{t}` is not a percentage (write e.g. `5%`)"))
+                })?,
         };
-        if !value.is_finite() || value < 0.0 {
-            return Err(serde::de::Error::custom(format!("{value} is not a percentage >= 0")));
+        // Negative thresholds are allowed: `pass_below: -100%` makes every run FAIL (used to
+        // test that a stopped gate blocks downstream steps).
+        if !value.is_finite() {
+            return Err(serde::de::Error::custom(format!(
+                "{value} is not a finite percentage"
+            )));
         }
         Ok(Percent(value))
     }
@@ -123,10 +129,17 @@ pub fn gate_decision(verdict: Verdict, gate: &GateSettings, figures: &str) -> Ga
         Verdict::Marginal => gate.on_marginal,
         Verdict::Fail => gate.on_fail,
     };
-    let bands = format!("PASS < {}%, MARGINAL < {}%", gate.pass_below.0, gate.marginal_below.0);
+    let bands = format!(
+        "PASS < {}%, MARGINAL < {}%",
+        gate.pass_below.0, gate.marginal_below.0
+    );
     match action {
-        GateAction::Warn => GateDecision::Warn(format!("md-benchmark {verdict} ({bands}), continuing: {figures}")),
-        GateAction::Stop => GateDecision::Stop(format!("blocked by gate: md-benchmark {verdict} ({bands}): {figures}")),
+        GateAction::Warn => GateDecision::Warn(format!(
+            "md-benchmark {verdict} ({bands}), continuing: {figures}"
+        )),
+        GateAction::Stop => GateDecision::Stop(format!(
+            "blocked by gate: md-benchmark {verdict} ({bands}): {figures}"
+        )),
     }
 }
 
@@ -148,29 +161,51 @@ mod tests {
     #[test]
     fn decisions() {
         let g = GateSettings::default();
-        assert_eq!(gate_decision(Verdict::Pass, &g, "x"), GateDecision::Continue);
+        assert_eq!(
+            gate_decision(Verdict::Pass, &g, "x"),
+            GateDecision::Continue
+        );
         match gate_decision(Verdict::Marginal, &g, "7.0%") {
             GateDecision::Warn(m) => assert!(m.contains("MARGINAL") && m.contains("7.0%"), "{m}"),
             other => panic!("{other:?}"),
         }
         match gate_decision(Verdict::Fail, &g, "12%") {
-            GateDecision::Stop(m) => assert!(m.starts_with("blocked by gate") && m.contains("12%"), "{m}"),
+            GateDecision::Stop(m) => {
+                assert!(m.starts_with("blocked by gate") && m.contains("12%"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
-        let lenient = GateSettings { on_fail: GateAction::Warn, on_marginal: GateAction::Stop, ..g };
-        assert!(matches!(gate_decision(Verdict::Fail, &lenient, ""), GateDecision::Warn(_)));
-        assert!(matches!(gate_decision(Verdict::Marginal, &lenient, ""), GateDecision::Stop(_)));
+        let lenient = GateSettings {
+            on_fail: GateAction::Warn,
+            on_marginal: GateAction::Stop,
+            ..g
+        };
+        assert!(matches!(
+            gate_decision(Verdict::Fail, &lenient, ""),
+            GateDecision::Warn(_)
+        ));
+        assert!(matches!(
+            gate_decision(Verdict::Marginal, &lenient, ""),
+            GateDecision::Stop(_)
+        ));
     }
 
     #[test]
     fn percent_forms() {
-        let g: GateSettings =
-            serde_json::from_str(r#"{"pass_below": "2.5%", "marginal_below": 8, "on_fail": "warn"}"#).unwrap();
+        let g: GateSettings = serde_json::from_str(
+            r#"{"pass_below": "2.5%", "marginal_below": 8, "on_fail": "warn"}"#,
+        )
+        .unwrap();
         assert_eq!(g.pass_below, Percent(2.5));
         assert_eq!(g.marginal_below, Percent(8.0));
         assert_eq!(g.on_fail, GateAction::Warn);
         assert_eq!(g.on_marginal, GateAction::Warn);
         assert!(serde_json::from_str::<GateSettings>(r#"{"pass_below": "five"}"#).is_err());
-        assert!(serde_json::from_str::<GateSettings>(r#"{"pass_below": -1}"#).is_err());
+        assert_eq!(
+            serde_json::from_str::<GateSettings>(r#"{"pass_below": "-100%"}"#)
+                .unwrap()
+                .pass_below,
+            Percent(-100.0)
+        );
     }
 }

@@ -23,7 +23,10 @@ pub mod process;
 pub mod python_requirement;
 
 pub use build_env_settings::{BuildEnvSettings, RunOn};
-pub use env_build::{bootstrap_uv, build_environment, find_uv, plan_environment, BuildAction, BuildOptions, BuildOutcome, EnvPlan};
+pub use env_build::{
+    bootstrap_uv, build_environment, find_uv, plan_environment, BuildAction, BuildOptions,
+    BuildOutcome, EnvPlan,
+};
 pub use env_catalog::{available_environments, doctor, list_environments, render_doctor, warm_all};
 pub use env_root::{task_environment, EnvRoot};
 pub use environment_file::EnvironmentFile;
@@ -34,7 +37,16 @@ pub use model_string::{parse_model_string, ModelSpec};
 
 /// The recipe library's environment files, shipped in the binary so `flow` can seed a root.
 pub const RECIPE_ENVIRONMENTS: [(&str, &str); 3] = [
-    ("emt", include_str!("../../../../recipes/environments/emt.py")),
-    ("chgnet", include_str!("../../../../recipes/environments/chgnet.py")),
-    ("mace", include_str!("../../../../recipes/environments/mace.py")),
+    (
+        "emt",
+        include_str!("../../../../recipes/environments/emt.py"),
+    ),
+    (
+        "chgnet",
+        include_str!("../../../../recipes/environments/chgnet.py"),
+    ),
+    (
+        "mace",
+        include_str!("../../../../recipes/environments/mace.py"),
+    ),
 ];

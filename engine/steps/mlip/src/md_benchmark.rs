@@ -32,7 +32,10 @@ pub struct SystemSettings {
 
 impl Default for SystemSettings {
     fn default() -> Self {
-        SystemSettings { element: "Cu".into(), atoms: 1000 }
+        SystemSettings {
+            element: "Cu".into(),
+            atoms: 1000,
+        }
     }
 }
 
@@ -51,7 +54,11 @@ pub struct MdSettings {
 
 impl Default for MdSettings {
     fn default() -> Self {
-        MdSettings { steps: 5000, timestep_fs: 1.0, temperature_k: 300.0 }
+        MdSettings {
+            steps: 5000,
+            timestep_fs: 1.0,
+            temperature_k: 300.0,
+        }
     }
 }
 
@@ -167,19 +174,31 @@ impl BenchmarkOutcome {
     pub fn from_result(result: DriverResult, gate: &GateSettings) -> Result<Self, MlipError> {
         let (direct, ipc) = (result.direct_median_s, result.ipc_median_s);
         if !(direct.is_finite() && ipc.is_finite() && direct > 0.0 && ipc > 0.0) {
-            return Err(MlipError::ImplausibleFigures(format!("direct {direct} s, ipc {ipc} s")));
+            return Err(MlipError::ImplausibleFigures(format!(
+                "direct {direct} s, ipc {ipc} s"
+            )));
         }
         let overhead_s = ipc - direct;
         let overhead_percent = 100.0 * overhead_s / direct;
         let verdict = verdict(overhead_percent, gate);
         let summary = summary_line(&result, overhead_s, overhead_percent);
         let decision = gate_decision(verdict, gate, &summary);
-        Ok(BenchmarkOutcome { result, overhead_s, overhead_percent, verdict, decision })
+        Ok(BenchmarkOutcome {
+            result,
+            overhead_s,
+            overhead_percent,
+            verdict,
+            decision,
+        })
     }
 
     /// One line with the figures, for logs, `flow status` and gate messages.
     pub fn summary(&self) -> String {
-        format!("{} {}", self.verdict, summary_line(&self.result, self.overhead_s, self.overhead_percent))
+        format!(
+            "{} {}",
+            self.verdict,
+            summary_line(&self.result, self.overhead_s, self.overhead_percent)
+        )
     }
 }
 
@@ -193,11 +212,22 @@ fn summary_line(r: &DriverResult, overhead_s: f64, overhead_percent: f64) -> Str
 /// Reads the driver's result from its stdout: the last non-empty line must be the JSON object.
 /// Errors: [`MlipError::BenchmarkOutput`] quoting `stderr`'s end.
 pub fn parse_driver_output(stdout: &str, stderr: &str) -> Result<DriverResult, MlipError> {
-    let fail = |reason: String| MlipError::BenchmarkOutput { reason, stderr_tail: tail(stderr, 20) };
-    let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).ok_or_else(|| fail("empty output".into()))?;
-    let result: DriverResult = serde_json::from_str(line).map_err(|e| fail(format!("{e} in `{line}`")))?;
+    let fail = |reason: String| MlipError::BenchmarkOutput {
+        reason,
+        stderr_tail: tail(stderr, 20),
+    };
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .ok_or_else(|| fail("empty output".into()))?;
+    let result: DriverResult =
+        serde_json::from_str(line).map_err(|e| fail(format!("{e} in `{line}`")))?;
     if result.schema != RESULT_SCHEMA {
-        return Err(fail(format!("schema `{}`, expected `{RESULT_SCHEMA}`", result.schema)));
+        return Err(fail(format!(
+            "schema `{}`, expected `{RESULT_SCHEMA}`",
+            result.schema
+        )));
     }
     Ok(result)
 }
@@ -244,11 +274,28 @@ pub fn run_md_benchmark(run: &BenchmarkRun<'_>) -> Result<BenchmarkOutcome, Mlip
         .arg(&driver)
         .arg("--environment-file")
         .arg(run.environment_file)
-        .args(["--model", run.model, "--device", run.device, "--element", &s.system.element])
-        .args(["--atoms", &s.system.atoms.to_string(), "--steps", &s.md.steps.to_string()])
+        .args([
+            "--model",
+            run.model,
+            "--device",
+            run.device,
+            "--element",
+            &s.system.element,
+        ])
+        .args([
+            "--atoms",
+            &s.system.atoms.to_string(),
+            "--steps",
+            &s.md.steps.to_string(),
+        ])
         .args(["--timestep-fs", &s.md.timestep_fs.to_string()])
         .args(["--temperature-k", &s.md.temperature_k.to_string()])
-        .args(["--repeats", &s.repeats.max(1).to_string(), "--seed", &s.seed.to_string()])
+        .args([
+            "--repeats",
+            &s.repeats.max(1).to_string(),
+            "--seed",
+            &s.seed.to_string(),
+        ])
         .envs(run.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("PYTHONUNBUFFERED", "1");
     let output = command.output().map_err(|source| MlipError::Launch {
@@ -303,7 +350,11 @@ mod tests {
     #[test]
     fn forced_fail_stops() {
         let r = parse_driver_output(&sample(1.0, 1.01), "").unwrap();
-        let strict = GateSettings { pass_below: crate::gate::Percent(0.0), marginal_below: crate::gate::Percent(0.0), ..GateSettings::default() };
+        let strict = GateSettings {
+            pass_below: crate::gate::Percent(0.0),
+            marginal_below: crate::gate::Percent(0.0),
+            ..GateSettings::default()
+        };
         let o = BenchmarkOutcome::from_result(r, &strict).unwrap();
         assert_eq!(o.verdict, Verdict::Fail);
         assert!(matches!(o.decision, GateDecision::Stop(ref m) if m.contains("blocked by gate")));
@@ -312,11 +363,17 @@ mod tests {
 
     #[test]
     fn bad_output_is_reported() {
-        assert!(matches!(parse_driver_output("", "Traceback"), Err(MlipError::BenchmarkOutput { .. })));
+        assert!(matches!(
+            parse_driver_output("", "Traceback"),
+            Err(MlipError::BenchmarkOutput { .. })
+        ));
         let err = parse_driver_output("{\"schema\": 1}", "boom").unwrap_err();
         assert!(err.to_string().contains("boom"), "{err}");
         let r = parse_driver_output(&sample(0.0, 1.0), "").unwrap();
-        assert!(matches!(BenchmarkOutcome::from_result(r, &GateSettings::default()), Err(MlipError::ImplausibleFigures(_))));
+        assert!(matches!(
+            BenchmarkOutcome::from_result(r, &GateSettings::default()),
+            Err(MlipError::ImplausibleFigures(_))
+        ));
     }
 
     #[test]

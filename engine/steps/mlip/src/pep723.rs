@@ -79,7 +79,10 @@ pub fn parse_script_metadata(text: &str) -> Result<ScriptMetadata, Pep723Error> 
             continue;
         }
         if let Some(first) = &script {
-            return Err(Pep723Error::Duplicate { first: first.start_line, second: block.start_line });
+            return Err(Pep723Error::Duplicate {
+                first: first.start_line,
+                second: block.start_line,
+            });
         }
         script = Some(block);
     }
@@ -101,9 +104,17 @@ pub fn parse_script_metadata(text: &str) -> Result<ScriptMetadata, Pep723Error> 
 }
 
 fn line_of_span(block: &RawBlock, span: Option<Range<usize>>) -> usize {
-    let Some(span) = span else { return block.start_line };
-    let index = block.content[..span.start.min(block.content.len())].matches('\n').count();
-    block.content_lines.get(index).copied().unwrap_or(block.start_line)
+    let Some(span) = span else {
+        return block.start_line;
+    };
+    let index = block.content[..span.start.min(block.content.len())]
+        .matches('\n')
+        .count();
+    block
+        .content_lines
+        .get(index)
+        .copied()
+        .unwrap_or(block.start_line)
 }
 
 fn block_type(line: &str) -> Option<&str> {
@@ -133,12 +144,19 @@ fn raw_blocks(text: &str) -> Result<Vec<RawBlock>, Pep723Error> {
         let mut content = String::new();
         let mut content_lines = Vec::new();
         for (j, line) in lines.iter().enumerate().take(closing).skip(i + 1) {
-            let stripped = line.strip_prefix("# ").unwrap_or_else(|| line.strip_prefix('#').unwrap_or(line));
+            let stripped = line
+                .strip_prefix("# ")
+                .unwrap_or_else(|| line.strip_prefix('#').unwrap_or(line));
             content.push_str(stripped);
             content.push('\n');
             content_lines.push(j + 1);
         }
-        blocks.push(RawBlock { kind: kind.to_string(), start_line: i + 1, content, content_lines });
+        blocks.push(RawBlock {
+            kind: kind.to_string(),
+            start_line: i + 1,
+            content,
+            content_lines,
+        });
         i = closing + 1;
     }
     Ok(blocks)
@@ -184,7 +202,10 @@ def setup(model, device):
         // As in PEP 723's reference regex, an inner `# ///` is content (here invalid TOML):
         // the block did not stop at line 3.
         let text = "# /// script\n# dependencies = []\n# ///\n# note = 1\n# ///\nx = 1\n";
-        assert!(matches!(parse_script_metadata(text), Err(Pep723Error::BadToml { line: 3, .. })));
+        assert!(matches!(
+            parse_script_metadata(text),
+            Err(Pep723Error::BadToml { line: 3, .. })
+        ));
         let text = "# /// script\n# dependencies = []\n# note = \"# ///\"\n# ///\nx = 1\n";
         assert!(parse_script_metadata(text).unwrap().toml.contains("note"));
     }
@@ -192,7 +213,10 @@ def setup(model, device):
     #[test]
     fn unclosed_block_is_located() {
         let text = "import os\n# /// script\n# dependencies = []\nx = 1\n# ///\n";
-        assert_eq!(parse_script_metadata(text), Err(Pep723Error::Unclosed { line: 2 }));
+        assert_eq!(
+            parse_script_metadata(text),
+            Err(Pep723Error::Unclosed { line: 2 })
+        );
         let msg = parse_script_metadata(text).unwrap_err().to_string();
         assert!(msg.starts_with("line 2:"), "{msg}");
     }
@@ -200,14 +224,22 @@ def setup(model, device):
     #[test]
     fn two_script_blocks_are_located() {
         let text = "# /// script\n# dependencies = []\n# ///\n\n# /// script\n# dependencies = []\n# ///\n";
-        assert_eq!(parse_script_metadata(text), Err(Pep723Error::Duplicate { first: 1, second: 5 }));
+        assert_eq!(
+            parse_script_metadata(text),
+            Err(Pep723Error::Duplicate {
+                first: 1,
+                second: 5
+            })
+        );
     }
 
     #[test]
     fn bad_toml_is_located_on_the_file_line() {
         let text = "# comment\n# /// script\n# requires-python = \">=3.10\"\n# dependencies = [\"ase\"\n# ///\n";
         match parse_script_metadata(text) {
-            Err(Pep723Error::BadToml { line, .. }) => assert!((4..=5).contains(&line), "line {line}"),
+            Err(Pep723Error::BadToml { line, .. }) => {
+                assert!((4..=5).contains(&line), "line {line}")
+            }
             other => panic!("expected BadToml, got {other:?}"),
         }
         let wrong_type = "# /// script\n# requires-python = 3\n# ///\n";

@@ -43,7 +43,9 @@ pub fn render_command(command: &Command) -> String {
 
 /// Quotes `s` for a POSIX shell when it contains anything but safe characters.
 pub fn shell_quote(s: &str) -> String {
-    let safe = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    let safe = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
     if safe {
         s.to_string()
     } else {
@@ -65,9 +67,13 @@ mod tests {
 
     #[test]
     fn failures_quote_command_and_stderr() {
-        let err = run_checked(Command::new("sh").args(["-c", "echo boom >&2; exit 3"])).unwrap_err();
+        let err =
+            run_checked(Command::new("sh").args(["-c", "echo boom >&2; exit 3"])).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("sh -c 'echo boom >&2; exit 3'") && text.contains("boom"), "{text}");
+        assert!(
+            text.contains("sh -c 'echo boom >&2; exit 3'") && text.contains("boom"),
+            "{text}"
+        );
         let err = run_checked(&mut Command::new("/nonexistent/program")).unwrap_err();
         assert!(matches!(err, MlipError::Launch { .. }));
     }

@@ -83,13 +83,18 @@ pub fn minimum_python(specifier: &str) -> Result<MinimumPython, RequirementError
             major: release.first().copied().unwrap_or(0),
             minor: release.get(1).copied().unwrap_or(0),
         };
-        let candidate = MinimumPython { version, approximate };
+        let candidate = MinimumPython {
+            version,
+            approximate,
+        };
         best = match best {
             Some(current) if current.version >= candidate.version => Some(current),
             _ => Some(candidate),
         };
     }
-    best.ok_or_else(|| RequirementError::NoLowerBound { specifier: specifier.to_string() })
+    best.ok_or_else(|| RequirementError::NoLowerBound {
+        specifier: specifier.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -122,16 +127,27 @@ mod tests {
     #[test]
     fn no_lower_bound_quotes_the_specifier() {
         let err = minimum_python("<3.13").unwrap_err();
-        assert_eq!(err, RequirementError::NoLowerBound { specifier: "<3.13".into() });
+        assert_eq!(
+            err,
+            RequirementError::NoLowerBound {
+                specifier: "<3.13".into()
+            }
+        );
         assert!(err.to_string().contains("\"<3.13\""), "{err}");
-        assert!(matches!(minimum_python("!=3.9"), Err(RequirementError::NoLowerBound { .. })));
+        assert!(matches!(
+            minimum_python("!=3.9"),
+            Err(RequirementError::NoLowerBound { .. })
+        ));
     }
 
     #[test]
     fn garbage_quotes_the_specifier() {
         for bad in ["python 3", "latest", ">=three"] {
             let err = minimum_python(bad).unwrap_err();
-            assert!(matches!(err, RequirementError::Invalid { .. }), "{bad}: {err:?}");
+            assert!(
+                matches!(err, RequirementError::Invalid { .. }),
+                "{bad}: {err:?}"
+            );
             assert!(err.to_string().contains(bad), "{err}");
         }
     }
