@@ -17,6 +17,8 @@
 
 pub mod attribute_value;
 pub mod file_fingerprint;
+pub mod hdf5_error_printing;
+mod hdf5_read_only_open;
 pub mod hdf5_signature;
 pub mod output_invalid;
 pub mod output_publishing;
@@ -26,6 +28,7 @@ pub mod validation_report;
 pub mod validation_spec;
 
 pub use file_fingerprint::FileFingerprint;
+pub use hdf5_error_printing::silence_hdf5_error_printing;
 pub use output_invalid::{OutputInvalid, OutputProblem};
 pub use output_publishing::{
     is_published_and_valid, publish, remove_leftover_temporaries, temporary_output_path,

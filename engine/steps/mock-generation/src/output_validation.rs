@@ -3,12 +3,14 @@
 //! The order of checks is the order of failure a user can act on: the file exists, is a
 //! regular non-empty file, carries the HDF5 signature, opens in HDF5 (a truncated file fails
 //! here), then every required group, dataset and attribute is checked and all problems are
-//! reported together. HDF5's own error-stack printing is off: the `hdf5` crate silences it
-//! when it initialises the library, before any call this module makes, and errors reach the
-//! user only through [`OutputInvalid`].
+//! reported together. HDF5's own error-stack printing is turned off for the calling thread
+//! first ([`crate::hdf5_error_printing`]): errors reach the user only through
+//! [`OutputInvalid`].
 
 use crate::attribute_value::StoredAttributeValue;
 use crate::file_fingerprint::FileFingerprint;
+use crate::hdf5_error_printing::silence_hdf5_error_printing;
+use crate::hdf5_read_only_open::open_read_only;
 use crate::hdf5_signature::has_hdf5_signature;
 use crate::output_invalid::{OutputInvalid, OutputProblem};
 use crate::validation_report::{DatasetSummary, ValidationReport};
@@ -66,7 +68,8 @@ pub fn validate_output(path: &Path, spec: &ValidationSpec) -> Result<ValidationR
             }))
         }
     }
-    let file = hdf5::File::open(path).map_err(|error| invalid(open_failure(&error, size_bytes)))?;
+    silence_hdf5_error_printing();
+    let file = open_read_only(path).map_err(|error| invalid(open_failure(&error, size_bytes)))?;
 
     let mut problems = Vec::new();
     for group in &spec.groups {
