@@ -1,0 +1,212 @@
+//! Plan time: which structures a step covers (one task each), and what `flow plan` shows
+//! for the step (the first structure's `pw.in`, k-grid, pools, pseudopotentials, policy).
+
+use crate::error::QeError;
+use crate::input::{prepare_structure, render_pw_input, PreparedStructure, OUTDIR};
+use crate::policy::RecoveryPolicy;
+use crate::settings::Settings;
+use crate::structure::{read_structures, Structure};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One structure of the step: a file and, for multi-frame files, the frame.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StructureRef {
+    /// The file, as matched (relative to the campaign directory when the pattern was).
+    pub path: PathBuf,
+    /// 0-based frame in the file.
+    pub frame: usize,
+    /// `path` for single-frame files, `path#frame` otherwise. Stable: usable in task ids.
+    pub name: String,
+}
+
+/// The structures the step's patterns match, in pattern order then sorted path order,
+/// each frame of a multi-frame file separately. Adding files adds structures; existing
+/// names do not change.
+///
+/// Errors: a malformed pattern, no match at all, or a file that cannot be read.
+pub fn expand_structures(settings: &Settings, base_dir: &Path) -> Result<Vec<(StructureRef, Structure)>, QeError> {
+    let mut out = Vec::new();
+    let patterns = settings.structures.patterns();
+    for pattern in &patterns {
+        let full = base_dir.join(pattern);
+        let full_text = full.to_string_lossy().into_owned();
+        let mut paths: Vec<PathBuf> = glob::glob(&full_text)
+            .map_err(|e| QeError::Pattern {
+                pattern: pattern.clone(),
+                message: e.to_string(),
+            })?
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect();
+        paths.sort();
+        for path in paths {
+            let frames = read_structures(&path)?;
+            let shown = path.strip_prefix(base_dir).map(Path::to_path_buf).unwrap_or_else(|_| path.clone());
+            let many = frames.len() > 1;
+            for (i, s) in frames.into_iter().enumerate() {
+                let name = if many {
+                    format!("{}#{i}", shown.display())
+                } else {
+                    shown.display().to_string()
+                };
+                out.push((
+                    StructureRef {
+                        path: path.clone(),
+                        frame: i,
+                        name,
+                    },
+                    s,
+                ));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(QeError::NoStructures {
+            patterns: patterns.join(", "),
+        });
+    }
+    Ok(out)
+}
+
+/// The policy a step uses: its `recovery`, with `allow_smearing` and `max_attempts`
+/// applied.
+pub fn effective_policy(settings: &Settings, base_dir: &Path) -> Result<RecoveryPolicy, QeError> {
+    let mut policy = RecoveryPolicy::from_spec(&settings.recovery, base_dir)?;
+    if !settings.allow_smearing {
+        policy = policy.without_smearing();
+    }
+    if let Some(n) = settings.max_attempts {
+        policy.max_attempts = n;
+    }
+    Ok(policy)
+}
+
+/// What `flow plan` prints for a qe-scf step.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PlanSummary {
+    /// How many structures (tasks).
+    pub structures: usize,
+    /// The first structure's name.
+    pub first_structure: String,
+    /// The first structure's `pw.in` for attempt 0.
+    pub pw_in: String,
+    /// Its k-point grid.
+    pub kgrid: String,
+    /// Its `-nk`.
+    pub pools: u32,
+    /// Pseudopotential family and files.
+    pub pseudopotentials: Vec<(String, String)>,
+    /// The family's name.
+    pub pseudo_family: String,
+    /// The policy as readable lines.
+    pub policy: Vec<String>,
+}
+
+impl fmt::Display for PlanSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "qe-scf: {} structure(s); first: {}", self.structures, self.first_structure)?;
+        writeln!(f, "  k-points: {}   pools (-nk): {}", self.kgrid, self.pools)?;
+        let files: Vec<String> = self.pseudopotentials.iter().map(|(e, p)| format!("{e}: {p}")).collect();
+        writeln!(f, "  pseudopotentials ({}): {}", self.pseudo_family, files.join(", "))?;
+        writeln!(f, "  recovery:")?;
+        for l in &self.policy {
+            writeln!(f, "    {l}")?;
+        }
+        writeln!(f, "  pw.in (attempt 0):")?;
+        for l in self.pw_in.lines() {
+            writeln!(f, "    {l}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Prepares one structure the way a task will (pseudopotential files checked).
+pub fn prepare(settings: &Settings, policy: &RecoveryPolicy, r: &StructureRef, s: Structure, base_dir: &Path, ranks: u32) -> Result<PreparedStructure, QeError> {
+    prepare_structure(settings, policy, s, &r.name, base_dir, ranks, true)
+}
+
+/// The plan-time summary. Every structure is prepared, so a missing pseudopotential for
+/// any of them is reported now, not at run time.
+pub fn plan_summary(settings: &Settings, base_dir: &Path, ranks: u32) -> Result<PlanSummary, QeError> {
+    settings.validate()?;
+    let policy = effective_policy(settings, base_dir)?;
+    let structures = expand_structures(settings, base_dir)?;
+    let mut first = None;
+    for (r, s) in &structures {
+        let prep = prepare(settings, &policy, r, s.clone(), base_dir, ranks)?;
+        if first.is_none() {
+            first = Some(prep);
+        }
+    }
+    let Some(prep) = first else {
+        return Err(QeError::NoStructures {
+            patterns: settings.structures.patterns().join(", "),
+        });
+    };
+    Ok(PlanSummary {
+        structures: structures.len(),
+        first_structure: prep.name.clone(),
+        pw_in: render_pw_input(&prep, &prep.initial, &format!("./{OUTDIR}"))?,
+        kgrid: prep.kgrid.label(),
+        pools: prep.pools,
+        pseudopotentials: prep.pseudos.files.clone(),
+        pseudo_family: prep.pseudos.family.clone(),
+        policy: policy.describe(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn expands_globs_and_frames_and_summarises() {
+        let dir = tempfile::tempdir().unwrap();
+        let sdir = dir.path().join("structures");
+        std::fs::create_dir_all(&sdir).unwrap();
+        let frame = "2\nLattice=\"0 2.715 2.715 2.715 0 2.715 2.715 2.715 0\"\nSi 0 0 0\nSi 1.3575 1.3575 1.3575\n";
+        std::fs::write(sdir.join("b.extxyz"), format!("{frame}{frame}")).unwrap();
+        std::fs::write(sdir.join("a.extxyz"), frame).unwrap();
+        std::fs::create_dir_all(dir.path().join("pp")).unwrap();
+        std::fs::write(dir.path().join("pp/Si.pz-vbc.UPF"), "").unwrap();
+        let settings = Settings::from_json(&json!({
+            "structures": "structures/*.extxyz",
+            "pseudopotentials": {"family": "qe-debian", "dir": "pp"},
+            "kpoints": {"spacing": 0.5},
+            "allow_smearing": false
+        }))
+        .unwrap();
+        let list = expand_structures(&settings, dir.path()).unwrap();
+        let names: Vec<&str> = list.iter().map(|(r, _)| r.name.as_str()).collect();
+        assert_eq!(names, ["structures/a.extxyz", "structures/b.extxyz#0", "structures/b.extxyz#1"]);
+        let summary = plan_summary(&settings, dir.path(), 4).unwrap();
+        assert_eq!(summary.structures, 3);
+        assert_eq!(summary.kgrid, "4x4x4");
+        assert_eq!(summary.pools, 4);
+        let text = summary.to_string();
+        assert!(text.contains("calculation = 'scf'") && text.contains("Si: Si.pz-vbc.UPF"), "{text}");
+        assert!(text.contains("on scf-not-converged → mixing_beta = 0.3"), "{text}");
+        assert!(!text.contains("occupations = 'smearing'"), "allow_smearing: false removes it:\n{text}");
+    }
+
+    #[test]
+    fn no_match_and_missing_pseudo_are_plan_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::from_json(&json!({
+            "structures": "nothing/*.extxyz",
+            "pseudopotentials": {"family": "qe-debian", "dir": "pp"}
+        }))
+        .unwrap();
+        assert!(matches!(expand_structures(&settings, dir.path()), Err(QeError::NoStructures { .. })));
+        std::fs::write(dir.path().join("cu.extxyz"), "1\nLattice=\"3 0 0 0 3 0 0 0 3\"\nCu 0 0 0\n").unwrap();
+        let settings = Settings::from_json(&json!({
+            "structures": "cu.extxyz",
+            "pseudopotentials": {"family": "qe-debian", "dir": "pp"}
+        }))
+        .unwrap();
+        let e = plan_summary(&settings, dir.path(), 1).unwrap_err().to_string();
+        assert!(e.contains("Cu") && e.contains("Cu.pz-d-rrkjus.UPF"), "{e}");
+    }
+}
