@@ -46,7 +46,11 @@ impl ParamValue {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ParamValues {
     /// `start..stop` by `step` (stop excluded).
-    Range { start: i64, stop: i64, step: i64 },
+    Range {
+        start: i64,
+        stop: i64,
+        step: i64,
+    },
     List(Vec<ParamValue>),
 }
 
@@ -176,7 +180,14 @@ mod tests {
     fn product_is_row_major() {
         let a = ArraySpec {
             params: vec![
-                ("r".into(), ParamValues::Range { start: 0, stop: 3, step: 1 }),
+                (
+                    "r".into(),
+                    ParamValues::Range {
+                        start: 0,
+                        stop: 3,
+                        step: 1,
+                    },
+                ),
                 ("z".into(), list(&["1.000", "0.5"])),
             ],
             combine: Combine::Product,
@@ -191,9 +202,41 @@ mod tests {
 
     #[test]
     fn ranges_count_correctly() {
-        assert_eq!(ParamValues::Range { start: 0, stop: 2000, step: 1 }.len(), 2000);
-        assert_eq!(ParamValues::Range { start: 0, stop: 10, step: 3 }.len(), 4);
-        assert_eq!(ParamValues::Range { start: 5, stop: 5, step: 1 }.len(), 0);
-        assert_eq!(ParamValues::Range { start: 10, stop: 0, step: -5 }.len(), 2);
+        assert_eq!(
+            ParamValues::Range {
+                start: 0,
+                stop: 2000,
+                step: 1
+            }
+            .len(),
+            2000
+        );
+        assert_eq!(
+            ParamValues::Range {
+                start: 0,
+                stop: 10,
+                step: 3
+            }
+            .len(),
+            4
+        );
+        assert_eq!(
+            ParamValues::Range {
+                start: 5,
+                stop: 5,
+                step: 1
+            }
+            .len(),
+            0
+        );
+        assert_eq!(
+            ParamValues::Range {
+                start: 10,
+                stop: 0,
+                step: -5
+            }
+            .len(),
+            2
+        );
     }
 }

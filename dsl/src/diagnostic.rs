@@ -132,7 +132,10 @@ impl fmt::Display for Diagnostics {
 impl std::error::Error for Diagnostics {}
 
 /// The closest candidate to `word` by edit distance, when close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
         let score = strsim::jaro_winkler(word, c);
@@ -149,8 +152,14 @@ mod tests {
 
     #[test]
     fn suggests_close_words_only() {
-        assert_eq!(did_you_mean("comand", ["command", "needs"]).as_deref(), Some("command"));
-        assert_eq!(did_you_mean("qe_scf", ["qe-scf", "command"]).as_deref(), Some("qe-scf"));
+        assert_eq!(
+            did_you_mean("comand", ["command", "needs"]).as_deref(),
+            Some("command")
+        );
+        assert_eq!(
+            did_you_mean("qe_scf", ["qe-scf", "command"]).as_deref(),
+            Some("qe-scf")
+        );
         assert_eq!(did_you_mean("zzz", ["command", "needs"]), None);
     }
 }

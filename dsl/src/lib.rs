@@ -8,9 +8,12 @@
 pub mod array;
 pub mod diagnostic;
 pub mod error_class;
+pub mod load;
 pub mod merge;
+pub mod model;
 pub mod node;
 pub mod quantity;
+pub mod recipes;
 pub mod schema;
 pub mod source;
 pub mod template;

@@ -50,7 +50,11 @@ pub fn leaves<'a>(prefix: &str, node: &'a Node, out: &mut Vec<(String, String, &
                 leaves(&format!("{prefix}.{i}"), v, out);
             }
         }
-        _ => out.push((prefix.to_string(), node.scalar_text().unwrap_or_default(), node)),
+        _ => out.push((
+            prefix.to_string(),
+            node.scalar_text().unwrap_or_default(),
+            node,
+        )),
     }
 }
 
@@ -62,7 +66,11 @@ mod tests {
 
     #[test]
     fn maps_merge_deeply_and_lists_replace() {
-        let a = parse(&SourceFile::new("m.yaml", "x: {a: 1, b: [1, 2], c: {d: 1}}\n")).unwrap();
+        let a = parse(&SourceFile::new(
+            "m.yaml",
+            "x: {a: 1, b: [1, 2], c: {d: 1}}\n",
+        ))
+        .unwrap();
         let b = parse(&SourceFile::new("c.yaml", "x: {b: [3], c: {e: 2}}\n")).unwrap();
         let m = merge(&a, &b);
         assert_eq!(m.at_pointer("/x/a").unwrap().span.file.name, "m.yaml");

@@ -23,7 +23,10 @@ pub enum Value {
     Null,
     Bool(bool),
     Int(i64),
-    Float { value: f64, text: String },
+    Float {
+        value: f64,
+        text: String,
+    },
     Str(String),
     Seq(Vec<Node>),
     /// Keys in document order; duplicates are rejected at load time.

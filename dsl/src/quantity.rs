@@ -24,7 +24,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .parse()
             .map_err(|_| format!("`{text}` is not a duration"))?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let factor = match &rest[..unit_len] {
             "ms" => 0.001,
             "s" => 1.0,
@@ -84,7 +86,10 @@ pub fn parse_memory_mb(text: &str) -> Result<u64, String> {
         .trim()
         .parse()
         .map_err(|_| format!("`{text}` is not an amount of memory"))?;
-    let unit = t[split..].trim().trim_end_matches('B').trim_end_matches('i');
+    let unit = t[split..]
+        .trim()
+        .trim_end_matches('B')
+        .trim_end_matches('i');
     let factor = match unit {
         "K" => 1.0 / 1024.0,
         "" | "M" => 1.0,

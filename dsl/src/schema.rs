@@ -16,13 +16,34 @@ const BASE: &str = "https://flow.invalid/schemas/";
 
 /// Every schema document, by file name under `schemas/`.
 pub const SCHEMA_FILES: &[(&str, &str)] = &[
-    ("common.schema.json", include_str!("../../schemas/common.schema.json")),
-    ("machine.schema.json", include_str!("../../schemas/machine.schema.json")),
-    ("campaign.schema.json", include_str!("../../schemas/campaign.schema.json")),
-    ("steps/build-env.schema.json", include_str!("../../schemas/steps/build-env.schema.json")),
-    ("steps/md-benchmark.schema.json", include_str!("../../schemas/steps/md-benchmark.schema.json")),
-    ("steps/qe-scf.schema.json", include_str!("../../schemas/steps/qe-scf.schema.json")),
-    ("steps/mock-generation.schema.json", include_str!("../../schemas/steps/mock-generation.schema.json")),
+    (
+        "common.schema.json",
+        include_str!("../../schemas/common.schema.json"),
+    ),
+    (
+        "machine.schema.json",
+        include_str!("../../schemas/machine.schema.json"),
+    ),
+    (
+        "campaign.schema.json",
+        include_str!("../../schemas/campaign.schema.json"),
+    ),
+    (
+        "steps/build-env.schema.json",
+        include_str!("../../schemas/steps/build-env.schema.json"),
+    ),
+    (
+        "steps/md-benchmark.schema.json",
+        include_str!("../../schemas/steps/md-benchmark.schema.json"),
+    ),
+    (
+        "steps/qe-scf.schema.json",
+        include_str!("../../schemas/steps/qe-scf.schema.json"),
+    ),
+    (
+        "steps/mock-generation.schema.json",
+        include_str!("../../schemas/steps/mock-generation.schema.json"),
+    ),
 ];
 
 /// Which document a file must match.
@@ -127,10 +148,19 @@ pub fn validate(kind: DocumentKind, root: &Node) -> Result<(), Diagnostics> {
                     .as_array()
                     .map(|a| a.iter().map(render_json).collect())
                     .unwrap_or_default();
-                let found = node.scalar_text().unwrap_or_else(|| node.type_name().to_string());
-                let mut d = Diagnostic::at(&node.span, field.clone(), format!("`{found}` is not allowed"))
-                    .expected(format!("one of {}", choices.join(", ")));
-                let bare: Vec<String> = choices.iter().map(|c| c.trim_matches('"').to_string()).collect();
+                let found = node
+                    .scalar_text()
+                    .unwrap_or_else(|| node.type_name().to_string());
+                let mut d = Diagnostic::at(
+                    &node.span,
+                    field.clone(),
+                    format!("`{found}` is not allowed"),
+                )
+                .expected(format!("one of {}", choices.join(", ")));
+                let bare: Vec<String> = choices
+                    .iter()
+                    .map(|c| c.trim_matches('"').to_string())
+                    .collect();
                 if let Some(best) = did_you_mean(&found, bare.iter().map(String::as_str)) {
                     d = d.help(format!("did you mean `{best}`?"));
                 }
@@ -138,19 +168,31 @@ pub fn validate(kind: DocumentKind, root: &Node) -> Result<(), Diagnostics> {
             }
             ValidationErrorKind::Type { kind } => {
                 out.push(
-                    Diagnostic::at(&node.span, field.clone(), format!("found {}", node.type_name()))
-                        .expected(type_words(&format!("{kind:?}"))),
+                    Diagnostic::at(
+                        &node.span,
+                        field.clone(),
+                        format!("found {}", node.type_name()),
+                    )
+                    .expected(type_words(&format!("{kind:?}"))),
                 );
             }
-            ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } | ValidationErrorKind::Pattern { .. } => {
-                let found = node.scalar_text().unwrap_or_else(|| node.type_name().to_string());
+            ValidationErrorKind::AnyOf { .. }
+            | ValidationErrorKind::OneOfNotValid { .. }
+            | ValidationErrorKind::Pattern { .. } => {
+                let found = node
+                    .scalar_text()
+                    .unwrap_or_else(|| node.type_name().to_string());
                 let expected = trail
                     .iter()
                     .rev()
                     .skip(1)
                     .find_map(|n| n.get("description").and_then(Json::as_str))
                     .map(first_sentence);
-                let mut d = Diagnostic::at(&node.span, field.clone(), format!("`{found}` is not valid here"));
+                let mut d = Diagnostic::at(
+                    &node.span,
+                    field.clone(),
+                    format!("`{found}` is not valid here"),
+                );
                 if let Some(e) = expected {
                     d = d.expected(e);
                 } else if let ValidationErrorKind::Pattern { pattern } = error.kind() {
@@ -166,7 +208,8 @@ pub fn validate(kind: DocumentKind, root: &Node) -> Result<(), Diagnostics> {
             }
         }
     }
-    out.0.sort_by_key(|d| d.span.as_ref().map(|s| (s.line, s.col)));
+    out.0
+        .sort_by_key(|d| d.span.as_ref().map(|s| (s.line, s.col)));
     out.0.dedup_by(|a, b| a.headline() == b.headline());
     out.into_result()
 }
@@ -214,7 +257,13 @@ impl Schemas {
 
     /// Property names a schema node accepts for `instance` (following $ref, allOf, and the
     /// `then` of every `if` that matches the instance's discriminating constants).
-    fn collect_properties(&self, schema: &Json, instance: &Json, out: &mut Vec<String>, depth: usize) {
+    fn collect_properties(
+        &self,
+        schema: &Json,
+        instance: &Json,
+        out: &mut Vec<String>,
+        depth: usize,
+    ) {
         if depth > 16 {
             return;
         }
@@ -313,10 +362,12 @@ fn first_sentence(s: &str) -> String {
 
 fn type_words(debug: &str) -> String {
     let lower = debug.to_lowercase();
-    let words: Vec<&str> = ["object", "array", "string", "integer", "number", "boolean", "null"]
-        .into_iter()
-        .filter(|w| lower.contains(w))
-        .collect();
+    let words: Vec<&str> = [
+        "object", "array", "string", "integer", "number", "boolean", "null",
+    ]
+    .into_iter()
+    .filter(|w| lower.contains(w))
+    .collect();
     let named: Vec<&str> = words
         .iter()
         .map(|w| match *w {
@@ -346,7 +397,11 @@ mod tests {
         let node = parse(&SourceFile::new("c.yaml", text)).unwrap();
         match validate(DocumentKind::Campaign, &node) {
             Ok(()) => vec![],
-            Err(d) => d.0.iter().map(|d| format!("{} | {:?}", d.headline(), d.help)).collect(),
+            Err(d) => {
+                d.0.iter()
+                    .map(|d| format!("{} | {:?}", d.headline(), d.help))
+                    .collect()
+            }
         }
     }
 
@@ -365,20 +420,34 @@ mod tests {
     fn misspelt_field_is_located_with_suggestion() {
         let bad = "campaign: {name: c, version: v1, machine: local}\nsteps:\n  a:\n    kind: command\n    comand: echo hi\n";
         let errs = check(bad);
-        assert!(errs.iter().any(|e| e.starts_with("c.yaml:5:5: steps.a.comand: unknown field `comand`") && e.contains("did you mean `command`")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e
+                .starts_with("c.yaml:5:5: steps.a.comand: unknown field `comand`")
+                && e.contains("did you mean `command`")),
+            "{errs:?}"
+        );
     }
 
     #[test]
     fn misspelt_kind_suggests() {
         let bad = "campaign: {name: c, version: v1, machine: local}\nsteps:\n  a: {kind: qe_scf}\n";
         let errs = check(bad);
-        assert!(errs.iter().any(|e| e.contains("`qe_scf` is not allowed") && e.contains("qe-scf")), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("`qe_scf` is not allowed") && e.contains("qe-scf")),
+            "{errs:?}"
+        );
     }
 
     #[test]
     fn bad_duration_names_expectation() {
         let bad = "campaign: {name: c, version: v1, machine: local}\nsteps:\n  a: {kind: command, command: x, execution: {timeout: soon}}\n";
         let errs = check(bad);
-        assert!(errs.iter().any(|e| e.contains("steps.a.execution.timeout") && e.contains("expected a duration")), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("steps.a.execution.timeout")
+                    && e.contains("expected a duration")),
+            "{errs:?}"
+        );
     }
 }

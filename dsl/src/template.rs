@@ -35,11 +35,19 @@ fn param_as_f64(h: &Helper, idx: usize, name: &str) -> Result<f64, RenderErrorRe
     .ok_or_else(|| RenderErrorReason::Other(format!("`{name}` needs a number, got {v}")))
 }
 
-fn pad_helper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
+fn pad_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
     let value = param_as_f64(h, 0, "pad")?;
     let width = param_as_f64(h, 1, "pad")? as usize;
     if value.fract() != 0.0 {
-        return Err(RenderErrorReason::Other(format!("`pad` needs an integer, got {value}")).into());
+        return Err(
+            RenderErrorReason::Other(format!("`pad` needs an integer, got {value}")).into(),
+        );
     }
     let v = value as i64;
     let s = if v < 0 {
@@ -51,7 +59,13 @@ fn pad_helper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, ou
     Ok(())
 }
 
-fn fixed_helper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
+fn fixed_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
     let value = param_as_f64(h, 0, "fixed")?;
     let digits = param_as_f64(h, 1, "fixed")? as usize;
     out.write(&format!("{value:.digits$}"))?;
@@ -99,7 +113,8 @@ pub fn render(kind: TemplateKind, text: &str, data: &serde_json::Value) -> Resul
         TemplateKind::Command => command_registry(),
         TemplateKind::Path => path_registry(),
     };
-    reg.render_template(text, data).map_err(|e| describe(&e, data))
+    reg.render_template(text, data)
+        .map_err(|e| describe(&e, data))
 }
 
 fn describe(e: &handlebars::RenderError, data: &serde_json::Value) -> String {
@@ -128,7 +143,12 @@ mod tests {
     #[test]
     fn helpers_pad_and_fix() {
         let data = json!({"realization": 7, "redshift": "1.1"});
-        let out = render(TemplateKind::Path, "r{{pad realization 4}}/mock_z{{fixed redshift 3}}.hdf5", &data).unwrap();
+        let out = render(
+            TemplateKind::Path,
+            "r{{pad realization 4}}/mock_z{{fixed redshift 3}}.hdf5",
+            &data,
+        )
+        .unwrap();
         assert_eq!(out, "r0007/mock_z1.100.hdf5");
     }
 

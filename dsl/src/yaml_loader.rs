@@ -24,7 +24,12 @@ pub fn decode_utf8(name: &str, bytes: Vec<u8>) -> Result<String, Diagnostic> {
             let bytes = e.as_bytes();
             let before = &bytes[..valid];
             let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-            let col = valid - before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
+            let col = valid
+                - before
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |p| p + 1)
+                + 1;
             let file = SourceFile::new(name, String::from_utf8_lossy(bytes).into_owned());
             Err(Diagnostic::at(
                 &Span::new(&file, line, col),
@@ -104,20 +109,32 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
             }
             Event::SequenceStart(anchor, _) => {
                 if stack.len() >= MAX_DEPTH {
-                    return Err(Diagnostic::at(&span, "", format!("nesting deeper than {MAX_DEPTH} levels")).into());
+                    return Err(Diagnostic::at(
+                        &span,
+                        "",
+                        format!("nesting deeper than {MAX_DEPTH} levels"),
+                    )
+                    .into());
                 }
                 stack.push(Frame::Seq(span, Vec::new(), anchor));
                 None
             }
             Event::MappingStart(anchor, _) => {
                 if stack.len() >= MAX_DEPTH {
-                    return Err(Diagnostic::at(&span, "", format!("nesting deeper than {MAX_DEPTH} levels")).into());
+                    return Err(Diagnostic::at(
+                        &span,
+                        "",
+                        format!("nesting deeper than {MAX_DEPTH} levels"),
+                    )
+                    .into());
                 }
                 stack.push(Frame::Map(span, Vec::new(), None, anchor));
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq(s, items, anchor)) => Some((Node::new(Value::Seq(items), s), anchor)),
+                Some(Frame::Seq(s, items, anchor)) => {
+                    Some((Node::new(Value::Seq(items), s), anchor))
+                }
                 _ => None,
             },
             Event::MappingEnd => match stack.pop() {
@@ -127,7 +144,9 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
                 _ => None,
             },
         };
-        let Some((node, anchor)) = completed else { continue };
+        let Some((node, anchor)) = completed else {
+            continue;
+        };
         if anchor != 0 {
             anchors.insert(anchor, node.clone());
         }
@@ -146,18 +165,25 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
                             errors.push(Diagnostic::at(
                                 &node.span,
                                 "",
-                                format!("a map key must be a plain word, found {}", node.type_name()),
+                                format!(
+                                    "a map key must be a plain word, found {}",
+                                    node.type_name()
+                                ),
                             ));
                             String::new()
                         }
                     };
                     if let Some((first, _)) = entries.iter().find(|(k, _)| k.name == name) {
                         errors.push(
-                            Diagnostic::at(&node.span, "", format!("duplicate key `{name}`"))
-                                .help(format!("`{name}` is already set at line {}", first.span.line)),
+                            Diagnostic::at(&node.span, "", format!("duplicate key `{name}`")).help(
+                                format!("`{name}` is already set at line {}", first.span.line),
+                            ),
                         );
                     }
-                    *pending = Some(Key { name, span: node.span });
+                    *pending = Some(Key {
+                        name,
+                        span: node.span,
+                    });
                 }
                 Some(key) => entries.push((key, node)),
             },
@@ -230,7 +256,15 @@ mod tests {
 
     #[test]
     fn tabs_and_garbage_do_not_panic() {
-        for text in ["a:\n\tb: 1\n", "[", "{a: [}", "- a\nb: c", "a: *x", "\u{0}", "---\na: 1\n---\nb: 2\n"] {
+        for text in [
+            "a:\n\tb: 1\n",
+            "[",
+            "{a: [}",
+            "- a\nb: c",
+            "a: *x",
+            "\u{0}",
+            "---\na: 1\n---\nb: 2\n",
+        ] {
             assert!(load(text).is_err(), "{text:?} should fail");
         }
         assert_eq!(load("").unwrap().value, Value::Null);

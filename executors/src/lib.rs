@@ -11,6 +11,7 @@
 pub mod launch;
 pub mod local;
 pub mod slurm;
+pub mod task_runner;
 
 pub use launch::{AttemptOutcome, Batch, ExecutorEvent, JobRef, Resources, TaskLaunch};
 

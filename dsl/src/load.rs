@@ -1,0 +1,906 @@
+//! The loading pipeline: campaign file -> machine recipe -> schema checks -> merge ->
+//! typed [`Campaign`]. Reports every problem it can find, each located.
+
+use crate::array::{ArraySpec, Combine, ParamKind, ParamValue, ParamValues};
+use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
+use crate::merge::{leaves, merge};
+use crate::model::*;
+use crate::node::{Key, Node, Value};
+use crate::quantity::{parse_duration, parse_memory_mb};
+use crate::recipes;
+use crate::schema::{self, DocumentKind};
+use crate::source::{SourceFile, Span};
+use crate::template::{render, TemplateKind};
+use crate::yaml_loader;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+/// Template variables every task has, besides its array parameters.
+pub const BUILTIN_VARIABLES: &[&str] = &["task_id", "seed", "index", "step", "campaign_dir"];
+
+/// Read and parse one YAML file into a node tree.
+pub fn read_yaml(path: &Path) -> Result<Node, Diagnostics> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| {
+        Diagnostics::from(Diagnostic::new(
+            None,
+            "",
+            format!("cannot read {name}: {e}"),
+        ))
+    })?;
+    let text = yaml_loader::decode_utf8(&name, bytes)?;
+    yaml_loader::parse(&SourceFile::new(name, text))
+}
+
+/// Load, validate and resolve a campaign file.
+pub fn load_campaign(path: &Path) -> Result<Campaign, Diagnostics> {
+    let root = read_yaml(path)?;
+    schema::validate(DocumentKind::Campaign, &root)?;
+    let base_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    // Everything a task sees is absolute: tasks run in other directories than the driver.
+    let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
+    let base_dir = normalize(&base_dir);
+
+    let machine_node_ref = root.at_pointer("/campaign/machine").unwrap_or(&root);
+    let machine_ref = machine_node_ref.as_str().unwrap_or_default().to_string();
+    let (machine_root, machine_source) = load_machine(&machine_ref, machine_node_ref, &base_dir)?;
+    let mut diags = Diagnostics::default();
+    let machine = build_machine(&machine_root, &machine_source, &mut diags);
+
+    let text = |p: &str| {
+        root.at_pointer(p)
+            .and_then(Node::as_str)
+            .map(str::to_string)
+    };
+    let name = text("/campaign/name").unwrap_or_default();
+    let version = text("/campaign/version").unwrap_or_default();
+    let output = match text("/campaign/output") {
+        Some(o) => expand_home(&o, &base_dir),
+        None => base_dir.join("campaigns"),
+    };
+    let campaign_dir = normalize(&output.join(format!("{version}_{name}")));
+
+    // Defaults: machine tier, then campaign tier.
+    let empty = Node::new(Value::Map(vec![]), root.span.clone());
+    let machine_defaults = machine_root
+        .at_pointer("/machine/defaults")
+        .unwrap_or(&empty);
+    let campaign_defaults = root.get("defaults").unwrap_or(&empty);
+    let defaults = merge(machine_defaults, campaign_defaults);
+    let job_types = machine_root.at_pointer("/machine/job_types");
+
+    let mut steps = Vec::new();
+    if let Some(entries) = root.get("steps").and_then(Node::as_map) {
+        for (key, node) in entries {
+            if let Some(step) = build_step(key, node, &defaults, job_types, &machine, &mut diags) {
+                steps.push(step);
+            }
+        }
+    }
+    check_needs(&steps, &mut diags);
+    for step in &steps {
+        check_templates(step, &mut diags);
+    }
+    diags.into_result()?;
+
+    let snapshot = serde_json::json!({
+        "campaign_file": path.display().to_string(),
+        "campaign": root.to_json(),
+        "machine_source": machine_source,
+        "machine": machine_root.to_json(),
+    });
+    Ok(Campaign {
+        name,
+        version,
+        description: text("/campaign/description"),
+        file: path.to_path_buf(),
+        campaign_dir,
+        machine,
+        steps,
+        snapshot,
+    })
+}
+
+/// Remove `.` components (and `..` after a normal component) without touching the disk.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+fn expand_home(p: &str, base: &Path) -> PathBuf {
+    if let Some(rest) = p.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    let path = PathBuf::from(p);
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
+}
+
+/// Resolve `campaign.machine`: a path (contains `/` or ends in `.yaml`) or a recipe name.
+pub fn load_machine(
+    reference: &str,
+    at: &Node,
+    base_dir: &Path,
+) -> Result<(Node, String), Diagnostics> {
+    let is_path =
+        reference.contains('/') || reference.ends_with(".yaml") || reference.ends_with(".yml");
+    let root = if is_path {
+        let path = expand_home(reference, base_dir);
+        let node = read_yaml(&path).map_err(|d| {
+            if d.0.iter().all(|x| x.span.is_none()) {
+                Diagnostics::from(Diagnostic::at(
+                    &at.span,
+                    "campaign.machine",
+                    format!("cannot read machine file {}", path.display()),
+                ))
+            } else {
+                d
+            }
+        })?;
+        (node, path.display().to_string())
+    } else {
+        let found = recipes::find_machine(reference, Some(base_dir)).ok_or_else(|| {
+            let names = recipes::machine_names(Some(base_dir));
+            let mut d = Diagnostic::at(
+                &at.span,
+                "campaign.machine",
+                format!("no machine recipe named `{reference}`"),
+            )
+            .expected(format!(
+                "one of {}, or a path to a machine file",
+                names.join(", ")
+            ));
+            if let Some(best) = did_you_mean(reference, names.iter().map(String::as_str)) {
+                d = d.help(format!("did you mean `{best}`?"));
+            }
+            Diagnostics::from(d)
+        })?;
+        let node = yaml_loader::parse(&SourceFile::new(found.source.clone(), found.text))?;
+        (node, found.source)
+    };
+    schema::validate(DocumentKind::Machine, &root.0)?;
+    Ok(root)
+}
+
+/// Parse a machine recipe as a standalone file (for `flow recipes show` and tests).
+pub fn load_machine_recipe(name: &str) -> Result<Machine, Diagnostics> {
+    let dummy = SourceFile::new("<command line>", name);
+    let at = Node::new(Value::Str(name.into()), Span::new(&dummy, 1, 1));
+    let (root, source) = load_machine(name, &at, Path::new("."))?;
+    let mut diags = Diagnostics::default();
+    let m = build_machine(&root, &source, &mut diags);
+    diags.into_result().map(|_| m)
+}
+
+fn build_machine(root: &Node, source: &str, diags: &mut Diagnostics) -> Machine {
+    let m = root.get("machine").unwrap_or(root);
+    let s = |p: &str| m.at_pointer(p).and_then(Node::scalar_text);
+    let u = |p: &str| {
+        m.at_pointer(p).and_then(|n| match n.value {
+            Value::Int(i) if i >= 0 => Some(i as u64),
+            _ => None,
+        })
+    };
+    let submit_rate = match m.at_pointer("/slurm/submit_rate") {
+        Some(n) => parse_rate(n.as_str().unwrap_or_default()).unwrap_or_else(|e| {
+            diags.push(Diagnostic::at(&n.span, "machine.slurm.submit_rate", e));
+            2.0
+        }),
+        None => 2.0,
+    };
+    let poll_interval = duration_at(
+        m,
+        "/slurm/poll_interval",
+        "machine.slurm.poll_interval",
+        diags,
+    )
+    .unwrap_or(Duration::from_secs(15));
+    let local_mem_mb = m
+        .at_pointer("/local/mem")
+        .and_then(|n| memory_of(n, "machine.local.mem", diags));
+    Machine {
+        name: s("/name").unwrap_or_default(),
+        description: s("/description"),
+        source: source.to_string(),
+        executor: s("/executor")
+            .and_then(|e| ExecutorKind::parse(&e))
+            .unwrap_or(ExecutorKind::Local),
+        root: s("/root"),
+        launcher: s("/launcher").filter(|l| l != "none"),
+        local_cpus: u("/local/cpus").map(|v| v as u32),
+        local_gpus: u("/local/gpus").map(|v| v as u32),
+        local_mem_mb,
+        slurm: SlurmSettings {
+            account: s("/slurm/account"),
+            max_array_size: u("/slurm/max_array_size").unwrap_or(1000),
+            max_submitted: u("/slurm/max_submitted"),
+            submit_rate,
+            poll_interval,
+            template: s("/slurm/template"),
+        },
+        kubernetes: m
+            .get("kubernetes")
+            .map_or(serde_json::Value::Null, Node::to_json),
+        setup: Setup {
+            modules: strings(m.at_pointer("/setup/modules")),
+            commands: strings(m.at_pointer("/setup/commands")),
+            env: env_pairs(m.at_pointer("/setup/env")),
+        },
+        job_type_names: m
+            .get("job_types")
+            .and_then(Node::as_map)
+            .map(|e| e.iter().map(|(k, _)| k.name.clone()).collect())
+            .unwrap_or_default(),
+        unverified: strings(m.get("unverified")),
+    }
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let (n, unit) = text
+        .split_once('/')
+        .ok_or_else(|| format!("`{text}` is not a rate like 2/s"))?;
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("`{text}` is not a rate like 2/s"))?;
+    match unit {
+        "s" => Ok(n),
+        "m" => Ok(n / 60.0),
+        _ => Err(format!("`{text}`: the unit must be /s or /m")),
+    }
+}
+
+fn strings(node: Option<&Node>) -> Vec<String> {
+    node.and_then(Node::as_seq)
+        .map(|items| items.iter().filter_map(Node::scalar_text).collect())
+        .unwrap_or_default()
+}
+
+fn env_pairs(node: Option<&Node>) -> Vec<(String, String)> {
+    node.and_then(Node::as_map)
+        .map(|e| {
+            e.iter()
+                .map(|(k, v)| (k.name.clone(), v.scalar_text().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn duration_at(
+    node: &Node,
+    pointer: &str,
+    field: &str,
+    diags: &mut Diagnostics,
+) -> Option<Duration> {
+    let n = node.at_pointer(pointer)?;
+    duration_of(n, field, diags)
+}
+
+fn duration_of(n: &Node, field: &str, diags: &mut Diagnostics) -> Option<Duration> {
+    match parse_duration(&n.scalar_text().unwrap_or_default()) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            diags.push(
+                Diagnostic::at(&n.span, field, e).expected("a duration such as 90s, 10m, 2h"),
+            );
+            None
+        }
+    }
+}
+
+fn memory_of(n: &Node, field: &str, diags: &mut Diagnostics) -> Option<u64> {
+    match parse_memory_mb(&n.scalar_text().unwrap_or_default()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            diags.push(Diagnostic::at(&n.span, field, e).expected("an amount such as 500M or 32G"));
+            None
+        }
+    }
+}
+
+fn factor_of(n: &Node) -> Option<f64> {
+    n.as_str()?.strip_prefix('x')?.parse().ok()
+}
+
+fn subset(node: &Node, keys: &[&str]) -> Node {
+    let entries = node
+        .as_map()
+        .map(|e| {
+            e.iter()
+                .filter(|(k, _)| keys.contains(&k.name.as_str()))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    Node::new(Value::Map(entries), node.span.clone())
+}
+
+fn without(node: &Node, key: &str) -> Node {
+    let entries = node
+        .as_map()
+        .map(|e| e.iter().filter(|(k, _)| k.name != key).cloned().collect())
+        .unwrap_or_default();
+    Node::new(Value::Map(entries), node.span.clone())
+}
+
+fn build_step(
+    key: &Key,
+    node: &Node,
+    defaults: &Node,
+    job_types: Option<&Node>,
+    machine: &Machine,
+    diags: &mut Diagnostics,
+) -> Option<Step> {
+    let name = key.name.clone();
+    let field = |f: &str| format!("steps.{name}.{f}");
+    let kind = StepKind::parse(node.get("kind")?.as_str()?)?;
+    let effective = merge(defaults, &subset(node, &["execution", "resources", "env"]));
+
+    // Resources: the job type from the machine, then field-by-field overrides.
+    let empty = Node::new(Value::Map(vec![]), node.span.clone());
+    let declared = effective.get("resources").unwrap_or(&empty);
+    let mut job_type_name = None;
+    let resources_node = match declared.get("job_type") {
+        Some(jt) => {
+            let jt_name = jt.as_str().unwrap_or_default().to_string();
+            job_type_name = Some(jt_name.clone());
+            match job_types.and_then(|j| j.get(&jt_name)) {
+                Some(shape) => merge(shape, &without(declared, "job_type")),
+                None => {
+                    let mut d = Diagnostic::at(
+                        &jt.span,
+                        field("resources.job_type"),
+                        format!("machine `{}` has no job type `{jt_name}`", machine.name),
+                    )
+                    .expected(format!("one of {}", machine.job_type_names.join(", ")));
+                    if let Some(best) =
+                        did_you_mean(&jt_name, machine.job_type_names.iter().map(String::as_str))
+                    {
+                        d = d.help(format!("did you mean `{best}`?"));
+                    }
+                    diags.push(d);
+                    without(declared, "job_type")
+                }
+            }
+        }
+        None => declared.clone(),
+    };
+    let r = &resources_node;
+    let rs = |k: &str| r.get(k).and_then(Node::scalar_text);
+    let ru = |k: &str, dflt: u32| match r.get(k).map(|n| &n.value) {
+        Some(Value::Int(i)) => *i as u32,
+        _ => dflt,
+    };
+    let resources = JobShape {
+        job_type: job_type_name,
+        partition: rs("partition"),
+        account: rs("account").or_else(|| machine.slurm.account.clone()),
+        qos: rs("qos"),
+        constraint: rs("constraint"),
+        nodes: ru("nodes", 1),
+        tasks_per_node: ru("tasks_per_node", 1),
+        cpus_per_task: ru("cpus_per_task", 1),
+        gpus_per_node: ru("gpus_per_node", 0),
+        mem_mb: r
+            .get("mem")
+            .and_then(|n| memory_of(n, &field("resources.mem"), diags)),
+        time: r
+            .get("time")
+            .and_then(|n| duration_of(n, &field("resources.time"), diags)),
+        extra: strings(r.get("extra")),
+    };
+
+    let e = effective.get("execution").unwrap_or(&empty);
+    let eu = |k: &str| match e.get(k).map(|n| &n.value) {
+        Some(Value::Int(i)) if *i >= 0 => Some(*i as u64),
+        _ => None,
+    };
+    let backoff = e.get("retry_backoff");
+    let bo_dur = |k: &str, d: Duration, diags: &mut Diagnostics| {
+        backoff
+            .and_then(|b| b.get(k))
+            .and_then(|n| duration_of(n, &field(&format!("execution.retry_backoff.{k}")), diags))
+            .unwrap_or(d)
+    };
+    let retry_backoff = RetryBackoff {
+        initial: bo_dur("initial", Duration::from_secs(10), diags),
+        multiplier: backoff
+            .and_then(|b| b.get("multiplier"))
+            .and_then(|n| n.scalar_text())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(2.0),
+        max: bo_dur("max", Duration::from_secs(3600), diags),
+        jitter: !matches!(
+            backoff.and_then(|b| b.get("jitter")).map(|n| &n.value),
+            Some(Value::Bool(false))
+        ),
+    };
+    let on_retry_node = e.get("on_retry");
+    let on_retry = OnRetry {
+        time_factor: on_retry_node
+            .and_then(|n| n.get("time"))
+            .and_then(factor_of),
+        mem_factor: on_retry_node.and_then(|n| n.get("mem")).and_then(factor_of),
+        max_time: on_retry_node
+            .and_then(|n| n.get("max_time"))
+            .and_then(|n| duration_of(n, &field("execution.on_retry.max_time"), diags)),
+        max_mem_mb: on_retry_node
+            .and_then(|n| n.get("max_mem"))
+            .and_then(|n| memory_of(n, &field("execution.on_retry.max_mem"), diags)),
+    };
+    let execution = Execution {
+        max_retries: eu("max_retries").unwrap_or(0) as u32,
+        retry_backoff,
+        timeout: e
+            .get("timeout")
+            .and_then(|n| duration_of(n, &field("execution.timeout"), diags)),
+        batch_size: eu("batch_size"),
+        max_running: eu("max_running").map(|v| v as u32),
+        max_infrastructure_retries: eu("max_infrastructure_retries").unwrap_or(5) as u32,
+        on_retry,
+    };
+
+    let needs = node
+        .get("needs")
+        .and_then(Node::as_seq)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|n| n.as_str().map(|s| (s.to_string(), n.span.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let condition = match node.get("condition").and_then(Node::as_str) {
+        Some("all-completed") => Condition::AllCompleted,
+        _ => Condition::AllSucceeded,
+    };
+    let array = node
+        .get("array")
+        .and_then(|a| parse_array(a, &field("array"), diags));
+    let template = |k: &str| {
+        node.get(k).and_then(|n| {
+            n.as_str().map(|t| Template {
+                text: t.to_string(),
+                span: n.span.clone(),
+                field: field(k),
+            })
+        })
+    };
+
+    let mut provenance = Vec::new();
+    let mut list = Vec::new();
+    leaves("", &effective, &mut list);
+    let mut res_list = Vec::new();
+    leaves("resources", &resources_node, &mut res_list);
+    for (path, value, n) in list
+        .into_iter()
+        .filter(|(p, _, _)| !p.starts_with("resources"))
+        .chain(res_list)
+    {
+        provenance.push(Provenance {
+            path,
+            value,
+            span: Some(n.span.clone()),
+        });
+    }
+    let mut own = Vec::new();
+    let own_node = without(&without(&without(node, "execution"), "resources"), "env");
+    leaves("", &own_node, &mut own);
+    for (path, value, n) in own {
+        provenance.push(Provenance {
+            path,
+            value,
+            span: Some(n.span.clone()),
+        });
+    }
+    let explicit = |p: &str| provenance.iter().any(|x: &Provenance| x.path == p);
+    let mut builtin = Vec::new();
+    if !explicit("execution.max_retries") {
+        builtin.push(("execution.max_retries", "0".to_string()));
+    }
+    if !explicit("execution.timeout") {
+        builtin.push(("execution.timeout", "none".to_string()));
+    }
+    if !explicit("condition") {
+        builtin.push(("condition", "all-succeeded".to_string()));
+    }
+    for (path, value) in builtin {
+        provenance.push(Provenance {
+            path: path.to_string(),
+            value,
+            span: None,
+        });
+    }
+
+    Some(Step {
+        name: name.clone(),
+        kind,
+        description: node.get("description").and_then(Node::scalar_text),
+        span: key.span.clone(),
+        needs,
+        condition,
+        array,
+        execution,
+        resources,
+        env: env_pairs(effective.get("env")),
+        command: template("command"),
+        output: template("output"),
+        inputs: strings(node.get("inputs")),
+        workdir: node.get("workdir").and_then(Node::scalar_text),
+        settings: node.to_json(),
+        node: node.clone(),
+        provenance,
+    })
+}
+
+fn param_value(n: &Node) -> ParamValue {
+    let kind = match n.value {
+        Value::Int(_) => ParamKind::Int,
+        Value::Float { .. } => ParamKind::Float,
+        Value::Bool(_) => ParamKind::Bool,
+        _ => ParamKind::Str,
+    };
+    ParamValue {
+        text: n.scalar_text().unwrap_or_default(),
+        kind,
+    }
+}
+
+fn parse_values(n: &Node, field: &str, diags: &mut Diagnostics) -> Option<ParamValues> {
+    if let Some(items) = n.as_seq() {
+        return Some(ParamValues::List(items.iter().map(param_value).collect()));
+    }
+    let range = n.get("range")?.as_seq()?;
+    let ints: Vec<i64> = range
+        .iter()
+        .filter_map(|r| match r.value {
+            Value::Int(i) => Some(i),
+            _ => None,
+        })
+        .collect();
+    let (start, stop, step) = match ints.as_slice() {
+        [a, b] => (*a, *b, 1),
+        [a, b, c] => (*a, *b, *c),
+        _ => return None,
+    };
+    if step == 0 {
+        diags.push(Diagnostic::at(
+            &n.span,
+            field,
+            "a range step of 0 never ends",
+        ));
+        return None;
+    }
+    let values = ParamValues::Range { start, stop, step };
+    if values.is_empty() {
+        diags.push(Diagnostic::at(
+            &n.span,
+            field,
+            format!("the range [{start}, {stop}) is empty (the stop value is excluded)"),
+        ));
+        return None;
+    }
+    Some(values)
+}
+
+fn parse_array(node: &Node, field: &str, diags: &mut Diagnostics) -> Option<ArraySpec> {
+    let entries = node.as_map()?;
+    let mut params = Vec::new();
+    let mut combine = Combine::Product;
+    let mut include = None;
+    let mut exclude = None;
+    for (k, v) in entries {
+        match k.name.as_str() {
+            "zip" => {
+                combine = Combine::Zip;
+                let mut len = None;
+                for (zk, zv) in v.as_map().unwrap_or_default() {
+                    let values = parse_values(zv, &format!("{field}.zip.{}", zk.name), diags)?;
+                    if let Some(l) = len {
+                        if l != values.len() {
+                            diags.push(
+                                Diagnostic::at(
+                                    &zv.span,
+                                    format!("{field}.zip.{}", zk.name),
+                                    format!(
+                                        "has {} values, but the first zipped list has {l}",
+                                        values.len()
+                                    ),
+                                )
+                                .expected("lists of equal length"),
+                            );
+                        }
+                    }
+                    len = Some(values.len());
+                    params.push((zk.name.clone(), values));
+                }
+            }
+            "include" => include = Some(v),
+            "exclude" => exclude = Some(v),
+            name => {
+                if let Some(values) = parse_values(v, &format!("{field}.{name}"), diags) {
+                    params.push((name.to_string(), values));
+                }
+            }
+        }
+    }
+    if combine == Combine::Zip
+        && entries
+            .iter()
+            .any(|(k, _)| !["zip", "include", "exclude"].contains(&k.name.as_str()))
+    {
+        diags.push(Diagnostic::at(
+            &node.span,
+            field,
+            "an array is either `zip:` or named parameters, not both",
+        ));
+        return None;
+    }
+    if params.is_empty() {
+        diags.push(Diagnostic::at(
+            &node.span,
+            field,
+            "the array has no parameters",
+        ));
+        return None;
+    }
+    let mut spec = ArraySpec {
+        params,
+        combine,
+        selection: None,
+        extra: Vec::new(),
+    };
+    let names: Vec<String> = spec.params.iter().map(|(n, _)| n.clone()).collect();
+    let element_of =
+        |m: &Node, what: &str, diags: &mut Diagnostics| -> Option<Vec<(String, ParamValue)>> {
+            let map = m.as_map()?;
+            for (k, _) in map {
+                if !names.contains(&k.name) {
+                    let mut d = Diagnostic::at(
+                        &k.span,
+                        format!("{field}.{what}"),
+                        format!("`{}` is not a parameter of this array", k.name),
+                    )
+                    .expected(format!("one of {}", names.join(", ")));
+                    if let Some(best) = did_you_mean(&k.name, names.iter().map(String::as_str)) {
+                        d = d.help(format!("did you mean `{best}`?"));
+                    }
+                    diags.push(d);
+                    return None;
+                }
+            }
+            Some(
+                map.iter()
+                    .map(|(k, v)| (k.name.clone(), param_value(v)))
+                    .collect(),
+            )
+        };
+    if let Some(ex) = exclude {
+        let patterns: Vec<Vec<(String, ParamValue)>> = ex
+            .as_seq()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|m| element_of(m, "exclude", diags))
+            .collect();
+        let keep: Vec<u64> = (0..spec.base_len())
+            .filter(|i| {
+                let el = spec.base_element(*i);
+                !patterns.iter().any(|p| {
+                    p.iter()
+                        .all(|(k, v)| el.iter().any(|(ek, ev)| ek == k && same_value(ev, v)))
+                })
+            })
+            .collect();
+        spec.selection = Some(keep);
+    }
+    if let Some(inc) = include {
+        for m in inc.as_seq().unwrap_or_default() {
+            if let Some(el) = element_of(m, "include", diags) {
+                if el.len() != names.len() {
+                    diags.push(
+                        Diagnostic::at(
+                            &m.span,
+                            format!("{field}.include"),
+                            "an included element must set every parameter",
+                        )
+                        .expected(names.join(", ")),
+                    );
+                    continue;
+                }
+                let ordered = names
+                    .iter()
+                    .map(|n| {
+                        el.iter()
+                            .find(|(k, _)| k == n)
+                            .cloned()
+                            .unwrap_or_else(|| (n.clone(), ParamValue::int(0)))
+                    })
+                    .collect();
+                spec.extra.push(ordered);
+            }
+        }
+    }
+    Some(spec)
+}
+
+fn same_value(a: &ParamValue, b: &ParamValue) -> bool {
+    if a.text == b.text {
+        return true;
+    }
+    match (a.text.parse::<f64>(), b.text.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+fn check_needs(steps: &[Step], diags: &mut Diagnostics) {
+    let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+    let mut graph = petgraph::graph::DiGraph::<usize, ()>::new();
+    let idx: Vec<_> = (0..steps.len()).map(|i| graph.add_node(i)).collect();
+    for (i, step) in steps.iter().enumerate() {
+        for (need, span) in &step.needs {
+            match names.iter().position(|n| n == need) {
+                Some(j) => {
+                    graph.add_edge(idx[j], idx[i], ());
+                }
+                None => {
+                    let mut d = Diagnostic::at(
+                        span,
+                        format!("steps.{}.needs", step.name),
+                        format!("unknown step `{need}`"),
+                    )
+                    .expected(format!("one of {}", names.join(", ")));
+                    if let Some(best) = did_you_mean(need, names.iter().copied()) {
+                        d = d.help(format!("did you mean `{best}`?"));
+                    }
+                    diags.push(d);
+                }
+            }
+        }
+    }
+    for scc in petgraph::algo::tarjan_scc(&graph) {
+        let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);
+        if scc.len() > 1 || self_loop {
+            let mut members: Vec<usize> = scc.iter().map(|n| graph[*n]).collect();
+            members.sort();
+            let first = &steps[members[0]];
+            let cycle: Vec<&str> = members.iter().map(|i| steps[*i].name.as_str()).collect();
+            let span = first.needs.first().map_or(&first.span, |(_, s)| s);
+            diags.push(
+                Diagnostic::at(
+                    span,
+                    format!("steps.{}.needs", first.name),
+                    format!(
+                        "steps depend on each other in a cycle: {} -> {}",
+                        cycle.join(" -> "),
+                        cycle[0]
+                    ),
+                )
+                .help("remove one of these `needs` entries"),
+            );
+        }
+    }
+}
+
+/// The variables a task's templates see: builtins, its parameters, and for the command
+/// the output path. Values here are the plan-time sample used for checking.
+pub fn sample_template_data(step: &Step) -> serde_json::Map<String, serde_json::Value> {
+    let mut data = serde_json::Map::new();
+    data.insert("task_id".into(), "0123456789abcdef".into());
+    data.insert("seed".into(), 1u64.into());
+    data.insert("index".into(), 0.into());
+    data.insert("step".into(), step.name.clone().into());
+    data.insert("campaign_dir".into(), "/campaign".into());
+    if let Some(array) = &step.array {
+        if !array.is_empty() {
+            for (k, v) in array.element(0) {
+                data.insert(k, v.to_json());
+            }
+        }
+    }
+    if step.kind == StepKind::QeScf {
+        data.insert("structure".into(), "structure.extxyz".into());
+    }
+    data
+}
+
+/// Whether a rendered output path stays inside the campaign directory.
+pub fn is_confined(rendered: &str) -> bool {
+    let p = Path::new(rendered);
+    !rendered.is_empty()
+        && p.components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+fn check_templates(step: &Step, diags: &mut Diagnostics) {
+    let mut data = sample_template_data(step);
+    if let Some(out) = &step.output {
+        let text = &out.text;
+        if text.starts_with('/') || text.starts_with('~') {
+            diags.push(
+                Diagnostic::at(
+                    &out.span,
+                    &out.field,
+                    "the output path is absolute; outputs must stay inside the campaign directory",
+                )
+                .expected("a path relative to the campaign directory"),
+            );
+        } else if text.split('/').any(|seg| seg == "..") {
+            diags.push(Diagnostic::at(
+                &out.span,
+                &out.field,
+                "the output path climbs out of the campaign directory with `..`",
+            ));
+        } else {
+            // Parameter values that end up in the path must not carry separators: checked
+            // once per distinct value, not once per task.
+            if let Some(array) = &step.array {
+                for (name, values) in &array.params {
+                    if !text.contains(name.as_str()) {
+                        continue;
+                    }
+                    if let Some(bad) = values.iter().find(|v| {
+                        v.kind == ParamKind::Str
+                            && (v.text.contains('/') || v.text == ".." || v.text.is_empty())
+                    }) {
+                        diags.push(Diagnostic::at(&out.span, &out.field, format!("parameter `{name}` has the value `{}`, which would leave the campaign directory or name no file", bad.text)));
+                    }
+                }
+            }
+            match render(
+                TemplateKind::Path,
+                text,
+                &serde_json::Value::Object(data.clone()),
+            ) {
+                Ok(rendered) if !is_confined(&rendered) => diags.push(Diagnostic::at(
+                    &out.span,
+                    &out.field,
+                    format!("the output path `{rendered}` leaves the campaign directory"),
+                )),
+                Ok(_) => {}
+                Err(e) => diags.push(Diagnostic::at(&out.span, &out.field, e)),
+            }
+        }
+        data.insert("output".into(), "catalogs/output.tmp".into());
+    }
+    if let Some(cmd) = &step.command {
+        if let Err(e) = render(
+            TemplateKind::Command,
+            &cmd.text,
+            &serde_json::Value::Object(data),
+        ) {
+            diags.push(Diagnostic::at(&cmd.span, &cmd.field, e));
+        }
+    }
+}
+
+/// Used by tests and `flow init`: load a campaign from text as if it were a file.
+pub fn load_campaign_text(name: &str, text: &str, dir: &Path) -> Result<Campaign, Diagnostics> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).map_err(|e| {
+        Diagnostics::from(Diagnostic::new(
+            None,
+            "",
+            format!("cannot write {}: {e}", path.display()),
+        ))
+    })?;
+    load_campaign(&path)
+}

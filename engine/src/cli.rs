@@ -1,0 +1,142 @@
+//! The command line: argument parsing only; each command lives in `commands`.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flow",
+    version,
+    about = "Declarative campaigns for computational science: plan, run, resume."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Dot,
+    Mermaid,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ExecutorArg {
+    Local,
+    Slurm,
+    Kubernetes,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse, merge and schema-check a campaign; report every error with its location.
+    Validate { file: PathBuf },
+    /// Compile the campaign and show what would run, without running anything.
+    Plan {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+        /// Show every resolved setting and the file:line it came from.
+        #[arg(long)]
+        explain: bool,
+        #[arg(long, value_enum)]
+        executor: Option<ExecutorArg>,
+    },
+    /// Run the campaign; safe to re-run: finished tasks are never run again.
+    Run {
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        executor: Option<ExecutorArg>,
+        /// Keep running after the terminal closes (log and pid in metadata/).
+        #[arg(long)]
+        detach: bool,
+        /// Directory for the state database when the campaign is on a network file system.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// Per-step counts by state, failures with their reason, elapsed time and ETA.
+    Status {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+        /// Refresh every few seconds until interrupted.
+        #[arg(long)]
+        watch: bool,
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// Re-queue failed (or blocked) tasks; the next `flow run` runs them.
+    Retry {
+        file: PathBuf,
+        #[arg(long)]
+        step: Option<String>,
+        /// Only failed tasks (the default: failed and blocked).
+        #[arg(long)]
+        failed: bool,
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// Show the logs of a task attempt (task id or a unique prefix).
+    Logs {
+        file: PathBuf,
+        task: String,
+        #[arg(long)]
+        attempt: Option<u32>,
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// Stop a running campaign: the driver cancels its tasks and exits.
+    Cancel {
+        file: PathBuf,
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// The recipe library.
+    Recipes {
+        #[command(subcommand)]
+        action: RecipesAction,
+    },
+    /// Write a commented starter campaign for a machine.
+    Init {
+        #[arg(long)]
+        machine: String,
+        /// Where to write it (default: campaign.yaml).
+        #[arg(short, long, default_value = "campaign.yaml")]
+        output: PathBuf,
+    },
+    /// Internal: commands run inside jobs.
+    #[command(hide = true)]
+    Task {
+        #[command(subcommand)]
+        action: TaskAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecipesAction {
+    /// List machine recipes.
+    List,
+    /// Print a machine recipe.
+    Show { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskAction {
+    /// Run line INDEX of a manifest written by the driver (Slurm array elements).
+    RunManifest { manifest: PathBuf, index: usize },
+    /// Run one launch described by a JSON file.
+    RunLaunch { launch: PathBuf },
+    /// Run the typed work of a task (qe-scf, build-env, md-benchmark).
+    Exec {
+        campaign_dir: PathBuf,
+        task_id: String,
+    },
+}

@@ -1,0 +1,358 @@
+//! Compile a resolved campaign into a plan: steps in dependency order, task counts, task
+//! ids, batches. Pure apart from reading plan-time input files; nothing runs.
+
+use crate::task_id::{self, task_seed};
+use flow_dsl::array::{ParamKind, ParamValue};
+use flow_dsl::diagnostic::{Diagnostic, Diagnostics};
+use flow_dsl::model::{Campaign, ExecutorKind, Step, StepKind};
+use petgraph::graph::DiGraph;
+use std::path::{Path, PathBuf};
+
+/// One step of the plan.
+#[derive(Debug, Clone)]
+pub struct PlannedStep {
+    /// Index into `campaign.steps`.
+    pub index: usize,
+    pub task_count: u64,
+    /// Indices of the steps it needs.
+    pub upstream: Vec<usize>,
+    /// Digest of the step's work (see [`task_id`]).
+    pub digest: blake3::Hash,
+    /// Digest over all of this step's task ids, in order (feeds downstream ids).
+    pub ids_digest: blake3::Hash,
+    /// qe-scf: the structure files found at plan time (relative to the campaign file).
+    pub structures: Vec<String>,
+    /// Tasks per scheduler submission.
+    pub batch_size: u64,
+}
+
+impl PlannedStep {
+    pub fn batches(&self) -> u64 {
+        self.task_count.div_ceil(self.batch_size.max(1))
+    }
+}
+
+/// One task, computed on demand.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedTask {
+    pub id: String,
+    pub index: u64,
+    pub params: Vec<(String, ParamValue)>,
+    pub seed: u64,
+}
+
+/// The compiled campaign.
+#[derive(Debug)]
+pub struct Plan<'c> {
+    pub campaign: &'c Campaign,
+    pub executor: ExecutorKind,
+    /// Step indices in topological order (ties in file order).
+    pub order: Vec<usize>,
+    /// Indexed like `campaign.steps`.
+    pub steps: Vec<PlannedStep>,
+}
+
+impl<'c> Plan<'c> {
+    pub fn step(&self, index: usize) -> (&'c Step, &PlannedStep) {
+        (&self.campaign.steps[index], &self.steps[index])
+    }
+
+    pub fn step_index(&self, name: &str) -> Option<usize> {
+        self.campaign.steps.iter().position(|s| s.name == name)
+    }
+
+    pub fn total_tasks(&self) -> u64 {
+        self.steps.iter().map(|s| s.task_count).sum()
+    }
+
+    /// Parameters of task `i` of a step.
+    pub fn params(&self, step_index: usize, i: u64) -> Vec<(String, ParamValue)> {
+        let (step, planned) = self.step(step_index);
+        if step.kind == StepKind::QeScf {
+            let path = &planned.structures[i as usize];
+            return vec![(
+                "structure".to_string(),
+                ParamValue {
+                    text: path.clone(),
+                    kind: ParamKind::Str,
+                },
+            )];
+        }
+        match &step.array {
+            Some(array) => array.element(i),
+            None => Vec::new(),
+        }
+    }
+
+    /// Task `i` of a step, with its id and seed.
+    pub fn task(&self, step_index: usize, i: u64) -> PlannedTask {
+        let params = self.params(step_index, i);
+        let id = task_id::task_id(&self.steps[step_index].digest, &params);
+        let seed = task_seed(&id);
+        PlannedTask {
+            id,
+            index: i,
+            params,
+            seed,
+        }
+    }
+
+    /// Every task of a step, in order.
+    pub fn tasks(&self, step_index: usize) -> impl Iterator<Item = PlannedTask> + '_ {
+        (0..self.steps[step_index].task_count).map(move |i| self.task(step_index, i))
+    }
+}
+
+/// Compile. `executor` overrides the machine's executor (`flow run --executor`).
+pub fn compile(
+    campaign: &Campaign,
+    executor: Option<ExecutorKind>,
+) -> Result<Plan<'_>, Diagnostics> {
+    let executor = executor.unwrap_or(campaign.machine.executor);
+    let mut diags = Diagnostics::default();
+    let n = campaign.steps.len();
+    let mut graph = DiGraph::<usize, ()>::new();
+    let nodes: Vec<_> = (0..n).map(|i| graph.add_node(i)).collect();
+    let mut upstream = vec![Vec::new(); n];
+    for (i, step) in campaign.steps.iter().enumerate() {
+        for (need, _) in &step.needs {
+            if let Some(j) = campaign.steps.iter().position(|s| &s.name == need) {
+                graph.add_edge(nodes[j], nodes[i], ());
+                upstream[i].push(j);
+            }
+        }
+    }
+    // The loader already rejected cycles; a stable topological order that keeps file
+    // order among independent steps.
+    let mut order = Vec::with_capacity(n);
+    let mut done = vec![false; n];
+    while order.len() < n {
+        let before = order.len();
+        for i in 0..n {
+            if !done[i] && upstream[i].iter().all(|u| done[*u]) {
+                done[i] = true;
+                order.push(i);
+            }
+        }
+        if order.len() == before {
+            return Err(Diagnostic::at(
+                &campaign.steps[0].span,
+                "steps",
+                "steps depend on each other in a cycle",
+            )
+            .into());
+        }
+    }
+
+    let base = campaign.base_dir();
+    let mut planned: Vec<Option<PlannedStep>> = vec![None; n];
+    for &i in &order {
+        let step = &campaign.steps[i];
+        let mut input_digest = blake3::Hasher::new();
+        for input in &step.inputs {
+            let path = base.join(input);
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    input_digest.update(input.as_bytes());
+                    input_digest.update(blake3::hash(&bytes).as_bytes());
+                }
+                Err(e) => diags.push(Diagnostic::at(
+                    &step.span,
+                    format!("steps.{}.inputs", step.name),
+                    format!("cannot read input file {}: {e}", path.display()),
+                )),
+            }
+        }
+        let mut structures = Vec::new();
+        if step.kind == StepKind::QeScf {
+            match expand_structures(step, &base) {
+                Ok(found) => {
+                    for s in &found {
+                        if let Ok(bytes) = std::fs::read(base.join(s)) {
+                            input_digest.update(s.as_bytes());
+                            input_digest.update(blake3::hash(&bytes).as_bytes());
+                        }
+                    }
+                    structures = found;
+                }
+                Err(d) => diags.push(d),
+            }
+        }
+        let mut up = blake3::Hasher::new();
+        for u in &upstream[i] {
+            if let Some(p) = &planned[*u] {
+                up.update(campaign.steps[*u].name.as_bytes());
+                up.update(p.ids_digest.as_bytes());
+            }
+        }
+        let digest = task_id::step_work_digest(
+            step,
+            &input_digest.finalize().to_hex(),
+            &up.finalize().to_hex(),
+        );
+        let task_count = match step.kind {
+            StepKind::QeScf => structures.len() as u64,
+            _ => step.array.as_ref().map_or(1, |a| a.len()),
+        };
+        let max_array = campaign.machine.slurm.max_array_size.max(1);
+        let batch_size = match executor {
+            ExecutorKind::Local => step.execution.batch_size.unwrap_or(1),
+            _ => step
+                .execution
+                .batch_size
+                .unwrap_or(max_array)
+                .min(max_array),
+        }
+        .max(1);
+        planned[i] = Some(PlannedStep {
+            index: i,
+            task_count,
+            upstream: upstream[i].clone(),
+            digest,
+            ids_digest: blake3::hash(b""),
+            structures,
+            batch_size,
+        });
+        // The digest over all task ids (streamed: no per-task memory).
+        let plan_so_far = Plan {
+            campaign,
+            executor,
+            order: vec![],
+            steps: planned
+                .iter()
+                .map(|p| p.clone().unwrap_or_else(|| placeholder(i)))
+                .collect(),
+        };
+        let mut ids = blake3::Hasher::new();
+        for t in 0..task_count {
+            ids.update(plan_so_far.task(i, t).id.as_bytes());
+        }
+        if let Some(p) = planned[i].as_mut() {
+            p.ids_digest = ids.finalize();
+        }
+        check_resources(campaign, step, executor, &mut diags);
+    }
+    diags.into_result()?;
+    Ok(Plan {
+        campaign,
+        executor,
+        order,
+        steps: planned
+            .into_iter()
+            .map(|p| p.expect("every step is planned in topological order"))
+            .collect(),
+    })
+}
+
+fn placeholder(i: usize) -> PlannedStep {
+    PlannedStep {
+        index: i,
+        task_count: 0,
+        upstream: vec![],
+        digest: blake3::hash(b""),
+        ids_digest: blake3::hash(b""),
+        structures: vec![],
+        batch_size: 1,
+    }
+}
+
+/// The machine's local slots: configured, else this computer's.
+pub fn local_capacity(campaign: &Campaign) -> (u32, u32, Option<u64>) {
+    let cpus = campaign
+        .machine
+        .local_cpus
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+    let gpus = campaign.machine.local_gpus.unwrap_or_else(|| {
+        std::env::var("CUDA_VISIBLE_DEVICES")
+            .ok()
+            .map(|v| v.split(',').filter(|s| !s.trim().is_empty()).count() as u32)
+            .unwrap_or(0)
+    });
+    (cpus, gpus, campaign.machine.local_mem_mb)
+}
+
+fn check_resources(
+    campaign: &Campaign,
+    step: &Step,
+    executor: ExecutorKind,
+    diags: &mut Diagnostics,
+) {
+    if executor != ExecutorKind::Local {
+        return;
+    }
+    let (cpus, gpus, mem) = local_capacity(campaign);
+    let r = &step.resources;
+    let field = format!("steps.{}.resources", step.name);
+    if r.total_cpus() > cpus as u64 {
+        diags.push(
+            Diagnostic::at(
+                &step.span,
+                &field,
+                format!(
+                    "each task asks for {} CPUs, but the local executor has {cpus}",
+                    r.total_cpus()
+                ),
+            )
+            .help("lower cpus_per_task/tasks_per_node, or set machine.local.cpus"),
+        );
+    }
+    if r.total_gpus() > gpus as u64 {
+        diags.push(
+            Diagnostic::at(
+                &step.span,
+                &field,
+                format!(
+                    "each task asks for {} GPUs, but the local executor has {gpus}",
+                    r.total_gpus()
+                ),
+            )
+            .help("set CUDA_VISIBLE_DEVICES or machine.local.gpus, or use a CPU job type"),
+        );
+    }
+    if let (Some(need), Some(have)) = (r.mem_mb, mem) {
+        if need > have {
+            diags.push(Diagnostic::at(&step.span, &field, format!("each task asks for {need} MiB of memory, but the local executor has {have} MiB")));
+        }
+    }
+}
+
+/// qe-scf `structures:`: a glob or a list of globs/paths, relative to the campaign file.
+fn expand_structures(step: &Step, base: &Path) -> Result<Vec<String>, Diagnostic> {
+    let field = format!("steps.{}.structures", step.name);
+    let node = step.node.get("structures");
+    let span = node.map_or(&step.span, |n| &n.span);
+    let patterns: Vec<String> = match node {
+        Some(n) => match n.as_seq() {
+            Some(items) => items.iter().filter_map(|i| i.scalar_text()).collect(),
+            None => n.scalar_text().into_iter().collect(),
+        },
+        None => return Err(Diagnostic::at(span, field, "missing `structures`")),
+    };
+    let mut found = Vec::new();
+    for pat in &patterns {
+        let full = base.join(pat);
+        let matches: Vec<PathBuf> = glob::glob(&full.to_string_lossy())
+            .map_err(|e| Diagnostic::at(span, &field, format!("invalid pattern `{pat}`: {e}")))?
+            .filter_map(Result::ok)
+            .collect();
+        if matches.is_empty() {
+            return Err(Diagnostic::at(
+                span,
+                &field,
+                format!("`{pat}` matches no file (relative to {})", base.display()),
+            ));
+        }
+        for m in matches {
+            let rel = m
+                .strip_prefix(base)
+                .unwrap_or(&m)
+                .to_string_lossy()
+                .into_owned();
+            if !found.contains(&rel) {
+                found.push(rel);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}

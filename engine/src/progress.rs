@@ -1,0 +1,125 @@
+//! Live progress of `flow run`: redrawn bars on a terminal, plain lines otherwise.
+
+use crate::compile::Plan;
+use crate::scheduler::ProgressRow;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+pub struct Progress {
+    plain: bool,
+    quiet: bool,
+    started: Instant,
+    last: Instant,
+    drawn_lines: usize,
+    last_plain: Vec<(u64, u64, u64)>,
+}
+
+impl Progress {
+    pub fn new(_plan: &Plan, plain: bool, quiet: bool) -> Progress {
+        Progress {
+            plain,
+            quiet,
+            started: Instant::now(),
+            last: Instant::now() - Duration::from_secs(10),
+            drawn_lines: 0,
+            last_plain: Vec::new(),
+        }
+    }
+
+    /// A one-off message above the bars.
+    pub fn note(&mut self, msg: &str) {
+        if self.quiet {
+            return;
+        }
+        self.clear();
+        eprintln!("{msg}");
+    }
+
+    fn clear(&mut self) {
+        if !self.plain && self.drawn_lines > 0 {
+            eprint!("\x1b[{}A\x1b[J", self.drawn_lines);
+            self.drawn_lines = 0;
+        }
+    }
+
+    fn eta(&self, rows: &[ProgressRow]) -> String {
+        let total: u64 = rows.iter().map(|r| r.total).sum();
+        let done: u64 = rows
+            .iter()
+            .map(|r| r.succeeded + r.failed + r.blocked + r.cancelled)
+            .sum();
+        let elapsed = self.started.elapsed().as_secs_f64();
+        if done == 0 || done >= total {
+            return format!("elapsed {elapsed:.0}s");
+        }
+        let eta = elapsed / done as f64 * (total - done) as f64;
+        format!("elapsed {elapsed:.0}s, ETA {eta:.0}s")
+    }
+
+    fn line(r: &ProgressRow) -> String {
+        let done = r.succeeded + r.failed + r.blocked + r.cancelled;
+        let width = 24usize;
+        let filled = if r.total == 0 {
+            width
+        } else {
+            (done as usize * width) / r.total as usize
+        };
+        format!(
+            "{:<16} [{}{}] {done}/{} done, {} running, {} failed, {} queued{}",
+            r.step,
+            "#".repeat(filled),
+            "-".repeat(width - filled),
+            r.total,
+            r.running,
+            r.failed,
+            r.queued,
+            if r.blocked > 0 {
+                format!(", {} blocked", r.blocked)
+            } else {
+                String::new()
+            }
+        )
+    }
+
+    pub fn update(&mut self, rows: &[ProgressRow]) {
+        if self.quiet {
+            return;
+        }
+        if self.plain {
+            let now: Vec<(u64, u64, u64)> = rows
+                .iter()
+                .map(|r| (r.succeeded, r.failed, r.running))
+                .collect();
+            if now != self.last_plain && self.last.elapsed() > Duration::from_secs(2) {
+                for r in rows.iter().filter(|r| r.running > 0 || r.failed > 0) {
+                    eprintln!("{}", Self::line(r));
+                }
+                self.last_plain = now;
+                self.last = Instant::now();
+            }
+            return;
+        }
+        if self.last.elapsed() < Duration::from_millis(200) {
+            return;
+        }
+        self.last = Instant::now();
+        self.clear();
+        let mut err = std::io::stderr().lock();
+        for r in rows {
+            let _ = writeln!(err, "{}", Self::line(r));
+        }
+        let _ = writeln!(err, "{}", self.eta(rows));
+        self.drawn_lines = rows.len() + 1;
+    }
+
+    pub fn finish(&mut self, rows: &[ProgressRow]) {
+        if self.quiet {
+            return;
+        }
+        self.clear();
+        for r in rows {
+            eprintln!("{}", Self::line(r));
+        }
+        eprintln!("{}", self.eta(rows));
+    }
+}

@@ -1,0 +1,722 @@
+//! The campaign's state in SQLite: campaign metadata, steps, tasks, attempts, events, and
+//! the driver's lease.
+//!
+//! One driver writes (it holds the lease); readers (`flow status`) open their own
+//! connection and, in WAL mode, never block it. Changes are applied in groups, one
+//! transaction per scheduler turn, so persistence does not cap throughput.
+
+use crate::task_state::TaskState;
+use flow_executors::AttemptOutcome;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Version of the database layout; `migrate` upgrades older files step by step.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE steps (name TEXT PRIMARY KEY, kind TEXT NOT NULL, task_count INTEGER NOT NULL,
+                         digest TEXT NOT NULL, info TEXT);
+     CREATE TABLE tasks (id TEXT PRIMARY KEY, step TEXT NOT NULL, idx INTEGER NOT NULL,
+                         params TEXT NOT NULL, state TEXT NOT NULL,
+                         attempts INTEGER NOT NULL DEFAULT 0,
+                         retries INTEGER NOT NULL DEFAULT 0,
+                         infra_retries INTEGER NOT NULL DEFAULT 0,
+                         error_class TEXT, message TEXT, not_before REAL,
+                         pid INTEGER, job_id TEXT, result TEXT, updated REAL);
+     CREATE INDEX tasks_by_step ON tasks (step, state);
+     CREATE TABLE attempts (task_id TEXT NOT NULL, attempt INTEGER NOT NULL, executor TEXT NOT NULL,
+                            job_id TEXT, pid INTEGER, started REAL, ended REAL, exit_code INTEGER,
+                            signal INTEGER, error_class TEXT, message TEXT, details TEXT,
+                            PRIMARY KEY (task_id, attempt));
+     CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, task_id TEXT,
+                          kind TEXT NOT NULL, detail TEXT);
+     CREATE TABLE lease (id INTEGER PRIMARY KEY CHECK (id = 1), host TEXT NOT NULL, pid INTEGER NOT NULL,
+                         started REAL NOT NULL, heartbeat REAL NOT NULL);",
+];
+
+/// A lease older than this is taken over even if its holder looks alive elsewhere.
+pub const LEASE_STALE_AFTER: Duration = Duration::from_secs(120);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state database {path}: {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot create {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("campaign is being run by pid {pid} on {host} (started {started}, last heartbeat {age:.0} s ago); wait for it or stop it with `flow cancel`")]
+    LeaseHeld {
+        host: String,
+        pid: i64,
+        started: String,
+        age: f64,
+    },
+    #[error("state database {path} was written by a newer flow (layout {found}, this flow knows {known}); upgrade flow")]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+}
+
+/// One task as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRow {
+    pub id: String,
+    pub step: String,
+    pub index: u64,
+    pub state: TaskState,
+    pub attempts: u32,
+    pub retries: u32,
+    pub infra_retries: u32,
+    pub error_class: Option<String>,
+    pub message: Option<String>,
+    pub not_before: Option<f64>,
+    pub pid: Option<u32>,
+    pub job_id: Option<String>,
+}
+
+/// One attempt as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRow {
+    pub task_id: String,
+    pub attempt: u32,
+    pub executor: String,
+    pub job_id: Option<String>,
+    pub started: Option<f64>,
+    pub ended: Option<f64>,
+    pub exit_code: Option<i32>,
+    pub error_class: Option<String>,
+    pub message: Option<String>,
+    pub details: Option<String>,
+}
+
+/// A change the scheduler wants persisted; applied in groups by [`StateStore::apply`].
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A new attempt was handed to the executor.
+    Launched {
+        task_id: String,
+        attempt: u32,
+        executor: String,
+        at: f64,
+    },
+    /// The executor started it.
+    Started {
+        task_id: String,
+        attempt: u32,
+        job_id: String,
+        pid: Option<u32>,
+        at: f64,
+    },
+    /// It ended; the task moves to `state`.
+    Finished {
+        task_id: String,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        state: TaskState,
+        retries: u32,
+        infra_retries: u32,
+        not_before: Option<f64>,
+        details: Option<String>,
+    },
+    /// The task moves to `state` without an attempt (blocked, re-queued, cancelled).
+    SetState {
+        task_id: String,
+        state: TaskState,
+        message: Option<String>,
+    },
+    Event {
+        task_id: Option<String>,
+        kind: String,
+        detail: String,
+    },
+}
+
+/// The open database.
+pub struct StateStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {
+    move |source| StateError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl StateStore {
+    /// Open (creating and migrating) the database for writing.
+    pub fn open(path: &Path) -> Result<StateStore, StateError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(sql(path))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(sql(path))?;
+        // WAL lets status readers work while the driver writes. It needs shared memory that
+        // network file systems do not provide; the caller keeps the file on a local disk.
+        let _mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(sql(path))?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+            .map_err(sql(path))?;
+        let mut store = StateStore {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Open read-only (never blocks the driver, never writes).
+    pub fn open_readonly(path: &Path) -> Result<StateStore, StateError> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(sql(path))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(sql(path))?;
+        Ok(StateStore {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&mut self) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql(&path))?;
+        if version > SCHEMA_VERSION {
+            return Err(StateError::TooNew {
+                path: path.display().to_string(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction().map_err(sql(&path))?;
+            tx.execute_batch(step).map_err(sql(&path))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(sql(&path))?;
+            tx.commit().map_err(sql(&path))?;
+        }
+        Ok(())
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StateError> {
+        self.conn
+            .execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value", params![key, value])
+            .map(|_| ())
+            .map_err(sql(&self.path))
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StateError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(sql(&self.path))
+    }
+
+    /// Take the driver lease, or say who holds it. A lease whose holder is gone (same host,
+    /// pid not running) or silent for [`LEASE_STALE_AFTER`] is taken over; the returned
+    /// message says so.
+    pub fn acquire_lease(
+        &mut self,
+        host: &str,
+        pid: u32,
+        now: f64,
+    ) -> Result<Option<String>, StateError> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql(&path))?;
+        let held: Option<(String, i64, f64, f64)> = tx
+            .query_row(
+                "SELECT host, pid, started, heartbeat FROM lease WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(sql(&path))?;
+        let mut note = None;
+        if let Some((h, p, started, beat)) = held {
+            let age = now - beat;
+            let same_host = h == host;
+            let alive = if same_host {
+                p as u32 == pid || process_alive(p as u32)
+            } else {
+                true
+            };
+            if same_host && p as u32 == pid {
+                // Our own lease (re-acquired).
+            } else if alive && age < LEASE_STALE_AFTER.as_secs_f64() {
+                return Err(StateError::LeaseHeld {
+                    host: h,
+                    pid: p,
+                    started: format_time(started),
+                    age,
+                });
+            } else {
+                note = Some(if same_host && !alive {
+                    format!("taking over the lease of driver pid {p} on {h}, which is no longer running")
+                } else {
+                    format!("taking over the lease of driver pid {p} on {h}: no heartbeat for {age:.0} s")
+                });
+            }
+        }
+        tx.execute(
+            "INSERT INTO lease (id, host, pid, started, heartbeat) VALUES (1, ?1, ?2, ?3, ?3)
+             ON CONFLICT(id) DO UPDATE SET host = excluded.host, pid = excluded.pid, started = excluded.started, heartbeat = excluded.heartbeat",
+            params![host, pid, now],
+        )
+        .map_err(sql(&path))?;
+        tx.commit().map_err(sql(&path))?;
+        Ok(note)
+    }
+
+    pub fn heartbeat(&self, pid: u32, now: f64) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE lease SET heartbeat = ?1 WHERE id = 1 AND pid = ?2",
+                params![now, pid],
+            )
+            .map(|_| ())
+            .map_err(sql(&self.path))
+    }
+
+    pub fn release_lease(&self, pid: u32) -> Result<(), StateError> {
+        self.conn
+            .execute("DELETE FROM lease WHERE id = 1 AND pid = ?1", params![pid])
+            .map(|_| ())
+            .map_err(sql(&self.path))
+    }
+
+    /// The current lease holder, if any: (host, pid, heartbeat).
+    pub fn lease(&self) -> Result<Option<(String, i64, f64)>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT host, pid, heartbeat FROM lease WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(sql(&self.path))
+    }
+
+    pub fn upsert_step(
+        &self,
+        name: &str,
+        kind: &str,
+        task_count: u64,
+        digest: &str,
+    ) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO steps (name, kind, task_count, digest) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, task_count = excluded.task_count, digest = excluded.digest",
+                params![name, kind, task_count as i64, digest],
+            )
+            .map(|_| ())
+            .map_err(sql(&self.path))
+    }
+
+    pub fn set_step_info(&self, name: &str, info: &serde_json::Value) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE steps SET info = ?2 WHERE name = ?1",
+                params![name, info.to_string()],
+            )
+            .map(|_| ())
+            .map_err(sql(&self.path))
+    }
+
+    pub fn step_info(&self) -> Result<HashMap<String, serde_json::Value>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, info FROM steps WHERE info IS NOT NULL")
+            .map_err(sql(&self.path))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(sql(&self.path))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (k, v) = row.map_err(sql(&self.path))?;
+            if let Ok(json) = serde_json::from_str(&v) {
+                out.insert(k, json);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Insert tasks that are not there yet (one transaction).
+    pub fn insert_tasks<'a>(
+        &mut self,
+        tasks: impl Iterator<Item = (&'a str, &'a str, u64, String)>,
+    ) -> Result<usize, StateError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(sql(&path))?;
+        let mut n = 0;
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT OR IGNORE INTO tasks (id, step, idx, params, state, updated) VALUES (?1, ?2, ?3, ?4, 'pending', 0)")
+                .map_err(sql(&path))?;
+            for (id, step, idx, params_json) in tasks {
+                n += stmt
+                    .execute(params![id, step, idx as i64, params_json])
+                    .map_err(sql(&path))?;
+            }
+        }
+        tx.commit().map_err(sql(&path))?;
+        Ok(n)
+    }
+
+    /// Every task, by id.
+    pub fn load_tasks(&self) -> Result<HashMap<String, TaskRow>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, step, idx, state, attempts, retries, infra_retries, error_class, message, not_before, pid, job_id FROM tasks")
+            .map_err(sql(&self.path))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let state: String = r.get(3)?;
+                Ok(TaskRow {
+                    id: r.get(0)?,
+                    step: r.get(1)?,
+                    index: r.get::<_, i64>(2)? as u64,
+                    state: TaskState::parse(&state).unwrap_or(TaskState::Pending),
+                    attempts: r.get::<_, i64>(4)? as u32,
+                    retries: r.get::<_, i64>(5)? as u32,
+                    infra_retries: r.get::<_, i64>(6)? as u32,
+                    error_class: r.get(7)?,
+                    message: r.get(8)?,
+                    not_before: r.get(9)?,
+                    pid: r.get::<_, Option<i64>>(10)?.map(|p| p as u32),
+                    job_id: r.get(11)?,
+                })
+            })
+            .map_err(sql(&self.path))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let row = row.map_err(sql(&self.path))?;
+            out.insert(row.id.clone(), row);
+        }
+        Ok(out)
+    }
+
+    /// Apply a group of changes in one transaction.
+    pub fn apply(&mut self, changes: &[Change], now: f64) -> Result<(), StateError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(sql(&path))?;
+        for change in changes {
+            match change {
+                Change::Launched {
+                    task_id,
+                    attempt,
+                    executor,
+                    at,
+                } => {
+                    tx.prepare_cached("INSERT OR REPLACE INTO attempts (task_id, attempt, executor, started) VALUES (?1, ?2, ?3, ?4)")
+                        .and_then(|mut s| s.execute(params![task_id, attempt, executor, at]))
+                        .map_err(sql(&path))?;
+                    tx.prepare_cached("UPDATE tasks SET state = 'running', attempts = ?2, not_before = NULL, updated = ?3 WHERE id = ?1")
+                        .and_then(|mut s| s.execute(params![task_id, attempt, now]))
+                        .map_err(sql(&path))?;
+                }
+                Change::Started {
+                    task_id,
+                    attempt,
+                    job_id,
+                    pid,
+                    at,
+                } => {
+                    tx.prepare_cached("UPDATE attempts SET job_id = ?3, pid = ?4, started = ?5 WHERE task_id = ?1 AND attempt = ?2")
+                        .and_then(|mut s| s.execute(params![task_id, attempt, job_id, pid, at]))
+                        .map_err(sql(&path))?;
+                    tx.prepare_cached(
+                        "UPDATE tasks SET pid = ?2, job_id = ?3, updated = ?4 WHERE id = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![task_id, pid, job_id, now]))
+                    .map_err(sql(&path))?;
+                }
+                Change::Finished {
+                    task_id,
+                    attempt,
+                    outcome,
+                    state,
+                    retries,
+                    infra_retries,
+                    not_before,
+                    details,
+                } => {
+                    let class = outcome.error_class.map(|c| c.as_str().to_string());
+                    tx.prepare_cached(
+                        "UPDATE attempts SET ended = ?3, exit_code = ?4, signal = ?5, error_class = ?6, message = ?7, details = ?8,
+                         started = COALESCE(started, ?9) WHERE task_id = ?1 AND attempt = ?2",
+                    )
+                    .and_then(|mut s| s.execute(params![task_id, attempt, outcome.ended_at, outcome.exit_code, outcome.signal, class, outcome.message, details, outcome.started_at]))
+                    .map_err(sql(&path))?;
+                    tx.prepare_cached(
+                        "UPDATE tasks SET state = ?2, retries = ?3, infra_retries = ?4, error_class = ?5, message = ?6, not_before = ?7,
+                         pid = NULL, updated = ?8 WHERE id = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![task_id, state.as_str(), retries, infra_retries, class, outcome.message, not_before, now]))
+                    .map_err(sql(&path))?;
+                }
+                Change::SetState {
+                    task_id,
+                    state,
+                    message,
+                } => {
+                    tx.prepare_cached("UPDATE tasks SET state = ?2, message = COALESCE(?3, message), pid = NULL, updated = ?4 WHERE id = ?1")
+                        .and_then(|mut s| s.execute(params![task_id, state.as_str(), message, now]))
+                        .map_err(sql(&path))?;
+                }
+                Change::Event {
+                    task_id,
+                    kind,
+                    detail,
+                } => {
+                    tx.prepare_cached(
+                        "INSERT INTO events (at, task_id, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .and_then(|mut s| s.execute(params![now, task_id, kind, detail]))
+                    .map_err(sql(&path))?;
+                }
+            }
+        }
+        tx.commit().map_err(sql(&path))
+    }
+
+    /// Attempts of one task, oldest first.
+    pub fn attempts(&self, task_id: &str) -> Result<Vec<AttemptRow>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT task_id, attempt, executor, job_id, started, ended, exit_code, error_class, message, details FROM attempts WHERE task_id = ?1 ORDER BY attempt")
+            .map_err(sql(&self.path))?;
+        let rows = stmt
+            .query_map([task_id], |r| {
+                Ok(AttemptRow {
+                    task_id: r.get(0)?,
+                    attempt: r.get::<_, i64>(1)? as u32,
+                    executor: r.get(2)?,
+                    job_id: r.get(3)?,
+                    started: r.get(4)?,
+                    ended: r.get(5)?,
+                    exit_code: r.get(6)?,
+                    error_class: r.get(7)?,
+                    message: r.get(8)?,
+                    details: r.get(9)?,
+                })
+            })
+            .map_err(sql(&self.path))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql(&self.path))
+    }
+
+    /// Task ids starting with `prefix`.
+    pub fn find_tasks(&self, prefix: &str) -> Result<Vec<String>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM tasks WHERE id LIKE ?1 || '%' LIMIT 5")
+            .map_err(sql(&self.path))?;
+        let rows = stmt
+            .query_map([prefix], |r| r.get(0))
+            .map_err(sql(&self.path))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql(&self.path))
+    }
+
+    /// Re-queue tasks in the given states (optionally of one step). Returns how many.
+    pub fn requeue(
+        &mut self,
+        states: &[TaskState],
+        step: Option<&str>,
+        now: f64,
+    ) -> Result<usize, StateError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(sql(&path))?;
+        let mut n = 0;
+        for s in states {
+            n += tx
+                .execute(
+                    "UPDATE tasks SET state = 'pending', retries = 0, infra_retries = 0, not_before = NULL, updated = ?3
+                     WHERE state = ?1 AND (?2 IS NULL OR step = ?2)",
+                    params![s.as_str(), step, now],
+                )
+                .map_err(sql(&path))?;
+        }
+        tx.execute(
+            "INSERT INTO events (at, kind, detail) VALUES (?1, 'retry', ?2)",
+            params![now, format!("{n} task(s) re-queued")],
+        )
+        .map_err(sql(&path))?;
+        tx.commit().map_err(sql(&path))?;
+        Ok(n)
+    }
+}
+
+/// Whether a process with this pid exists on this host.
+pub fn process_alive(pid: u32) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    // SAFETY: signal 0 checks existence only.
+    let r = unsafe { libc::kill(pid as i32, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// This host's name.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if r != 0 {
+        return "unknown-host".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+fn format_time(unix: f64) -> String {
+    let secs = unix as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// File systems where SQLite's locking and WAL shared memory cannot be trusted.
+pub fn network_filesystem(path: &Path) -> Option<&'static str> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let mut probe = path.to_path_buf();
+    while !probe.exists() {
+        if !probe.pop() {
+            return None;
+        }
+    }
+    let c = CString::new(probe.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statfs fills the zeroed struct; c is a valid NUL-terminated path.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    match st.f_type as i64 {
+        0x6969 => Some("NFS"),
+        0x0BD0_0BD0 => Some("Lustre"),
+        0x4750_4653 => Some("GPFS"),
+        0xFF53_4D42 | 0xFE53_4D42 => Some("SMB/CIFS"),
+        0x1983_0326 => Some("BeeGFS"),
+        0x00C3_6400 => Some("CephFS"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_is_exclusive_and_stale_leases_are_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut a = StateStore::open(&path).unwrap();
+        let mut b = StateStore::open(&path).unwrap();
+        let me = std::process::id();
+        assert!(a.acquire_lease("h", me, 100.0).unwrap().is_none());
+        // Same host, another live pid (pid 1 exists): refused.
+        a.conn.execute("UPDATE lease SET pid = 1", []).unwrap();
+        assert!(matches!(
+            b.acquire_lease("h", me, 101.0),
+            Err(StateError::LeaseHeld { .. })
+        ));
+        // Heartbeat too old: taken over.
+        let note = b
+            .acquire_lease("h", me, 100.0 + LEASE_STALE_AFTER.as_secs_f64() + 1.0)
+            .unwrap();
+        assert!(note.unwrap().contains("no heartbeat"));
+        // Dead pid on this host: taken over at once.
+        a.conn
+            .execute("UPDATE lease SET pid = 999999, heartbeat = 1000", [])
+            .unwrap();
+        assert!(b
+            .acquire_lease("h", me, 1001.0)
+            .unwrap()
+            .unwrap()
+            .contains("no longer running"));
+    }
+
+    #[test]
+    fn tasks_round_trip_and_requeue() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = StateStore::open(&dir.path().join("s.db")).unwrap();
+        let rows = [("a".to_string(), 0u64), ("b".to_string(), 1)];
+        s.insert_tasks(
+            rows.iter()
+                .map(|(id, i)| (id.as_str(), "st", *i, "{}".to_string())),
+        )
+        .unwrap();
+        assert_eq!(
+            s.insert_tasks(
+                rows.iter()
+                    .map(|(id, i)| (id.as_str(), "st", *i, "{}".to_string()))
+            )
+            .unwrap(),
+            0
+        );
+        s.apply(
+            &[Change::SetState {
+                task_id: "a".into(),
+                state: TaskState::Failed,
+                message: Some("x".into()),
+            }],
+            1.0,
+        )
+        .unwrap();
+        assert_eq!(s.load_tasks().unwrap()["a"].state, TaskState::Failed);
+        assert_eq!(s.requeue(&[TaskState::Failed], None, 2.0).unwrap(), 1);
+        assert_eq!(s.load_tasks().unwrap()["a"].state, TaskState::Pending);
+    }
+
+    #[test]
+    fn dates_render() {
+        assert_eq!(format_time(0.0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_time(1_795_000_000.0), "2026-11-18 11:06:40 UTC");
+    }
+}

@@ -1,0 +1,129 @@
+//! Stable task identity.
+//!
+//! A task's id is a hash of what defines its work, never of where or how it is scheduled:
+//!
+//! counted: the hash scheme version; the step kind; the command and output templates; the
+//! kind-specific settings (everything in the step except the scheduling fields below); the
+//! step's `env`; the contents of plan-time input files; the task's parameters (as written);
+//! and the ids of every upstream task (chained through a per-step digest, so a change
+//! upstream reaches every downstream id).
+//!
+//! not counted: `execution` (retries, backoff, timeout, batch_size, max_running),
+//! `resources` (job type, partition, time, memory, ...), `needs`/`condition` themselves
+//! (the upstream ids already are), `description`, the machine and the executor.
+//!
+//! [`SCHEME`] names the scheme: a change to what is hashed must bump it, and the state
+//! database records it, so an upgrade of flow never silently changes every id.
+
+use flow_dsl::array::ParamValue;
+use flow_dsl::model::Step;
+
+/// The version of the task-id scheme. Stored in each campaign's state.
+pub const SCHEME: &str = "flow-task-v1";
+
+/// Fields of a step that schedule work but do not define it.
+pub const SCHEDULING_FIELDS: &[&str] = &[
+    "execution",
+    "resources",
+    "needs",
+    "condition",
+    "description",
+];
+
+/// Digest of what one step's tasks share: kind, templates, settings, inputs, upstream.
+pub fn step_work_digest(step: &Step, input_digest: &str, upstream_digest: &str) -> blake3::Hash {
+    let mut work = step.settings.clone();
+    if let Some(obj) = work.as_object_mut() {
+        for f in SCHEDULING_FIELDS {
+            obj.remove(*f);
+        }
+        // The array itself is not hashed: each task hashes its own parameters, so adding
+        // elements to an array leaves the existing ids alone.
+        obj.remove("array");
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(SCHEME.as_bytes());
+    h.update(b"\0kind\0");
+    h.update(step.kind.as_str().as_bytes());
+    h.update(b"\0work\0");
+    h.update(canonical_json(&work).as_bytes());
+    h.update(b"\0inputs\0");
+    h.update(input_digest.as_bytes());
+    h.update(b"\0upstream\0");
+    h.update(upstream_digest.as_bytes());
+    h.finalize()
+}
+
+/// JSON with object keys sorted, so field order in the YAML never changes an id.
+pub fn canonical_json(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        serde_json::Value::String((*k).clone()),
+                        canonical_json(&m[*k])
+                    )
+                })
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        serde_json::Value::Array(a) => {
+            format!(
+                "[{}]",
+                a.iter().map(canonical_json).collect::<Vec<_>>().join(",")
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The id of one task: 20 hex digits (80 bits) of blake3 over the step digest and the
+/// task's parameters.
+pub fn task_id(step_digest: &blake3::Hash, params: &[(String, ParamValue)]) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(step_digest.as_bytes());
+    for (k, v) in params {
+        h.update(k.as_bytes());
+        h.update(b"=");
+        h.update(v.text.as_bytes());
+        h.update(b"\0");
+    }
+    let hex = h.finalize().to_hex();
+    hex[..20].to_string()
+}
+
+/// The deterministic per-task seed (u64) derived from the id.
+pub fn task_seed(task_id: &str) -> u64 {
+    let h = blake3::hash(format!("{SCHEME}/seed/{task_id}").as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    u64::from_le_bytes(b) >> 1 // keep it positive for languages without u64 (numpy seeds, JSON)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        let a: serde_json::Value = serde_json::from_str(r#"{"b":1,"a":{"d":2,"c":3}}"#).unwrap();
+        let b: serde_json::Value = serde_json::from_str(r#"{"a":{"c":3,"d":2},"b":1}"#).unwrap();
+        assert_eq!(canonical_json(&a), canonical_json(&b));
+    }
+
+    #[test]
+    fn ids_depend_on_parameters_and_seeds_are_stable() {
+        let d = blake3::hash(b"x");
+        let a = task_id(&d, &[("r".into(), ParamValue::int(1))]);
+        let b = task_id(&d, &[("r".into(), ParamValue::int(2))]);
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 20);
+        assert_eq!(task_seed(&a), task_seed(&a));
+        assert_ne!(task_seed(&a), task_seed(&b));
+    }
+}
