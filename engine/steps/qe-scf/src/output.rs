@@ -1,9 +1,9 @@
 //! Results from pw.x's text output (and the band occupations from its XML), in eV and Å,
 //! and the sanity checks a result must pass before it counts.
 //!
-//! Units: 1 Ry = 13.605693012183622 eV, 1 Bohr = 0.5291772105638411 Å: ASE's default
-//! (CODATA 2014) values, so results agree with ASE's espresso reader to the last digit.
-//! 1 Ry/Bohr = 25.7110335 eV/Å (the 25.7110431 sometimes quoted is CODATA 2006).
+//! Units: 1 Ry = 13.605691930242388 eV, 1 Bohr = 0.52917720859 Å: the CODATA 2006 values
+//! pw.x 6.x itself uses (`RYTOEV`, `BOHR_RADIUS_ANGS`). ASE's espresso reader uses CODATA
+//! 2006 too (agreement to 2e-10 relative); CODATA 2018 would differ by 8e-8.
 //!
 //! **Stress sign convention**: pw.x prints the stress with the sign of a pressure
 //! (positive = compressed, wants to expand; P = trace/3). flow reports it with ASE's
@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 
 /// eV per Rydberg.
-pub const RY_EV: f64 = 13.605_693_012_183_622;
+pub const RY_EV: f64 = 13.605_691_930_242_388;
 /// Å per Bohr.
-pub const BOHR_ANG: f64 = 0.529_177_210_563_841_1;
+pub const BOHR_ANG: f64 = 0.529_177_208_59;
 /// eV/Å per Ry/Bohr.
 pub const RY_PER_BOHR_EV_PER_ANG: f64 = RY_EV / BOHR_ANG;
 /// eV/Å³ per Ry/Bohr³.
@@ -253,7 +253,7 @@ mod tests {
 
     #[test]
     fn si_values_and_units() {
-        assert!((RY_PER_BOHR_EV_PER_ANG - 25.711_033_545_240_323).abs() < 1e-12);
+        assert!((RY_PER_BOHR_EV_PER_ANG - 25.711_031_596_570_35).abs() < 1e-10);
         let o = parse_pw_output(&data("si_scf_ok.out")).unwrap();
         assert!((o.energy_ev - (-15.79717886 * RY_EV)).abs() < 1e-9);
         assert!((o.forces_ev_per_ang[0][0] - 0.02324152 * RY_PER_BOHR_EV_PER_ANG).abs() < 1e-8);

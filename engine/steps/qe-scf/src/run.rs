@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Fraction of the remaining time given to pw.x as `max_seconds`.
+/// Default fraction of the remaining time given to pw.x as `max_seconds`.
 pub const MAX_SECONDS_FRACTION: f64 = 0.95;
 /// Highest-band occupation above which an attempt needs more bands.
 pub const BAND_OCCUPATION_LIMIT: f64 = 0.005;
@@ -44,6 +44,9 @@ pub struct RunOptions {
     pub attempt_timeout: Option<Duration>,
     /// Do not start an attempt with less time than this before the deadline.
     pub min_attempt_time: Duration,
+    /// Fraction of the time left given to pw.x as `max_seconds` (default 0.95). pw.x checks
+    /// it between SCF iterations, so the rest must cover one iteration plus writing files.
+    pub max_seconds_fraction: f64,
     /// Largest acceptable |force|, eV/Å.
     pub max_force: f64,
     /// Keep `charge-density.dat` after success.
@@ -61,6 +64,7 @@ impl Default for RunOptions {
             deadline: None,
             attempt_timeout: None,
             min_attempt_time: Duration::from_secs(30),
+            max_seconds_fraction: MAX_SECONDS_FRACTION,
             max_force: 1000.0,
             keep_charge_density: false,
             env: vec![],
@@ -155,7 +159,7 @@ pub fn run_structure(
         }
         let mut kill_after = options.attempt_timeout;
         if let Some(rem) = remaining {
-            let secs = (rem.as_secs_f64() * MAX_SECONDS_FRACTION).floor();
+            let secs = (rem.as_secs_f64() * options.max_seconds_fraction).floor().max(1.0);
             run_params.insert("max_seconds".into(), Value::from(secs as i64));
             kill_after = Some(kill_after.map_or(rem, |t| t.min(rem)));
         }

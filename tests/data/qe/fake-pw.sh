@@ -1,0 +1,21 @@
+#!/bin/sh
+# Stands in for pw.x in tests that replay recorded pw.x output without running pw.x.
+# FAKE_PW_SCRIPT names files in this directory, one per attempt, separated by spaces:
+# "si_max_cpu_time:255 si_scf_ok:0" replays si_max_cpu_time.out (+ .err if present) and
+# exits 255 on the first call, then si_scf_ok.out with exit 0. The last entry repeats.
+# The attempt number is the count of attempt-* directories beside the current one.
+here=$(dirname "$0")
+n=$(ls -d ../attempt-* 2>/dev/null | wc -l)
+i=1
+for entry in $FAKE_PW_SCRIPT; do
+    last=$entry
+    if [ "$i" -eq "$n" ]; then break; fi
+    i=$((i + 1))
+done
+name=${last%%:*}
+code=${last##*:}
+cat "$here/$name.out"
+[ -f "$here/$name.err" ] && cat "$here/$name.err" >&2
+# pw.x writes its XML and save directory into outdir; mimic the files a restart needs
+mkdir -p out/pwscf.save && : > out/pwscf.save/charge-density.dat && : > out/pwscf.wfc1
+exit "$code"
