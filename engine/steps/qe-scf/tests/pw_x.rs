@@ -258,3 +258,25 @@ fn max_seconds_stops_pw_x_and_the_next_allocation_restarts_it() {
     assert_eq!(r.attempts.len(), 2);
     assert!(r.energy_ev < -200.0);
 }
+
+#[test]
+fn an_occupied_highest_band_gets_more_bands_from_the_charge_density() {
+    require_pw_x();
+    // bcc Fe with 5 bands: its majority spin fills them all, so the highest band is
+    // occupied; the default policy multiplies nbnd by 1.5 and restarts from the density.
+    let fe = "1\nLattice=\"-1.435 1.435 1.435 1.435 -1.435 1.435 1.435 1.435 -1.435\"\nFe 0 0 0\n";
+    let s = settings(json!({"ecutwfc": 20, "ecutrho": 160, "kpoints": {"grid": [2, 2, 2]}, "parameters": {"nbnd": 5}}));
+    let (prep, policy) = prepare(&s, fe, "fe-bcc");
+    let dir = tempfile::tempdir().unwrap();
+    let (outcome, seen) = run(&prep, &policy, dir.path(), History::default(), &RunOptions::default());
+    assert_eq!(seen[0].failure, Some(Failure::HighestBandOccupied), "{seen:#?}");
+    assert_eq!(seen[0].error_class.map(|c| c.as_str()), Some("invalid-output"));
+    let r = success(outcome);
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].restart, Restart::ChargeDensity);
+    assert_eq!(r.final_parameters["nbnd"], json!(8));
+    let pw_in = std::fs::read_to_string(dir.path().join("attempt-01/pw.in")).unwrap();
+    assert!(pw_in.contains("startingpot = 'file'") && pw_in.contains("nbnd = 8"), "{pw_in}");
+    let pw_out = std::fs::read_to_string(dir.path().join("attempt-01/pw.out")).unwrap();
+    assert!(pw_out.contains("The initial density is read from file"), "restarted from the charge density");
+}
