@@ -59,7 +59,9 @@ pub const JOB_DONE: &str = "JOB DONE.";
 /// (`Error in routine rdiaghg (45): S matrix not positive definite`).
 pub fn error_block(stdout: &str) -> Option<String> {
     let lines: Vec<&str> = stdout.lines().collect();
-    let start = lines.iter().position(|l| l.trim_start().starts_with("%%%%%%"))?;
+    let start = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("%%%%%%"))?;
     let body: Vec<&str> = lines[start + 1..]
         .iter()
         .take_while(|l| !l.trim_start().starts_with("%%%%%%"))
@@ -125,10 +127,13 @@ pub fn classify(stdout: &str, stderr: &str, exit: ExitInfo) -> Option<Classified
             })
         }
         Some(c) if c != 0 => {
-            let detail = error_block(stdout).unwrap_or_else(|| last_line(stderr).unwrap_or_default());
+            let detail =
+                error_block(stdout).unwrap_or_else(|| last_line(stderr).unwrap_or_default());
             return Some(Classified {
                 failure: Failure::NonzeroExit,
-                message: format!("exit status {c}: {detail}").trim_end_matches(": ").to_string(),
+                message: format!("exit status {c}: {detail}")
+                    .trim_end_matches(": ")
+                    .to_string(),
             });
         }
         _ => {}
@@ -149,7 +154,11 @@ fn line_of(text: &str, at: usize) -> String {
 }
 
 fn last_line(text: &str) -> Option<String> {
-    text.lines().rev().map(str::trim).find(|l| !l.is_empty()).map(str::to_string)
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
 }
 
 #[cfg(test)]
@@ -157,7 +166,10 @@ mod tests {
     use super::*;
 
     fn data(name: &str) -> String {
-        let path = format!("{}/../../../tests/data/qe/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../../../tests/data/qe/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
@@ -185,16 +197,27 @@ mod tests {
         assert!(out.contains(JOB_DONE));
         let c = classify(&out, &data("si_scf_not_converged.err"), code(2)).unwrap();
         assert_eq!(c.failure, Failure::ScfNotConverged);
-        assert!(c.message.contains("convergence NOT achieved after   2 iterations"), "{}", c.message);
+        assert!(
+            c.message
+                .contains("convergence NOT achieved after   2 iterations"),
+            "{}",
+            c.message
+        );
         // even if a launcher swallowed the exit status
-        assert_eq!(classify(&out, "", code(0)).unwrap().failure, Failure::ScfNotConverged);
+        assert_eq!(
+            classify(&out, "", code(0)).unwrap().failure,
+            Failure::ScfNotConverged
+        );
     }
 
     #[test]
     fn s_matrix_is_diagonalization() {
         let c = classify(&data("fe_s_matrix_not_positive_definite.out"), "", code(45)).unwrap();
         assert_eq!(c.failure, Failure::Diagonalization);
-        assert_eq!(c.message, "Error in routine rdiaghg (45): S matrix not positive definite");
+        assert_eq!(
+            c.message,
+            "Error in routine rdiaghg (45): S matrix not positive definite"
+        );
     }
 
     #[test]
@@ -207,18 +230,31 @@ mod tests {
     #[test]
     fn cholesky_text_is_diagonalization() {
         let out = " %%%%%%%%%%\n     Error in routine cdiaghg (3):\n     problems computing cholesky\n %%%%%%%%%%\n";
-        assert_eq!(classify(out, "", code(1)).unwrap().failure, Failure::Diagonalization);
+        assert_eq!(
+            classify(out, "", code(1)).unwrap().failure,
+            Failure::Diagonalization
+        );
     }
 
     #[test]
     fn max_cpu_time_is_walltime() {
-        let c = classify(&data("si_max_cpu_time.out"), &data("si_max_cpu_time.err"), code(255)).unwrap();
+        let c = classify(
+            &data("si_max_cpu_time.out"),
+            &data("si_max_cpu_time.err"),
+            code(255),
+        )
+        .unwrap();
         assert_eq!(c.failure, Failure::Walltime);
     }
 
     #[test]
     fn allocation_failure_is_oom() {
-        let c = classify(&data("si_memory_allocation_failed.out"), &data("si_memory_allocation_failed.err"), code(1)).unwrap();
+        let c = classify(
+            &data("si_memory_allocation_failed.out"),
+            &data("si_memory_allocation_failed.err"),
+            code(1),
+        )
+        .unwrap();
         assert_eq!(c.failure, Failure::OutOfMemory);
     }
 
@@ -228,9 +264,20 @@ mod tests {
             signal: Some(9),
             ..Default::default()
         };
-        assert_eq!(classify("", "", killed).unwrap().failure, Failure::OutOfMemory);
-        assert_eq!(classify("", "", code(137)).unwrap().failure, Failure::OutOfMemory);
-        assert_eq!(classify("", "slurmstepd: error: Detected 1 oom_kill event", code(1)).unwrap().failure, Failure::OutOfMemory);
+        assert_eq!(
+            classify("", "", killed).unwrap().failure,
+            Failure::OutOfMemory
+        );
+        assert_eq!(
+            classify("", "", code(137)).unwrap().failure,
+            Failure::OutOfMemory
+        );
+        assert_eq!(
+            classify("", "slurmstepd: error: Detected 1 oom_kill event", code(1))
+                .unwrap()
+                .failure,
+            Failure::OutOfMemory
+        );
     }
 
     #[test]
@@ -241,7 +288,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(classify(&out, "", segv).unwrap().failure, Failure::Signal);
-        assert_eq!(classify(&out, "", code(139)).unwrap().failure, Failure::Signal);
+        assert_eq!(
+            classify(&out, "", code(139)).unwrap().failure,
+            Failure::Signal
+        );
     }
 
     #[test]
@@ -251,7 +301,10 @@ mod tests {
             timed_out: true,
             code: None,
         };
-        assert_eq!(classify(&data("si_scf_ok.out"), "", t).unwrap().failure, Failure::Timeout);
+        assert_eq!(
+            classify(&data("si_scf_ok.out"), "", t).unwrap().failure,
+            Failure::Timeout
+        );
     }
 
     #[test]
@@ -266,7 +319,12 @@ mod tests {
         let c = classify(out, "", code(1)).unwrap();
         assert_eq!(c.failure, Failure::NonzeroExit);
         assert!(c.message.contains("check_atoms"), "{}", c.message);
-        let c = classify(&data("fe_buffered_abort_truncated.out"), &data("mpi_abort.err"), code(45)).unwrap();
+        let c = classify(
+            &data("fe_buffered_abort_truncated.out"),
+            &data("mpi_abort.err"),
+            code(45),
+        )
+        .unwrap();
         assert_eq!(c.failure, Failure::NonzeroExit);
     }
 }

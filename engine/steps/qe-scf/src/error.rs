@@ -57,8 +57,15 @@ pub enum QeError {
 
 impl QeError {
     /// An I/O error with its action and path.
-    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> QeError {
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> QeError {
         let path = path.into();
-        move |source| QeError::Io { action, path, source }
+        move |source| QeError::Io {
+            action,
+            path,
+            source,
+        }
     }
 }

@@ -61,8 +61,17 @@ pub fn prepare_structure(
 ) -> Result<PreparedStructure, QeError> {
     let species = structure.species();
     let family = PseudoFamily::load(&settings.pseudopotentials.family, base_dir)?;
-    let dir = settings.pseudopotentials.dir.as_ref().map(|d| base_dir.join(d));
-    let pseudos = family.resolve(&species, dir.as_deref(), &settings.pseudopotentials.files, check_files)?;
+    let dir = settings
+        .pseudopotentials
+        .dir
+        .as_ref()
+        .map(|d| base_dir.join(d));
+    let pseudos = family.resolve(
+        &species,
+        dir.as_deref(),
+        &settings.pseudopotentials.files,
+        check_files,
+    )?;
 
     let kgrid = if settings.kpoints.gamma {
         KGrid::Gamma
@@ -71,7 +80,9 @@ pub fn prepare_structure(
     } else {
         grid_from_spacing(&structure, settings.kpoints.spacing.unwrap_or(0.15))
     };
-    let pools = settings.pools.unwrap_or_else(|| choose_pools(ranks, &kgrid));
+    let pools = settings
+        .pools
+        .unwrap_or_else(|| choose_pools(ranks, &kgrid));
 
     let magnetization: Vec<(String, f64)> = species
         .iter()
@@ -143,21 +154,33 @@ fn number(x: f64) -> Value {
     if x.fract() == 0.0 && x.abs() < 1e15 {
         Value::from(x as i64)
     } else {
-        serde_json::Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null)
+        serde_json::Number::from_f64(x)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)
     }
 }
 
 /// Renders `pw.in` for one attempt. `params` are the policy parameters plus the attempt's
 /// own (`restart_mode`, `startingpot`, `max_seconds`); `outdir` is written as given.
 /// Parameters override the generated `nspin`/`starting_magnetization` of the same name.
-pub fn render_pw_input(prep: &PreparedStructure, params: &Params, outdir: &str) -> Result<String, QeError> {
+pub fn render_pw_input(
+    prep: &PreparedStructure,
+    params: &Params,
+    outdir: &str,
+) -> Result<String, QeError> {
     let mut control: Vec<(String, String)> = vec![
         ("calculation".into(), "'scf'".into()),
         ("prefix".into(), format!("'{PREFIX}'")),
-        ("outdir".into(), fortran_value("outdir", &Value::from(outdir))?),
+        (
+            "outdir".into(),
+            fortran_value("outdir", &Value::from(outdir))?,
+        ),
         (
             "pseudo_dir".into(),
-            fortran_value("pseudo_dir", &Value::from(prep.pseudos.dir.display().to_string()))?,
+            fortran_value(
+                "pseudo_dir",
+                &Value::from(prep.pseudos.dir.display().to_string()),
+            )?,
         ),
         ("tprnfor".into(), ".true.".into()),
         ("tstress".into(), ".true.".into()),
@@ -170,8 +193,15 @@ pub fn render_pw_input(prep: &PreparedStructure, params: &Params, outdir: &str) 
     if !prep.magnetization.is_empty() {
         system.push(("nspin".into(), "2".into()));
         for (el, m) in &prep.magnetization {
-            let idx = prep.species.iter().position(|s| s == el).map_or(0, |i| i + 1);
-            system.push((format!("starting_magnetization({idx})"), fortran_value("m", &number(*m))?));
+            let idx = prep
+                .species
+                .iter()
+                .position(|s| s == el)
+                .map_or(0, |i| i + 1);
+            system.push((
+                format!("starting_magnetization({idx})"),
+                fortran_value("m", &number(*m))?,
+            ));
         }
     }
     let mut electrons: Vec<(String, String)> = Vec::new();
@@ -202,7 +232,10 @@ pub fn render_pw_input(prep: &PreparedStructure, params: &Params, outdir: &str) 
     }
     out.push_str("ATOMIC_SPECIES\n");
     for (el, file) in &prep.pseudos.files {
-        out.push_str(&format!("  {el} {} {file}\n", atomic_weight(el).unwrap_or(0.0)));
+        out.push_str(&format!(
+            "  {el} {} {file}\n",
+            atomic_weight(el).unwrap_or(0.0)
+        ));
     }
     out.push_str("CELL_PARAMETERS angstrom\n");
     for row in &prep.structure.cell {
@@ -214,7 +247,9 @@ pub fn render_pw_input(prep: &PreparedStructure, params: &Params, outdir: &str) 
     }
     match prep.kgrid {
         KGrid::Gamma => out.push_str("K_POINTS gamma\n"),
-        KGrid::MonkhorstPack([a, b, c]) => out.push_str(&format!("K_POINTS automatic\n  {a} {b} {c} 0 0 0\n")),
+        KGrid::MonkhorstPack([a, b, c]) => {
+            out.push_str(&format!("K_POINTS automatic\n  {a} {b} {c} 0 0 0\n"))
+        }
     }
     Ok(out)
 }
@@ -227,7 +262,8 @@ mod tests {
     use serde_json::json;
 
     fn settings(extra: serde_json::Value) -> Settings {
-        let mut base = json!({"structures": "x.extxyz", "pseudopotentials": {"family": "qe-debian"}});
+        let mut base =
+            json!({"structures": "x.extxyz", "pseudopotentials": {"family": "qe-debian"}});
         if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
             for (k, v) in e {
                 b.insert(k.clone(), v.clone());
@@ -245,12 +281,23 @@ mod tests {
     }
 
     fn fe_bcc() -> Structure {
-        parse_extxyz("2\nLattice=\"2.87 0 0 0 2.87 0 0 0 2.87\"\nFe 0 0 0\nFe 1.435 1.435 1.435\n").unwrap().remove(0)
+        parse_extxyz("2\nLattice=\"2.87 0 0 0 2.87 0 0 0 2.87\"\nFe 0 0 0\nFe 1.435 1.435 1.435\n")
+            .unwrap()
+            .remove(0)
     }
 
     #[test]
     fn si_input_has_the_fixed_settings() {
-        let p = prepare_structure(&settings(json!({"kpoints": {"spacing": 0.5}})), &policy(), si(), "si", Path::new("/"), 1, false).unwrap();
+        let p = prepare_structure(
+            &settings(json!({"kpoints": {"spacing": 0.5}})),
+            &policy(),
+            si(),
+            "si",
+            Path::new("/"),
+            1,
+            false,
+        )
+        .unwrap();
         let text = render_pw_input(&p, &p.initial, "./out").unwrap();
         for needle in [
             "calculation = 'scf'",
@@ -274,17 +321,31 @@ mod tests {
 
     #[test]
     fn fe_gets_nspin_2_and_magnetization() {
-        let p = prepare_structure(&settings(json!({"ecutwfc": 25})), &policy(), fe_bcc(), "fe", Path::new("/"), 1, false).unwrap();
+        let p = prepare_structure(
+            &settings(json!({"ecutwfc": 25})),
+            &policy(),
+            fe_bcc(),
+            "fe",
+            Path::new("/"),
+            1,
+            false,
+        )
+        .unwrap();
         let text = render_pw_input(&p, &p.initial, "./out").unwrap();
         assert!(text.contains("nspin = 2"), "{text}");
         assert!(text.contains("starting_magnetization(1) = 0.5"), "{text}");
         assert!(text.contains("occupations = 'smearing'"), "{text}");
-        assert!(text.contains("ecutwfc = 25") && text.contains("ecutrho = 200"), "family dual 8 kept: {text}");
+        assert!(
+            text.contains("ecutwfc = 25") && text.contains("ecutrho = 200"),
+            "family dual 8 kept: {text}"
+        );
     }
 
     #[test]
     fn gamma_and_step_parameters_win() {
-        let s = settings(json!({"kpoints": {"gamma": true}, "parameters": {"mixing_beta": 0.5, "electron_maxstep": 2, "nosym": false}, "nosym": true}));
+        let s = settings(
+            json!({"kpoints": {"gamma": true}, "parameters": {"mixing_beta": 0.5, "electron_maxstep": 2, "nosym": false}, "nosym": true}),
+        );
         let p = prepare_structure(&s, &policy(), si(), "si", Path::new("/"), 4, false).unwrap();
         assert_eq!(p.pools, 1);
         let text = render_pw_input(&p, &p.initial, "./out").unwrap();
@@ -296,27 +357,52 @@ mod tests {
 
     #[test]
     fn pools_from_ranks() {
-        let p = prepare_structure(&settings(json!({"kpoints": {"grid": [2, 2, 2]}})), &policy(), si(), "si", Path::new("/"), 8, false).unwrap();
+        let p = prepare_structure(
+            &settings(json!({"kpoints": {"grid": [2, 2, 2]}})),
+            &policy(),
+            si(),
+            "si",
+            Path::new("/"),
+            8,
+            false,
+        )
+        .unwrap();
         assert_eq!(p.pools, 4);
     }
 
     #[test]
     fn missing_pseudo_file_is_a_plan_error() {
-        let s = settings(json!({"pseudopotentials": {"family": "qe-debian", "dir": "/nonexistent"}}));
+        let s =
+            settings(json!({"pseudopotentials": {"family": "qe-debian", "dir": "/nonexistent"}}));
         let e = prepare_structure(&s, &policy(), si(), "si", Path::new("/"), 1, true).unwrap_err();
-        assert!(e.to_string().contains("Si") && e.to_string().contains("/nonexistent/Si.pz-vbc.UPF"), "{e}");
+        assert!(
+            e.to_string().contains("Si") && e.to_string().contains("/nonexistent/Si.pz-vbc.UPF"),
+            "{e}"
+        );
     }
 
     #[test]
     fn attempt_parameters_override() {
-        let p = prepare_structure(&settings(json!({})), &policy(), si(), "si", Path::new("/"), 1, false).unwrap();
+        let p = prepare_structure(
+            &settings(json!({})),
+            &policy(),
+            si(),
+            "si",
+            Path::new("/"),
+            1,
+            false,
+        )
+        .unwrap();
         let mut params = p.initial.clone();
         params.insert("restart_mode".into(), json!("restart"));
         params.insert("max_seconds".into(), json!(95.0));
         params.insert("diagonalization".into(), json!("cg"));
         let text = render_pw_input(&p, &params, "./out").unwrap();
         let control = &text[..text.find("&SYSTEM").unwrap()];
-        assert!(control.contains("restart_mode = 'restart'") && control.contains("max_seconds = 95"), "{text}");
+        assert!(
+            control.contains("restart_mode = 'restart'") && control.contains("max_seconds = 95"),
+            "{text}"
+        );
         assert!(text.contains("diagonalization = 'cg'"));
     }
 }

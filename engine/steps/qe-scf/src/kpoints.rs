@@ -58,8 +58,16 @@ pub fn grid_from_spacing(structure: &Structure, spacing: f64) -> KGrid {
     let mut n = [1u32; 3];
     for (i, ni) in n.iter_mut().enumerate() {
         let len = dot(b[i], b[i]).sqrt();
-        let k = if spacing > 0.0 { (len / spacing).floor() } else { 1.0 };
-        *ni = if k.is_finite() && k >= 1.0 { k.min(1000.0) as u32 } else { 1 };
+        let k = if spacing > 0.0 {
+            (len / spacing).floor()
+        } else {
+            1.0
+        };
+        *ni = if k.is_finite() && k >= 1.0 {
+            k.min(1000.0) as u32
+        } else {
+            1
+        };
     }
     KGrid::MonkhorstPack(n)
 }
@@ -70,7 +78,7 @@ pub fn choose_pools(ranks: u32, grid: &KGrid) -> u32 {
     let kpts = grid.irreducible_estimate();
     (1..=ranks.max(1))
         .rev()
-        .find(|d| ranks % d == 0 && *d <= kpts)
+        .find(|d| ranks.is_multiple_of(*d) && *d <= kpts)
         .unwrap_or(1)
 }
 
@@ -88,13 +96,22 @@ mod tests {
 
     #[test]
     fn factory_examples() {
-        assert_eq!(grid_from_spacing(&cube(10.0), 0.15), KGrid::MonkhorstPack([4, 4, 4]));
-        assert_eq!(grid_from_spacing(&cube(5.0), 0.15), KGrid::MonkhorstPack([8, 8, 8]));
+        assert_eq!(
+            grid_from_spacing(&cube(10.0), 0.15),
+            KGrid::MonkhorstPack([4, 4, 4])
+        );
+        assert_eq!(
+            grid_from_spacing(&cube(5.0), 0.15),
+            KGrid::MonkhorstPack([8, 8, 8])
+        );
     }
 
     #[test]
     fn large_cells_get_at_least_one_point() {
-        assert_eq!(grid_from_spacing(&cube(100.0), 0.15), KGrid::MonkhorstPack([1, 1, 1]));
+        assert_eq!(
+            grid_from_spacing(&cube(100.0), 0.15),
+            KGrid::MonkhorstPack([1, 1, 1])
+        );
     }
 
     #[test]
@@ -108,7 +125,11 @@ mod tests {
         let si = Structure {
             symbols: vec!["Si".into(); 2],
             positions: vec![[0.0; 3]; 2],
-            cell: [[0.0, 2.715, 2.715], [2.715, 0.0, 2.715], [2.715, 2.715, 0.0]],
+            cell: [
+                [0.0, 2.715, 2.715],
+                [2.715, 0.0, 2.715],
+                [2.715, 2.715, 0.0],
+            ],
         };
         // |b| = 2π·√3/5.43 = 2.004 Å⁻¹ → ⌊2.004/0.5⌋ = 4
         assert_eq!(grid_from_spacing(&si, 0.5), KGrid::MonkhorstPack([4, 4, 4]));

@@ -109,7 +109,11 @@ pub fn parse_duration(text: &str) -> Option<f64> {
 /// Values pw.x reported even when the attempt failed (for edits like `nbnd ×1.5`).
 pub fn observed_values(stdout: &str) -> crate::params::Params {
     let mut out = crate::params::Params::new();
-    if let Some(n) = patterns().nbnd.captures(stdout).and_then(|c| c[1].parse::<u32>().ok()) {
+    if let Some(n) = patterns()
+        .nbnd
+        .captures(stdout)
+        .and_then(|c| c[1].parse::<u32>().ok())
+    {
         out.insert("nbnd".into(), serde_json::Value::from(n));
     }
     out
@@ -154,7 +158,9 @@ pub fn parse_pw_output(stdout: &str) -> Result<ScfOutput, ParseError> {
         }
     }
     if seen < nat {
-        return Err(ParseError(format!("forces block has {seen} of {nat} atoms")));
+        return Err(ParseError(format!(
+            "forces block has {seen} of {nat} atoms"
+        )));
     }
     let mut stress = None;
     let mut pressure = None;
@@ -163,7 +169,9 @@ pub fn parse_pw_output(stdout: &str) -> Result<ScfOutput, ParseError> {
         let mut t = [[0.0; 3]; 3];
         let mut ok = true;
         for (i, row) in t.iter_mut().enumerate() {
-            let cols: Vec<f64> = lines.get(s + 1 + i).map_or(vec![], |l| l.split_whitespace().map(fnum).collect());
+            let cols: Vec<f64> = lines
+                .get(s + 1 + i)
+                .map_or(vec![], |l| l.split_whitespace().map(fnum).collect());
             if cols.len() < 3 {
                 ok = false;
                 break;
@@ -181,10 +189,22 @@ pub fn parse_pw_output(stdout: &str) -> Result<ScfOutput, ParseError> {
         forces_ev_per_ang: forces,
         stress_ev_per_ang3: stress,
         pressure_kbar: pressure,
-        wall_seconds: p.wall.captures_iter(stdout).last().and_then(|c| parse_duration(&c[1])),
-        scf_iterations: p.iterations.captures_iter(stdout).last().and_then(|c| c[1].parse().ok()),
+        wall_seconds: p
+            .wall
+            .captures_iter(stdout)
+            .last()
+            .and_then(|c| parse_duration(&c[1])),
+        scf_iterations: p
+            .iterations
+            .captures_iter(stdout)
+            .last()
+            .and_then(|c| c[1].parse().ok()),
         nbnd: p.nbnd.captures(stdout).and_then(|c| c[1].parse().ok()),
-        total_magnetization: p.magnetization.captures_iter(stdout).last().map(|c| fnum(&c[1])),
+        total_magnetization: p
+            .magnetization
+            .captures_iter(stdout)
+            .last()
+            .map(|c| fnum(&c[1])),
     })
 }
 
@@ -197,12 +217,18 @@ pub fn sanitize(out: &ScfOutput, max_force: f64) -> Result<(), (Failure, String)
     for (i, f) in out.forces_ev_per_ang.iter().enumerate() {
         let norm = (f[0] * f[0] + f[1] * f[1] + f[2] * f[2]).sqrt();
         if !norm.is_finite() {
-            return Err((Failure::Unphysical, format!("force on atom {} is not a number", i + 1)));
+            return Err((
+                Failure::Unphysical,
+                format!("force on atom {} is not a number", i + 1),
+            ));
         }
         if norm > max_force {
             return Err((
                 Failure::Unphysical,
-                format!("|force| on atom {} is {norm:.1} eV/Å, above the limit {max_force} eV/Å", i + 1),
+                format!(
+                    "|force| on atom {} is {norm:.1} eV/Å, above the limit {max_force} eV/Å",
+                    i + 1
+                ),
             ));
         }
     }
@@ -226,10 +252,17 @@ pub fn highest_band_occupation(xml: &str) -> Option<f64> {
     let mut rest = xml;
     while let Some(start) = rest.find("<occupations size=") {
         let after = &rest[start..];
-        let Some(open_end) = after.find('>') else { break };
-        let Some(close) = after.find("</occupations>") else { break };
-        let values: Vec<f64> = after[open_end + 1..close].split_whitespace().map(fnum).collect();
-        let tails: Vec<f64> = if lsda && values.len() >= 2 && values.len() % 2 == 0 {
+        let Some(open_end) = after.find('>') else {
+            break;
+        };
+        let Some(close) = after.find("</occupations>") else {
+            break;
+        };
+        let values: Vec<f64> = after[open_end + 1..close]
+            .split_whitespace()
+            .map(fnum)
+            .collect();
+        let tails: Vec<f64> = if lsda && values.len() >= 2 && values.len().is_multiple_of(2) {
             vec![values[values.len() / 2 - 1], values[values.len() - 1]]
         } else {
             values.last().copied().into_iter().collect()
@@ -247,7 +280,10 @@ mod tests {
     use super::*;
 
     fn data(name: &str) -> String {
-        let path = format!("{}/../../../tests/data/qe/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../../../tests/data/qe/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
@@ -262,7 +298,10 @@ mod tests {
         // pw.x: -0.00005067 Ry/bohr³ = -7.45 kbar; ASE convention flips the sign.
         assert!((s[0][0] - 0.00005067 * RY_PER_BOHR3_EV_PER_ANG3).abs() < 1e-12);
         let kbar_in_ev = 7.45 * 0.1 / 160.217_663_4;
-        assert!((s[0][0] - kbar_in_ev).abs() < 0.01 * kbar_in_ev, "kbar and Ry/bohr³ columns agree");
+        assert!(
+            (s[0][0] - kbar_in_ev).abs() < 0.01 * kbar_in_ev,
+            "kbar and Ry/bohr³ columns agree"
+        );
         assert_eq!(o.pressure_kbar, Some(-6.88));
         assert_eq!(o.scf_iterations, Some(4));
         assert_eq!(o.nbnd, Some(4));
@@ -300,7 +339,8 @@ mod tests {
         let (f, why) = sanitize(&o, 1000.0).unwrap_err();
         assert_eq!(f, Failure::Unphysical);
         assert!(why.contains("atom 2"), "{why}");
-        let overflow = data("si_scf_ok.out").replace("0.02324152   -0.00254476", "**********   -0.00254476");
+        let overflow =
+            data("si_scf_ok.out").replace("0.02324152   -0.00254476", "**********   -0.00254476");
         let o = parse_pw_output(&overflow).unwrap();
         assert!(sanitize(&o, 1000.0).is_err());
     }
@@ -312,11 +352,17 @@ mod tests {
         assert_eq!(highest_band_occupation(xml), Some(0.01));
         let lsda = "<lsda>true</lsda><occupations_kind>smearing</occupations_kind><occupations size=\"4\">1 0.3 1 0.0</occupations>";
         assert_eq!(highest_band_occupation(lsda), Some(0.3));
-        assert_eq!(highest_band_occupation("<occupations_kind>fixed</occupations_kind>"), None);
+        assert_eq!(
+            highest_band_occupation("<occupations_kind>fixed</occupations_kind>"),
+            None
+        );
     }
 
     #[test]
     fn observed_nbnd() {
-        assert_eq!(observed_values(&data("si_scf_not_converged.out"))["nbnd"], serde_json::json!(4));
+        assert_eq!(
+            observed_values(&data("si_scf_not_converged.out"))["nbnd"],
+            serde_json::json!(4)
+        );
     }
 }

@@ -35,22 +35,61 @@ impl Namelist {
 }
 
 const CONTROL: &[&str] = &[
-    "restart_mode", "max_seconds", "disk_io", "verbosity", "iprint", "tprnfor", "tstress",
-    "etot_conv_thr", "forc_conv_thr", "wf_collect",
+    "restart_mode",
+    "max_seconds",
+    "disk_io",
+    "verbosity",
+    "iprint",
+    "tprnfor",
+    "tstress",
+    "etot_conv_thr",
+    "forc_conv_thr",
+    "wf_collect",
 ];
 const SYSTEM: &[&str] = &[
-    "ecutwfc", "ecutrho", "occupations", "smearing", "degauss", "nbnd", "nspin", "input_dft",
-    "nosym", "noinv", "tot_charge", "tot_magnetization", "vdw_corr", "lda_plus_u", "ecutfock",
-    "nr1", "nr2", "nr3", "assume_isolated",
+    "ecutwfc",
+    "ecutrho",
+    "occupations",
+    "smearing",
+    "degauss",
+    "nbnd",
+    "nspin",
+    "input_dft",
+    "nosym",
+    "noinv",
+    "tot_charge",
+    "tot_magnetization",
+    "vdw_corr",
+    "lda_plus_u",
+    "ecutfock",
+    "nr1",
+    "nr2",
+    "nr3",
+    "assume_isolated",
 ];
 const ELECTRONS: &[&str] = &[
-    "mixing_beta", "mixing_mode", "mixing_ndim", "diagonalization", "electron_maxstep",
-    "conv_thr", "startingpot", "startingwfc", "diago_david_ndim", "scf_must_converge",
+    "mixing_beta",
+    "mixing_mode",
+    "mixing_ndim",
+    "diagonalization",
+    "electron_maxstep",
+    "conv_thr",
+    "startingpot",
+    "startingwfc",
+    "diago_david_ndim",
+    "scf_must_converge",
     "diago_full_acc",
 ];
 /// Names flow sets itself and a user may not change (they define what the step is).
 const RESERVED: &[&str] = &[
-    "calculation", "prefix", "outdir", "pseudo_dir", "ibrav", "nat", "ntyp", "celldm",
+    "calculation",
+    "prefix",
+    "outdir",
+    "pseudo_dir",
+    "ibrav",
+    "nat",
+    "ntyp",
+    "celldm",
 ];
 
 /// A parameter name flow cannot place or will not accept.
@@ -82,7 +121,11 @@ pub fn locate(key: &str) -> Result<(Namelist, String), ParamError> {
             "electrons" => Namelist::Electrons,
             _ => return Err(ParamError::Unknown(key.to_string())),
         };
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_()".contains(c)) {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_()".contains(c))
+        {
             return Err(ParamError::Unknown(key.to_string()));
         }
         let bare = name.split('(').next().unwrap_or(name);
@@ -97,7 +140,9 @@ pub fn locate(key: &str) -> Result<(Namelist, String), ParamError> {
     }
     let nl = if CONTROL.contains(&bare) {
         Namelist::Control
-    } else if SYSTEM.contains(&bare) || matches!(bare, "starting_magnetization" | "hubbard_u" | "Hubbard_U") {
+    } else if SYSTEM.contains(&bare)
+        || matches!(bare, "starting_magnetization" | "hubbard_u" | "Hubbard_U")
+    {
         Namelist::System
     } else if ELECTRONS.contains(&bare) {
         Namelist::Electrons
@@ -173,10 +218,14 @@ pub struct EditOp {
 impl EditOp {
     /// Checks that exactly one operation is given.
     pub fn validate(&self) -> Result<(), String> {
-        let n = [self.multiply.is_some(), self.add.is_some(), self.cycle.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let n = [
+            self.multiply.is_some(),
+            self.add.is_some(),
+            self.cycle.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if n != 1 {
             return Err("an edit needs exactly one of `multiply`, `add`, `cycle`".into());
         }
@@ -232,7 +281,11 @@ impl ParamEdit {
         if integer {
             EditResult::Value(Value::from(x.ceil() as i64))
         } else {
-            EditResult::Value(serde_json::Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null))
+            EditResult::Value(
+                serde_json::Number::from_f64(x)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null),
+            )
         }
     }
 }
@@ -247,7 +300,14 @@ impl fmt::Display for ParamEdit {
                 } else if let Some(a) = op.add {
                     write!(f, "+{a}")?;
                 } else if let Some(c) = &op.cycle {
-                    let items: Vec<String> = c.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect();
+                    let items: Vec<String> = c
+                        .iter()
+                        .map(|v| {
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string())
+                        })
+                        .collect();
                     write!(f, "next of [{}]", items.join(", "))?;
                 }
                 if let Some(d) = &op.default {
@@ -272,16 +332,34 @@ mod tests {
         assert_eq!(locate("mixing_beta").unwrap().0, Namelist::Electrons);
         assert_eq!(locate("degauss").unwrap().0, Namelist::System);
         assert_eq!(locate("max_seconds").unwrap().0, Namelist::Control);
-        assert_eq!(locate("system.lda_plus_u").unwrap(), (Namelist::System, "lda_plus_u".into()));
-        assert_eq!(locate("starting_magnetization(2)").unwrap().0, Namelist::System);
-        assert!(matches!(locate("mixing_betta"), Err(ParamError::Unknown(_))));
-        assert!(matches!(locate("calculation"), Err(ParamError::Reserved(_))));
-        assert!(matches!(locate("control.outdir"), Err(ParamError::Reserved(_))));
+        assert_eq!(
+            locate("system.lda_plus_u").unwrap(),
+            (Namelist::System, "lda_plus_u".into())
+        );
+        assert_eq!(
+            locate("starting_magnetization(2)").unwrap().0,
+            Namelist::System
+        );
+        assert!(matches!(
+            locate("mixing_betta"),
+            Err(ParamError::Unknown(_))
+        ));
+        assert!(matches!(
+            locate("calculation"),
+            Err(ParamError::Reserved(_))
+        ));
+        assert!(matches!(
+            locate("control.outdir"),
+            Err(ParamError::Reserved(_))
+        ));
     }
 
     #[test]
     fn fortran_values() {
-        assert_eq!(fortran_value("x", &json!("local-TF")).unwrap(), "'local-TF'");
+        assert_eq!(
+            fortran_value("x", &json!("local-TF")).unwrap(),
+            "'local-TF'"
+        );
         assert_eq!(fortran_value("x", &json!("it's")).unwrap(), "'it''s'");
         assert_eq!(fortran_value("x", &json!(true)).unwrap(), ".true.");
         assert_eq!(fortran_value("x", &json!(0.3)).unwrap(), "0.3");
@@ -293,18 +371,37 @@ mod tests {
     #[test]
     fn edits() {
         let set: ParamEdit = serde_json::from_value(json!(0.3)).unwrap();
-        assert_eq!(set.apply(Some(&json!(0.7)), None), EditResult::Value(json!(0.3)));
+        assert_eq!(
+            set.apply(Some(&json!(0.7)), None),
+            EditResult::Value(json!(0.3))
+        );
         let mul: ParamEdit = serde_json::from_value(json!({"multiply": 1.5})).unwrap();
-        assert_eq!(mul.apply(None, Some(&json!(8))), EditResult::Value(json!(12)));
+        assert_eq!(
+            mul.apply(None, Some(&json!(8))),
+            EditResult::Value(json!(12))
+        );
         assert_eq!(mul.apply(None, None), EditResult::NoBase);
-        let dg: ParamEdit = serde_json::from_value(json!({"multiply": 2, "default": 0.01, "max": 0.03})).unwrap();
+        let dg: ParamEdit =
+            serde_json::from_value(json!({"multiply": 2, "default": 0.01, "max": 0.03})).unwrap();
         assert_eq!(dg.apply(None, None), EditResult::Value(json!(0.02)));
-        assert_eq!(dg.apply(Some(&json!(0.02)), None), EditResult::Value(json!(0.03)));
-        let cyc: ParamEdit = serde_json::from_value(json!({"cycle": ["david", "ppcg", "paro", "cg"], "default": "david"})).unwrap();
+        assert_eq!(
+            dg.apply(Some(&json!(0.02)), None),
+            EditResult::Value(json!(0.03))
+        );
+        let cyc: ParamEdit = serde_json::from_value(
+            json!({"cycle": ["david", "ppcg", "paro", "cg"], "default": "david"}),
+        )
+        .unwrap();
         assert_eq!(cyc.apply(None, None), EditResult::Value(json!("ppcg")));
-        assert_eq!(cyc.apply(Some(&json!("paro")), None), EditResult::Value(json!("cg")));
+        assert_eq!(
+            cyc.apply(Some(&json!("paro")), None),
+            EditResult::Value(json!("cg"))
+        );
         assert_eq!(cyc.apply(Some(&json!("cg")), None), EditResult::Exhausted);
-        assert_eq!(cyc.to_string(), "next of [david, ppcg, paro, cg] (from \"david\" if unset)");
+        assert_eq!(
+            cyc.to_string(),
+            "next of [david, ppcg, paro, cg] (from \"david\" if unset)"
+        );
     }
 
     #[test]

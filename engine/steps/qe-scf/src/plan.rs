@@ -25,7 +25,10 @@ pub struct StructureRef {
 /// names do not change.
 ///
 /// Errors: a malformed pattern, no match at all, or a file that cannot be read.
-pub fn expand_structures(settings: &Settings, base_dir: &Path) -> Result<Vec<(StructureRef, Structure)>, QeError> {
+pub fn expand_structures(
+    settings: &Settings,
+    base_dir: &Path,
+) -> Result<Vec<(StructureRef, Structure)>, QeError> {
     let mut out = Vec::new();
     let patterns = settings.structures.patterns();
     for pattern in &patterns {
@@ -42,7 +45,10 @@ pub fn expand_structures(settings: &Settings, base_dir: &Path) -> Result<Vec<(St
         paths.sort();
         for path in paths {
             let frames = read_structures(&path)?;
-            let shown = path.strip_prefix(base_dir).map(Path::to_path_buf).unwrap_or_else(|_| path.clone());
+            let shown = path
+                .strip_prefix(base_dir)
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|_| path.clone());
             let many = frames.len() > 1;
             for (i, s) in frames.into_iter().enumerate() {
                 let name = if many {
@@ -105,10 +111,27 @@ pub struct PlanSummary {
 
 impl fmt::Display for PlanSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "qe-scf: {} structure(s); first: {}", self.structures, self.first_structure)?;
-        writeln!(f, "  k-points: {}   pools (-nk): {}", self.kgrid, self.pools)?;
-        let files: Vec<String> = self.pseudopotentials.iter().map(|(e, p)| format!("{e}: {p}")).collect();
-        writeln!(f, "  pseudopotentials ({}): {}", self.pseudo_family, files.join(", "))?;
+        writeln!(
+            f,
+            "qe-scf: {} structure(s); first: {}",
+            self.structures, self.first_structure
+        )?;
+        writeln!(
+            f,
+            "  k-points: {}   pools (-nk): {}",
+            self.kgrid, self.pools
+        )?;
+        let files: Vec<String> = self
+            .pseudopotentials
+            .iter()
+            .map(|(e, p)| format!("{e}: {p}"))
+            .collect();
+        writeln!(
+            f,
+            "  pseudopotentials ({}): {}",
+            self.pseudo_family,
+            files.join(", ")
+        )?;
         writeln!(f, "  recovery:")?;
         for l in &self.policy {
             writeln!(f, "    {l}")?;
@@ -122,13 +145,24 @@ impl fmt::Display for PlanSummary {
 }
 
 /// Prepares one structure the way a task will (pseudopotential files checked).
-pub fn prepare(settings: &Settings, policy: &RecoveryPolicy, r: &StructureRef, s: Structure, base_dir: &Path, ranks: u32) -> Result<PreparedStructure, QeError> {
+pub fn prepare(
+    settings: &Settings,
+    policy: &RecoveryPolicy,
+    r: &StructureRef,
+    s: Structure,
+    base_dir: &Path,
+    ranks: u32,
+) -> Result<PreparedStructure, QeError> {
     prepare_structure(settings, policy, s, &r.name, base_dir, ranks, true)
 }
 
 /// The plan-time summary. Every structure is prepared, so a missing pseudopotential for
 /// any of them is reported now, not at run time.
-pub fn plan_summary(settings: &Settings, base_dir: &Path, ranks: u32) -> Result<PlanSummary, QeError> {
+pub fn plan_summary(
+    settings: &Settings,
+    base_dir: &Path,
+    ranks: u32,
+) -> Result<PlanSummary, QeError> {
     settings.validate()?;
     let policy = effective_policy(settings, base_dir)?;
     let structures = expand_structures(settings, base_dir)?;
@@ -180,15 +214,31 @@ mod tests {
         .unwrap();
         let list = expand_structures(&settings, dir.path()).unwrap();
         let names: Vec<&str> = list.iter().map(|(r, _)| r.name.as_str()).collect();
-        assert_eq!(names, ["structures/a.extxyz", "structures/b.extxyz#0", "structures/b.extxyz#1"]);
+        assert_eq!(
+            names,
+            [
+                "structures/a.extxyz",
+                "structures/b.extxyz#0",
+                "structures/b.extxyz#1"
+            ]
+        );
         let summary = plan_summary(&settings, dir.path(), 4).unwrap();
         assert_eq!(summary.structures, 3);
         assert_eq!(summary.kgrid, "4x4x4");
         assert_eq!(summary.pools, 4);
         let text = summary.to_string();
-        assert!(text.contains("calculation = 'scf'") && text.contains("Si: Si.pz-vbc.UPF"), "{text}");
-        assert!(text.contains("on scf-not-converged → mixing_beta = 0.3"), "{text}");
-        assert!(!text.contains("occupations = 'smearing'"), "allow_smearing: false removes it:\n{text}");
+        assert!(
+            text.contains("calculation = 'scf'") && text.contains("Si: Si.pz-vbc.UPF"),
+            "{text}"
+        );
+        assert!(
+            text.contains("on scf-not-converged → mixing_beta = 0.3"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("occupations = 'smearing'"),
+            "allow_smearing: false removes it:\n{text}"
+        );
     }
 
     #[test]
@@ -199,14 +249,23 @@ mod tests {
             "pseudopotentials": {"family": "qe-debian", "dir": "pp"}
         }))
         .unwrap();
-        assert!(matches!(expand_structures(&settings, dir.path()), Err(QeError::NoStructures { .. })));
-        std::fs::write(dir.path().join("cu.extxyz"), "1\nLattice=\"3 0 0 0 3 0 0 0 3\"\nCu 0 0 0\n").unwrap();
+        assert!(matches!(
+            expand_structures(&settings, dir.path()),
+            Err(QeError::NoStructures { .. })
+        ));
+        std::fs::write(
+            dir.path().join("cu.extxyz"),
+            "1\nLattice=\"3 0 0 0 3 0 0 0 3\"\nCu 0 0 0\n",
+        )
+        .unwrap();
         let settings = Settings::from_json(&json!({
             "structures": "cu.extxyz",
             "pseudopotentials": {"family": "qe-debian", "dir": "pp"}
         }))
         .unwrap();
-        let e = plan_summary(&settings, dir.path(), 1).unwrap_err().to_string();
+        let e = plan_summary(&settings, dir.path(), 1)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("Cu") && e.contains("Cu.pz-d-rrkjus.UPF"), "{e}");
     }
 }

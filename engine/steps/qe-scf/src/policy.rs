@@ -120,7 +120,10 @@ fn inline_name() -> String {
 
 /// The policies shipped with flow: (name, YAML text).
 pub const BUILTIN_POLICIES: [(&str, &str); 2] = [
-    ("default", include_str!("../../../../recipes/policies/default.yaml")),
+    (
+        "default",
+        include_str!("../../../../recipes/policies/default.yaml"),
+    ),
     (
         "diagonalization-cycle",
         include_str!("../../../../recipes/policies/diagonalization-cycle.yaml"),
@@ -175,7 +178,8 @@ impl RecoveryPolicy {
             message,
         };
         let value = crate::yaml::parse_yaml(text).map_err(|e| invalid(e.to_string()))?;
-        let policy: RecoveryPolicy = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
+        let policy: RecoveryPolicy =
+            serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
         policy.validated(source_name)
     }
 
@@ -188,15 +192,20 @@ impl RecoveryPolicy {
                 }
                 if name.contains('/') || name.ends_with(".yaml") || name.ends_with(".yml") {
                     let path = base_dir.join(name);
-                    let text = std::fs::read_to_string(&path).map_err(|e| PolicyError::Invalid {
-                        source_name: path.display().to_string(),
-                        message: format!("cannot read: {e}"),
-                    })?;
+                    let text =
+                        std::fs::read_to_string(&path).map_err(|e| PolicyError::Invalid {
+                            source_name: path.display().to_string(),
+                            message: format!("cannot read: {e}"),
+                        })?;
                     return Self::from_yaml(&text, &path.display().to_string());
                 }
                 Err(PolicyError::Unknown {
                     name: name.clone(),
-                    known: BUILTIN_POLICIES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+                    known: BUILTIN_POLICIES
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 })
             }
             RecoverySpec::Handlers(handlers) => {
@@ -239,11 +248,14 @@ impl RecoveryPolicy {
             for (key, edit) in &h.set {
                 locate(key).map_err(|e| invalid(format!("handler `{name}`: {e}")))?;
                 if let ParamEdit::Op(op) = edit {
-                    op.validate().map_err(|m| invalid(format!("handler `{name}`, `{key}`: {m}")))?;
+                    op.validate()
+                        .map_err(|m| invalid(format!("handler `{name}`, `{key}`: {m}")))?;
                 }
             }
             if h.set.is_empty() && h.restart == Restart::None {
-                return Err(invalid(format!("handler `{name}` neither sets a parameter nor restarts")));
+                return Err(invalid(format!(
+                    "handler `{name}` neither sets a parameter nor restarts"
+                )));
             }
             seen.push(name.clone());
             h.name = Some(name);
@@ -263,14 +275,25 @@ impl RecoveryPolicy {
             "policy `{}`: at most {} attempts per structure{}",
             self.name,
             self.max_attempts,
-            self.description.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
+            self.description
+                .as_ref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
         )];
         if !self.initial.is_empty() {
-            let init: Vec<String> = self.initial.iter().map(|(k, v)| format!("{k}={}", show(v))).collect();
+            let init: Vec<String> = self
+                .initial
+                .iter()
+                .map(|(k, v)| format!("{k}={}", show(v)))
+                .collect();
             lines.push(format!("  attempt 0: {}", init.join(", ")));
         }
         for h in &self.handlers {
-            let mut actions: Vec<String> = h.set.iter().map(|(k, e)| format!("{k} = {}", show_edit(e))).collect();
+            let mut actions: Vec<String> = h
+                .set
+                .iter()
+                .map(|(k, e)| format!("{k} = {}", show_edit(e)))
+                .collect();
             match h.restart {
                 Restart::None => {}
                 Restart::ChargeDensity => actions.push("restart from the charge density".into()),
@@ -386,7 +409,11 @@ impl fmt::Display for FatalReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "qe-scf gave up on {}: {}", self.structure, self.reason)?;
         for a in &self.attempts {
-            let params: Vec<String> = a.parameters.iter().map(|(k, v)| format!("{k}={}", show(v))).collect();
+            let params: Vec<String> = a
+                .parameters
+                .iter()
+                .map(|(k, v)| format!("{k}={}", show(v)))
+                .collect();
             writeln!(
                 f,
                 "  attempt {} [{}{}] {} ({:.1} s): {}",
@@ -472,7 +499,10 @@ pub fn next_parameters(policy: &RecoveryPolicy, history: &History, structure: &s
             restart: h.restart,
         };
     }
-    give_up(format!("no handler left for {failure} in policy `{}`", policy.name))
+    give_up(format!(
+        "no handler left for {failure} in policy `{}`",
+        policy.name
+    ))
 }
 
 /// Whether a result was obtained with smearing that attempt 0 did not ask for (a changed
@@ -492,7 +522,12 @@ mod tests {
     }
 
     fn failed(h: &mut History, d: &Decision, failure: Failure) {
-        let Decision::Retry { params, handler, restart } = d else {
+        let Decision::Retry {
+            params,
+            handler,
+            restart,
+        } = d
+        else {
             panic!("expected a retry, got {d:?}");
         };
         h.attempts.push(AttemptRecord {
@@ -537,7 +572,11 @@ mod tests {
         failed(&mut h, &d1, Failure::ScfNotConverged);
         let d2 = next_parameters(&p, &h, "s");
         assert_eq!(params_of(&d2)["mixing_mode"], json!("local-TF"));
-        assert_eq!(params_of(&d2)["mixing_beta"], json!(0.3), "edits accumulate");
+        assert_eq!(
+            params_of(&d2)["mixing_beta"],
+            json!(0.3),
+            "edits accumulate"
+        );
         failed(&mut h, &d2, Failure::ScfNotConverged);
         let d3 = next_parameters(&p, &h, "s");
         assert_eq!(params_of(&d3)["occupations"], json!("smearing"));
@@ -547,10 +586,19 @@ mod tests {
         let Decision::GiveUp(report) = next_parameters(&p, &h, "s") else {
             panic!("expected give-up");
         };
-        assert!(report.reason.contains("no handler left for scf-not-converged"), "{}", report.reason);
+        assert!(
+            report
+                .reason
+                .contains("no handler left for scf-not-converged"),
+            "{}",
+            report.reason
+        );
         assert_eq!(report.attempts.len(), 4);
         let text = report.to_string();
-        assert!(text.contains("attempt 3 [smearing]") && text.contains("mixing_mode='local-TF'"), "{text}");
+        assert!(
+            text.contains("attempt 3 [smearing]") && text.contains("mixing_mode='local-TF'"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -593,7 +641,10 @@ mod tests {
         let mut h = start(&p);
         let d0 = next_parameters(&p, &h, "s");
         failed(&mut h, &d0, Failure::Walltime);
-        let Decision::Retry { restart, params, .. } = next_parameters(&p, &h, "s") else {
+        let Decision::Retry {
+            restart, params, ..
+        } = next_parameters(&p, &h, "s")
+        else {
             panic!()
         };
         assert_eq!(restart, Restart::Full);
@@ -607,7 +658,10 @@ mod tests {
         let d0 = next_parameters(&p, &h, "s");
         failed(&mut h, &d0, Failure::HighestBandOccupied);
         h.attempts[0].observed.insert("nbnd".into(), json!(8));
-        let Decision::Retry { restart, params, .. } = next_parameters(&p, &h, "s") else {
+        let Decision::Retry {
+            restart, params, ..
+        } = next_parameters(&p, &h, "s")
+        else {
             panic!()
         };
         assert_eq!(params["nbnd"], json!(12));
@@ -628,16 +682,30 @@ mod tests {
 
     #[test]
     fn diagonalization_cycle_policy() {
-        let p = RecoveryPolicy::from_spec(&RecoverySpec::Named("diagonalization-cycle".into()), Path::new(".")).unwrap();
+        let p = RecoveryPolicy::from_spec(
+            &RecoverySpec::Named("diagonalization-cycle".into()),
+            Path::new("."),
+        )
+        .unwrap();
         let mut h = start(&p);
         let mut seen = vec![];
         loop {
             let d = next_parameters(&p, &h, "s");
-            let Decision::Retry { params, .. } = &d else { break };
-            seen.push(params.get("diagonalization").cloned().unwrap_or(json!("david")));
+            let Decision::Retry { params, .. } = &d else {
+                break;
+            };
+            seen.push(
+                params
+                    .get("diagonalization")
+                    .cloned()
+                    .unwrap_or(json!("david")),
+            );
             failed(&mut h, &d, Failure::Diagonalization);
         }
-        assert_eq!(seen, vec![json!("david"), json!("ppcg"), json!("paro"), json!("cg")]);
+        assert_eq!(
+            seen,
+            vec![json!("david"), json!("ppcg"), json!("paro"), json!("cg")]
+        );
     }
 
     #[test]
@@ -655,12 +723,22 @@ mod tests {
         assert_eq!(params_of(&d1)["mixing_beta"], json!(0.35));
         assert_eq!(params_of(&d1)["electron_maxstep"], json!(200));
 
-        let bad: RecoverySpec = serde_json::from_value(json!([{"match": "scf-not-converged", "set": {"mixing_betta": 0.1}}])).unwrap();
+        let bad: RecoverySpec = serde_json::from_value(
+            json!([{"match": "scf-not-converged", "set": {"mixing_betta": 0.1}}]),
+        )
+        .unwrap();
         let e = RecoveryPolicy::from_spec(&bad, Path::new(".")).unwrap_err();
         assert!(e.to_string().contains("mixing_betta"), "{e}");
-        let unknown: Result<RecoverySpec, _> = serde_json::from_value(json!([{"match": "cholesky", "set": {"diagonalization": "cg"}}]));
-        assert!(unknown.is_err() || RecoveryPolicy::from_spec(&unknown.unwrap(), Path::new(".")).is_err());
-        assert!(RecoveryPolicy::from_spec(&RecoverySpec::Named("nope".into()), Path::new(".")).is_err());
+        let unknown: Result<RecoverySpec, _> = serde_json::from_value(
+            json!([{"match": "cholesky", "set": {"diagonalization": "cg"}}]),
+        );
+        assert!(
+            unknown.is_err()
+                || RecoveryPolicy::from_spec(&unknown.unwrap(), Path::new(".")).is_err()
+        );
+        assert!(
+            RecoveryPolicy::from_spec(&RecoverySpec::Named("nope".into()), Path::new(".")).is_err()
+        );
     }
 
     #[test]
@@ -668,8 +746,14 @@ mod tests {
         let lines = default_policy().describe();
         let text = lines.join("\n");
         assert!(text.contains("at most 5 attempts"), "{text}");
-        assert!(text.contains("on scf-not-converged → mixing_beta = 0.3"), "{text}");
-        assert!(text.contains("on diagonalization → diagonalization = 'cg'"), "{text}");
+        assert!(
+            text.contains("on scf-not-converged → mixing_beta = 0.3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("on diagonalization → diagonalization = 'cg'"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -682,6 +766,9 @@ mod tests {
         failed(&mut h, &d1, Failure::ScfNotConverged);
         let json = serde_json::to_string(&h).unwrap();
         let resumed: History = serde_json::from_str(&json).unwrap();
-        assert_eq!(params_of(&next_parameters(&p, &resumed, "s"))["mixing_mode"], json!("local-TF"));
+        assert_eq!(
+            params_of(&next_parameters(&p, &resumed, "s"))["mixing_mode"],
+            json!("local-TF")
+        );
     }
 }

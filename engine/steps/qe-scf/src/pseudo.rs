@@ -72,7 +72,9 @@ pub enum PseudoError {
         message: String,
     },
     /// The structure has an element the family does not cover.
-    #[error("element {element} is not in pseudopotential family `{family}` (it covers: {covered})")]
+    #[error(
+        "element {element} is not in pseudopotential family `{family}` (it covers: {covered})"
+    )]
     MissingElement {
         /// The element.
         element: String,
@@ -107,13 +109,17 @@ impl PseudoFamily {
             message,
         };
         let value = crate::yaml::parse_yaml(text).map_err(|e| invalid(e.to_string()))?;
-        let family: PseudoFamily = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
+        let family: PseudoFamily =
+            serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
         for (el, entry) in &family.elements {
             if !crate::elements::is_element(el) {
                 return Err(invalid(format!("`{el}` is not an element symbol")));
             }
             if entry.file.contains('/') {
-                return Err(invalid(format!("{el}: `{}` must be a file name, not a path", entry.file)));
+                return Err(invalid(format!(
+                    "{el}: `{}` must be a file name, not a path",
+                    entry.file
+                )));
             }
         }
         Ok(family)
@@ -125,7 +131,9 @@ impl PseudoFamily {
         if let Some((_, text)) = BUILTIN_FAMILIES.iter().find(|(n, _)| *n == name_or_path) {
             return Self::from_yaml(text, name_or_path);
         }
-        let looks_like_path = name_or_path.contains('/') || name_or_path.ends_with(".yaml") || name_or_path.ends_with(".yml");
+        let looks_like_path = name_or_path.contains('/')
+            || name_or_path.ends_with(".yaml")
+            || name_or_path.ends_with(".yml");
         if looks_like_path {
             let path = base_dir.join(name_or_path);
             let text = std::fs::read_to_string(&path).map_err(|e| PseudoError::Invalid {
@@ -136,7 +144,11 @@ impl PseudoFamily {
         }
         Err(PseudoError::UnknownFamily {
             name: name_or_path.to_string(),
-            known: BUILTIN_FAMILIES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+            known: BUILTIN_FAMILIES
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", "),
         })
     }
 
@@ -232,16 +244,28 @@ mod tests {
     #[test]
     fn cutoffs_are_the_largest() {
         let f = PseudoFamily::load("sssp-efficiency-1.1", Path::new(".")).unwrap();
-        let r = f.resolve(&els(&["Si", "O"]), Some(Path::new("/p")), &BTreeMap::new(), false).unwrap();
+        let r = f
+            .resolve(
+                &els(&["Si", "O"]),
+                Some(Path::new("/p")),
+                &BTreeMap::new(),
+                false,
+            )
+            .unwrap();
         assert_eq!(r.ecutwfc, Some(50.0));
         assert_eq!(r.ecutrho, Some(400.0));
-        assert_eq!(r.files[0], ("Si".into(), "Si.pbe-n-rrkjus_psl.1.0.0.UPF".into()));
+        assert_eq!(
+            r.files[0],
+            ("Si".into(), "Si.pbe-n-rrkjus_psl.1.0.0.UPF".into())
+        );
     }
 
     #[test]
     fn missing_element_names_both() {
         let f = PseudoFamily::load("qe-debian", Path::new(".")).unwrap();
-        let e = f.resolve(&els(&["Si", "Xe"]), None, &BTreeMap::new(), false).unwrap_err();
+        let e = f
+            .resolve(&els(&["Si", "Xe"]), None, &BTreeMap::new(), false)
+            .unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("Xe") && msg.contains("qe-debian"), "{msg}");
     }
@@ -249,10 +273,22 @@ mod tests {
     #[test]
     fn missing_file_names_element_and_path() {
         let f = PseudoFamily::load("sssp-efficiency-1.1", Path::new(".")).unwrap();
-        let e = f.resolve(&els(&["Fe"]), Some(Path::new("/nonexistent")), &BTreeMap::new(), true).unwrap_err();
+        let e = f
+            .resolve(
+                &els(&["Fe"]),
+                Some(Path::new("/nonexistent")),
+                &BTreeMap::new(),
+                true,
+            )
+            .unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("Fe") && msg.contains("/nonexistent/Fe.pbe-spn-kjpaw_psl.0.2.1.UPF"), "{msg}");
-        let e = f.resolve(&els(&["Fe"]), None, &BTreeMap::new(), false).unwrap_err();
+        assert!(
+            msg.contains("Fe") && msg.contains("/nonexistent/Fe.pbe-spn-kjpaw_psl.0.2.1.UPF"),
+            "{msg}"
+        );
+        let e = f
+            .resolve(&els(&["Fe"]), None, &BTreeMap::new(), false)
+            .unwrap_err();
         assert!(matches!(e, PseudoError::NoDirectory { .. }));
     }
 
@@ -265,14 +301,21 @@ mod tests {
     #[test]
     fn family_from_file_and_overrides() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("mine.yaml"), "family: mine\nelements:\n  Cu: {file: Cu.UPF, ecutwfc: 40}\n").unwrap();
+        std::fs::write(
+            dir.path().join("mine.yaml"),
+            "family: mine\nelements:\n  Cu: {file: Cu.UPF, ecutwfc: 40}\n",
+        )
+        .unwrap();
         let f = PseudoFamily::load("mine.yaml", dir.path()).unwrap();
         let mut o = BTreeMap::new();
         o.insert("Cu".to_string(), "Cu.other.UPF".to_string());
-        let r = f.resolve(&els(&["Cu"]), Some(dir.path()), &o, false).unwrap();
+        let r = f
+            .resolve(&els(&["Cu"]), Some(dir.path()), &o, false)
+            .unwrap();
         assert_eq!(r.files[0].1, "Cu.other.UPF");
         assert_eq!(r.ecutrho, Some(160.0));
-        let bad = PseudoFamily::from_yaml("family: x\nelements:\n  Qq: {file: a}\n", "x").unwrap_err();
+        let bad =
+            PseudoFamily::from_yaml("family: x\nelements:\n  Qq: {file: a}\n", "x").unwrap_err();
         assert!(bad.to_string().contains("Qq"));
     }
 }

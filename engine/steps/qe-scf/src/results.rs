@@ -123,7 +123,12 @@ pub fn read_result_json(path: &Path) -> Result<ScfResult, crate::QeError> {
 pub fn write_extxyz<W: Write>(results: &[ScfResult], mut w: W) -> std::io::Result<()> {
     for r in results {
         writeln!(w, "{}", r.symbols.len())?;
-        let lattice: Vec<String> = r.cell.iter().flatten().map(|x| format!("{x:.10}")).collect();
+        let lattice: Vec<String> = r
+            .cell
+            .iter()
+            .flatten()
+            .map(|x| format!("{x:.10}"))
+            .collect();
         let mut info = format!(
             "Lattice=\"{}\" Properties=species:S:1:pos:R:3:forces:R:3 energy={:.10} pbc=\"T T T\"",
             lattice.join(" "),
@@ -133,10 +138,24 @@ pub fn write_extxyz<W: Write>(results: &[ScfResult], mut w: W) -> std::io::Resul
             let v: Vec<String> = s.iter().flatten().map(|x| format!("{x:.10e}")).collect();
             info.push_str(&format!(" stress=\"{}\"", v.join(" ")));
         }
-        let safe_name: String = r.structure.chars().map(|c| if c == '"' || c.is_whitespace() { '_' } else { c }).collect();
+        let safe_name: String = r
+            .structure
+            .chars()
+            .map(|c| {
+                if c == '"' || c.is_whitespace() {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
         info.push_str(&format!(
             " structure=\"{safe_name}\" smearing_added_by_recovery={}",
-            if r.smearing_added_by_recovery { "T" } else { "F" }
+            if r.smearing_added_by_recovery {
+                "T"
+            } else {
+                "F"
+            }
         ));
         if let Some(b) = r.final_mixing_beta {
             info.push_str(&format!(" final_mixing_beta={b}"));
@@ -191,7 +210,10 @@ mod tests {
         assert_eq!(text.lines().count(), 8);
         let comment = text.lines().nth(1).unwrap();
         assert!(comment.contains("energy=-214.9000000000"), "{comment}");
-        assert!(comment.contains("smearing_added_by_recovery=T") && comment.contains("structure=\"si_two.extxyz\""));
+        assert!(
+            comment.contains("smearing_added_by_recovery=T")
+                && comment.contains("structure=\"si_two.extxyz\"")
+        );
         // our own reader reads it back
         let frames = crate::structure::parse_extxyz(&text).unwrap();
         assert_eq!(frames.len(), 2);

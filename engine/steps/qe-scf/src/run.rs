@@ -15,7 +15,10 @@ use crate::failure::Failure;
 use crate::input::{render_pw_input, PreparedStructure, OUTDIR, PREFIX};
 use crate::output::{highest_band_occupation, observed_values, parse_pw_output, sanitize};
 use crate::params::Params;
-use crate::policy::{next_parameters, smearing_added_by_recovery, AttemptRecord, Decision, FatalReport, History, RecoveryPolicy, Restart};
+use crate::policy::{
+    next_parameters, smearing_added_by_recovery, AttemptRecord, Decision, FatalReport, History,
+    RecoveryPolicy, Restart,
+};
 use crate::results::ScfResult;
 use serde_json::Value;
 use std::fs::File;
@@ -121,16 +124,26 @@ pub fn run_structure(
     std::fs::create_dir_all(workdir).map_err(QeError::io("creating", workdir))?;
     loop {
         let (params, handler, restart) = match next_parameters(policy, &history, &prep.name) {
-            Decision::Retry { params, handler, restart } => (params, handler, restart),
+            Decision::Retry {
+                params,
+                handler,
+                restart,
+            } => (params, handler, restart),
             Decision::GiveUp(report) => return Ok(StructureOutcome::Fatal(report)),
             Decision::Done => return finish_from_history(prep, &history, options),
         };
-        let remaining = options.deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let remaining = options
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
         if let Some(rem) = remaining {
             if rem < options.min_attempt_time {
                 return Ok(StructureOutcome::Interrupted {
                     history,
-                    reason: format!("{:.0} s left in the allocation, less than the {} s an attempt needs", rem.as_secs_f64(), options.min_attempt_time.as_secs()),
+                    reason: format!(
+                        "{:.0} s left in the allocation, less than the {} s an attempt needs",
+                        rem.as_secs_f64(),
+                        options.min_attempt_time.as_secs()
+                    ),
                 });
             }
         }
@@ -140,17 +153,24 @@ pub fn run_structure(
             // a half-run attempt from an allocation that ended abruptly
             std::fs::remove_dir_all(&dir).map_err(QeError::io("clearing", &dir))?;
         }
-        std::fs::create_dir_all(dir.join(OUTDIR)).map_err(QeError::io("creating", dir.join(OUTDIR)))?;
+        std::fs::create_dir_all(dir.join(OUTDIR))
+            .map_err(QeError::io("creating", dir.join(OUTDIR)))?;
 
         let mut run_params = params.clone();
         let mut restart = restart;
         if restart != Restart::None {
-            let previous = history.attempts.last().and_then(|a| a.directory.clone()).map(PathBuf::from);
+            let previous = history
+                .attempts
+                .last()
+                .and_then(|a| a.directory.clone())
+                .map(PathBuf::from);
             match previous.filter(|p| p.join(OUTDIR).join(format!("{PREFIX}.save")).is_dir()) {
                 Some(prev) => {
                     copy_dir(&prev.join(OUTDIR), &dir.join(OUTDIR))?;
                     match restart {
-                        Restart::Full => run_params.insert("restart_mode".into(), Value::from("restart")),
+                        Restart::Full => {
+                            run_params.insert("restart_mode".into(), Value::from("restart"))
+                        }
                         _ => run_params.insert("startingpot".into(), Value::from("file")),
                     };
                 }
@@ -159,12 +179,15 @@ pub fn run_structure(
         }
         let mut kill_after = options.attempt_timeout;
         if let Some(rem) = remaining {
-            let secs = (rem.as_secs_f64() * options.max_seconds_fraction).floor().max(1.0);
+            let secs = (rem.as_secs_f64() * options.max_seconds_fraction)
+                .floor()
+                .max(1.0);
             run_params.insert("max_seconds".into(), Value::from(secs as i64));
             kill_after = Some(kill_after.map_or(rem, |t| t.min(rem)));
         }
         let input = render_pw_input(prep, &run_params, &format!("./{OUTDIR}"))?;
-        std::fs::write(dir.join("pw.in"), &input).map_err(QeError::io("writing", dir.join("pw.in")))?;
+        std::fs::write(dir.join("pw.in"), &input)
+            .map_err(QeError::io("writing", dir.join("pw.in")))?;
 
         let mut argv = options.launcher.clone();
         argv.push(options.pw_command.clone());
@@ -204,8 +227,16 @@ pub fn run_structure(
                 deadline_kill = exit.timed_out && remaining.is_some() && kill_after == remaining;
                 match classify(&stdout, &stderr, exit) {
                     Some(c) => {
-                        record.failure = Some(if deadline_kill { Failure::Walltime } else { c.failure });
-                        record.message = Some(if deadline_kill { "killed at the allocation's time limit".into() } else { c.message });
+                        record.failure = Some(if deadline_kill {
+                            Failure::Walltime
+                        } else {
+                            c.failure
+                        });
+                        record.message = Some(if deadline_kill {
+                            "killed at the allocation's time limit".into()
+                        } else {
+                            c.message
+                        });
                     }
                     None => match check_result(&stdout, &dir, &params, options.max_force) {
                         Ok(out) => parsed = Some(out),
@@ -229,7 +260,13 @@ pub fn run_structure(
         if let Some(out) = parsed {
             remove_scratch(&dir.join(OUTDIR), options.keep_charge_density)?;
             let smeared = smearing_added_by_recovery(&history, &params);
-            return Ok(StructureOutcome::Success(Box::new(ScfResult::new(prep, out, params, smeared, history.attempts))));
+            return Ok(StructureOutcome::Success(Box::new(ScfResult::new(
+                prep,
+                out,
+                params,
+                smeared,
+                history.attempts,
+            ))));
         }
         if deadline_kill {
             return Ok(StructureOutcome::Interrupted {
@@ -241,7 +278,12 @@ pub fn run_structure(
 }
 
 /// Parses and checks a run that pw.x reports as successful.
-fn check_result(stdout: &str, dir: &Path, params: &Params, max_force: f64) -> Result<crate::output::ScfOutput, (Failure, String)> {
+fn check_result(
+    stdout: &str,
+    dir: &Path,
+    params: &Params,
+    max_force: f64,
+) -> Result<crate::output::ScfOutput, (Failure, String)> {
     let out = parse_pw_output(stdout).map_err(|e| (Failure::IncompleteOutput, e.0))?;
     sanitize(&out, max_force)?;
     if params.get("occupations").and_then(Value::as_str) == Some("smearing") {
@@ -260,32 +302,56 @@ fn check_result(stdout: &str, dir: &Path, params: &Params, max_force: f64) -> Re
 
 /// The last attempt succeeded in an earlier call whose result was not collected: rebuild
 /// the result from its directory.
-fn finish_from_history(prep: &PreparedStructure, history: &History, options: &RunOptions) -> Result<StructureOutcome, QeError> {
+fn finish_from_history(
+    prep: &PreparedStructure,
+    history: &History,
+    options: &RunOptions,
+) -> Result<StructureOutcome, QeError> {
     let last = history.attempts.last();
     let dir = last.and_then(|a| a.directory.clone()).map(PathBuf::from);
-    let stdout = dir.as_ref().map(|d| read_lossy(&d.join("pw.out"))).unwrap_or_default();
+    let stdout = dir
+        .as_ref()
+        .map(|d| read_lossy(&d.join("pw.out")))
+        .unwrap_or_default();
     let params = last.map(|a| a.parameters.clone()).unwrap_or_default();
     match parse_pw_output(&stdout) {
         Ok(out) if sanitize(&out, options.max_force).is_ok() => {
             let smeared = smearing_added_by_recovery(history, &params);
-            Ok(StructureOutcome::Success(Box::new(ScfResult::new(prep, out, params, smeared, history.attempts.clone()))))
+            Ok(StructureOutcome::Success(Box::new(ScfResult::new(
+                prep,
+                out,
+                params,
+                smeared,
+                history.attempts.clone(),
+            ))))
         }
         _ => Ok(StructureOutcome::Fatal(FatalReport {
             structure: prep.name.clone(),
-            reason: "the history says the last attempt succeeded, but its output is gone or unreadable".into(),
+            reason:
+                "the history says the last attempt succeeded, but its output is gone or unreadable"
+                    .into(),
             attempts: history.attempts.clone(),
         })),
     }
 }
 
 fn read_lossy(path: &Path) -> String {
-    std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 /// Runs `argv` in `dir` in its own process group, stdout/stderr to `pw.out`/`pw.err`,
 /// stdin closed; after `timeout`, SIGTERM to the group, then SIGKILL 3 s later.
-pub fn execute(argv: &[String], dir: &Path, timeout: Option<Duration>, env: &[(String, String)]) -> std::io::Result<ExitInfo> {
-    let (program, args) = argv.split_first().ok_or_else(|| std::io::Error::other("empty command"))?;
+pub fn execute(
+    argv: &[String],
+    dir: &Path,
+    timeout: Option<Duration>,
+    env: &[(String, String)],
+) -> std::io::Result<ExitInfo> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("empty command"))?;
     let mut cmd = Command::new(program);
     cmd.args(args)
         .current_dir(dir)
@@ -353,12 +419,17 @@ pub fn remove_scratch(outdir: &Path, keep_charge_density: bool) -> Result<(), Qe
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         if path.is_dir() && name.ends_with(".save") {
-            for inner in std::fs::read_dir(&path).map_err(QeError::io("listing", &path))?.flatten() {
+            for inner in std::fs::read_dir(&path)
+                .map_err(QeError::io("listing", &path))?
+                .flatten()
+            {
                 let n = inner.file_name().to_string_lossy().into_owned();
-                let wavefunction = n.starts_with("wfc") && (n.ends_with(".dat") || n.ends_with(".hdf5"));
+                let wavefunction =
+                    n.starts_with("wfc") && (n.ends_with(".dat") || n.ends_with(".hdf5"));
                 let density = n.starts_with("charge-density") && !keep_charge_density;
                 if wavefunction || density {
-                    std::fs::remove_file(inner.path()).map_err(QeError::io("removing", inner.path()))?;
+                    std::fs::remove_file(inner.path())
+                        .map_err(QeError::io("removing", inner.path()))?;
                 }
             }
         } else if name.contains(".wfc") || name.contains(".mix") || name.contains(".hub") {
@@ -374,7 +445,10 @@ pub fn remove_scratch(outdir: &Path, keep_charge_density: bool) -> Result<(), Qe
 
 fn copy_dir(from: &Path, to: &Path) -> Result<(), QeError> {
     std::fs::create_dir_all(to).map_err(QeError::io("creating", to))?;
-    for entry in std::fs::read_dir(from).map_err(QeError::io("listing", from))?.flatten() {
+    for entry in std::fs::read_dir(from)
+        .map_err(QeError::io("listing", from))?
+        .flatten()
+    {
         let target = to.join(entry.file_name());
         if entry.path().is_dir() {
             copy_dir(&entry.path(), &target)?;
@@ -392,7 +466,10 @@ mod tests {
     #[test]
     fn execute_times_out_and_kills_the_group() {
         let dir = tempfile::tempdir().unwrap();
-        let argv: Vec<String> = ["sh", "-c", "sleep 30 & sleep 30"].iter().map(|s| s.to_string()).collect();
+        let argv: Vec<String> = ["sh", "-c", "sleep 30 & sleep 30"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let t = Instant::now();
         let exit = execute(&argv, dir.path(), Some(Duration::from_millis(200)), &[]).unwrap();
         assert!(exit.timed_out);
@@ -403,7 +480,10 @@ mod tests {
     #[test]
     fn execute_reports_exit_codes_and_missing_programs() {
         let dir = tempfile::tempdir().unwrap();
-        let argv: Vec<String> = ["sh", "-c", "echo hi; echo err >&2; exit 3"].iter().map(|s| s.to_string()).collect();
+        let argv: Vec<String> = ["sh", "-c", "echo hi; echo err >&2; exit 3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let exit = execute(&argv, dir.path(), None, &[]).unwrap();
         assert_eq!(exit.code, Some(3));
         assert_eq!(read_lossy(&dir.path().join("pw.out")), "hi\n");
@@ -416,14 +496,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path();
         std::fs::create_dir_all(out.join("pwscf.save")).unwrap();
-        for f in ["pwscf.wfc1", "pwscf.mix1", "pwscf.hub1", "pwscf.xml", "pwscf.save/wfc1.dat", "pwscf.save/charge-density.dat", "pwscf.save/data-file-schema.xml"] {
+        for f in [
+            "pwscf.wfc1",
+            "pwscf.mix1",
+            "pwscf.hub1",
+            "pwscf.xml",
+            "pwscf.save/wfc1.dat",
+            "pwscf.save/charge-density.dat",
+            "pwscf.save/data-file-schema.xml",
+        ] {
             std::fs::write(out.join(f), "x").unwrap();
         }
         remove_scratch(out, true).unwrap();
-        assert!(!out.join("pwscf.wfc1").exists() && !out.join("pwscf.mix1").exists() && !out.join("pwscf.hub1").exists());
+        assert!(
+            !out.join("pwscf.wfc1").exists()
+                && !out.join("pwscf.mix1").exists()
+                && !out.join("pwscf.hub1").exists()
+        );
         assert!(!out.join("pwscf.save/wfc1.dat").exists());
         assert!(out.join("pwscf.save/charge-density.dat").exists());
-        assert!(out.join("pwscf.xml").exists() && out.join("pwscf.save/data-file-schema.xml").exists());
+        assert!(
+            out.join("pwscf.xml").exists() && out.join("pwscf.save/data-file-schema.xml").exists()
+        );
         remove_scratch(out, false).unwrap();
         assert!(!out.join("pwscf.save/charge-density.dat").exists());
     }

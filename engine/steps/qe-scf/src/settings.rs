@@ -187,7 +187,10 @@ impl Settings {
         };
         if let Some(sp) = self.kpoints.spacing {
             if !(sp > 0.0 && sp.is_finite()) {
-                return Err(bad("kpoints.spacing", format!("must be a positive number of Å⁻¹, got {sp}")));
+                return Err(bad(
+                    "kpoints.spacing",
+                    format!("must be a positive number of Å⁻¹, got {sp}"),
+                ));
             }
         }
         if let Some(g) = self.kpoints.grid {
@@ -202,7 +205,7 @@ impl Settings {
                 }
             }
         }
-        if !(self.max_force > 0.0) {
+        if self.max_force.is_nan() || self.max_force <= 0.0 {
             return Err(bad("max_force", "must be positive (eV/Å)".into()));
         }
         if self.max_attempts == Some(0) {

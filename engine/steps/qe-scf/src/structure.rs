@@ -170,10 +170,13 @@ pub fn parse_extxyz(text: &str) -> Result<Vec<Structure>, StructureError> {
             continue;
         }
         let count_line = i + 1;
-        let n: usize = lines[i]
-            .trim()
-            .parse()
-            .map_err(|_| syntax(F, count_line, format!("expected the atom count, found `{}`", lines[i].trim())))?;
+        let n: usize = lines[i].trim().parse().map_err(|_| {
+            syntax(
+                F,
+                count_line,
+                format!("expected the atom count, found `{}`", lines[i].trim()),
+            )
+        })?;
         let comment = lines
             .get(i + 1)
             .ok_or_else(|| syntax(F, count_line + 1, "missing comment line"))?;
@@ -185,30 +188,49 @@ pub fn parse_extxyz(text: &str) -> Result<Vec<Structure>, StructureError> {
                 .map(|(_, v)| v.as_str())
         };
         let lattice = get("Lattice").ok_or_else(|| {
-            syntax(F, count_line + 1, "no Lattice=\"...\" on the comment line (pw.x needs a periodic cell)")
+            syntax(
+                F,
+                count_line + 1,
+                "no Lattice=\"...\" on the comment line (pw.x needs a periodic cell)",
+            )
         })?;
         let nums: Vec<f64> = lattice
             .split_whitespace()
             .map(|t| t.parse::<f64>())
             .collect::<Result<_, _>>()
-            .map_err(|_| syntax(F, count_line + 1, format!("Lattice is not 9 numbers: `{lattice}`")))?;
+            .map_err(|_| {
+                syntax(
+                    F,
+                    count_line + 1,
+                    format!("Lattice is not 9 numbers: `{lattice}`"),
+                )
+            })?;
         if nums.len() != 9 {
-            return Err(syntax(F, count_line + 1, format!("Lattice has {} numbers, expected 9", nums.len())));
+            return Err(syntax(
+                F,
+                count_line + 1,
+                format!("Lattice has {} numbers, expected 9", nums.len()),
+            ));
         }
         let cell = [
             [nums[0], nums[1], nums[2]],
             [nums[3], nums[4], nums[5]],
             [nums[6], nums[7], nums[8]],
         ];
-        let (species_col, pos_col) = property_columns(get("Properties").unwrap_or("species:S:1:pos:R:3"))
-            .map_err(|m| syntax(F, count_line + 1, m))?;
+        let (species_col, pos_col) =
+            property_columns(get("Properties").unwrap_or("species:S:1:pos:R:3"))
+                .map_err(|m| syntax(F, count_line + 1, m))?;
         let mut symbols = Vec::with_capacity(n);
         let mut positions = Vec::with_capacity(n);
         for a in 0..n {
             let ln = i + 2 + a;
-            let line = lines
-                .get(ln)
-                .ok_or_else(|| syntax(F, ln + 1, format!("frame declares {n} atoms but the file ends after {a}")))?;
+            let line = lines.get(ln).ok_or_else(|| {
+                syntax(
+                    F,
+                    ln + 1,
+                    format!("frame declares {n} atoms but the file ends after {a}"),
+                )
+            })?;
             let cols: Vec<&str> = line.split_whitespace().collect();
             let sym = cols
                 .get(species_col)
@@ -220,10 +242,18 @@ pub fn parse_extxyz(text: &str) -> Result<Vec<Structure>, StructureError> {
                     .and_then(|t| t.parse::<f64>().ok())
                     .ok_or_else(|| syntax(F, ln + 1, "missing or non-numeric position column"))?;
             }
-            symbols.push(normalize_symbol(sym).ok_or_else(|| syntax(F, ln + 1, format!("`{sym}` is not a chemical symbol")))?);
+            symbols.push(
+                normalize_symbol(sym).ok_or_else(|| {
+                    syntax(F, ln + 1, format!("`{sym}` is not a chemical symbol"))
+                })?,
+            );
             positions.push(p);
         }
-        frames.push(Structure { symbols, positions, cell });
+        frames.push(Structure {
+            symbols,
+            positions,
+            cell,
+        });
         i += 2 + n;
     }
     if frames.is_empty() {
@@ -235,8 +265,10 @@ pub fn parse_extxyz(text: &str) -> Result<Vec<Structure>, StructureError> {
 /// Column indices of `species` and `pos` in a Properties spec.
 fn property_columns(spec: &str) -> Result<(usize, usize), String> {
     let parts: Vec<&str> = spec.split(':').collect();
-    if parts.len() % 3 != 0 {
-        return Err(format!("Properties `{spec}` is not name:type:count triples"));
+    if !parts.len().is_multiple_of(3) {
+        return Err(format!(
+            "Properties `{spec}` is not name:type:count triples"
+        ));
     }
     let (mut col, mut species, mut pos) = (0usize, None, None);
     for t in parts.chunks(3) {
@@ -258,7 +290,10 @@ fn property_columns(spec: &str) -> Result<(usize, usize), String> {
 
 /// `fe` → `Fe`; `Fe1` → `Fe`; rejects anything without a leading letter.
 fn normalize_symbol(raw: &str) -> Option<String> {
-    let letters: String = raw.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+    let letters: String = raw
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect();
     let mut chars = letters.chars();
     let first = chars.next()?.to_ascii_uppercase();
     let rest: String = chars.take(1).map(|c| c.to_ascii_lowercase()).collect();
@@ -270,7 +305,12 @@ fn normalize_symbol(raw: &str) -> Option<String> {
 pub fn parse_poscar(text: &str) -> Result<Structure, StructureError> {
     const F: &str = "POSCAR";
     let lines: Vec<&str> = text.lines().collect();
-    let line = |i: usize| lines.get(i).copied().ok_or_else(|| syntax(F, i + 1, "file ends early"));
+    let line = |i: usize| {
+        lines
+            .get(i)
+            .copied()
+            .ok_or_else(|| syntax(F, i + 1, "file ends early"))
+    };
     let floats = |i: usize, n: usize| -> Result<Vec<f64>, StructureError> {
         let v: Vec<f64> = line(i)?
             .split_whitespace()
@@ -300,9 +340,16 @@ pub fn parse_poscar(text: &str) -> Result<Structure, StructureError> {
             *x *= factor;
         }
     }
-    let names: Vec<String> = line(5)?.split_whitespace().map(|s| s.split('/').next().unwrap_or(s).to_string()).collect();
+    let names: Vec<String> = line(5)?
+        .split_whitespace()
+        .map(|s| s.split('/').next().unwrap_or(s).to_string())
+        .collect();
     if names.first().is_none_or(|n| n.parse::<f64>().is_ok()) {
-        return Err(syntax(F, 6, "no species names on line 6 (VASP 4 format is not supported: add the element names)"));
+        return Err(syntax(
+            F,
+            6,
+            "no species names on line 6 (VASP 4 format is not supported: add the element names)",
+        ));
     }
     let counts: Vec<usize> = line(6)?
         .split_whitespace()
@@ -310,7 +357,11 @@ pub fn parse_poscar(text: &str) -> Result<Structure, StructureError> {
         .collect::<Result<_, _>>()
         .map_err(|_| syntax(F, 7, "expected the atom count per species"))?;
     if counts.len() != names.len() {
-        return Err(syntax(F, 7, format!("{} species names but {} counts", names.len(), counts.len())));
+        return Err(syntax(
+            F,
+            7,
+            format!("{} species names but {} counts", names.len(), counts.len()),
+        ));
     }
     let mut next = 7;
     if line(next)?.trim_start().starts_with(['S', 's']) {
@@ -322,7 +373,8 @@ pub fn parse_poscar(text: &str) -> Result<Structure, StructureError> {
     let mut symbols = Vec::new();
     let mut positions = Vec::new();
     for (name, count) in names.iter().zip(&counts) {
-        let sym = normalize_symbol(name).ok_or_else(|| syntax(F, 6, format!("`{name}` is not a chemical symbol")))?;
+        let sym = normalize_symbol(name)
+            .ok_or_else(|| syntax(F, 6, format!("`{name}` is not a chemical symbol")))?;
         for _ in 0..*count {
             let v = floats(next, 3)?;
             let p = if cartesian {
@@ -339,7 +391,11 @@ pub fn parse_poscar(text: &str) -> Result<Structure, StructureError> {
             next += 1;
         }
     }
-    Ok(Structure { symbols, positions, cell })
+    Ok(Structure {
+        symbols,
+        positions,
+        cell,
+    })
 }
 
 /// How a structure file is read, decided from its name.
@@ -359,7 +415,11 @@ pub fn format_of(path: &Path) -> StructureFormat {
     let lower = name.to_ascii_lowercase();
     if lower.ends_with(".extxyz") || lower.ends_with(".xyz") {
         StructureFormat::ExtXyz
-    } else if lower.starts_with("poscar") || lower.starts_with("contcar") || lower.ends_with(".vasp") || lower.ends_with(".poscar") {
+    } else if lower.starts_with("poscar")
+        || lower.starts_with("contcar")
+        || lower.ends_with(".vasp")
+        || lower.ends_with(".poscar")
+    {
         StructureFormat::Poscar
     } else {
         StructureFormat::Ase
@@ -373,7 +433,12 @@ pub fn format_of(path: &Path) -> StructureFormat {
 /// failing.
 pub fn read_structures(path: &Path) -> Result<Vec<Structure>, StructureError> {
     let with_path = |e: StructureError| match e {
-        StructureError::Syntax { format, line, message, .. } => StructureError::Syntax {
+        StructureError::Syntax {
+            format,
+            line,
+            message,
+            ..
+        } => StructureError::Syntax {
             path: path.display().to_string(),
             format,
             line,
@@ -383,7 +448,9 @@ pub fn read_structures(path: &Path) -> Result<Vec<Structure>, StructureError> {
     };
     match format_of(path) {
         StructureFormat::ExtXyz => parse_extxyz(&read_text(path)?).map_err(with_path),
-        StructureFormat::Poscar => parse_poscar(&read_text(path)?).map(|s| vec![s]).map_err(with_path),
+        StructureFormat::Poscar => parse_poscar(&read_text(path)?)
+            .map(|s| vec![s])
+            .map_err(with_path),
         StructureFormat::Ase => read_with_ase(path),
     }
 }
@@ -419,7 +486,11 @@ pub fn read_with_ase(path: &Path) -> Result<Vec<Structure>, StructureError> {
         .arg(ASE_READER)
         .arg(path)
         .output()
-        .map_err(|e| err(format!("reading this format needs python3 with ASE; python3 could not start: {e}")))?;
+        .map_err(|e| {
+            err(format!(
+                "reading this format needs python3 with ASE; python3 could not start: {e}"
+            ))
+        })?;
     if out.status.code() == Some(3) {
         return Err(err(
             "reading this format (not extxyz/POSCAR) needs ASE, which python3 cannot import: `python3 -m pip install ase`".into(),
@@ -430,9 +501,12 @@ pub fn read_with_ase(path: &Path) -> Result<Vec<Structure>, StructureError> {
         let last = stderr.lines().last().unwrap_or("").to_string();
         return Err(err(format!("ASE could not read it: {last}")));
     }
-    let frames: Vec<Structure> = serde_json::from_slice(&out.stdout).map_err(|e| err(format!("unexpected output from the ASE reader: {e}")))?;
+    let frames: Vec<Structure> = serde_json::from_slice(&out.stdout)
+        .map_err(|e| err(format!("unexpected output from the ASE reader: {e}")))?;
     if frames.iter().any(|f| f.volume() < 1e-6) {
-        return Err(err("the structure has no periodic cell (pw.x needs one)".into()));
+        return Err(err(
+            "the structure has no periodic cell (pw.x needs one)".into()
+        ));
     }
     Ok(frames)
 }
@@ -492,7 +566,8 @@ mod tests {
 
     #[test]
     fn poscar_without_names_is_a_clear_error() {
-        let e = parse_poscar("x\n1\n1 0 0\n0 1 0\n0 0 1\n2\nDirect\n0 0 0\n0.5 0.5 0.5\n").unwrap_err();
+        let e =
+            parse_poscar("x\n1\n1 0 0\n0 1 0\n0 0 1\n2\nDirect\n0 0 0\n0.5 0.5 0.5\n").unwrap_err();
         assert!(e.to_string().contains("VASP 4"), "{e}");
     }
 

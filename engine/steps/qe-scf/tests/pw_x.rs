@@ -17,8 +17,16 @@ use std::time::{Duration, Instant};
 const PSEUDO_DIR: &str = "/usr/share/espresso/pseudo";
 
 fn require_pw_x() {
-    let found = Command::new("sh").arg("-c").arg("command -v pw.x").output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(found, "pw.x is not on PATH: these tests need Quantum ESPRESSO (run scripts/deps/qe.sh)");
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg("command -v pw.x")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "pw.x is not on PATH: these tests need Quantum ESPRESSO (run scripts/deps/qe.sh)"
+    );
     assert!(
         Path::new(PSEUDO_DIR).join("Si.pz-vbc.UPF").is_file(),
         "{PSEUDO_DIR}/Si.pz-vbc.UPF is missing: install quantum-espresso-data (scripts/deps/qe.sh)"
@@ -26,7 +34,8 @@ fn require_pw_x() {
 }
 
 fn settings(v: Value) -> Settings {
-    let mut base = json!({"structures": "unused.extxyz", "pseudopotentials": {"family": "qe-debian"}});
+    let mut base =
+        json!({"structures": "unused.extxyz", "pseudopotentials": {"family": "qe-debian"}});
     if let (Some(b), Some(e)) = (base.as_object_mut(), v.as_object()) {
         for (k, x) in e {
             b.insert(k.clone(), x.clone());
@@ -44,9 +53,18 @@ fn prepare(s: &Settings, xyz: &str, name: &str) -> (PreparedStructure, RecoveryP
 
 const SI: &str = "2\nLattice=\"0.0 2.715 2.715 2.715 0.0 2.715 2.715 2.715 0.0\" Properties=species:S:1:pos:R:3\nSi 0.0 0.0 0.0\nSi 1.40 1.35 1.33\n";
 
-fn run(prep: &PreparedStructure, policy: &RecoveryPolicy, dir: &Path, history: History, options: &RunOptions) -> (StructureOutcome, Vec<AttemptRecord>) {
+fn run(
+    prep: &PreparedStructure,
+    policy: &RecoveryPolicy,
+    dir: &Path,
+    history: History,
+    options: &RunOptions,
+) -> (StructureOutcome, Vec<AttemptRecord>) {
     let mut seen = Vec::new();
-    let outcome = run_structure(prep, policy, dir, history, options, &mut |a| seen.push(a.clone())).unwrap();
+    let outcome = run_structure(prep, policy, dir, history, options, &mut |a| {
+        seen.push(a.clone())
+    })
+    .unwrap();
     (outcome, seen)
 }
 
@@ -61,8 +79,18 @@ fn success(outcome: StructureOutcome) -> ScfResult {
 fn ase_read(pw_out: &Path) -> Value {
     let script = "import json, sys\nfrom ase.io import read\na = read(sys.argv[1], format='espresso-out')\n\
 print(json.dumps({'energy': a.get_potential_energy(), 'forces': a.get_forces().tolist(), 'stress': a.get_stress(voigt=False).tolist()}))";
-    let out = Command::new("python3").arg("-c").arg(script).arg(pw_out).output().expect("python3 must be installed for the ASE cross-check");
-    assert!(out.status.success(), "ASE could not read {} (install ASE: scripts/deps/qe.sh): {}", pw_out.display(), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(pw_out)
+        .output()
+        .expect("python3 must be installed for the ASE cross-check");
+    assert!(
+        out.status.success(),
+        "ASE could not read {} (install ASE: scripts/deps/qe.sh): {}",
+        pw_out.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -72,7 +100,13 @@ fn si_scf_succeeds_and_matches_ase() {
     let s = settings(json!({"ecutwfc": 18, "kpoints": {"grid": [3, 3, 3]}}));
     let (prep, policy) = prepare(&s, SI, "si");
     let dir = tempfile::tempdir().unwrap();
-    let (outcome, seen) = run(&prep, &policy, dir.path(), History::default(), &RunOptions::default());
+    let (outcome, seen) = run(
+        &prep,
+        &policy,
+        dir.path(),
+        History::default(),
+        &RunOptions::default(),
+    );
     let r = success(outcome);
     assert_eq!(seen.len(), 1);
     assert_eq!(r.attempts.len(), 1);
@@ -80,23 +114,43 @@ fn si_scf_succeeds_and_matches_ase() {
     assert!(!r.smearing_added_by_recovery);
     let attempt = dir.path().join("attempt-00");
     let pw_in = std::fs::read_to_string(attempt.join("pw.in")).unwrap();
-    assert!(pw_in.contains("calculation = 'scf'") && pw_in.contains("nosym = .true.") && pw_in.contains("disk_io = 'low'"));
+    assert!(
+        pw_in.contains("calculation = 'scf'")
+            && pw_in.contains("nosym = .true.")
+            && pw_in.contains("disk_io = 'low'")
+    );
 
     let ase = ase_read(&attempt.join("pw.out"));
     let e = ase["energy"].as_f64().unwrap();
-    assert!((r.energy_ev - e).abs() < 1e-6, "energy {} vs ASE {e}", r.energy_ev);
-    assert!((r.energy_ev - (-15.797_178_86 * 13.605_691_93)).abs() < 1e-3, "Si energy near the recorded value: {}", r.energy_ev);
+    assert!(
+        (r.energy_ev - e).abs() < 1e-6,
+        "energy {} vs ASE {e}",
+        r.energy_ev
+    );
+    assert!(
+        (r.energy_ev - (-15.797_178_86 * 13.605_691_93)).abs() < 1e-3,
+        "Si energy near the recorded value: {}",
+        r.energy_ev
+    );
     for i in 0..2 {
         for k in 0..3 {
             let f = ase["forces"][i][k].as_f64().unwrap();
-            assert!((r.forces_ev_per_ang[i][k] - f).abs() < 1e-6, "force[{i}][{k}] {} vs ASE {f}", r.forces_ev_per_ang[i][k]);
+            assert!(
+                (r.forces_ev_per_ang[i][k] - f).abs() < 1e-6,
+                "force[{i}][{k}] {} vs ASE {f}",
+                r.forces_ev_per_ang[i][k]
+            );
         }
     }
     let stress = r.stress_ev_per_ang3.expect("stress");
     for i in 0..3 {
         for k in 0..3 {
             let x = ase["stress"][i][k].as_f64().unwrap();
-            assert!((stress[i][k] - x).abs() < 1e-8, "stress[{i}][{k}] {} vs ASE {x}", stress[i][k]);
+            assert!(
+                (stress[i][k] - x).abs() < 1e-8,
+                "stress[{i}][{k}] {} vs ASE {x}",
+                stress[i][k]
+            );
         }
     }
 
@@ -113,14 +167,33 @@ fn si_scf_succeeds_and_matches_ase() {
 
     // the aggregate extxyz reads back in ASE with the same energy and forces
     let xyz = dir.path().join("all.extxyz");
-    write_extxyz(std::slice::from_ref(&r), std::fs::File::create(&xyz).unwrap()).unwrap();
+    write_extxyz(
+        std::slice::from_ref(&r),
+        std::fs::File::create(&xyz).unwrap(),
+    )
+    .unwrap();
     let check = "import sys\nfrom ase.io import read\na = read(sys.argv[1], index=':')[0]\nprint(a.get_potential_energy(), a.get_forces()[1][2], a.info.get('smearing_added_by_recovery'))";
-    let out = Command::new("python3").arg("-c").arg(check).arg(&xyz).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(check)
+        .arg(&xyz)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let parts: Vec<&str> = text.split_whitespace().collect();
-    assert!((parts[0].parse::<f64>().unwrap() - r.energy_ev).abs() < 1e-6, "{text}");
-    assert!((parts[1].parse::<f64>().unwrap() - r.forces_ev_per_ang[1][2]).abs() < 1e-6, "{text}");
+    assert!(
+        (parts[0].parse::<f64>().unwrap() - r.energy_ev).abs() < 1e-6,
+        "{text}"
+    );
+    assert!(
+        (parts[1].parse::<f64>().unwrap() - r.forces_ev_per_ang[1][2]).abs() < 1e-6,
+        "{text}"
+    );
     assert_eq!(parts[2], "False", "{text}");
 }
 
@@ -131,11 +204,22 @@ fn fe_bcc_gets_nspin_2_and_runs() {
     let s = settings(json!({"ecutwfc": 20, "ecutrho": 160, "kpoints": {"grid": [2, 2, 2]}}));
     let (prep, policy) = prepare(&s, fe, "fe-bcc");
     let dir = tempfile::tempdir().unwrap();
-    let (outcome, _) = run(&prep, &policy, dir.path(), History::default(), &RunOptions::default());
+    let (outcome, _) = run(
+        &prep,
+        &policy,
+        dir.path(),
+        History::default(),
+        &RunOptions::default(),
+    );
     let r = success(outcome);
     let pw_in = std::fs::read_to_string(dir.path().join("attempt-00/pw.in")).unwrap();
-    assert!(pw_in.contains("nspin = 2") && pw_in.contains("starting_magnetization(1) = 0.5"), "{pw_in}");
-    let m = r.total_magnetization.expect("spin-polarised output reports a magnetisation");
+    assert!(
+        pw_in.contains("nspin = 2") && pw_in.contains("starting_magnetization(1) = 0.5"),
+        "{pw_in}"
+    );
+    let m = r
+        .total_magnetization
+        .expect("spin-polarised output reports a magnetisation");
     assert!(m > 1.0, "bcc Fe is ferromagnetic: {m} Bohr mag/cell");
     assert!(r.energy_ev.is_finite());
 }
@@ -151,13 +235,30 @@ fn a_real_scf_failure_recovers_through_the_policy() {
     }));
     let (prep, policy) = prepare(&s, SI, "si");
     let dir = tempfile::tempdir().unwrap();
-    let (outcome, seen) = run(&prep, &policy, dir.path(), History::default(), &RunOptions::default());
+    let (outcome, seen) = run(
+        &prep,
+        &policy,
+        dir.path(),
+        History::default(),
+        &RunOptions::default(),
+    );
     let r = success(outcome);
-    assert_eq!(seen.len(), 2, "both attempts reach the callback (the engine's DB)");
+    assert_eq!(
+        seen.len(),
+        2,
+        "both attempts reach the callback (the engine's DB)"
+    );
     assert_eq!(seen[0].failure, Some(Failure::ScfNotConverged));
-    assert_eq!(seen[0].error_class.map(|c| c.as_str()), Some("scf-not-converged"));
+    assert_eq!(
+        seen[0].error_class.map(|c| c.as_str()),
+        Some("scf-not-converged")
+    );
     assert_eq!(seen[0].exit_code, Some(2));
-    assert!(seen[0].message.as_deref().unwrap_or("").contains("convergence NOT achieved"));
+    assert!(seen[0]
+        .message
+        .as_deref()
+        .unwrap_or("")
+        .contains("convergence NOT achieved"));
     assert_eq!(seen[1].failure, None);
     assert_eq!(seen[1].handler.as_deref(), Some("scf-not-converged-1"));
     assert_eq!(r.final_mixing_beta, Some(0.3));
@@ -183,10 +284,23 @@ fn diagonalization_failures_cycle_eigensolvers_for_real() {
     require_pw_x();
     // Two Fe atoms 0.8 Å apart: Davidson fails ("S matrix not positive definite"), PPCG
     // fails ("dsygvd failed"), ParO converges (pw.x 6.7).
-    let (prep, policy) = prepare(&fe_pair_settings("diagonalization-cycle"), FE_PAIR, "fe-pair");
+    let (prep, policy) = prepare(
+        &fe_pair_settings("diagonalization-cycle"),
+        FE_PAIR,
+        "fe-pair",
+    );
     let dir = tempfile::tempdir().unwrap();
-    let (outcome, seen) = run(&prep, &policy, dir.path(), History::default(), &RunOptions::default());
-    let kinds: Vec<(Option<Failure>, Option<Value>)> = seen.iter().map(|a| (a.failure, a.parameters.get("diagonalization").cloned())).collect();
+    let (outcome, seen) = run(
+        &prep,
+        &policy,
+        dir.path(),
+        History::default(),
+        &RunOptions::default(),
+    );
+    let kinds: Vec<(Option<Failure>, Option<Value>)> = seen
+        .iter()
+        .map(|a| (a.failure, a.parameters.get("diagonalization").cloned()))
+        .collect();
     assert_eq!(
         kinds,
         vec![
@@ -197,7 +311,11 @@ fn diagonalization_failures_cycle_eigensolvers_for_real() {
         "{seen:#?}"
     );
     let r = success(outcome);
-    assert!(r.forces_ev_per_ang[0][0].abs() > 10.0, "compressed pair pushes apart: {:?}", r.forces_ev_per_ang);
+    assert!(
+        r.forces_ev_per_ang[0][0].abs() > 10.0,
+        "compressed pair pushes apart: {:?}",
+        r.forces_ev_per_ang
+    );
 }
 
 #[test]
@@ -207,7 +325,13 @@ fn a_persistently_failing_structure_ends_in_the_fatal_report() {
     // handler answers a crash: the report lists both attempts.
     let (prep, policy) = prepare(&fe_pair_settings("default"), FE_PAIR, "fe-pair");
     let dir = tempfile::tempdir().unwrap();
-    let (outcome, seen) = run(&prep, &policy, dir.path(), History::default(), &RunOptions::default());
+    let (outcome, seen) = run(
+        &prep,
+        &policy,
+        dir.path(),
+        History::default(),
+        &RunOptions::default(),
+    );
     let StructureOutcome::Fatal(report) = outcome else {
         panic!("expected the fatal report, got {outcome:?}");
     };
@@ -250,11 +374,17 @@ fn max_seconds_stops_pw_x_and_the_next_allocation_restarts_it() {
     let r = success(outcome);
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].restart, Restart::Full);
-    assert_eq!(seen[0].handler.as_deref(), Some("restart-after-max-seconds"));
+    assert_eq!(
+        seen[0].handler.as_deref(),
+        Some("restart-after-max-seconds")
+    );
     let pw_in = std::fs::read_to_string(dir.path().join("attempt-01/pw.in")).unwrap();
     assert!(pw_in.contains("restart_mode = 'restart'"), "{pw_in}");
     let pw_out = std::fs::read_to_string(dir.path().join("attempt-01/pw.out")).unwrap();
-    assert!(pw_out.contains("Starting wfcs from file"), "pw.x restarted from the saved wavefunctions");
+    assert!(
+        pw_out.contains("Starting wfcs from file"),
+        "pw.x restarted from the saved wavefunctions"
+    );
     assert_eq!(r.attempts.len(), 2);
     assert!(r.energy_ev < -200.0);
 }
@@ -265,18 +395,39 @@ fn an_occupied_highest_band_gets_more_bands_from_the_charge_density() {
     // bcc Fe with 5 bands: its majority spin fills them all, so the highest band is
     // occupied; the default policy multiplies nbnd by 1.5 and restarts from the density.
     let fe = "1\nLattice=\"-1.435 1.435 1.435 1.435 -1.435 1.435 1.435 1.435 -1.435\"\nFe 0 0 0\n";
-    let s = settings(json!({"ecutwfc": 20, "ecutrho": 160, "kpoints": {"grid": [2, 2, 2]}, "parameters": {"nbnd": 5}}));
+    let s = settings(
+        json!({"ecutwfc": 20, "ecutrho": 160, "kpoints": {"grid": [2, 2, 2]}, "parameters": {"nbnd": 5}}),
+    );
     let (prep, policy) = prepare(&s, fe, "fe-bcc");
     let dir = tempfile::tempdir().unwrap();
-    let (outcome, seen) = run(&prep, &policy, dir.path(), History::default(), &RunOptions::default());
-    assert_eq!(seen[0].failure, Some(Failure::HighestBandOccupied), "{seen:#?}");
-    assert_eq!(seen[0].error_class.map(|c| c.as_str()), Some("invalid-output"));
+    let (outcome, seen) = run(
+        &prep,
+        &policy,
+        dir.path(),
+        History::default(),
+        &RunOptions::default(),
+    );
+    assert_eq!(
+        seen[0].failure,
+        Some(Failure::HighestBandOccupied),
+        "{seen:#?}"
+    );
+    assert_eq!(
+        seen[0].error_class.map(|c| c.as_str()),
+        Some("invalid-output")
+    );
     let r = success(outcome);
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[1].restart, Restart::ChargeDensity);
     assert_eq!(r.final_parameters["nbnd"], json!(8));
     let pw_in = std::fs::read_to_string(dir.path().join("attempt-01/pw.in")).unwrap();
-    assert!(pw_in.contains("startingpot = 'file'") && pw_in.contains("nbnd = 8"), "{pw_in}");
+    assert!(
+        pw_in.contains("startingpot = 'file'") && pw_in.contains("nbnd = 8"),
+        "{pw_in}"
+    );
     let pw_out = std::fs::read_to_string(dir.path().join("attempt-01/pw.out")).unwrap();
-    assert!(pw_out.contains("The initial density is read from file"), "restarted from the charge density");
+    assert!(
+        pw_out.contains("The initial density is read from file"),
+        "restarted from the charge density"
+    );
 }
