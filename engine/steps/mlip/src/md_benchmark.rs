@@ -45,6 +45,8 @@ impl Default for SystemSettings {
 pub struct MdSettings {
     /// VelocityVerlet steps per run.
     pub steps: u32,
+    /// Untimed steps before the timed loop in each run (first calls pay for lazy set-up).
+    pub warmup_steps: u32,
     /// Time step in femtoseconds.
     pub timestep_fs: f64,
     /// Maxwell–Boltzmann temperature of the start (K).
@@ -56,6 +58,7 @@ impl Default for MdSettings {
     fn default() -> Self {
         MdSettings {
             steps: 5000,
+            warmup_steps: 5,
             timestep_fs: 1.0,
             temperature_k: 300.0,
         }
@@ -108,8 +111,11 @@ pub struct DriverResult {
     pub element: String,
     /// Atoms actually simulated.
     pub atoms: u64,
-    /// Steps per run.
+    /// Timed steps per run.
     pub steps: u64,
+    /// Untimed warm-up steps before each run.
+    #[serde(default)]
+    pub warmup_steps: u64,
     /// Time step (fs).
     pub timestep_fs: f64,
     /// Start temperature (K).
@@ -288,6 +294,7 @@ pub fn run_md_benchmark(run: &BenchmarkRun<'_>) -> Result<BenchmarkOutcome, Mlip
             "--steps",
             &s.md.steps.to_string(),
         ])
+        .args(["--warmup-steps", &s.md.warmup_steps.to_string()])
         .args(["--timestep-fs", &s.md.timestep_fs.to_string()])
         .args(["--temperature-k", &s.md.temperature_k.to_string()])
         .args([

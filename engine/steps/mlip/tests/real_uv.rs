@@ -113,6 +113,7 @@ fn emt_env_builds_is_reused_and_runs_an_md_benchmark_with_a_gate() {
         },
         md: MdSettings {
             steps: 60,
+            warmup_steps: 5,
             timestep_fs: 1.0,
             temperature_k: 300.0,
         },
