@@ -143,6 +143,14 @@ impl TrackedArray {
     }
 }
 
+/// What one round of submissions did.
+#[derive(Debug, Default)]
+struct SubmitRound {
+    created: Vec<JobRef>,
+    rejected: Vec<(PreparedArray, ExecutorError)>,
+    failure: Option<ExecutorError>,
+}
+
 /// The jobcomp/filetxt completion file, read incrementally (development clusters without
 /// accounting; real clusters answer through sacct).
 #[derive(Debug, Default)]
@@ -375,71 +383,100 @@ impl SlurmExecutor {
             .collect()
     }
 
-    /// Submit waiting arrays, oldest first, while the window has room. Returns the jobs
-    /// created and, separately, the first rejection (its array is dropped from the queue).
-    fn submit_waiting(&mut self) -> (Vec<JobRef>, Vec<(PreparedArray, ExecutorError)>) {
-        let mut created = Vec::new();
-        let mut rejected = Vec::new();
+    /// Submit waiting arrays, oldest first, while the window has room.
+    ///
+    /// Returns the jobs created (or adopted) and the arrays sbatch refused, each with its
+    /// `SubmitRejected` error (those arrays leave the queue). Any other failure (Slurm
+    /// unreachable, I/O) stops the round, keeps the array waiting for the next attempt and is
+    /// returned in the third slot.
+    fn submit_waiting(&mut self) -> SubmitRound {
+        let mut round = SubmitRound::default();
         let mut kept = VecDeque::new();
         let limit = self.config.max_submitted.map(u64::from);
         while let Some(array) = self.waiting.pop_front() {
-            if !fits_window(self.in_queue(), array.tasks.len() as u64, limit) {
-                kept.push_back(array);
-                kept.extend(self.waiting.drain(..));
-                break;
-            }
-            let decision = if array.tasks.len() > 1 {
-                throttle_for_new_array(
-                    array.max_running,
-                    &self.step_loads(&array.tag.step),
-                    array.tasks.len() as u32,
-                )
-            } else {
-                ThrottleDecision::Submit(None)
+            let result = match self.already_submitted(&array) {
+                Ok(Some(job)) => Ok(job),
+                Ok(None) => {
+                    if !fits_window(self.in_queue(), array.tasks.len() as u64, limit) {
+                        kept.push_back(array);
+                        kept.extend(self.waiting.drain(..));
+                        break;
+                    }
+                    let decision = if array.tasks.len() > 1 {
+                        throttle_for_new_array(
+                            array.max_running,
+                            &self.step_loads(&array.tag.step),
+                            array.tasks.len() as u32,
+                        )
+                    } else {
+                        ThrottleDecision::Submit(None)
+                    };
+                    let ThrottleDecision::Submit(throttle) = decision else {
+                        kept.push_back(array);
+                        continue;
+                    };
+                    self.submit_array(&array, throttle)
+                }
+                Err(error) => Err(error),
             };
-            let ThrottleDecision::Submit(throttle) = decision else {
-                kept.push_back(array);
-                continue;
-            };
-            match self.submit_array(&array, throttle) {
-                Ok(job) => created.push(job),
-                Err(error) => rejected.push((array, error)),
+            match result {
+                Ok(job) => round.created.push(job),
+                Err(error @ ExecutorError::SubmitRejected { .. }) => {
+                    round.rejected.push((array, error))
+                }
+                Err(error) => {
+                    kept.push_back(array);
+                    kept.extend(self.waiting.drain(..));
+                    round.failure = Some(error);
+                    break;
+                }
             }
         }
         self.waiting = kept;
-        (created, rejected)
+        round
     }
 
-    /// sbatch one array, or adopt it when a record or the queue shows it was submitted.
+    /// The job of an array submitted before (by this driver or one that died): its record
+    /// has the job id, or only the intent and the queue shows a job with its tag.
+    fn already_submitted(
+        &mut self,
+        array: &PreparedArray,
+    ) -> Result<Option<JobRef>, ExecutorError> {
+        let record_path = array.record_path();
+        let Some(record) = read_record(&record_path)? else {
+            return Ok(None);
+        };
+        if let Some(job_id) = record.job_id {
+            self.track_prepared(job_id.clone(), array, record.throttle, record.submitted_at);
+            return Ok(Some(self.job_ref(&job_id)));
+        }
+        // Intent without job id: the driver died around sbatch. Is the job queued?
+        let comment = array.tag.to_comment();
+        let found = self
+            .queued_campaign_jobs()?
+            .into_iter()
+            .find(|(_, tag, _)| tag.to_comment() == comment);
+        let Some((job_id, _, throttle)) = found else {
+            return Ok(None);
+        };
+        let record = SubmissionRecord {
+            job_id: Some(job_id.clone()),
+            submitted_at: Some(now_unix()),
+            throttle: throttle.or(record.throttle),
+            ..record
+        };
+        write_record(&record_path, &record)?;
+        self.track_prepared(job_id.clone(), array, record.throttle, record.submitted_at);
+        Ok(Some(self.job_ref(&job_id)))
+    }
+
+    /// Render the script and sbatch one array: intent recorded first, job id after.
     fn submit_array(
         &mut self,
         array: &PreparedArray,
         throttle: Option<u32>,
     ) -> Result<JobRef, ExecutorError> {
         let record_path = array.record_path();
-        if let Some(record) = read_record(&record_path)? {
-            if let Some(job_id) = record.job_id {
-                self.track_prepared(job_id.clone(), array, record.throttle, record.submitted_at);
-                return Ok(self.job_ref(&job_id));
-            }
-            // Intent without job id: the driver died around sbatch. Is the job queued?
-            let comment = array.tag.to_comment();
-            if let Some(job_id) = self
-                .queued_campaign_jobs()?
-                .into_iter()
-                .find(|(_, tag, _)| tag.to_comment() == comment)
-                .map(|(id, _, _)| id)
-            {
-                let record = SubmissionRecord {
-                    job_id: Some(job_id.clone()),
-                    submitted_at: Some(now_unix()),
-                    ..record
-                };
-                write_record(&record_path, &record)?;
-                self.track_prepared(job_id.clone(), array, record.throttle, record.submitted_at);
-                return Ok(self.job_ref(&job_id));
-            }
-        }
         let manifest = array.manifest_path();
         let request = ScriptRequest {
             tag: &array.tag,
@@ -660,11 +697,14 @@ impl SlurmExecutor {
         self.resolve_left(now)?;
         self.arrays.retain(|a| a.remaining() > 0);
         self.rebalance()?;
-        let (_created, rejected) = self.submit_waiting();
-        for (array, error) in rejected {
+        let round = self.submit_waiting();
+        for (array, error) in round.rejected {
             self.report_unsubmitted(&array, ErrorClass::SubmitRejected, &error.to_string());
         }
-        Ok(())
+        match round.failure {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 
     fn report_unsubmitted(&mut self, array: &PreparedArray, class: ErrorClass, message: &str) {
@@ -1090,6 +1130,11 @@ impl Executor for SlurmExecutor {
     /// Returns the jobs created now. A batch larger than the array size becomes several
     /// arrays keyed `<batch_key>.000`, `.001`, ... Submitting the same tasks again (same
     /// batch key and manifest) adopts the earlier job instead of calling sbatch.
+    ///
+    /// Errors: `SubmitRejected` with Slurm's message when sbatch refuses an array of this
+    /// batch (or its script cannot be written safely); `Backend`/`Io` when Slurm or the file
+    /// system fails. Either way none of the batch stays waiting; arrays of it that were
+    /// already submitted are reported by `poll` and adopted on the next submit.
     fn submit(&mut self, batch: Batch) -> Result<Vec<JobRef>, ExecutorError> {
         if batch.tasks.is_empty() {
             return Ok(Vec::new());
@@ -1097,23 +1142,29 @@ impl Executor for SlurmExecutor {
         let prepared = self.prepare(&batch)?;
         let keys: HashSet<String> = prepared.iter().map(|p| p.tag.batch_key.clone()).collect();
         self.waiting.extend(prepared);
-        let (created, rejected) = self.submit_waiting();
-        let mut first_error = None;
-        for (array, error) in rejected {
-            if keys.contains(&array.tag.batch_key) && array.tag.step == batch.step {
-                // Drop the rest of this batch: the caller hears about it through the error.
-                self.waiting
-                    .retain(|w| !(keys.contains(&w.tag.batch_key) && w.tag.step == batch.step));
-                first_error.get_or_insert(error);
+        let round = self.submit_waiting();
+        let ours = |w: &PreparedArray| w.tag.step == batch.step && keys.contains(&w.tag.batch_key);
+        let mut error_for_caller = None;
+        for (array, error) in round.rejected {
+            if ours(&array) {
+                error_for_caller.get_or_insert(error);
             } else {
                 let message = error.to_string();
                 self.report_unsubmitted(&array, ErrorClass::SubmitRejected, &message);
             }
         }
-        if let Some(error) = first_error {
+        if let Some(failure) = round.failure {
+            error_for_caller.get_or_insert(failure);
+        }
+        if let Some(error) = error_for_caller {
+            // The caller hears about this batch through the error, so none of it stays
+            // waiting; arrays of it already submitted are adopted (not resubmitted) when the
+            // caller submits the batch again.
+            self.waiting.retain(|w| !ours(w));
             return Err(error);
         }
-        Ok(created
+        Ok(round
+            .created
             .into_iter()
             .filter(|j| j.step == batch.step && keys.contains(&j.batch_key))
             .collect())

@@ -1,0 +1,381 @@
+//! The Slurm executor against the real daemons of `scripts/slurm-dev.sh up`.
+//! These tests fail (they do not skip) when Slurm does not answer.
+
+mod slurm_support;
+
+use flow_dsl::error_class::ErrorClass;
+use flow_executors::slurm::escalation::{escalate, OnRetry};
+use flow_executors::{Executor, ExecutorError, JobRef};
+use slurm_support::*;
+use std::process::Command;
+use std::time::Duration;
+
+fn scontrol_elements(job_id: &str) -> usize {
+    let output = Command::new("scontrol")
+        .args(["--oneliner", "show", "job", job_id])
+        .output()
+        .expect("scontrol");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("ArrayJobId={job_id} ")))
+        .count()
+}
+
+#[test]
+fn a_200_task_array_completes_with_the_planned_submissions() {
+    require_slurm();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let campaign = campaign_name("array200");
+    let _cleanup = CleanupGuard {
+        campaign: campaign.clone(),
+        dir: dir.path().to_path_buf(),
+    };
+    let mut config = test_config();
+    config.max_array_size = 100;
+    let mut executor = executor(&campaign, dir.path(), config);
+
+    let tasks = (0..200)
+        .map(|i| {
+            let id = format!("mock-{i:03}");
+            launch(
+                dir.path(),
+                &id,
+                1,
+                &[
+                    "/bin/sh",
+                    "-c",
+                    "echo \"$FLOW_TASK_ID $FLOW_SEED\" > done.txt",
+                ],
+            )
+        })
+        .collect::<Vec<_>>();
+    let mut b = batch(&campaign, "mocks", "mocks-b0000", tasks);
+    b.max_running = Some(50);
+    let jobs = executor.submit(b).expect("submit");
+
+    // The step-wide cap of 50 is taken by the first array (%50); the second waits until
+    // the first has drained below 50 remaining, then takes the free share.
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(executor.waiting_arrays(), 1);
+    assert_eq!(executor.call_counts().get("sbatch"), Some(&1));
+    let mut observed = Observed::default();
+    poll_until_finished(&mut executor, 200, Duration::from_secs(240), &mut observed);
+
+    assert_eq!(observed.duplicate_finishes, 0);
+    for (task, outcome) in &observed.finished {
+        assert!(outcome.succeeded(), "{task}: {outcome:?}");
+        let written = std::fs::read_to_string(dir.path().join("tasks").join(task).join("done.txt"))
+            .expect("task output");
+        assert_eq!(written.trim(), format!("{task} 7"));
+    }
+    assert_eq!(observed.started.len(), 200);
+    assert_eq!(
+        executor.call_counts().get("sbatch"),
+        Some(&2),
+        "no further submissions"
+    );
+    assert_eq!(executor.in_flight(), 0);
+    // ceil(200 / 100) = 2 arrays in Slurm, 100 elements each, each with a throttle whose
+    // share of the cap never exceeded 50.
+    let mut throttles = Vec::new();
+    for key in ["mocks-b0000.000", "mocks-b0000.001"] {
+        let batch_dir = dir.path().join("logs/mocks").join(key);
+        let record = std::fs::read_dir(&batch_dir)
+            .expect("batch dir")
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("submission-"))
+            .expect("submission record");
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(record.path()).expect("read"))
+                .expect("json");
+        let job_id = record["job_id"].as_str().expect("job id").to_string();
+        assert_eq!(scontrol_elements(&job_id), 100, "elements of job {job_id}");
+        throttles.push(record["throttle"].as_u64().expect("throttle"));
+        let script = std::fs::read_dir(&batch_dir)
+            .expect("batch dir")
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().ends_with(".sbatch"))
+            .expect("script");
+        let text = std::fs::read_to_string(script.path()).expect("read script");
+        assert!(text.contains("#SBATCH --no-requeue"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "#SBATCH --array=0-99%{}",
+                throttles.last().unwrap_or(&0)
+            )),
+            "{text}"
+        );
+    }
+    assert_eq!(throttles[0], 50);
+    assert!((1..=50).contains(&throttles[1]), "{throttles:?}");
+}
+
+#[test]
+fn the_window_holds_arrays_back_until_earlier_ones_drain() {
+    require_slurm();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let campaign = campaign_name("window");
+    let _cleanup = CleanupGuard {
+        campaign: campaign.clone(),
+        dir: dir.path().to_path_buf(),
+    };
+    let mut config = test_config();
+    config.max_array_size = 10;
+    config.max_submitted = Some(10);
+    let mut executor = executor(&campaign, dir.path(), config);
+    let tasks = (0..30)
+        .map(|i| launch(dir.path(), &format!("w{i:02}"), 1, &["sleep", "1"]))
+        .collect();
+    let jobs = executor
+        .submit(batch(&campaign, "win", "win-b0", tasks))
+        .expect("submit");
+    assert_eq!(jobs.len(), 1, "only one array of 10 fits a window of 10");
+    assert_eq!(executor.waiting_arrays(), 2);
+    assert_eq!(executor.in_flight(), 30);
+    let mut observed = Observed::default();
+    poll_until_finished(&mut executor, 30, Duration::from_secs(180), &mut observed);
+    assert!(
+        observed.finished.values().all(|o| o.succeeded()),
+        "{observed:?}"
+    );
+    assert_eq!(executor.call_counts().get("sbatch"), Some(&3));
+}
+
+#[test]
+fn scancelled_elements_are_reported_cancelled() {
+    require_slurm();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let campaign = campaign_name("scancel");
+    let _cleanup = CleanupGuard {
+        campaign: campaign.clone(),
+        dir: dir.path().to_path_buf(),
+    };
+    let mut executor = executor(&campaign, dir.path(), test_config());
+    let tasks = (0..6)
+        .map(|i| {
+            let seconds = if i == 1 || i == 3 { "300" } else { "1" };
+            launch(dir.path(), &format!("c{i}"), 1, &["sleep", seconds])
+        })
+        .collect();
+    let jobs = executor
+        .submit(batch(&campaign, "cancel", "cancel-b0", tasks))
+        .expect("submit");
+    let array = &jobs[0].job_id;
+
+    let mut observed = Observed::default();
+    let start = std::time::Instant::now();
+    while !(observed.started.contains_key("c1") && observed.started.contains_key("c3")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "c1 and c3 never started"
+        );
+        poll_once(&mut executor, &mut observed);
+    }
+    let status = Command::new("scancel")
+        .args([format!("{array}_1"), format!("{array}_3")])
+        .status()
+        .expect("scancel");
+    assert!(status.success());
+    poll_until_finished(&mut executor, 6, Duration::from_secs(120), &mut observed);
+    for (task, outcome) in &observed.finished {
+        if task == "c1" || task == "c3" {
+            assert_eq!(
+                outcome.error_class,
+                Some(ErrorClass::Cancelled),
+                "{task}: {outcome:?}"
+            );
+            let message = outcome.message.as_deref().unwrap_or("");
+            assert!(message.contains("CANCELLED"), "{message}");
+        } else {
+            assert!(outcome.succeeded(), "{task}: {outcome:?}");
+        }
+    }
+}
+
+#[test]
+fn a_task_over_its_time_limit_is_walltime_and_succeeds_with_escalated_time() {
+    require_slurm();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let campaign = campaign_name("walltime");
+    let _cleanup = CleanupGuard {
+        campaign: campaign.clone(),
+        dir: dir.path().to_path_buf(),
+    };
+    let mut executor = executor(&campaign, dir.path(), test_config());
+    // Slurm's smallest limit is one minute, enforced by a check every 30 s: a 100 s task is
+    // killed between 60 and 90 s, and fits in the escalated two minutes.
+    let mut first = batch(
+        &campaign,
+        "slow",
+        "slow-b0-a1",
+        vec![launch(dir.path(), "slow", 1, &["sleep", "100"])],
+    );
+    first.resources.time_limit = Some(Duration::from_secs(60));
+    let resources = first.resources.clone();
+    executor.submit(first).expect("submit");
+    let mut observed = Observed::default();
+    poll_until_finished(&mut executor, 1, Duration::from_secs(180), &mut observed);
+    let outcome = &observed.finished["slow"];
+    assert_eq!(
+        outcome.error_class,
+        Some(ErrorClass::Walltime),
+        "{outcome:?}"
+    );
+    assert!(
+        outcome.message.as_deref().unwrap_or("").contains("TIMEOUT"),
+        "{outcome:?}"
+    );
+
+    // The engine's retry: escalate time per `on_retry`, submit attempt 2.
+    let policy: OnRetry =
+        serde_json::from_str(r#"{"time": "x2", "max_time": "24h"}"#).expect("policy");
+    let escalation = escalate(&resources, &policy, ErrorClass::Walltime);
+    assert!(escalation.escalated);
+    assert_eq!(
+        escalation.resources.time_limit,
+        Some(Duration::from_secs(120))
+    );
+    let mut second = batch(
+        &campaign,
+        "slow",
+        "slow-b0-a2",
+        vec![launch(dir.path(), "slow", 2, &["sleep", "100"])],
+    );
+    second.resources = escalation.resources;
+    executor.submit(second).expect("resubmit");
+    let mut observed = Observed::default();
+    poll_until_finished(&mut executor, 1, Duration::from_secs(180), &mut observed);
+    assert!(
+        observed.finished["slow"].succeeded(),
+        "{:?}",
+        observed.finished["slow"]
+    );
+}
+
+#[test]
+fn a_second_executor_adopts_jobs_without_resubmitting() {
+    require_slurm();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let campaign = campaign_name("adopt");
+    let _cleanup = CleanupGuard {
+        campaign: campaign.clone(),
+        dir: dir.path().to_path_buf(),
+    };
+    let tasks: Vec<_> = (0..20)
+        .map(|i| launch(dir.path(), &format!("a{i:02}"), 1, &["sleep", "2"]))
+        .collect();
+    let mut b = batch(&campaign, "adopt", "adopt-b0", tasks);
+    b.max_running = Some(4);
+    let submitted: Vec<JobRef> = {
+        let mut first = executor(&campaign, dir.path(), test_config());
+        let jobs = first.submit(b.clone()).expect("submit");
+        assert_eq!(first.call_counts().get("sbatch"), Some(&1));
+        jobs
+        // `first` is dropped here without polling: the driver "crashed".
+    };
+
+    let mut second = executor(&campaign, dir.path(), test_config());
+    let listed = second.list_jobs().expect("list_jobs");
+    assert_eq!(listed, submitted, "the queued array is found by its tag");
+    // Submitting the same batch again adopts the job instead of calling sbatch.
+    let again = second.submit(b).expect("idempotent submit");
+    assert_eq!(again, submitted);
+    assert_eq!(
+        second.call_counts().get("sbatch"),
+        None,
+        "no duplicate submission"
+    );
+
+    let mut observed = Observed::default();
+    poll_until_finished(&mut second, 20, Duration::from_secs(120), &mut observed);
+    assert!(
+        observed.finished.values().all(|o| o.succeeded()),
+        "{observed:?}"
+    );
+    assert_eq!(second.call_counts().get("sbatch"), None);
+
+    // A third instance, after the array has finished, re-attaches by job id.
+    let mut third = executor(&campaign, dir.path(), test_config());
+    assert!(third.list_jobs().expect("list").is_empty());
+    third.track(&submitted[0]).expect("track");
+    let mut observed = Observed::default();
+    poll_until_finished(&mut third, 20, Duration::from_secs(60), &mut observed);
+    assert!(observed.finished.values().all(|o| o.succeeded()));
+}
+
+#[test]
+fn parameter_values_survive_quoting_into_the_job() {
+    require_slurm();
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("camp aign's dir");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let campaign = campaign_name("quoting");
+    let _cleanup = CleanupGuard {
+        campaign: campaign.clone(),
+        dir: dir.clone(),
+    };
+    let mut config = test_config();
+    config.env.insert(
+        "FLOW_TEST_MACHINE".into(),
+        "$(echo no) 'single' \"double\" `x`".into(),
+    );
+    let mut executor = executor(&campaign, &dir, config);
+    let values = [
+        "two words",
+        "it's",
+        "\"double\"",
+        "$(touch pwned)",
+        "`touch pwned2`",
+        "$HOME",
+        "*",
+        "back\\slash",
+        "new\nline",
+        "; exit 3",
+        "",
+    ];
+    let mut argv = vec![
+        "/bin/sh",
+        "-c",
+        "printf '%s\\0' \"$@\" \"$FLOW_TEST_MACHINE\" > args.bin",
+        "sh",
+    ];
+    argv.extend(values);
+    let task = launch(&dir, "quoted", 1, &argv);
+    executor
+        .submit(batch(&campaign, "quote", "quote-b0", vec![task]))
+        .expect("submit");
+    let mut observed = Observed::default();
+    poll_until_finished(&mut executor, 1, Duration::from_secs(60), &mut observed);
+    assert!(observed.finished["quoted"].succeeded(), "{observed:?}");
+    let bytes = std::fs::read(dir.join("tasks/quoted/args.bin")).expect("args");
+    let text = String::from_utf8(bytes).expect("utf8");
+    let got: Vec<&str> = text.split('\0').collect();
+    let mut expected: Vec<&str> = values.to_vec();
+    expected.push("$(echo no) 'single' \"double\" `x`");
+    expected.push(""); // after the trailing NUL
+    assert_eq!(got, expected);
+    assert!(!dir.join("tasks/quoted/pwned").exists());
+    assert!(!dir.join("tasks/quoted/pwned2").exists());
+}
+
+#[test]
+fn a_bad_partition_is_rejected_with_slurms_message() {
+    require_slurm();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let campaign = campaign_name("reject");
+    let mut executor = executor(&campaign, dir.path(), test_config());
+    let mut b = batch(
+        &campaign,
+        "bad",
+        "bad-b0",
+        vec![launch(dir.path(), "t", 1, &["true"])],
+    );
+    b.resources.partition = Some("no-such-partition".into());
+    match executor.submit(b) {
+        Err(ExecutorError::SubmitRejected { message, .. }) => {
+            assert!(message.contains("Invalid partition"), "{message}");
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert_eq!(executor.in_flight(), 0);
+}
