@@ -9,8 +9,8 @@
 //! [`plan`] renders what `flow plan` shows.
 //!
 //! The engine's entry points: [`settings::Settings::from_json`], [`plan::expand_structures`],
-//! [`plan::plan_summary`], [`run::run_structure`], [`results::write_result_json`],
-//! [`results::write_extxyz`].
+//! [`plan::plan_summary`], [`task::run_task`] (or [`run::run_structure`] for a prepared
+//! structure), [`results::write_extxyz`].
 
 pub mod classify;
 pub mod elements;
@@ -27,6 +27,7 @@ pub mod results;
 pub mod run;
 pub mod settings;
 pub mod structure;
+pub mod task;
 pub mod yaml;
 
 pub use error::QeError;

@@ -37,7 +37,7 @@ pub const BAND_OCCUPATION_LIMIT: f64 = 0.005;
 pub struct RunOptions {
     /// Launcher argv prefix: empty, `["mpirun", "-np", "4"]`, `["srun"]`.
     pub launcher: Vec<String>,
-    /// MPI ranks (for the pool count the prepared structure already holds; informative).
+    /// MPI ranks the launcher starts (used to choose `-nk` when a task is prepared).
     pub ranks: u32,
     /// The pw.x program.
     pub pw_command: String,

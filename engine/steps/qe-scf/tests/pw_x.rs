@@ -431,3 +431,39 @@ fn an_occupied_highest_band_gets_more_bands_from_the_charge_density() {
         "restarted from the charge density"
     );
 }
+
+#[test]
+fn a_task_from_a_cif_file_through_ase_writes_its_result() {
+    require_pw_x();
+    let dir = tempfile::tempdir().unwrap();
+    let cif = "data_Si\n_cell_length_a 5.43\n_cell_length_b 5.43\n_cell_length_c 5.43\n_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\n\
+_symmetry_space_group_name_H-M 'P 1'\nloop_\n_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n\
+Si1 Si 0.0 0.0 0.0\nSi2 Si 0.0 0.5 0.5\nSi3 Si 0.5 0.0 0.5\nSi4 Si 0.5 0.5 0.0\n\
+Si5 Si 0.25 0.25 0.25\nSi6 Si 0.25 0.75 0.75\nSi7 Si 0.75 0.25 0.75\nSi8 Si 0.75 0.75 0.25\n";
+    std::fs::write(dir.path().join("si.cif"), cif).unwrap();
+    let s = Settings::from_json(&json!({
+        "structures": "*.cif", "pseudopotentials": {"family": "qe-debian"},
+        "ecutwfc": 12, "kpoints": {"gamma": true}
+    }))
+    .unwrap();
+    let refs = flow_qe_scf::plan::expand_structures(&s, dir.path())
+        .expect("ASE reads the CIF (scripts/deps/qe.sh installs ASE)");
+    assert_eq!(refs.len(), 1);
+    assert_eq!(refs[0].1.symbols.len(), 8);
+    let task_dir = dir.path().join("task");
+    let outcome = flow_qe_scf::task::run_task(
+        &s,
+        dir.path(),
+        &refs[0].0,
+        &task_dir,
+        History::default(),
+        &RunOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let r = success(outcome);
+    let written = flow_qe_scf::results::read_result_json(&task_dir.join("result.json")).unwrap();
+    assert_eq!(written, r);
+    assert_eq!(written.structure, "si.cif");
+    assert!(!task_dir.join("fatal.json").exists());
+}
