@@ -143,6 +143,20 @@ impl TrackedArray {
     }
 }
 
+/// One array as `flow plan` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArrayPreview {
+    /// The array's batch key (`<batch_key>.NNN` when the batch is split).
+    pub batch_key: String,
+    /// Which of the batch's tasks it runs (array index = position - start).
+    pub tasks: std::ops::Range<usize>,
+    pub throttle: Option<u32>,
+    pub script_path: PathBuf,
+    pub manifest_path: PathBuf,
+    /// The exact batch script.
+    pub script: String,
+}
+
 /// What one round of submissions did.
 #[derive(Debug, Default)]
 struct SubmitRound {
@@ -324,12 +338,12 @@ impl SlurmExecutor {
             .join(path_component(batch_key))
     }
 
-    /// Write the manifest of each array of `batch` and queue them for submission.
-    fn prepare(&self, batch: &Batch) -> Result<Vec<PreparedArray>, ExecutorError> {
+    /// Split `batch` into arrays with their manifest texts (no I/O).
+    fn plan(&self, batch: &Batch) -> Result<Vec<(PreparedArray, String)>, ExecutorError> {
         let size = array_size(None, self.config.max_array_size, self.config.max_submitted);
         let ranges = split_into_arrays(batch.tasks.len(), size);
         let single = ranges.len() == 1;
-        let mut prepared = Vec::with_capacity(ranges.len());
+        let mut planned = Vec::with_capacity(ranges.len());
         for (i, range) in ranges.into_iter().enumerate() {
             let batch_key = if single {
                 batch.batch_key.clone()
@@ -352,6 +366,15 @@ impl SlurmExecutor {
                 max_running: batch.max_running,
                 tasks,
             };
+            planned.push((array, text));
+        }
+        Ok(planned)
+    }
+
+    /// Write the manifest of each array of `batch`; the arrays are then ready for sbatch.
+    fn prepare(&self, batch: &Batch) -> Result<Vec<PreparedArray>, ExecutorError> {
+        let mut prepared = Vec::new();
+        for (array, text) in self.plan(batch)? {
             std::fs::create_dir_all(&array.batch_dir).map_err(|e| {
                 ExecutorError::io(format!("creating {}", array.batch_dir.display()), e)
             })?;
@@ -365,6 +388,64 @@ impl SlurmExecutor {
             prepared.push(array);
         }
         Ok(prepared)
+    }
+
+    /// What `submit(batch)` would do, without doing it (for `flow plan`): one entry per
+    /// array with the exact script, as if no other array of the step were queued. Touches
+    /// neither Slurm nor the file system. Errors: `SubmitRejected` when a value cannot be
+    /// written into the script safely.
+    pub fn preview(&self, batch: &Batch) -> Result<Vec<ArrayPreview>, ExecutorError> {
+        let mut previews = Vec::new();
+        let mut first_task = 0;
+        for (array, _) in self.plan(batch)? {
+            let len = array.tasks.len();
+            let throttle = match throttle_for_new_array(array.max_running, &[], len as u32) {
+                ThrottleDecision::Submit(t) if len > 1 => t,
+                _ => None,
+            };
+            let manifest_path = array.manifest_path();
+            let request = ScriptRequest {
+                tag: &array.tag,
+                resources: &array.resources,
+                config: &self.config,
+                task_count: len,
+                throttle,
+                batch_dir: &array.batch_dir,
+                manifest: &manifest_path,
+                flow_binary: &self.paths.flow_binary,
+            };
+            let script = render_script(&self.template, &request).map_err(|e| {
+                ExecutorError::SubmitRejected {
+                    backend: BACKEND.to_string(),
+                    message: format!("batch {}: {e}", array.tag.batch_key),
+                }
+            })?;
+            previews.push(ArrayPreview {
+                batch_key: array.tag.batch_key.clone(),
+                tasks: first_task..first_task + len,
+                throttle,
+                script_path: array.script_path(),
+                manifest_path,
+                script,
+            });
+            first_task += len;
+        }
+        Ok(previews)
+    }
+
+    /// Slurm's own stdout and stderr files of a job (array element `index`, or the plain
+    /// job when `None`), for `flow logs`. The task's own logs are its `stdout_path` and
+    /// `stderr_path`; these hold what happened around it (module loads, Slurm's messages).
+    pub fn slurm_log_paths(&self, job: &JobRef, index: Option<u32>) -> (PathBuf, PathBuf) {
+        let dir = self.batch_dir(&job.step, &job.batch_key);
+        let stem = match index {
+            Some(i) => format!("slurm-{}_{i}", job.job_id),
+            None => format!("slurm-{}", job.job_id),
+        };
+        (
+            dir.join(format!("{stem}.out")),
+            dir.join(format!("{stem}.err")),
+        )
     }
 
     /// Elements flow has in the queue now (unfinished elements of tracked arrays).
@@ -1247,6 +1328,63 @@ impl Executor for SlurmExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn task(i: usize) -> TaskLaunch {
+        TaskLaunch {
+            task_id: format!("t{i}"),
+            attempt: 1,
+            argv: vec!["true".into()],
+            env: Vec::new(),
+            workdir: PathBuf::from("/w"),
+            stdout_path: PathBuf::from("/w/o"),
+            stderr_path: PathBuf::from("/w/e"),
+            result_path: PathBuf::from(format!("/w/r{i}.json")),
+            writes_result: false,
+            timeout: None,
+        }
+    }
+
+    #[test]
+    fn preview_splits_batches_and_renders_scripts_without_io() {
+        let config = SlurmConfig {
+            max_array_size: 1000,
+            ..SlurmConfig::default()
+        };
+        let paths = SlurmPaths {
+            logs_dir: PathBuf::from("/nonexistent/campaign/logs"),
+            flow_binary: PathBuf::from("/opt/flow/bin/flow"),
+        };
+        let executor = SlurmExecutor::new("v1.0_mocks", config, paths).expect("executor");
+        let batch = Batch {
+            campaign: "v1.0_mocks".into(),
+            step: "mocks".into(),
+            batch_key: "mocks-b0000".into(),
+            resources: Resources::default(),
+            max_running: Some(200),
+            tasks: (0..2500).map(task).collect(),
+        };
+        let previews = executor.preview(&batch).expect("preview");
+        assert_eq!(previews.len(), 3);
+        assert_eq!(previews[2].tasks, 2000..2500);
+        assert_eq!(previews[0].batch_key, "mocks-b0000.000");
+        assert!(previews[0].script.contains("#SBATCH --array=0-999%200\n"));
+        assert!(previews[2].script.contains("#SBATCH --array=0-499%200\n"));
+        assert!(previews[1]
+            .manifest_path
+            .starts_with("/nonexistent/campaign/logs/mocks/mocks-b0000.001"));
+        assert!(!Path::new("/nonexistent").exists());
+        let job = JobRef {
+            job_id: "77".into(),
+            step: "mocks".into(),
+            batch_key: "mocks-b0000.001".into(),
+        };
+        let (out, err) = executor.slurm_log_paths(&job, Some(5));
+        assert_eq!(
+            out,
+            PathBuf::from("/nonexistent/campaign/logs/mocks/mocks-b0000.001/slurm-77_5.out")
+        );
+        assert!(err.ends_with("slurm-77_5.err"));
+    }
 
     #[test]
     fn path_components_are_safe() {

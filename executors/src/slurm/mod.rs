@@ -29,4 +29,4 @@ pub mod time_format;
 
 pub use config::SlurmConfig;
 pub use escalation::{escalate, OnRetry};
-pub use executor::{SlurmExecutor, SlurmPaths};
+pub use executor::{ArrayPreview, SlurmExecutor, SlurmPaths};

@@ -314,8 +314,10 @@ exec /opt/flow/bin/flow task run-manifest '/scratch/camp aign/logs/mocks/mocks-b
     #[test]
     fn refuses_what_cannot_be_quoted() {
         let (tag, config) = (tag(), SlurmConfig::default());
-        let mut resources = Resources::default();
-        resources.partition = Some("a\"b".into());
+        let resources = Resources {
+            partition: Some("a\"b".into()),
+            ..Resources::default()
+        };
         let dir = PathBuf::from("/c");
         let request = ScriptRequest {
             tag: &tag,
