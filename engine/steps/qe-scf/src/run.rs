@@ -118,7 +118,9 @@ pub fn run_structure(
     options: &RunOptions,
     on_attempt: &mut dyn FnMut(&AttemptRecord),
 ) -> Result<StructureOutcome, QeError> {
-    if history.attempts.is_empty() && history.initial.is_empty() {
+    if history.initial.is_empty() {
+        // attempt 0's parameters follow from the settings alone: a caller that persisted
+        // only the attempts gets the same value back
         history.initial = prep.initial.clone();
     }
     std::fs::create_dir_all(workdir).map_err(QeError::io("creating", workdir))?;
@@ -361,6 +363,17 @@ pub fn execute(
         // gfortran buffers stdout; an MPI_ABORT after an error would lose pw.x's message
         .env("GFORTRAN_UNBUFFERED_PRECONNECTED", "y")
         .process_group(0);
+    // pw.x runs in its own process group (so a timeout can kill all its ranks); should
+    // flow die instead, the kernel kills the launcher with it rather than leaving it behind.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     if std::env::var_os("OMP_NUM_THREADS").is_none() {
         cmd.env("OMP_NUM_THREADS", "1");
     }

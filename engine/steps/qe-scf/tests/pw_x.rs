@@ -467,3 +467,53 @@ Si5 Si 0.25 0.25 0.25\nSi6 Si 0.25 0.75 0.75\nSi7 Si 0.75 0.25 0.75\nSi8 Si 0.75
     assert_eq!(written.structure, "si.cif");
     assert!(!task_dir.join("fatal.json").exists());
 }
+
+#[test]
+fn two_mpi_ranks_through_mpirun_use_two_pools() {
+    require_pw_x();
+    let s = settings(json!({"ecutwfc": 18, "kpoints": {"grid": [3, 3, 3]}}));
+    let policy = effective_policy(&s, Path::new("/")).unwrap();
+    let prep = prepare_structure(
+        &s,
+        &policy,
+        parse_extxyz(SI).unwrap().remove(0),
+        "si",
+        Path::new("/"),
+        2,
+        true,
+    )
+    .unwrap();
+    assert_eq!(prep.pools, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let options = RunOptions {
+        launcher: vec![
+            "mpirun".into(),
+            "-np".into(),
+            "2".into(),
+            "--oversubscribe".into(),
+        ],
+        ranks: 2,
+        env: vec![
+            ("OMPI_ALLOW_RUN_AS_ROOT".into(), "1".into()),
+            ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM".into(), "1".into()),
+        ],
+        ..Default::default()
+    };
+    let (outcome, _) = run(&prep, &policy, dir.path(), History::default(), &options);
+    let r = success(outcome);
+    let pw_out = std::fs::read_to_string(dir.path().join("attempt-00/pw.out")).unwrap();
+    assert!(
+        pw_out.contains("running on        2 processors")
+            || pw_out.contains("running on     2 processors"),
+        "two ranks"
+    );
+    assert!(
+        pw_out.contains("K-points division:     npool     =       2"),
+        "two pools"
+    );
+    assert!(
+        (r.energy_ev - (-15.797_178_86 * 13.605_691_93)).abs() < 1e-3,
+        "same energy in parallel: {}",
+        r.energy_ev
+    );
+}
