@@ -39,12 +39,6 @@ pub struct PreparedStructure {
     pub initial: Params,
 }
 
-impl serde::Serialize for KGrid {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.label())
-    }
-}
-
 /// Decides everything about one structure that does not depend on the attempt.
 ///
 /// `base_dir` resolves relative paths (family files, pseudopotential dir); `ranks` is the

@@ -36,6 +36,13 @@ impl KGrid {
     }
 }
 
+/// Serialised as its label (`4x4x4`, `gamma`).
+impl serde::Serialize for KGrid {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.label())
+    }
+}
+
 /// Reciprocal lattice vectors **including 2π** (Å⁻¹), one row per vector.
 pub fn reciprocal_vectors(cell: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
     let [a1, a2, a3] = *cell;

@@ -32,8 +32,13 @@ pub fn expand_structures(
     let mut out = Vec::new();
     let patterns = settings.structures.patterns();
     for pattern in &patterns {
-        let full = base_dir.join(pattern);
-        let full_text = full.to_string_lossy().into_owned();
+        // the campaign directory is taken literally, only the pattern is a glob
+        let full_text = if Path::new(pattern).is_absolute() {
+            pattern.clone()
+        } else {
+            let base = glob::Pattern::escape(&base_dir.to_string_lossy());
+            format!("{}/{pattern}", base.trim_end_matches('/'))
+        };
         let mut paths: Vec<PathBuf> = glob::glob(&full_text)
             .map_err(|e| QeError::Pattern {
                 pattern: pattern.clone(),
@@ -239,6 +244,21 @@ mod tests {
             !text.contains("occupations = 'smearing'"),
             "allow_smearing: false removes it:\n{text}"
         );
+    }
+
+    #[test]
+    fn the_campaign_directory_is_not_a_glob() {
+        let dir = tempfile::tempdir().unwrap();
+        let camp = dir.path().join("run[1]");
+        std::fs::create_dir_all(&camp).unwrap();
+        std::fs::write(camp.join("cu.extxyz"), "1\nLattice=\"3 0 0 0 3 0 0 0 3\"\nCu 0 0 0\n").unwrap();
+        let settings = Settings::from_json(&json!({
+            "structures": "*.extxyz",
+            "pseudopotentials": {"family": "qe-debian"}
+        }))
+        .unwrap();
+        let list = expand_structures(&settings, &camp).unwrap();
+        assert_eq!(list[0].0.name, "cu.extxyz");
     }
 
     #[test]
