@@ -379,3 +379,56 @@ fn a_bad_partition_is_rejected_with_slurms_message() {
     }
     assert_eq!(executor.in_flight(), 0);
 }
+
+#[test]
+fn a_job_that_can_never_start_is_rejected_not_left_waiting() {
+    require_slurm();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let campaign = campaign_name("never");
+    let _cleanup = CleanupGuard {
+        campaign: campaign.clone(),
+        dir: dir.path().to_path_buf(),
+    };
+    // A job that fails, and a batch that depends on its success: Slurm keeps the batch
+    // pending with reason DependencyNeverSatisfied, forever.
+    let output = Command::new("sbatch")
+        .args(["--parsable", "--output=/dev/null", "--wrap=exit 1"])
+        .output()
+        .expect("sbatch");
+    assert!(output.status.success());
+    let failing = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    let start = std::time::Instant::now();
+    loop {
+        let out = Command::new("squeue")
+            .args(["--noheader", "--jobs", &failing])
+            .output()
+            .expect("squeue");
+        if String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "job {failing} never ended"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut executor = executor(&campaign, dir.path(), test_config());
+    let tasks = (0..3)
+        .map(|i| launch(dir.path(), &format!("n{i}"), 1, &["true"]))
+        .collect();
+    let mut b = batch(&campaign, "never", "never-b0", tasks);
+    b.resources.extra = vec![format!("--dependency=afterok:{failing}")];
+    executor.submit(b).expect("submit");
+    let mut observed = Observed::default();
+    poll_until_finished(&mut executor, 3, Duration::from_secs(60), &mut observed);
+    for (task, outcome) in &observed.finished {
+        assert_eq!(
+            outcome.error_class,
+            Some(ErrorClass::SubmitRejected),
+            "{task}: {outcome:?}"
+        );
+        let message = outcome.message.as_deref().unwrap_or("");
+        assert!(message.contains("DependencyNeverSatisfied"), "{message}");
+    }
+    assert_eq!(executor.in_flight(), 0);
+}

@@ -22,7 +22,7 @@ use super::rate_limit::RateLimiter;
 use super::result_file::read_result;
 use super::script::{render_script, ScriptRequest, DEFAULT_TEMPLATE};
 use super::slurm_cli::{CommandOutput, SlurmCli, SlurmCommandError, TransientRetry};
-use super::squeue_output::{parse_squeue, SQUEUE_FORMAT};
+use super::squeue_output::{parse_squeue, pending_reason_is_permanent, SqueueRow, SQUEUE_FORMAT};
 use super::submission_record::{parse_sbatch_job_id, SubmissionRecord};
 use crate::launch::{AttemptOutcome, Batch, ExecutorEvent, JobRef, Resources, TaskLaunch};
 use crate::{Executor, ExecutorError};
@@ -707,7 +707,7 @@ impl SlurmExecutor {
         Ok(jobs)
     }
 
-    fn squeue(&self) -> Result<Vec<super::squeue_output::SqueueRow>, ExecutorError> {
+    fn squeue(&self) -> Result<Vec<SqueueRow>, ExecutorError> {
         let args = [
             "--me".to_string(),
             "--noheader".to_string(),
@@ -731,6 +731,7 @@ impl SlurmExecutor {
         let now = Instant::now();
         if !self.arrays.is_empty() {
             let rows = self.squeue()?;
+            self.reject_never_starting(&rows)?;
             let mut queued: HashMap<&str, HashMap<u32, &SlurmJobState>> = HashMap::new();
             for row in &rows {
                 let states = queued.entry(row.array_job_id.as_str()).or_default();
@@ -786,6 +787,59 @@ impl SlurmExecutor {
             Some(error) => Err(error),
             None => Ok(()),
         }
+    }
+
+    /// Cancel pending elements of tracked jobs whose pending reason means they will never
+    /// start (see [`pending_reason_is_permanent`]) and report them `submit-rejected` with
+    /// Slurm's reason, instead of waiting forever.
+    fn reject_never_starting(&mut self, rows: &[SqueueRow]) -> Result<(), ExecutorError> {
+        for row in rows {
+            if row.state != SlurmJobState::Pending || !pending_reason_is_permanent(&row.reason) {
+                continue;
+            }
+            let Some(a) = self
+                .arrays
+                .iter()
+                .position(|t| t.job.job_id == row.array_job_id)
+            else {
+                continue;
+            };
+            let args = ["--state=PENDING".to_string(), row.array_job_id.clone()];
+            let output = self.cli.run("scancel", &args).map_err(cli_error)?;
+            if !output.success && !output.stderr.contains("Invalid job id") {
+                return Err(failed("scancel --state=PENDING", &output));
+            }
+            let array = &mut self.arrays[a];
+            let indices: Vec<usize> = if row.indices.is_empty() {
+                vec![0]
+            } else {
+                row.indices.iter().map(|&i| i as usize).collect()
+            };
+            for i in indices {
+                let element_job = array.element_job_id(i);
+                let is_array = array.is_array;
+                let job_id = array.job.job_id.clone();
+                let Some(element) = array.elements.get_mut(i) else {
+                    continue;
+                };
+                if element.status == ElementStatus::Done {
+                    continue;
+                }
+                let outcome = AttemptOutcome {
+                    exit_code: None,
+                    signal: None,
+                    error_class: Some(ErrorClass::SubmitRejected),
+                    message: Some(format!(
+                        "Slurm would never start job {element_job} (pending reason {}); cancelled",
+                        row.reason
+                    )),
+                    started_at: None,
+                    ended_at: Some(now_unix()),
+                };
+                finish(&mut self.events, is_array, &job_id, i, element, outcome);
+            }
+        }
+        Ok(())
     }
 
     fn report_unsubmitted(&mut self, array: &PreparedArray, class: ErrorClass, message: &str) {
