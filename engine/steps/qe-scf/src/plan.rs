@@ -251,7 +251,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let camp = dir.path().join("run[1]");
         std::fs::create_dir_all(&camp).unwrap();
-        std::fs::write(camp.join("cu.extxyz"), "1\nLattice=\"3 0 0 0 3 0 0 0 3\"\nCu 0 0 0\n").unwrap();
+        std::fs::write(
+            camp.join("cu.extxyz"),
+            "1\nLattice=\"3 0 0 0 3 0 0 0 3\"\nCu 0 0 0\n",
+        )
+        .unwrap();
         let settings = Settings::from_json(&json!({
             "structures": "*.extxyz",
             "pseudopotentials": {"family": "qe-debian"}
