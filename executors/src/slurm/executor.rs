@@ -165,6 +165,27 @@ struct SubmitRound {
     failure: Option<ExecutorError>,
 }
 
+/// What sbatch did with one array.
+#[derive(Debug)]
+enum Submission {
+    Created(JobRef),
+    /// Refused for now: the user has as many jobs queued as the site allows.
+    AtSubmitLimit(String),
+}
+
+/// Whether sbatch's refusal is the site's cap on queued jobs (MaxSubmitJobs), which clears
+/// as jobs finish, rather than a problem with the job itself.
+pub fn is_submit_limit(message: &str) -> bool {
+    [
+        "job submit limit",
+        "MaxSubmitJob",
+        "MaxSubmitJobsPerUser",
+        "QOSMaxSubmitJobPerUserLimit",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
+}
+
 /// The jobcomp/filetxt completion file, read incrementally (development clusters without
 /// accounting; real clusters answer through sacct).
 #[derive(Debug, Default)]
@@ -195,6 +216,8 @@ pub struct SlurmExecutor {
     /// Whether sacct answers (decided on first use in `AccountingSource::Auto`).
     sacct_works: Option<bool>,
     jobcomp: JobcompReader,
+    /// sbatch's last "submit limit reached" message, while arrays wait because of it.
+    submit_limit: Option<String>,
 }
 
 fn now_unix() -> f64 {
@@ -274,6 +297,7 @@ impl SlurmExecutor {
             next_cycle: Instant::now(),
             sacct_works: None,
             jobcomp: JobcompReader::default(),
+            submit_limit: None,
         })
     }
 
@@ -285,6 +309,12 @@ impl SlurmExecutor {
     /// Jobs currently tracked (submitted or adopted, not yet fully reported).
     pub fn tracked_jobs(&self) -> Vec<JobRef> {
         self.arrays.iter().map(|a| a.job.clone()).collect()
+    }
+
+    /// Slurm's message when arrays wait because the site's cap on queued jobs was hit
+    /// (`max_submitted` is set higher than the site allows); `None` otherwise.
+    pub fn submit_limit_message(&self) -> Option<&str> {
+        self.submit_limit.as_deref()
     }
 
     /// Number of arrays waiting for room under `max_submitted` or the step's cap.
@@ -496,12 +526,26 @@ impl SlurmExecutor {
                         kept.push_back(array);
                         continue;
                     };
-                    self.submit_array(&array, throttle)
+                    match self.submit_array(&array, throttle) {
+                        Ok(Submission::Created(job)) => Ok(job),
+                        Ok(Submission::AtSubmitLimit(message)) => {
+                            // The site's limit is lower than `max_submitted` says: wait for
+                            // the queue to drain, as the window would.
+                            self.submit_limit = Some(message);
+                            kept.push_back(array);
+                            kept.extend(self.waiting.drain(..));
+                            break;
+                        }
+                        Err(error) => Err(error),
+                    }
                 }
                 Err(error) => Err(error),
             };
             match result {
-                Ok(job) => round.created.push(job),
+                Ok(job) => {
+                    self.submit_limit = None;
+                    round.created.push(job)
+                }
                 Err(error @ ExecutorError::SubmitRejected { .. }) => {
                     round.rejected.push((array, error))
                 }
@@ -556,7 +600,7 @@ impl SlurmExecutor {
         &mut self,
         array: &PreparedArray,
         throttle: Option<u32>,
-    ) -> Result<JobRef, ExecutorError> {
+    ) -> Result<Submission, ExecutorError> {
         let record_path = array.record_path();
         let manifest = array.manifest_path();
         let request = ScriptRequest {
@@ -610,6 +654,9 @@ impl SlurmExecutor {
                 .trim()
                 .trim_start_matches("sbatch: error: ")
                 .to_string();
+            if is_submit_limit(&message) {
+                return Ok(Submission::AtSubmitLimit(message));
+            }
             return Err(ExecutorError::SubmitRejected {
                 backend: BACKEND.to_string(),
                 message: format!("batch {}: {message}", array.tag.batch_key),
@@ -625,7 +672,7 @@ impl SlurmExecutor {
         record.submitted_at = Some(now_unix());
         write_record(&record_path, &record)?;
         self.track_prepared(job_id.clone(), array, throttle, record.submitted_at);
-        Ok(self.job_ref(&job_id))
+        Ok(Submission::Created(self.job_ref(&job_id)))
     }
 
     fn job_ref(&self, job_id: &str) -> JobRef {
@@ -1396,6 +1443,16 @@ mod tests {
             writes_result: false,
             timeout: None,
         }
+    }
+
+    #[test]
+    fn submit_limits_are_recognised() {
+        assert!(is_submit_limit(
+            "Batch job submission failed: Job violates accounting/QOS policy (job submit limit, user's size and/or time limits)"
+        ));
+        assert!(!is_submit_limit(
+            "Batch job submission failed: Invalid partition name specified"
+        ));
     }
 
     #[test]
