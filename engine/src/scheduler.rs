@@ -330,6 +330,35 @@ fn drive(
         changes.clear();
     }
 
+    // Succeeded tasks whose outputs were deleted or corrupted since are done again.
+    let details = store.success_details()?;
+    for slot in slots.iter_mut().filter(|s| s.state == TaskState::Succeeded) {
+        let Some(d) = details
+            .get(&slot.id)
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        else {
+            continue;
+        };
+        if let Err(reason) = steps::output_still_valid(plan, slot.step, &d) {
+            slot.state = TaskState::Pending;
+            changes.push(Change::SetState {
+                task_id: slot.id.clone(),
+                state: TaskState::Pending,
+                message: Some(format!("re-queued: {reason}")),
+            });
+            if !opts.quiet {
+                eprintln!(
+                    "redoing {}/{}: {reason}",
+                    campaign.steps[slot.step].name, slot.id
+                );
+            }
+        }
+    }
+    if !changes.is_empty() {
+        store.apply(&changes, now())?;
+        changes.clear();
+    }
+
     let mut progress: Vec<StepProgress> = (0..campaign.steps.len())
         .map(|_| StepProgress::default())
         .collect();

@@ -511,6 +511,19 @@ impl StateStore {
         tx.commit().map_err(sql(&path))
     }
 
+    /// Details of the successful attempt of every succeeded task that has some.
+    pub fn success_details(&self) -> Result<HashMap<String, String>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT a.task_id, a.details FROM attempts a JOIN tasks t ON t.id = a.task_id AND t.attempts = a.attempt WHERE t.state = 'succeeded' AND a.details IS NOT NULL")
+            .map_err(sql(&self.path))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(sql(&self.path))?;
+        rows.collect::<Result<HashMap<_, _>, _>>()
+            .map_err(sql(&self.path))
+    }
+
     /// Attempts of one task, oldest first.
     pub fn attempts(&self, task_id: &str) -> Result<Vec<AttemptRow>, StateError> {
         let mut stmt = self

@@ -218,7 +218,13 @@ pub fn post_process(
             match flow_mock_generation::publish(&tmp_path, &final_path, &settings.validate) {
                 Ok(report) => {
                     let _ = flow_mock_generation::remove_leftover_temporaries(&final_path, task_id);
-                    let d = serde_json::json!({"output": final_rel, "validation": format!("{report:?}").chars().take(500).collect::<String>()});
+                    let fingerprint = flow_mock_generation::FileFingerprint::of(&final_path).ok();
+                    let rows: Vec<serde_json::Value> = report
+                        .datasets
+                        .iter()
+                        .map(|d| serde_json::json!({"path": d.path, "shape": d.shape}))
+                        .collect();
+                    let d = serde_json::json!({"output": final_rel, "fingerprint": fingerprint, "datasets": rows});
                     (outcome, Some(d.to_string()), effect)
                 }
                 Err(e) => (invalid(&outcome, e.to_string()), details_text, effect),
@@ -241,6 +247,8 @@ pub fn post_process(
                             effect,
                         );
                     }
+                    let details = serde_json::json!({"output": out}).to_string();
+                    return (outcome, Some(details), effect);
                 }
             }
             (outcome, details_text, effect)
@@ -249,29 +257,37 @@ pub fn post_process(
     }
 }
 
-/// Whether a task recorded as succeeded still has its output (used by `flow run` to redo
-/// tasks whose outputs were deleted or corrupted since).
-pub fn output_still_valid(plan: &Plan, step_index: usize, index: u64) -> bool {
+/// Whether a task recorded as succeeded still has its output, judged from the details
+/// stored with its successful attempt: a missing file fails; for HDF5 outputs a changed
+/// fingerprint (size, mtime, inode) triggers a full validation. Costs one `stat` per task
+/// when nothing changed.
+pub fn output_still_valid(
+    plan: &Plan,
+    step_index: usize,
+    details: &serde_json::Value,
+) -> Result<(), String> {
     let step = &plan.campaign.steps[step_index];
-    if !matches!(step.kind, StepKind::MockGeneration | StepKind::Command) || step.output.is_none() {
-        return true;
-    }
-    let task = plan.task(step_index, index);
-    let Ok(rendered) = command_for(plan, step_index, &task, 1) else {
-        return true;
-    };
-    let Some(out) = rendered.output else {
-        return true;
+    let Some(out) = details.get("output").and_then(|o| o.as_str()) else {
+        return Ok(());
     };
     let path = plan.campaign.campaign_dir.join(out);
-    match step.kind {
-        StepKind::MockGeneration => {
-            let settings: flow_mock_generation::Settings =
-                serde_json::from_value(step.settings.clone()).unwrap_or_default();
-            flow_mock_generation::is_published_and_valid(&path, &settings.validate)
-        }
-        _ => path.exists(),
+    if !path.exists() {
+        return Err(format!("its output {out} is gone"));
     }
+    if step.kind != StepKind::MockGeneration {
+        return Ok(());
+    }
+    let recorded: Option<flow_mock_generation::FileFingerprint> = details
+        .get("fingerprint")
+        .and_then(|f| serde_json::from_value(f.clone()).ok());
+    if recorded.is_some_and(|f| f.still_matches(&path)) {
+        return Ok(());
+    }
+    let settings: flow_mock_generation::Settings =
+        serde_json::from_value(step.settings.clone()).unwrap_or_default();
+    flow_mock_generation::validate_output(&path, &settings.validate)
+        .map(|_| ())
+        .map_err(|e| format!("its output changed and no longer validates: {e}"))
 }
 
 /// The Slurm executor for this plan.
