@@ -91,7 +91,9 @@ impl ExpectedNumber {
         match *self {
             ExpectedNumber::Integer(e) => e == stored,
             // 7.0 matches 7; exact only where f64 represents the integer exactly.
-            ExpectedNumber::Float(e) => e.fract() == 0.0 && e.abs() < 9.007_199_254_740_992e15 && e as i128 == stored,
+            ExpectedNumber::Float(e) => {
+                e.fract() == 0.0 && e.abs() < 9.007_199_254_740_992e15 && e as i128 == stored
+            }
         }
     }
 
@@ -160,7 +162,10 @@ mod tests {
 
     #[test]
     fn floats_match_at_their_stored_precision() {
-        let z = StoredAttributeValue::Float { value: 1.0, bits: 64 };
+        let z = StoredAttributeValue::Float {
+            value: 1.0,
+            bits: 64,
+        };
         assert!(z.matches(&number("1.0")));
         assert!(z.matches(&number("1")));
         assert!(z.matches(&text("1.000")));
@@ -173,7 +178,10 @@ mod tests {
         assert!(z32.matches(&text("1.100")));
         assert!(!z32.matches(&number("1.2")));
         // A float64 1.1 is not the float32 1.1 widened.
-        let z64 = StoredAttributeValue::Float { value: 1.1, bits: 64 };
+        let z64 = StoredAttributeValue::Float {
+            value: 1.1,
+            bits: 64,
+        };
         assert!(z64.matches(&number("1.1")));
         assert!(!z64.matches(&number(&f64::from(1.1f32).to_string())));
         let nan = StoredAttributeValue::Float {
@@ -209,7 +217,11 @@ mod tests {
     fn stored_values_display_as_written() {
         assert_eq!(StoredAttributeValue::Integer(7).to_string(), "7");
         assert_eq!(
-            StoredAttributeValue::Float { value: 1.0, bits: 64 }.to_string(),
+            StoredAttributeValue::Float {
+                value: 1.0,
+                bits: 64
+            }
+            .to_string(),
             "1.0"
         );
         assert_eq!(

@@ -33,7 +33,8 @@ fn open_without_locking(path: &Path) -> hdf5::Result<hdf5::File> {
         // string, both outliving these calls; the global HDF5 lock is held (sync).
         let configured = unsafe { H5Pset_file_locking(access.id(), 0, 1) };
         hdf5::h5check(configured)?;
-        let file_id = hdf5::h5check(unsafe { H5Fopen(c_path.as_ptr(), H5F_ACC_RDONLY, access.id()) })?;
+        let file_id =
+            hdf5::h5check(unsafe { H5Fopen(c_path.as_ptr(), H5F_ACC_RDONLY, access.id()) })?;
         // SAFETY: `file_id` is a valid file identifier just returned by H5Fopen; ownership
         // passes to the `File`, which closes it when dropped.
         unsafe { hdf5::from_id::<hdf5::File>(file_id) }

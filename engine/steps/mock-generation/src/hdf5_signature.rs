@@ -16,7 +16,9 @@ pub const HDF5_SIGNATURE: [u8; 8] = [0x89, b'H', b'D', b'F', b'\r', b'\n', 0x1a,
 /// order: 0, then 512 doubling while the signature still fits in the file.
 pub fn signature_offsets(size_bytes: u64) -> impl Iterator<Item = u64> {
     std::iter::once(0)
-        .chain(std::iter::successors(Some(512u64), |offset| offset.checked_mul(2)))
+        .chain(std::iter::successors(Some(512u64), |offset| {
+            offset.checked_mul(2)
+        }))
         .take_while(move |offset| offset.saturating_add(HDF5_SIGNATURE.len() as u64) <= size_bytes)
 }
 

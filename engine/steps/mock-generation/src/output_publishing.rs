@@ -85,8 +85,10 @@ impl PublishError {
 /// function never copies. On success the report names `final_path`. On failure nothing
 /// changes under `final_path`; an invalid temporary file is kept for inspection (remove it,
 /// and earlier attempts' files, with [`remove_leftover_temporaries`] once the task is done).
-/// The parent directory is flushed after the rename on a best-effort basis (some file
-/// systems refuse to sync directories; that is not an error).
+///
+/// Durability: the file's data is flushed (`fsync`) before the rename, so after a machine
+/// crash a final name never points at unwritten data. The directory is not flushed: a
+/// rename lost in a crash leaves the output unpublished, and the task simply runs again.
 pub fn publish(
     temporary: &Path,
     final_path: &Path,
@@ -109,14 +111,6 @@ pub fn publish(
         .map_err(io_error("flush to disk", temporary))?;
     std::fs::rename(temporary, final_path)
         .map_err(io_error("rename to its final name", temporary))?;
-    if let Some(directory) = final_path.parent() {
-        let directory = if directory.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            directory
-        };
-        let _best_effort = std::fs::File::open(directory).and_then(|dir| dir.sync_all());
-    }
     report.file = final_path.to_path_buf();
     Ok(report)
 }
@@ -267,9 +261,15 @@ mod tests {
                 .unwrap()
                 .to_string()
         };
-        assert_eq!(temporary_attempt(final_path, "abc", &name("abc", 3)), Some(3));
+        assert_eq!(
+            temporary_attempt(final_path, "abc", &name("abc", 3)),
+            Some(3)
+        );
         assert_eq!(temporary_attempt(final_path, "abc", &name("abcd", 3)), None);
-        assert_eq!(temporary_attempt(final_path, "abc", "mock_z1.000.hdf5"), None);
+        assert_eq!(
+            temporary_attempt(final_path, "abc", "mock_z1.000.hdf5"),
+            None
+        );
         assert_eq!(
             temporary_attempt(final_path, "abc", ".mock_z1.000.flow-tmp.abc.x.hdf5"),
             None
@@ -279,6 +279,9 @@ mod tests {
             None
         );
         let other_output = Path::new("catalogs/mock_z1.100.hdf5");
-        assert_eq!(temporary_attempt(other_output, "abc", &name("abc", 3)), None);
+        assert_eq!(
+            temporary_attempt(other_output, "abc", &name("abc", 3)),
+            None
+        );
     }
 }

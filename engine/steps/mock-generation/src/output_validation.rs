@@ -33,7 +33,10 @@ const MAX_FIXED_STRING_BYTES: usize = 1024;
 /// wrong: missing file, not a regular file, empty file, not HDF5, truncated or otherwise
 /// unopenable, or the list of every missing/empty/short dataset, missing group and missing
 /// or different attribute. Never panics on file contents, and prints nothing.
-pub fn validate_output(path: &Path, spec: &ValidationSpec) -> Result<ValidationReport, OutputInvalid> {
+pub fn validate_output(
+    path: &Path,
+    spec: &ValidationSpec,
+) -> Result<ValidationReport, OutputInvalid> {
     let invalid = |problem: OutputProblem| OutputInvalid {
         file: path.to_path_buf(),
         problems: vec![problem],
@@ -50,7 +53,11 @@ pub fn validate_output(path: &Path, spec: &ValidationSpec) -> Result<ValidationR
         }
     };
     if !metadata.is_file() {
-        let found = if metadata.is_dir() { "directory" } else { "special file" };
+        let found = if metadata.is_dir() {
+            "directory"
+        } else {
+            "special file"
+        };
         return Err(invalid(OutputProblem::NotARegularFile {
             found: found.to_string(),
         }));
@@ -263,7 +270,9 @@ fn is_unwritten(dataset: &hdf5::Dataset) -> bool {
     if !matches!(layout, Layout::Contiguous | Layout::Chunked) {
         return false;
     }
-    let has_external_files = dataset.dcpl().map_or(true, |dcpl| !dcpl.external().is_empty());
+    let has_external_files = dataset
+        .dcpl()
+        .map_or(true, |dcpl| !dcpl.external().is_empty());
     !has_external_files && dataset.storage_size() == 0
 }
 
@@ -367,19 +376,29 @@ fn read_attribute_value(attribute: &hdf5::Attribute) -> hdf5::Result<StoredAttri
     }
     let descriptor = attribute.dtype()?.to_descriptor()?;
     let value = match descriptor {
-        TypeDescriptor::Integer(_) => StoredAttributeValue::Integer(single(attribute.read_raw::<i64>()?)?),
-        TypeDescriptor::Unsigned(_) => StoredAttributeValue::Unsigned(single(attribute.read_raw::<u64>()?)?),
+        TypeDescriptor::Integer(_) => {
+            StoredAttributeValue::Integer(single(attribute.read_raw::<i64>()?)?)
+        }
+        TypeDescriptor::Unsigned(_) => {
+            StoredAttributeValue::Unsigned(single(attribute.read_raw::<u64>()?)?)
+        }
         TypeDescriptor::Float(size) => StoredAttributeValue::Float {
             value: single(attribute.read_raw::<f64>()?)?,
             bits: (size as u8).saturating_mul(8),
         },
-        TypeDescriptor::Boolean => StoredAttributeValue::Bool(single(attribute.read_raw::<bool>()?)?),
-        TypeDescriptor::VarLenUnicode => {
-            StoredAttributeValue::Text(single(attribute.read_raw::<VarLenUnicode>()?)?.as_str().to_string())
+        TypeDescriptor::Boolean => {
+            StoredAttributeValue::Bool(single(attribute.read_raw::<bool>()?)?)
         }
-        TypeDescriptor::VarLenAscii => {
-            StoredAttributeValue::Text(single(attribute.read_raw::<VarLenAscii>()?)?.as_str().to_string())
-        }
+        TypeDescriptor::VarLenUnicode => StoredAttributeValue::Text(
+            single(attribute.read_raw::<VarLenUnicode>()?)?
+                .as_str()
+                .to_string(),
+        ),
+        TypeDescriptor::VarLenAscii => StoredAttributeValue::Text(
+            single(attribute.read_raw::<VarLenAscii>()?)?
+                .as_str()
+                .to_string(),
+        ),
         TypeDescriptor::FixedAscii(length) if length <= MAX_FIXED_STRING_BYTES => {
             let text = single(attribute.read_raw::<FixedAscii<MAX_FIXED_STRING_BYTES>>()?)?;
             StoredAttributeValue::Text(text.as_str().to_string())

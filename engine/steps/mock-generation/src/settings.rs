@@ -32,7 +32,10 @@ mod tests {
             "validate": {"datasets": ["galaxies/pos", "galaxies/mass"], "min_rows": 1}
         });
         let settings: Settings = serde_json::from_value(step).unwrap();
-        assert_eq!(settings.validate.datasets, ["galaxies/pos", "galaxies/mass"]);
+        assert_eq!(
+            settings.validate.datasets,
+            ["galaxies/pos", "galaxies/mass"]
+        );
         assert_eq!(settings.validate.min_rows, Some(1));
     }
 

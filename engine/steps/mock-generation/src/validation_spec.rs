@@ -117,12 +117,18 @@ mod tests {
         assert_eq!(on_dataset.name, "units");
         assert_eq!(AttributeRef::parse("/@redshift").unwrap().object, None);
         assert_eq!(
-            AttributeRef::parse("/galaxies/@n").unwrap().object.as_deref(),
+            AttributeRef::parse("/galaxies/@n")
+                .unwrap()
+                .object
+                .as_deref(),
             Some("galaxies")
         );
         // The last `@` splits, so an object name may contain one.
         let odd = AttributeRef::parse("a@b@c").unwrap();
-        assert_eq!((odd.object.as_deref(), odd.name.as_str()), (Some("a@b"), "c"));
+        assert_eq!(
+            (odd.object.as_deref(), odd.name.as_str()),
+            (Some("a@b"), "c")
+        );
         assert!(AttributeRef::parse("galaxies@").is_err());
         assert!(AttributeRef::parse("").is_err());
     }

@@ -144,9 +144,18 @@ fn the_generator_rejects_bad_arguments() {
     let out = dir.path().join("x.hdf5");
     let out = out.to_str().unwrap();
     for (args, complaint) in [
-        (vec!["--real", "1", "--z", "1.0", "--seed", "-1", "--out", out], "--seed"),
-        (vec!["--real", "1", "--z", "high", "--seed", "1", "--out", out], "--z"),
-        (vec!["--real", "-2", "--z", "1.0", "--seed", "1", "--out", out], "--real"),
+        (
+            vec!["--real", "1", "--z", "1.0", "--seed", "-1", "--out", out],
+            "--seed",
+        ),
+        (
+            vec!["--real", "1", "--z", "high", "--seed", "1", "--out", out],
+            "--z",
+        ),
+        (
+            vec!["--real", "-2", "--z", "1.0", "--seed", "1", "--out", out],
+            "--real",
+        ),
     ] {
         let output = python("generate_single_mock.py", &args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");

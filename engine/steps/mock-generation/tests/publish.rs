@@ -23,7 +23,10 @@ fn a_valid_output_is_renamed_to_its_final_name() {
     assert!(!temporary.exists(), "the temporary name is gone");
     assert!(final_path.is_file());
     assert_eq!(report.file, final_path);
-    assert_eq!(report.fingerprint, written, "the rename keeps the fingerprint");
+    assert_eq!(
+        report.fingerprint, written,
+        "the rename keeps the fingerprint"
+    );
     assert!(report.fingerprint.still_matches(&final_path));
     assert!(is_published_and_valid(&final_path, &catalog_spec()));
 }
@@ -45,7 +48,10 @@ fn an_invalid_output_is_kept_under_its_temporary_name_and_not_published() {
 
     assert_eq!(error.error_class(), ErrorClass::InvalidOutput);
     let message = error.to_string();
-    assert!(message.contains(&temporary.display().to_string()), "{message}");
+    assert!(
+        message.contains(&temporary.display().to_string()),
+        "{message}"
+    );
     assert!(
         message.contains(&format!("(not published as {})", final_path.display())),
         "{message}"
@@ -68,7 +74,10 @@ fn a_command_that_wrote_nothing_cannot_publish() {
     let final_path = dir.path().join("mock_z1.000.hdf5");
     let temporary = temporary_output_path(&final_path, "t1", 1);
     let error = publish(&temporary, &final_path, &catalog_spec()).expect_err("refused");
-    assert!(error.to_string().contains("the file does not exist"), "{error}");
+    assert!(
+        error.to_string().contains("the file does not exist"),
+        "{error}"
+    );
     assert!(!final_path.exists());
 }
 

@@ -13,7 +13,12 @@ fn schema() -> Value {
 }
 
 fn keys(value: &Value) -> BTreeSet<String> {
-    value.as_object().expect("an object").keys().cloned().collect()
+    value
+        .as_object()
+        .expect("an object")
+        .keys()
+        .cloned()
+        .collect()
 }
 
 #[test]
@@ -23,13 +28,22 @@ fn the_schema_is_a_kind_specific_object_schema_with_descriptions() {
         schema["$id"],
         "https://flow.invalid/schemas/steps/mock-generation.schema.json"
     );
-    assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
     assert!(schema.get("additionalProperties").is_none());
-    assert_eq!(keys(&schema["properties"]), BTreeSet::from(["validate".to_string()]));
+    assert_eq!(
+        keys(&schema["properties"]),
+        BTreeSet::from(["validate".to_string()])
+    );
     let validate = &schema["properties"]["validate"];
     assert!(validate["description"].is_string());
     for (name, property) in validate["properties"].as_object().unwrap() {
-        assert!(property["description"].is_string(), "`{name}` has no description");
+        assert!(
+            property["description"].is_string(),
+            "`{name}` has no description"
+        );
     }
     let spec_fields = serde_json::to_value(ValidationSpec::default()).unwrap();
     assert_eq!(keys(&validate["properties"]), keys(&spec_fields));

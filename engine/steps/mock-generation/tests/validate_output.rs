@@ -329,7 +329,9 @@ fn a_missing_file_is_refused() {
 fn a_directory_is_not_an_output() {
     let dir = tempfile::tempdir().unwrap();
     let error = refused(dir.path(), &ValidationSpec::default());
-    assert!(error.to_string().contains("not a regular file (found a directory)"));
+    assert!(error
+        .to_string()
+        .contains("not a regular file (found a directory)"));
 }
 
 #[test]
@@ -562,7 +564,10 @@ fn hdf5_prints_nothing_to_stderr_when_validation_fails() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "child failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("1 passed"), "the child ran no test:\n{stdout}");
+    assert!(
+        stdout.contains("1 passed"),
+        "the child ran no test:\n{stdout}"
+    );
     assert!(
         !stderr.contains("HDF5") && !stdout.contains("HDF5-DIAG"),
         "HDF5 printed its error stack:\n{stderr}"

@@ -31,7 +31,9 @@ impl Default for CatalogContents {
 /// realization and redshift.
 pub fn write_catalog(path: &Path, contents: &CatalogContents) {
     let file = hdf5::File::create(path).expect("create test catalog");
-    let galaxies = file.create_group("galaxies").expect("create galaxies group");
+    let galaxies = file
+        .create_group("galaxies")
+        .expect("create galaxies group");
     let rows = contents.rows;
     let positions: Vec<f64> = (0..rows * 3).map(|i| (i % 1000) as f64 * 0.5).collect();
     let pos = galaxies
