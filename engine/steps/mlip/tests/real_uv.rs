@@ -224,3 +224,56 @@ fn every_recipe_environment_file_parses() {
         );
     }
 }
+
+#[test]
+fn a_python_the_machine_lacks_is_a_clear_error() {
+    require_uv();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = EnvRoot::new(tmp.path().join("root"));
+    let path = tmp.path().join("future.py");
+    std::fs::write(&path, "# /// script\n# requires-python = \">=3.99\"\n# dependencies = []\n# ///\ndef setup(model, device):\n    pass\n").unwrap();
+    let file = EnvironmentFile::load(&path).unwrap();
+    let err = build_environment(&root, &file, &BuildOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, flow_mlip::MlipError::PythonNotFound { .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with("no Python 3.99 (or >=3.99) interpreter was found"),
+        "{text}"
+    );
+    assert_eq!(err.class(), flow_dsl::error_class::ErrorClass::LaunchFailed);
+    assert!(flow_mlip::env_catalog::available_environments(&root).contains(&"future".to_string()));
+}
+
+#[test]
+fn uv_can_be_bootstrapped_into_the_root_and_doctor_sees_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = EnvRoot::new(tmp.path().join("root"));
+    let uv = flow_mlip::bootstrap_uv(&root, "python3").unwrap();
+    assert_eq!(uv, root.bootstrapped_uv());
+    let out = Command::new(&uv).arg("--version").output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("uv "));
+    assert_eq!(
+        flow_mlip::find_uv(&root).unwrap().file_name(),
+        uv.file_name()
+    );
+    // Idempotent: a second bootstrap returns the same uv without reinstalling.
+    assert_eq!(
+        flow_mlip::bootstrap_uv(&root, "/nonexistent/python3").unwrap(),
+        uv
+    );
+
+    let checks = flow_mlip::doctor(&root);
+    let status = |n: &str| checks.iter().find(|c| c.name == n).unwrap().status;
+    use flow_mlip::env_catalog::CheckStatus;
+    assert_eq!(status("uv"), CheckStatus::Ok);
+    assert_eq!(status("root writable"), CheckStatus::Ok);
+    assert_eq!(
+        status("python interpreters"),
+        CheckStatus::Ok,
+        "{}",
+        flow_mlip::render_doctor(&checks)
+    );
+}
