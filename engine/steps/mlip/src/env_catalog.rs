@@ -216,10 +216,12 @@ pub fn doctor(root: &EnvRoot) -> Vec<DoctorCheck> {
         ) {
             Ok(out) => {
                 let text = String::from_utf8_lossy(&out.stdout);
-                let found: Vec<&str> = text
-                    .lines()
-                    .filter_map(|l| l.split_whitespace().next())
-                    .collect();
+                let mut found: Vec<&str> = Vec::new();
+                for key in text.lines().filter_map(|l| l.split_whitespace().next()) {
+                    if !found.contains(&key) {
+                        found.push(key);
+                    }
+                }
                 if found.is_empty() {
                     check(
                         "python interpreters",
