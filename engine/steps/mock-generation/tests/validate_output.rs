@@ -513,6 +513,33 @@ fn validation_ignores_file_locks_held_by_other_processes() {
     drop(holder);
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn validation_closes_every_file_it_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<PathBuf> = (0..40)
+        .map(|index| {
+            let path = dir.path().join(format!("r{index:04}.hdf5"));
+            write_catalog(&path, &CatalogContents::default());
+            path
+        })
+        .collect();
+    let open_catalogs = || {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .filter(|target| target.starts_with(dir.path()))
+            .count()
+    };
+    for path in &paths {
+        validate_output(path, &catalog_spec()).expect("valid");
+        let mut short = catalog_spec();
+        short.min_rows = Some(1_000_000);
+        validate_output(path, &short).expect_err("too few rows");
+    }
+    assert_eq!(open_catalogs(), 0, "validation left files open");
+}
+
 /// Environment variable that makes the stderr probe below do its work in a child process.
 const STDERR_PROBE: &str = "FLOW_MOCK_GENERATION_STDERR_PROBE";
 
