@@ -16,6 +16,7 @@
 //! (`schemas/steps/mock-generation.schema.json`).
 
 pub mod attribute_value;
+pub mod dataset_judgement;
 pub mod file_fingerprint;
 pub mod hdf5_error_printing;
 mod hdf5_read_only_open;

@@ -8,6 +8,7 @@
 //! [`OutputInvalid`].
 
 use crate::attribute_value::StoredAttributeValue;
+use crate::dataset_judgement::{judge_dataset, DatasetFacts};
 use crate::file_fingerprint::FileFingerprint;
 use crate::hdf5_error_printing::silence_hdf5_error_printing;
 use crate::hdf5_read_only_open::open_read_only;
@@ -216,49 +217,22 @@ fn check_dataset(
             return None;
         }
     };
-    if space.is_null() {
-        problems.push(OutputProblem::NullDataset {
-            path: path.to_string(),
-        });
-        return None;
-    }
-    let shape: Vec<u64> = space.shape().iter().map(|&extent| extent as u64).collect();
-    let problem = if shape.is_empty() {
-        min_rows
-            .filter(|&min_rows| min_rows > 0)
-            .map(|min_rows| OutputProblem::ScalarDataset {
-                path: path.to_string(),
-                min_rows,
-            })
-    } else if shape.contains(&0) {
-        Some(OutputProblem::EmptyDataset {
-            path: path.to_string(),
-            shape: shape.clone(),
-        })
-    } else if is_unwritten(&dataset) {
-        Some(OutputProblem::UnwrittenDataset {
-            path: path.to_string(),
-            shape: shape.clone(),
-        })
-    } else {
-        match (shape.first(), min_rows) {
-            (Some(&rows), Some(min_rows)) if rows < min_rows => Some(OutputProblem::TooFewRows {
-                path: path.to_string(),
-                rows,
-                min_rows,
-            }),
-            _ => None,
-        }
+    let shape: Option<Vec<u64>> =
+        (!space.is_null()).then(|| space.shape().iter().map(|&extent| extent as u64).collect());
+    // Storage is only worth asking about when there are elements to store.
+    let has_elements = shape
+        .as_ref()
+        .is_some_and(|shape| !shape.is_empty() && !shape.contains(&0));
+    let facts = DatasetFacts {
+        never_written: has_elements && is_unwritten(&dataset),
+        shape,
     };
-    match problem {
-        Some(problem) => {
+    match judge_dataset(path, &facts, min_rows) {
+        Ok(summary) => Some(summary),
+        Err(problem) => {
             problems.push(problem);
             None
         }
-        None => Some(DatasetSummary {
-            path: path.to_string(),
-            shape,
-        }),
     }
 }
 
