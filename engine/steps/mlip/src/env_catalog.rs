@@ -106,6 +106,25 @@ fn is_build_of(dir: &Path, name: &str) -> bool {
     }
 }
 
+/// The newest complete build of environment `name` in `root` (by its marker's build time):
+/// what an md-benchmark step runs with. Errors: [`MlipError::NotBuilt`].
+pub fn locate_built_environment(
+    root: &EnvRoot,
+    name: &str,
+) -> Result<(PathBuf, CompletionMarker), MlipError> {
+    list_environments(root)
+        .into_iter()
+        .filter(|l| l.name == name)
+        .flat_map(|l| l.builds)
+        .filter_map(|(dir, marker)| marker.map(|m| (dir, m)))
+        .filter(|(dir, _)| dir.join("bin").join("python").exists())
+        .max_by_key(|(_, m)| m.built_unix)
+        .ok_or_else(|| MlipError::NotBuilt {
+            name: name.to_string(),
+            envs_dir: root.envs_dir(),
+        })
+}
+
 /// `flow env warm`: builds (or reuses) every environment of `root`, one after the other.
 /// One failure does not stop the others; each name comes back with its own result.
 pub fn warm_all(

@@ -43,6 +43,25 @@ pub enum MlipError {
         /// The environment names that exist.
         available: Vec<String>,
     },
+    /// A build-env step names an environment that is neither in the root, nor in the recipe
+    /// library, nor a file.
+    #[error("environment `{name}` not found (looked in {looked_in}); available: {}", available_list(.available))]
+    UnknownEnvironment {
+        /// The name as written.
+        name: String,
+        /// Where flow looked, for the message.
+        looked_in: String,
+        /// The names that exist.
+        available: Vec<String>,
+    },
+    /// No complete build of an environment exists in the root (md-benchmark before build-env).
+    #[error("environment `{name}` has no complete build under {envs_dir}; add a build-env step for it to `needs`, or run `flow env warm`")]
+    NotBuilt {
+        /// Environment name.
+        name: String,
+        /// `{root}/envs`.
+        envs_dir: PathBuf,
+    },
     /// `uv` is neither on PATH nor bootstrapped under `{root}/tools/`.
     #[error(
         "`uv` was not found on PATH nor in {tools}; install it with `python3 -m pip install uv` \
@@ -134,6 +153,8 @@ impl MlipError {
             | MlipError::RequiresPython { .. }
             | MlipError::MissingSetup { .. }
             | MlipError::UnknownModel { .. }
+            | MlipError::UnknownEnvironment { .. }
+            | MlipError::NotBuilt { .. }
             | MlipError::UvMissing { .. }
             | MlipError::PythonNotFound { .. }
             | MlipError::Launch { .. } => ErrorClass::LaunchFailed,

@@ -27,9 +27,12 @@ pub use env_build::{
     bootstrap_uv, build_environment, find_uv, plan_environment, BuildAction, BuildOptions,
     BuildOutcome, EnvPlan,
 };
-pub use env_catalog::{available_environments, doctor, list_environments, render_doctor, warm_all};
+pub use env_catalog::{
+    available_environments, doctor, list_environments, locate_built_environment, render_doctor,
+    warm_all,
+};
 pub use env_root::{task_environment, EnvRoot};
-pub use environment_file::EnvironmentFile;
+pub use environment_file::{resolve_environment_file, EnvironmentFile};
 pub use error::MlipError;
 pub use gate::{gate_decision, verdict, GateDecision, GateSettings, Verdict};
 pub use md_benchmark::{run_md_benchmark, BenchmarkOutcome, BenchmarkRun, MdBenchmarkSettings};

@@ -97,6 +97,14 @@ fn emt_env_builds_is_reused_and_runs_an_md_benchmark_with_a_gate() {
     assert_eq!(rebuilt.action, BuildAction::Built);
     assert_eq!(env_dirs(&root), vec![first.env_dir.clone()]);
 
+    let (located, marker) = flow_mlip::locate_built_environment(&root, "emt").unwrap();
+    assert_eq!(located, rebuilt.env_dir);
+    assert_eq!(marker.hash, rebuilt.hash.to_string());
+    assert!(matches!(
+        flow_mlip::locate_built_environment(&root, "mace"),
+        Err(flow_mlip::MlipError::NotBuilt { .. })
+    ));
+
     let listing = list_environments(&root);
     assert_eq!(listing.len(), 1);
     assert_eq!(listing[0].builds.len(), 1);
