@@ -96,7 +96,7 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, Diagnostics> {
         name,
         version,
         description: text("/campaign/description"),
-        file: path.to_path_buf(),
+        file: base_dir.join(path.file_name().unwrap_or_default()),
         campaign_dir,
         machine,
         steps,

@@ -134,9 +134,6 @@ pub enum TaskAction {
     RunManifest { manifest: PathBuf, index: usize },
     /// Run one launch described by a JSON file.
     RunLaunch { launch: PathBuf },
-    /// Run the typed work of a task (qe-scf, build-env, md-benchmark).
-    Exec {
-        campaign_dir: PathBuf,
-        task_id: String,
-    },
+    /// Run the typed work of a task (qe-scf, build-env, md-benchmark) from its spec file.
+    Exec { spec: PathBuf },
 }

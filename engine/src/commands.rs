@@ -75,9 +75,7 @@ pub fn run(command: Command) -> i32 {
         Command::Recipes { action } => recipes_cmd(action),
         Command::Init { machine, output } => init(&machine, &output),
         Command::Task { action } => match action {
-            TaskAction::Exec {
-                campaign_dir: spec, ..
-            } => crate::task_exec::exec(&spec),
+            TaskAction::Exec { spec } => crate::task_exec::exec(&spec),
             TaskAction::RunManifest { manifest, index } => {
                 crate::task_exec::run_manifest(&manifest, index)
             }

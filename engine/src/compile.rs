@@ -20,8 +20,10 @@ pub struct PlannedStep {
     pub digest: blake3::Hash,
     /// Digest over all of this step's task ids, in order (feeds downstream ids).
     pub ids_digest: blake3::Hash,
-    /// qe-scf: the structure files found at plan time (relative to the campaign file).
+    /// qe-scf: the structures found at plan time, by stable name (`file` or `file#frame`).
     pub structures: Vec<String>,
+    /// qe-scf: the same structures as the step crate's references (path, frame, name).
+    pub structure_refs: Vec<serde_json::Value>,
     /// Tasks per scheduler submission.
     pub batch_size: u64,
 }
@@ -164,16 +166,18 @@ pub fn compile(
             }
         }
         let mut structures = Vec::new();
+        let mut structure_refs = Vec::new();
         if step.kind == StepKind::QeScf {
-            match expand_structures(step, &base) {
+            match qe_structures(step, &base) {
                 Ok(found) => {
-                    for s in &found {
-                        if let Ok(bytes) = std::fs::read(base.join(s)) {
-                            input_digest.update(s.as_bytes());
+                    for (name, path, reference) in found {
+                        if let Ok(bytes) = std::fs::read(&path) {
+                            input_digest.update(name.as_bytes());
                             input_digest.update(blake3::hash(&bytes).as_bytes());
                         }
+                        structures.push(name);
+                        structure_refs.push(reference);
                     }
-                    structures = found;
                 }
                 Err(d) => diags.push(d),
             }
@@ -211,6 +215,7 @@ pub fn compile(
             digest,
             ids_digest: blake3::hash(b""),
             structures,
+            structure_refs,
             batch_size,
         });
         // The digest over all task ids (streamed: no per-task memory).
@@ -252,6 +257,7 @@ fn placeholder(i: usize) -> PlannedStep {
         digest: blake3::hash(b""),
         ids_digest: blake3::hash(b""),
         structures: vec![],
+        structure_refs: vec![],
         batch_size: 1,
     }
 }
@@ -316,43 +322,27 @@ fn check_resources(
     }
 }
 
-/// qe-scf `structures:`: a glob or a list of globs/paths, relative to the campaign file.
-fn expand_structures(step: &Step, base: &Path) -> Result<Vec<String>, Diagnostic> {
-    let field = format!("steps.{}.structures", step.name);
-    let node = step.node.get("structures");
-    let span = node.map_or(&step.span, |n| &n.span);
-    let patterns: Vec<String> = match node {
-        Some(n) => match n.as_seq() {
-            Some(items) => items.iter().filter_map(|i| i.scalar_text()).collect(),
-            None => n.scalar_text().into_iter().collect(),
-        },
-        None => return Err(Diagnostic::at(span, field, "missing `structures`")),
-    };
-    let mut found = Vec::new();
-    for pat in &patterns {
-        let full = base.join(pat);
-        let matches: Vec<PathBuf> = glob::glob(&full.to_string_lossy())
-            .map_err(|e| Diagnostic::at(span, &field, format!("invalid pattern `{pat}`: {e}")))?
-            .filter_map(Result::ok)
-            .collect();
-        if matches.is_empty() {
-            return Err(Diagnostic::at(
-                span,
-                &field,
-                format!("`{pat}` matches no file (relative to {})", base.display()),
-            ));
-        }
-        for m in matches {
-            let rel = m
-                .strip_prefix(base)
-                .unwrap_or(&m)
-                .to_string_lossy()
-                .into_owned();
-            if !found.contains(&rel) {
-                found.push(rel);
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
+/// qe-scf `structures:` through the step's crate: (name, file, serialised reference).
+fn qe_structures(
+    step: &Step,
+    base: &Path,
+) -> Result<Vec<(String, PathBuf, serde_json::Value)>, Diagnostic> {
+    let field = format!("steps.{}", step.name);
+    let settings = flow_qe_scf::Settings::from_json(&step.settings).map_err(|e| {
+        let span = step
+            .node
+            .get(e.field.split('.').next().unwrap_or(""))
+            .map_or(&step.span, |n| &n.span);
+        Diagnostic::at(span, format!("{field}.{}", e.field), e.message)
+    })?;
+    let span = step.node.get("structures").map_or(&step.span, |n| &n.span);
+    let found = flow_qe_scf::plan::expand_structures(&settings, base)
+        .map_err(|e| Diagnostic::at(span, format!("{field}.structures"), e.to_string()))?;
+    Ok(found
+        .into_iter()
+        .map(|(r, _)| {
+            let json = serde_json::to_value(&r).unwrap_or_default();
+            (r.name.clone(), r.path.clone(), json)
+        })
+        .collect())
 }

@@ -11,7 +11,7 @@ use crate::compile::{compile, Plan};
 use crate::layout::{write_atomic, Layout};
 use crate::progress::Progress;
 use crate::state::{self, Change, StateStore, TaskRow};
-use crate::steps::{self, StepEffect};
+use crate::steps::{self, Checked, StepEffect};
 use crate::task_id::SCHEME;
 use crate::task_state::{decide, Decision, RetryCounters, TaskState};
 use anyhow::{anyhow, bail, Context, Result};
@@ -300,9 +300,9 @@ fn drive(
         if let Some(outcome) = read_result(&result_path) {
             // Finished while nobody watched: ingest, never rerun.
             recovered += 1;
-            let (outcome, details, _effect) =
+            let checked =
                 steps::post_process(plan, layout, s.step, s.index, &s.id, s.attempts, outcome);
-            finish(&mut slots[n], outcome, details, campaign, &mut changes);
+            finish(&mut slots[n], checked, campaign, &mut changes);
             continue;
         }
         if let Some(pgid) = row.and_then(|r| r.pid) {
@@ -517,7 +517,8 @@ fn drive(
                                     at: t,
                                 });
                                 progress[i].running += 1;
-                                let done = finish(slot, outcome, None, campaign, &mut changes);
+                                let done =
+                                    finish(slot, Checked::plain(outcome), campaign, &mut changes);
                                 account(
                                     &mut progress[i],
                                     &mut waiting,
@@ -563,7 +564,12 @@ fn drive(
                                 started_at: Some(t),
                                 ended_at: Some(now()),
                             };
-                            let done = finish(&mut slots[n], outcome, None, campaign, &mut changes);
+                            let done = finish(
+                                &mut slots[n],
+                                Checked::plain(outcome),
+                                campaign,
+                                &mut changes,
+                            );
                             let slot = slots[n].clone();
                             account(&mut progress[i], &mut waiting, &mut summary, n, &slot, done);
                         }
@@ -631,7 +637,7 @@ fn drive(
                     }
                     let i = slots[n].step;
                     progress[i].running = progress[i].running.saturating_sub(1);
-                    let (outcome, details, effect) = steps::post_process(
+                    let checked = steps::post_process(
                         plan,
                         layout,
                         i,
@@ -640,6 +646,7 @@ fn drive(
                         attempt,
                         outcome,
                     );
+                    let effect = checked.effect.clone();
                     if let StepEffect::GateStop(message) = &effect {
                         progress[i].gate_stop = Some(message.clone());
                         store.set_step_info(
@@ -654,7 +661,7 @@ fn drive(
                     if let StepEffect::Warn(message) = &effect {
                         reporter.note(&format!("step {}: {message}", campaign.steps[i].name));
                     }
-                    let done = finish(&mut slots[n], outcome, details, campaign, &mut changes);
+                    let done = finish(&mut slots[n], checked, campaign, &mut changes);
                     summary.ran += 1;
                     let slot = slots[n].clone();
                     account(&mut progress[i], &mut waiting, &mut summary, n, &slot, done);
@@ -731,18 +738,27 @@ fn drive(
 /// Apply an attempt's outcome to a task; returns the decision.
 fn finish(
     slot: &mut Slot,
-    outcome: AttemptOutcome,
-    details: Option<String>,
+    checked: Checked,
     campaign: &Campaign,
     changes: &mut Vec<Change>,
 ) -> Decision {
+    let Checked {
+        outcome,
+        details,
+        final_failure,
+        ..
+    } = checked;
     let step = &campaign.steps[slot.step];
-    let decision = decide(
-        outcome.error_class,
-        slot.counters,
-        &step.execution,
-        fastrand_unit(&slot.id, slot.attempts),
-    );
+    let decision = if final_failure {
+        Decision::Failed
+    } else {
+        decide(
+            outcome.error_class,
+            slot.counters,
+            &step.execution,
+            fastrand_unit(&slot.id, slot.attempts),
+        )
+    };
     let mut not_before = None;
     let state = match &decision {
         Decision::Succeeded => TaskState::Succeeded,

@@ -164,14 +164,79 @@ pub fn post_process(
     task_id: &str,
     attempt: u32,
     outcome: AttemptOutcome,
-) -> (AttemptOutcome, Option<String>, StepEffect) {
+) -> Checked {
     let campaign = plan.campaign;
     let step = &campaign.steps[step_index];
     let result_path = layout.result_file(&step.name, index, task_id, attempt);
-    let details: Option<serde_json::Value> = std::fs::read_to_string(&result_path)
+    let result_doc: Option<serde_json::Value> = std::fs::read_to_string(&result_path)
         .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.get("details").cloned());
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let final_failure = result_doc
+        .as_ref()
+        .and_then(|v| v.get("final_failure"))
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    // A typed step's own result (written by `flow task exec`) knows better than an exit
+    // status why it failed; a timeout or a kill leaves none, and the executor's word stands.
+    let outcome = match result_doc
+        .as_ref()
+        .filter(|d| d.get("error_class").is_some())
+    {
+        Some(doc) => match serde_json::from_value::<AttemptOutcome>(doc.clone()) {
+            Ok(own) => AttemptOutcome {
+                signal: outcome.signal,
+                ..own
+            },
+            Err(_) => outcome,
+        },
+        None => outcome,
+    };
+    let (outcome, details, effect) = check(
+        plan, step_index, index, task_id, attempt, outcome, result_doc,
+    );
+    Checked {
+        final_failure: final_failure && !outcome.succeeded(),
+        outcome,
+        details,
+        effect,
+    }
+}
+
+/// An attempt's outcome after the step's own checks.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub outcome: AttemptOutcome,
+    /// JSON stored with the attempt.
+    pub details: Option<String>,
+    pub effect: StepEffect,
+    /// The step already retried on its own terms: do not retry.
+    pub final_failure: bool,
+}
+
+impl Checked {
+    /// An outcome with nothing to add.
+    pub fn plain(outcome: AttemptOutcome) -> Checked {
+        Checked {
+            outcome,
+            details: None,
+            effect: StepEffect::None,
+            final_failure: false,
+        }
+    }
+}
+
+fn check(
+    plan: &Plan,
+    step_index: usize,
+    index: u64,
+    task_id: &str,
+    attempt: u32,
+    outcome: AttemptOutcome,
+    result_doc: Option<serde_json::Value>,
+) -> (AttemptOutcome, Option<String>, StepEffect) {
+    let campaign = plan.campaign;
+    let step = &campaign.steps[step_index];
+    let details: Option<serde_json::Value> = result_doc.and_then(|v| v.get("details").cloned());
     let details_text = details.as_ref().map(|d| d.to_string());
     let mut effect = StepEffect::None;
     if let Some(gate) = details.as_ref().and_then(|d| d.get("gate")) {
@@ -298,6 +363,29 @@ pub fn slurm_executor(_plan: &Plan) -> Result<Box<dyn Executor>> {
 /// Extra plan text for step kinds that have more to show (generated inputs, policies,
 /// scheduler scripts).
 pub fn plan_details(plan: &Plan) -> String {
-    let _ = plan;
-    String::new()
+    let mut out = String::new();
+    let base = plan.campaign.base_dir();
+    for &i in &plan.order {
+        let step = &plan.campaign.steps[i];
+        if step.kind == StepKind::QeScf {
+            let ranks = step.resources.ranks().max(1) as u32;
+            let text = flow_qe_scf::Settings::from_json(&step.settings)
+                .map_err(|e| format!("{}: {}", e.field, e.message))
+                .and_then(|s| {
+                    flow_qe_scf::plan::plan_summary(&s, &base, ranks).map_err(|e| e.to_string())
+                });
+            match text {
+                Ok(summary) => out.push_str(&format!(
+                    "\nstep {} ({}):\n{summary}",
+                    step.name,
+                    step.kind.as_str()
+                )),
+                Err(e) => out.push_str(&format!(
+                    "\nstep {}: cannot prepare the first input: {e}\n",
+                    step.name
+                )),
+            }
+        }
+    }
+    out
 }

@@ -13,6 +13,8 @@ use std::path::Path;
 pub struct TypedResult {
     pub outcome: AttemptOutcome,
     pub details: serde_json::Value,
+    /// The step already retried on its own terms (qe-scf's policy): the engine must not.
+    pub final_failure: bool,
 }
 
 fn failure(class: ErrorClass, message: String, started: f64) -> TypedResult {
@@ -26,6 +28,7 @@ fn failure(class: ErrorClass, message: String, started: f64) -> TypedResult {
             ended_at: Some(now()),
         },
         details: serde_json::Value::Null,
+        final_failure: false,
     }
 }
 
@@ -58,6 +61,7 @@ pub fn exec(spec_path: &Path) -> i32 {
         "started_at": result.outcome.started_at,
         "ended_at": result.outcome.ended_at,
         "details": result.details,
+        "final_failure": result.final_failure,
     });
     let tmp = spec.result_path.with_extension("json.tmp");
     let write = std::fs::create_dir_all(spec.result_path.parent().unwrap_or(Path::new(".")))

@@ -31,8 +31,9 @@ pub struct TaskSpec {
     /// Scheduler wall-clock limit of the task, seconds.
     pub time_limit_s: Option<f64>,
     pub result_path: PathBuf,
-    /// Results (details) of the tasks of upstream steps that this task may need, by step.
-    pub upstream: serde_json::Map<String, serde_json::Value>,
+    /// qe-scf: the structure this task computes (the step crate's reference).
+    #[serde(default)]
+    pub structure: Option<serde_json::Value>,
 }
 
 impl TaskSpec {
@@ -75,7 +76,10 @@ impl TaskSpec {
                 .or(step.execution.timeout)
                 .map(|d| d.as_secs_f64()),
             result_path: layout.result_file(&step.name, task.index, &task.id, attempt),
-            upstream: serde_json::Map::new(),
+            structure: plan.steps[step_index]
+                .structure_refs
+                .get(task.index as usize)
+                .cloned(),
         }
     }
 }

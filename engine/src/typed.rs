@@ -1,12 +1,148 @@
-//! Dispatch of typed steps (qe-scf, build-env, md-benchmark) to their crates.
+//! Dispatch of typed steps (qe-scf, build-env, md-benchmark) to their crates, inside
+//! `flow task exec`. Each returns the attempt's outcome and details for the state database.
 
 use crate::task_exec::TypedResult;
 use crate::task_spec::TaskSpec;
+use flow_dsl::error_class::ErrorClass;
+use flow_executors::task_runner::now;
+use flow_executors::AttemptOutcome;
+use std::time::{Duration, Instant};
+
+fn outcome(class: Option<ErrorClass>, message: Option<String>, started: f64) -> AttemptOutcome {
+    AttemptOutcome {
+        exit_code: Some(if class.is_none() { 0 } else { 1 }),
+        signal: None,
+        error_class: class,
+        message,
+        started_at: Some(started),
+        ended_at: Some(now()),
+    }
+}
 
 /// Run the typed work of a task. Errors are messages for a `launch-failed` outcome.
-pub fn run(spec: &TaskSpec, _started: f64) -> Result<TypedResult, String> {
-    Err(format!(
-        "step kind `{}` cannot run in this build of flow",
-        spec.kind
-    ))
+pub fn run(spec: &TaskSpec, started: f64) -> Result<TypedResult, String> {
+    match spec.kind.as_str() {
+        "qe-scf" => run_qe(spec, started),
+        other => Err(format!(
+            "step kind `{other}` has no typed runner in this build of flow"
+        )),
+    }
+}
+
+/// The machine's launcher as an argv prefix: `srun`, `mpirun -np {{ranks}}`, or none.
+pub fn launcher_argv(launcher: Option<&str>, ranks: u64) -> Vec<String> {
+    match launcher {
+        None | Some("none") | Some("") => Vec::new(),
+        Some(l) => l
+            .replace("{{ranks}}", &ranks.to_string())
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
+    }
+}
+
+fn run_qe(spec: &TaskSpec, started: f64) -> Result<TypedResult, String> {
+    use flow_qe_scf::run::{RunOptions, StructureOutcome};
+    let settings = flow_qe_scf::Settings::from_json(&spec.settings)
+        .map_err(|e| format!("{}: {}", e.field, e.message))?;
+    let structure: flow_qe_scf::plan::StructureRef = spec
+        .structure
+        .clone()
+        .ok_or("the task spec names no structure")
+        .and_then(|v| {
+            serde_json::from_value(v).map_err(|_| "the task spec's structure is unreadable")
+        })?;
+    let mut options = RunOptions::from_settings(&settings);
+    let ranks = spec.ranks.max(1);
+    options.launcher = launcher_argv(spec.launcher.as_deref(), ranks);
+    if options.launcher.is_empty() && ranks > 1 {
+        options.launcher = launcher_argv(Some("mpirun -np {{ranks}}"), ranks);
+    }
+    options.ranks = ranks as u32;
+    options.deadline = spec
+        .time_limit_s
+        .map(|s| Instant::now() + Duration::from_secs_f64(s));
+    options.env = vec![
+        ("OMPI_ALLOW_RUN_AS_ROOT".into(), "1".into()),
+        ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM".into(), "1".into()),
+    ];
+    // An earlier allocation that ran out of time left its history: resume the policy.
+    let history = match std::fs::read_to_string(spec.work_dir.join("interrupted.json")) {
+        Ok(text) => serde_json::from_str(&text).unwrap_or_default(),
+        Err(_) => Default::default(),
+    };
+    let mut attempts = Vec::new();
+    let result = flow_qe_scf::task::run_task(
+        &settings,
+        &spec.base_dir,
+        &structure,
+        &spec.work_dir,
+        history,
+        &options,
+        &mut |a| {
+            attempts.push(serde_json::to_value(a).unwrap_or_default());
+            eprintln!(
+                "qe-scf {}: attempt {} {}",
+                structure.name,
+                a.attempt,
+                a.error_class
+                    .map_or("succeeded".to_string(), |c| c.to_string())
+            );
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(match result {
+        StructureOutcome::Success(r) => TypedResult {
+            outcome: outcome(None, None, started),
+            details: serde_json::json!({"result": *r, "attempts": attempts, "result_file": spec.work_dir.join("result.json")}),
+            final_failure: false,
+        },
+        StructureOutcome::Fatal(report) => {
+            let class = report
+                .attempts
+                .last()
+                .and_then(|a| a.error_class)
+                .unwrap_or(ErrorClass::NonzeroExit);
+            TypedResult {
+                outcome: outcome(
+                    Some(class),
+                    Some(format!(
+                        "qe-scf gave up after {} attempt(s): {}",
+                        report.attempts.len(),
+                        report.reason
+                    )),
+                    started,
+                ),
+                details: serde_json::json!({"fatal": report, "attempts": attempts}),
+                // The recovery policy already retried: the engine must not start it over.
+                final_failure: true,
+            }
+        }
+        StructureOutcome::Interrupted { reason, .. } => TypedResult {
+            outcome: outcome(
+                Some(ErrorClass::Walltime),
+                Some(format!(
+                    "the allocation ended mid-policy ({reason}); the next attempt resumes it"
+                )),
+                started,
+            ),
+            details: serde_json::json!({"interrupted": reason, "attempts": attempts}),
+            final_failure: false,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn launchers() {
+        assert!(launcher_argv(None, 4).is_empty());
+        assert_eq!(launcher_argv(Some("srun"), 4), ["srun"]);
+        assert_eq!(
+            launcher_argv(Some("mpirun -np {{ranks}}"), 4),
+            ["mpirun", "-np", "4"]
+        );
+    }
 }
