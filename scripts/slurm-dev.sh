@@ -15,6 +15,9 @@
 #                         at once; Slurm does not check.
 #   FLOW_SLURM_DEV_MEM_PER_CPU   DefMemPerCPU in MB (default 500). Without it every job gets
 #                         the whole node's memory and jobs run one at a time.
+#   FLOW_SLURM_DEV_ACCOUNTING    1 (default): run slurmdbd on a local MariaDB so `sacct`
+#                         answers as on real clusters; 0: no accounting (final states come
+#                         from scontrol and the jobcomp file only).
 #
 # Tested on Debian 12 with slurm-wlm 22.05 (see shared/notes/slurm.md). Needs root.
 set -euo pipefail
@@ -30,7 +33,11 @@ ctld_pid=/run/slurmctld.pid
 slurmd_pid=/run/slurmd.pid
 munge_pid=/run/munge/munged.pid
 jobcomp=$log_dir/jobcomp.log
+dbd_conf=$conf_dir/slurmdbd.conf
+dbd_pid=/run/slurmdbd.pid
+mariadb_pid=/run/mysqld/mysqld.pid
 cpus=${FLOW_SLURM_DEV_CPUS:-12}
+accounting=${FLOW_SLURM_DEV_ACCOUNTING:-1}
 mem_per_cpu=${FLOW_SLURM_DEV_MEM_PER_CPU:-500}
 
 die() {
@@ -84,6 +91,82 @@ node_memory_mb() {
     echo $((measured * 9 / 10))
 }
 
+accounting_lines() {
+    if [ "$accounting" = 1 ]; then
+        echo "AccountingStorageType=accounting_storage/slurmdbd"
+        echo "AccountingStorageHost=localhost"
+    else
+        echo "AccountingStorageType=accounting_storage/none"
+    fi
+}
+
+render_dbd_conf() {
+    cat <<CONF
+# Written by flow's scripts/slurm-dev.sh. Do not edit.
+AuthType=auth/munge
+DbdHost=localhost
+SlurmUser=root
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=slurm
+StoragePass=flowdev
+StorageLoc=slurm_acct_db
+PidFile=$dbd_pid
+LogFile=$log_dir/slurmdbd.log
+CONF
+}
+
+# MariaDB for slurmdbd; its stdio is detached or it holds the caller's pipes open.
+start_mariadb() {
+    if live_pid "$mariadb_pid" >/dev/null; then
+        return 0
+    fi
+    mkdir -p /run/mysqld
+    chown mysql:mysql /run/mysqld
+    if [ ! -d /var/lib/mysql/mysql ]; then
+        mariadb-install-db --user=mysql --datadir=/var/lib/mysql </dev/null >/dev/null 2>&1 ||
+            die "mariadb-install-db failed"
+    fi
+    setsid /usr/sbin/mariadbd --user=mysql --pid-file="$mariadb_pid" \
+        --socket=/run/mysqld/mysqld.sock --skip-networking=0 --bind-address=127.0.0.1 \
+        </dev/null >>"$log_dir/mariadb.log" 2>&1 &
+    local i
+    for i in $(seq 1 100); do
+        mariadb -e 'SELECT 1' </dev/null >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    mariadb -e 'SELECT 1' </dev/null >/dev/null 2>&1 || die "MariaDB did not start; see $log_dir/mariadb.log"
+    mariadb </dev/null -e "CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'flowdev';
+        GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;" ||
+        die "cannot create the slurm database user"
+    say "started mariadb (pid $(live_pid "$mariadb_pid" || echo '?'))"
+}
+
+start_slurmdbd() {
+    local rendered
+    rendered=$(render_dbd_conf)
+    if [ ! -f "$dbd_conf" ] || [ "$(cat "$dbd_conf")" != "$rendered" ]; then
+        (umask 077 && printf '%s\n' "$rendered" >"$dbd_conf.tmp")
+        mv "$dbd_conf.tmp" "$dbd_conf"
+        stop_pidfile slurmdbd "$dbd_pid"
+    fi
+    chmod 600 "$dbd_conf"
+    if ! live_pid "$dbd_pid" >/dev/null; then
+        slurmdbd </dev/null
+        local i
+        for i in $(seq 1 100); do
+            sacctmgr --noheader --parsable2 list cluster >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        say "started slurmdbd (pid $(live_pid "$dbd_pid" || echo '?'))"
+    fi
+    sacctmgr --noheader --parsable2 list cluster >/dev/null 2>&1 ||
+        die "slurmdbd does not answer; see $log_dir/slurmdbd.log"
+    if ! sacctmgr --noheader --parsable2 list cluster format=cluster | grep -qx flowdev; then
+        sacctmgr --immediate add cluster flowdev >/dev/null || die "cannot register cluster flowdev"
+    fi
+}
+
 render_conf() {
     local mem
     mem=$(node_memory_mb)
@@ -111,7 +194,7 @@ SlurmctldLogFile=$log_dir/slurmctld.log
 SlurmdLogFile=$log_dir/slurmd.log
 JobCompType=jobcomp/filetxt
 JobCompLoc=$jobcomp
-AccountingStorageType=accounting_storage/none
+$(accounting_lines)
 JobAcctGatherType=jobacct_gather/none
 MinJobAge=300
 MaxArraySize=1001
@@ -163,7 +246,9 @@ wait_idle() {
 up() {
     require_root
     if ! command -v slurmctld >/dev/null 2>&1 || ! command -v slurmd >/dev/null 2>&1 ||
-        ! command -v sbatch >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
+        ! command -v sbatch >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1 ||
+        { [ "$accounting" = 1 ] && ! command -v slurmdbd >/dev/null 2>&1; } ||
+        { [ "$accounting" = 1 ] && ! command -v mariadbd >/dev/null 2>&1; }; then
         bash "$here/deps/slurm.sh"
     fi
     mkdir -p "$conf_dir" "$log_dir" "$ctld_spool" "$slurmd_spool"
@@ -175,6 +260,10 @@ up() {
         changed=1
     fi
     start_munge
+    if [ "$accounting" = 1 ]; then
+        start_mariadb
+        start_slurmdbd
+    fi
     if [ "$changed" -eq 1 ]; then
         stop_pidfile slurmd "$slurmd_pid"
         stop_pidfile slurmctld "$ctld_pid"
@@ -203,12 +292,18 @@ down() {
     require_root
     stop_pidfile slurmd "$slurmd_pid"
     stop_pidfile slurmctld "$ctld_pid"
+    stop_pidfile slurmdbd "$dbd_pid"
+    stop_pidfile mariadb "$mariadb_pid"
     stop_pidfile munged "$munge_pid"
 }
 
 status() {
     local name file pid ok=0
-    for pair in "munged:$munge_pid" "slurmctld:$ctld_pid" "slurmd:$slurmd_pid"; do
+    local daemons=("munged:$munge_pid" "slurmctld:$ctld_pid" "slurmd:$slurmd_pid")
+    if [ "$accounting" = 1 ]; then
+        daemons+=("mariadb:$mariadb_pid" "slurmdbd:$dbd_pid")
+    fi
+    for pair in "${daemons[@]}"; do
         name=${pair%%:*}
         file=${pair#*:}
         if pid=$(live_pid "$file"); then

@@ -4,6 +4,7 @@
 mod slurm_support;
 
 use flow_dsl::error_class::ErrorClass;
+use flow_executors::slurm::config::AccountingSource;
 use flow_executors::slurm::escalation::{escalate, OnRetry};
 use flow_executors::{Executor, ExecutorError, JobRef};
 use slurm_support::*;
@@ -142,15 +143,28 @@ fn the_window_holds_arrays_back_until_earlier_ones_drain() {
 }
 
 #[test]
-fn scancelled_elements_are_reported_cancelled() {
+fn scancelled_elements_are_reported_cancelled_from_sacct() {
+    scancelled_elements_are_reported_cancelled(AccountingSource::Sacct);
+}
+
+#[test]
+fn scancelled_elements_are_reported_cancelled_from_scontrol() {
+    scancelled_elements_are_reported_cancelled(AccountingSource::Scontrol);
+}
+
+/// Final states come from `source`: sacct (slurmdbd, as on real clusters) or scontrol
+/// (clusters without accounting).
+fn scancelled_elements_are_reported_cancelled(source: AccountingSource) {
     require_slurm();
     let dir = tempfile::tempdir().expect("tempdir");
-    let campaign = campaign_name("scancel");
+    let campaign = campaign_name(&format!("scancel-{source:?}"));
     let _cleanup = CleanupGuard {
         campaign: campaign.clone(),
         dir: dir.path().to_path_buf(),
     };
-    let mut executor = executor(&campaign, dir.path(), test_config());
+    let mut config = test_config();
+    config.accounting = source;
+    let mut executor = executor(&campaign, dir.path(), config);
     let tasks = (0..6)
         .map(|i| {
             let seconds = if i == 1 || i == 3 { "300" } else { "1" };
@@ -189,6 +203,11 @@ fn scancelled_elements_are_reported_cancelled() {
         } else {
             assert!(outcome.succeeded(), "{task}: {outcome:?}");
         }
+    }
+    let sacct_calls = executor.call_counts().get("sacct").copied().unwrap_or(0);
+    match source {
+        AccountingSource::Sacct => assert!(sacct_calls > 0, "sacct was never asked"),
+        _ => assert_eq!(sacct_calls, 0),
     }
 }
 

@@ -102,7 +102,8 @@ impl SlurmCli {
         }
     }
 
-    /// Run `program args...` (no shell). A non-zero exit that is not transient is returned
+    /// Run `program args...` (no shell), with `SLURM_TIME_FORMAT=%s` so times are Unix
+    /// seconds. A non-zero exit that is not transient is returned
     /// as an output with `success == false` for the caller to interpret; transient failures
     /// are retried, and an error is returned when they persist or the program cannot start.
     pub fn run(&self, program: &str, args: &[String]) -> Result<CommandOutput, SlurmCommandError> {
@@ -117,7 +118,7 @@ impl SlurmCli {
             self.count(program);
             let output = Command::new(&path)
                 .args(args)
-                .env("SLURM_TIME_FORMAT", "standard")
+                .env("SLURM_TIME_FORMAT", "%s")
                 .output()
                 .map_err(|source| SlurmCommandError::Spawn {
                     program: path.display().to_string(),
