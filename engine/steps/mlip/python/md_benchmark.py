@@ -58,13 +58,16 @@ def run_md(base_atoms, calc, args, seed):
     """One timed MD run; returns (seconds, start total energy, end total energy)."""
     import numpy as np
     from ase import units
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md import velocitydistribution as vd
     from ase.md.verlet import VelocityVerlet
 
     atoms = base_atoms.copy()
     atoms.calc = calc
-    MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature_k, rng=np.random.RandomState(seed))
-    Stationary(atoms)
+    rng = np.random.RandomState(seed)
+    # ASE >= 3.29 names it thermalize_momenta (MaxwellBoltzmannDistribution is deprecated).
+    thermalize = getattr(vd, "thermalize_momenta", None) or vd.MaxwellBoltzmannDistribution
+    thermalize(atoms, temperature_K=args.temperature_k, rng=rng)
+    vd.Stationary(atoms)
     dyn = VelocityVerlet(atoms, timestep=args.timestep_fs * units.fs)
     # Untimed warm-up: the first force calls pay for set-up (the worker's start and model load,
     # lazy initialisation, autograd and CUDA warm-up), which is not what the gate measures.

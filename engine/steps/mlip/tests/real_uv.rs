@@ -285,3 +285,75 @@ fn uv_can_be_bootstrapped_into_the_root_and_doctor_sees_it() {
         flow_mlip::render_doctor(&checks)
     );
 }
+
+/// Set in the child processes of `two_processes_building_at_once_produce_one_env`.
+const CHILD_ROOT_VAR: &str = "FLOW_MLIP_TEST_CHILD_BUILD_ROOT";
+
+#[test]
+fn two_processes_building_at_once_produce_one_env() {
+    if let Ok(root) = std::env::var(CHILD_ROOT_VAR) {
+        // Child: one builder process, as a Slurm array task on another node would be.
+        let file = EnvironmentFile::load(&recipe("emt")).unwrap();
+        let outcome =
+            build_environment(&EnvRoot::new(root), &file, &BuildOptions::default()).unwrap();
+        println!(
+            "CHILD-RESULT {:?} {}",
+            outcome.action,
+            outcome.env_dir.display()
+        );
+        return;
+    }
+    require_uv();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = EnvRoot::new(tmp.path().join("root"));
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "two_processes_building_at_once_produce_one_env",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ROOT_VAR, root.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut results: Vec<String> = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "child failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // libtest may print `test NAME ... ` on the same line before our output.
+        let start = stdout
+            .find("CHILD-RESULT ")
+            .unwrap_or_else(|| panic!("no result from the child:\n{stdout}"));
+        results.push(
+            stdout[start..]
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    results.sort();
+    assert!(results[0].starts_with("CHILD-RESULT Built "), "{results:?}");
+    assert!(
+        results[1].starts_with("CHILD-RESULT Reused "),
+        "{results:?}"
+    );
+    assert_eq!(
+        results[0]["CHILD-RESULT Built ".len()..],
+        results[1]["CHILD-RESULT Reused ".len()..]
+    );
+    assert_eq!(env_dirs(&root).len(), 1);
+    assert_eq!(files_named_lock(&root), 0, "the lock is released");
+}
