@@ -32,6 +32,9 @@ pub struct BuildEnvSettings {
     pub allow_python_download: bool,
 }
 
+/// The build-env step's `Settings` (the name every step crate exposes).
+pub type Settings = BuildEnvSettings;
+
 impl BuildEnvSettings {
     /// Whether `environment` is a path rather than a name.
     pub fn environment_is_path(&self) -> bool {

@@ -8,6 +8,8 @@
 //! [`md_benchmark::run_md_benchmark`] (the Python driver).
 
 pub mod build_env_settings;
+/// `flow_mlip::build_env::Settings`: the build-env step's settings, by the common name.
+pub use build_env_settings as build_env;
 pub mod build_lock;
 pub mod env_build;
 pub mod env_catalog;

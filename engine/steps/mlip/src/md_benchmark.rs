@@ -102,6 +102,9 @@ fn default_seed() -> u64 {
     12345
 }
 
+/// The md-benchmark step's `Settings` (the name every step crate exposes).
+pub type Settings = MdBenchmarkSettings;
+
 /// What the driver measured (its JSON line).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DriverResult {
