@@ -16,7 +16,14 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 /// Template variables every task has, besides its array parameters.
-pub const BUILTIN_VARIABLES: &[&str] = &["task_id", "seed", "index", "step", "campaign_dir"];
+pub const BUILTIN_VARIABLES: &[&str] = &[
+    "task_id",
+    "seed",
+    "index",
+    "step",
+    "campaign_dir",
+    "base_dir",
+];
 
 /// Read and parse one YAML file into a node tree.
 pub fn read_yaml(path: &Path) -> Result<Node, Diagnostics> {
@@ -35,7 +42,28 @@ pub fn read_yaml(path: &Path) -> Result<Node, Diagnostics> {
 /// Load, validate and resolve a campaign file.
 pub fn load_campaign(path: &Path) -> Result<Campaign, Diagnostics> {
     let root = read_yaml(path)?;
-    schema::validate(DocumentKind::Campaign, &root)?;
+    if root.value == Value::Null {
+        return Err(Diagnostic::at(&root.span, "", "the file is empty")
+            .expected("a campaign: `campaign:`, `steps:` and optionally `defaults:`")
+            .help("`flow init --machine local` writes a starter campaign")
+            .into());
+    }
+    // Schema errors do not stop the pass: the checks below (needs, cycles, templates, job
+    // types) still run on what is readable, so the user sees every problem at once.
+    let schema_errors = match schema::validate(DocumentKind::Campaign, &root) {
+        Ok(()) => Diagnostics::default(),
+        Err(d)
+            if root
+                .get("campaign")
+                .and_then(|c| c.get("machine"))
+                .and_then(Node::as_str)
+                .is_some()
+                && root.get("steps").and_then(Node::as_map).is_some() =>
+        {
+            d
+        }
+        Err(d) => return Err(d),
+    };
     let base_dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -47,7 +75,7 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, Diagnostics> {
     let machine_node_ref = root.at_pointer("/campaign/machine").unwrap_or(&root);
     let machine_ref = machine_node_ref.as_str().unwrap_or_default().to_string();
     let (machine_root, machine_source) = load_machine(&machine_ref, machine_node_ref, &base_dir)?;
-    let mut diags = Diagnostics::default();
+    let mut diags = schema_errors;
     let machine = build_machine(&machine_root, &machine_source, &mut diags);
 
     let text = |p: &str| {
@@ -84,6 +112,18 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, Diagnostics> {
     for step in &steps {
         check_templates(step, &mut diags);
     }
+    diags.0.sort_by(|a, b| {
+        let key = |d: &Diagnostic| {
+            d.span
+                .as_ref()
+                .map(|s| (s.file.name.clone(), s.line, s.col))
+        };
+        key(a).cmp(&key(b))
+    });
+    // The schema and the typed checks may both object to one value: keep the first word.
+    diags
+        .0
+        .dedup_by(|a, b| a.span == b.span && a.field == b.field);
     diags.into_result()?;
 
     let snapshot = serde_json::json!({
@@ -150,7 +190,7 @@ pub fn load_machine(
                 Diagnostics::from(Diagnostic::at(
                     &at.span,
                     "campaign.machine",
-                    format!("cannot read machine file {}", path.display()),
+                    format!("cannot read machine file `{reference}` (paths are relative to the campaign file)"),
                 ))
             } else {
                 d
@@ -545,6 +585,11 @@ fn build_step(
         output: template("output"),
         inputs: strings(node.get("inputs")),
         workdir: node.get("workdir").and_then(Node::scalar_text),
+        uses_environment: if kind.runs_user_command() {
+            node.get("environment").and_then(Node::scalar_text)
+        } else {
+            None
+        },
         settings: node.to_json(),
         node: node.clone(),
         provenance,
@@ -654,12 +699,17 @@ fn parse_array(node: &Node, field: &str, diags: &mut Diagnostics) -> Option<Arra
         ));
         return None;
     }
+    let declared = entries
+        .iter()
+        .any(|(k, _)| !["include", "exclude"].contains(&k.name.as_str()));
     if params.is_empty() {
-        diags.push(Diagnostic::at(
-            &node.span,
-            field,
-            "the array has no parameters",
-        ));
+        if !declared {
+            diags.push(Diagnostic::at(
+                &node.span,
+                field,
+                "the array has no parameters",
+            ));
+        }
         return None;
     }
     let mut spec = ArraySpec {
@@ -809,6 +859,7 @@ pub fn sample_template_data(step: &Step) -> serde_json::Map<String, serde_json::
     data.insert("index".into(), 0.into());
     data.insert("step".into(), step.name.clone().into());
     data.insert("campaign_dir".into(), "/campaign".into());
+    data.insert("base_dir".into(), "/campaign-file-dir".into());
     if let Some(array) = &step.array {
         if !array.is_empty() {
             for (k, v) in array.element(0) {
@@ -831,6 +882,10 @@ pub fn is_confined(rendered: &str) -> bool {
 }
 
 fn check_templates(step: &Step, diags: &mut Diagnostics) {
+    if step.node.get("array").is_some() && step.array.is_none() {
+        // The array itself is wrong (reported): its parameters are unknown here.
+        return;
+    }
     let mut data = sample_template_data(step);
     if let Some(out) = &step.output {
         let text = &out.text;

@@ -186,6 +186,8 @@ pub struct Step {
     pub output: Option<Template>,
     pub inputs: Vec<String>,
     pub workdir: Option<String>,
+    /// Command kinds: the build-env environment the command runs in.
+    pub uses_environment: Option<String>,
     /// The step's own fields as written (kind-specific settings are read from here by the
     /// typed step crates), JSON.
     pub settings: serde_json::Value,

@@ -124,6 +124,11 @@ pub fn validate(kind: DocumentKind, root: &Node) -> Result<(), Diagnostics> {
                     s.collect_properties(owner, located, &mut known, 0);
                 }
                 for name in unexpected {
+                    if known.contains(name) {
+                        // A field of this kind, left "unevaluated" only because another
+                        // rule of the same branch failed: that failure is reported.
+                        continue;
+                    }
                     let span = node.key(name).map_or(&node.span, |k| &k.span);
                     let full = join_field(&field, name);
                     let mut d = Diagnostic::at(span, full, format!("unknown field `{name}`"));

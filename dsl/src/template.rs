@@ -25,7 +25,11 @@ pub fn shell_quote(value: &str) -> String {
 fn param_as_f64(h: &Helper, idx: usize, name: &str) -> Result<f64, RenderErrorReason> {
     let v = h
         .param(idx)
-        .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex("helper", idx))?
+        .ok_or_else(|| {
+            RenderErrorReason::Other(format!(
+                "`{name}` needs two arguments, e.g. {{{{{name} realization 4}}}}"
+            ))
+        })?
         .value();
     match v {
         serde_json::Value::Number(n) => n.as_f64(),

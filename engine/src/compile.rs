@@ -289,10 +289,11 @@ fn check_resources(
     let (cpus, gpus, mem) = local_capacity(campaign);
     let r = &step.resources;
     let field = format!("steps.{}.resources", step.name);
+    let span = step.node.get("resources").map_or(&step.span, |n| &n.span);
     if r.total_cpus() > cpus as u64 {
         diags.push(
             Diagnostic::at(
-                &step.span,
+                span,
                 &field,
                 format!(
                     "each task asks for {} CPUs, but the local executor has {cpus}",
@@ -305,7 +306,7 @@ fn check_resources(
     if r.total_gpus() > gpus as u64 {
         diags.push(
             Diagnostic::at(
-                &step.span,
+                span,
                 &field,
                 format!(
                     "each task asks for {} GPUs, but the local executor has {gpus}",
@@ -317,7 +318,7 @@ fn check_resources(
     }
     if let (Some(need), Some(have)) = (r.mem_mb, mem) {
         if need > have {
-            diags.push(Diagnostic::at(&step.span, &field, format!("each task asks for {need} MiB of memory, but the local executor has {have} MiB")));
+            diags.push(Diagnostic::at(span, &field, format!("each task asks for {need} MiB of memory, but the local executor has {have} MiB")));
         }
     }
 }

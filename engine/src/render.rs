@@ -34,6 +34,10 @@ pub fn template_data(
         "campaign_dir".into(),
         plan.campaign.campaign_dir.display().to_string().into(),
     );
+    data.insert(
+        "base_dir".into(),
+        plan.campaign.base_dir().display().to_string().into(),
+    );
     for (k, v) in &task.params {
         data.insert(k.clone(), v.to_json());
     }

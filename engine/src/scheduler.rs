@@ -339,7 +339,7 @@ fn drive(
         else {
             continue;
         };
-        if let Err(reason) = steps::output_still_valid(plan, slot.step, &d) {
+        if let Err(reason) = steps::output_still_valid(plan, slot.step, slot.index, &d) {
             slot.state = TaskState::Pending;
             changes.push(Change::SetState {
                 task_id: slot.id.clone(),

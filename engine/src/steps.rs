@@ -267,8 +267,11 @@ fn check(
             let (Some(final_rel), Some(tmp_rel)) = (rendered.output, rendered.output_tmp) else {
                 return (outcome, details_text, effect);
             };
-            let settings: flow_mock_generation::Settings =
-                serde_json::from_value(step.settings.clone()).unwrap_or_default();
+            let data = crate::render::template_data(plan, step_index, &task);
+            let settings = match mock_settings(step, &data) {
+                Ok(s) => s,
+                Err(e) => return (invalid(&outcome, e), details_text, effect),
+            };
             let final_path = campaign.campaign_dir.join(&final_rel);
             let tmp_path = campaign.campaign_dir.join(&tmp_rel);
             if !tmp_path.exists() && final_path.exists() {
@@ -329,6 +332,7 @@ fn check(
 pub fn output_still_valid(
     plan: &Plan,
     step_index: usize,
+    index: u64,
     details: &serde_json::Value,
 ) -> Result<(), String> {
     let step = &plan.campaign.steps[step_index];
@@ -348,11 +352,53 @@ pub fn output_still_valid(
     if recorded.is_some_and(|f| f.still_matches(&path)) {
         return Ok(());
     }
-    let settings: flow_mock_generation::Settings =
-        serde_json::from_value(step.settings.clone()).unwrap_or_default();
+    let task = plan.task(step_index, index);
+    let settings = mock_settings(step, &crate::render::template_data(plan, step_index, &task))?;
     flow_mock_generation::validate_output(&path, &settings.validate)
         .map(|_| ())
         .map_err(|e| format!("its output changed and no longer validates: {e}"))
+}
+
+/// A mock-generation step's settings for one task: string values of `validate:` are
+/// templates (`attributes: {realization: "{{realization}}"}`), rendered with the task's
+/// variables.
+fn mock_settings(
+    step: &Step,
+    data: &serde_json::Map<String, serde_json::Value>,
+) -> Result<flow_mock_generation::Settings, String> {
+    fn render_strings(
+        v: &serde_json::Value,
+        data: &serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        Ok(match v {
+            serde_json::Value::String(s) if s.contains("{{") => serde_json::Value::String(
+                flow_dsl::template::render(flow_dsl::template::TemplateKind::Path, s, data)?,
+            ),
+            serde_json::Value::Array(a) => serde_json::Value::Array(
+                a.iter()
+                    .map(|x| render_strings(x, data))
+                    .collect::<Result<_, _>>()?,
+            ),
+            serde_json::Value::Object(o) => serde_json::Value::Object(
+                o.iter()
+                    .map(|(k, x)| Ok((k.clone(), render_strings(x, data)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+    let data = serde_json::Value::Object(data.clone());
+    let validate = step
+        .settings
+        .get("validate")
+        .map(|v| render_strings(v, &data))
+        .transpose()?;
+    let mut doc = serde_json::Map::new();
+    if let Some(v) = validate {
+        doc.insert("validate".into(), v);
+    }
+    serde_json::from_value(serde_json::Value::Object(doc))
+        .map_err(|e| format!("steps.{}.validate: {e}", step.name))
 }
 
 /// The Slurm executor for this plan.

@@ -1,0 +1,210 @@
+//! The `flow` binary as users meet it: exact error output for every invalid campaign in
+//! `tests/invalid/`, plan output of the examples, exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn flow(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flow"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("FLOW_RECIPES")
+        .output()
+        .expect("the flow binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn every_invalid_campaign_has_its_exact_located_error() {
+    let dir = root().join("tests/invalid");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "the corpus shrank: {}", files.len());
+    for file in files {
+        let name = file.file_name().unwrap().to_str().unwrap().to_string();
+        let out = flow(&dir, &["validate", &name]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{name}: exit code; stderr:\n{}",
+            text(&out.stderr)
+        );
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!("{name}:")) || stderr.contains("recipe:"),
+            "{name}: the error does not name the file:\n{stderr}"
+        );
+        insta::assert_snapshot!(name.trim_end_matches(".yaml").to_string(), stderr);
+    }
+}
+
+#[test]
+fn hostile_inputs_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("utf8.yaml", b"campaign: {name: \xff\xfe}\n".to_vec()),
+        ("nul.yaml", b"\x00\x00\x00".to_vec()),
+        ("deep.yaml", "[".repeat(100_000).into_bytes()),
+        ("anchors.yaml", b"a: &a [*a]\n".to_vec()),
+        ("binary.yaml", (0..=255u8).cycle().take(10_000).collect()),
+        ("scalar.yaml", b"just a string\n".to_vec()),
+        ("numbers.yaml", b"campaign: {name: 1, version: 2, machine: 3}\nsteps: {a: {kind: command, command: 5}}\n".to_vec()),
+    ];
+    for (name, bytes) in cases {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+        let out = flow(dir.path(), &["validate", name]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out.stderr));
+        assert!(
+            !text(&out.stderr).contains("panicked"),
+            "{name} panicked: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(name),
+            "{name}: error does not name the file: {}",
+            text(&out.stderr)
+        );
+    }
+    // 50 MB of valid-looking YAML: parsed or refused, in either case no panic.
+    let big = dir.path().join("big.yaml");
+    let mut body = String::from("campaign: {name: big, version: v1, machine: local}\nsteps:\n  a: {kind: command, command: echo}\nscience:\n");
+    let line =
+        "  k0000000: \"0123456789012345678901234567890123456789012345678901234567890123456789\"\n";
+    let mut i = 0u64;
+    while body.len() < 50_000_000 {
+        body.push_str(&line.replace("0000000", &format!("{i:07}")));
+        i += 1;
+    }
+    std::fs::write(&big, body).unwrap();
+    let out = flow(dir.path(), &["validate", "big.yaml"]);
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(1)),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!text(&out.stderr).contains("panicked"));
+}
+
+#[test]
+fn usage_errors_exit_2_and_missing_files_exit_1() {
+    let dir = root();
+    assert_eq!(flow(&dir, &["frobnicate"]).status.code(), Some(2));
+    assert_eq!(flow(&dir, &["plan"]).status.code(), Some(2));
+    assert_eq!(
+        flow(&dir, &["plan", "x.yaml", "--format", "svg"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let out = flow(&dir, &["validate", "no/such/campaign.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot read no/such/campaign.yaml"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+fn filter_paths(s: &str) -> String {
+    s.replace(&root().display().to_string(), "[ROOT]")
+}
+
+#[test]
+fn plans_of_the_examples() {
+    let dir = root().join("examples");
+    for example in [
+        "quickstart.yaml",
+        "campaign_v1.0.yaml",
+        "dft_factory.yaml",
+        "mlip_sanity.yaml",
+        "test_campaign.yaml",
+    ] {
+        let out = flow(&dir, &["plan", example]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{example}: {}",
+            text(&out.stderr)
+        );
+        let stem = example.trim_end_matches(".yaml").replace('.', "_");
+        insta::assert_snapshot!(format!("plan_{stem}"), filter_paths(&text(&out.stdout)));
+        let out = flow(&dir, &["plan", example, "--format", "json"]);
+        assert_eq!(out.status.code(), Some(0));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["format"], "flow-plan-v1");
+        insta::assert_snapshot!(
+            format!("plan_json_{stem}"),
+            filter_paths(&text(&out.stdout))
+        );
+    }
+}
+
+#[test]
+fn plans_are_reproducible_and_dag_formats_render() {
+    let dir = root().join("examples");
+    let a = flow(&dir, &["plan", "campaign_v1.0.yaml", "--format", "json"]);
+    let b = flow(&dir, &["plan", "campaign_v1.0.yaml", "--format", "json"]);
+    assert_eq!(a.stdout, b.stdout);
+    let dot = text(&flow(&dir, &["plan", "campaign_v1.0.yaml", "--format", "dot"]).stdout);
+    assert!(
+        dot.starts_with("digraph campaign {") && dot.contains("->"),
+        "{dot}"
+    );
+    let mermaid = text(&flow(&dir, &["plan", "campaign_v1.0.yaml", "--format", "mermaid"]).stdout);
+    assert!(
+        mermaid.starts_with("flowchart LR") && mermaid.contains("-->"),
+        "{mermaid}"
+    );
+    let explain = text(&flow(&dir, &["plan", "campaign_v1.0.yaml", "--explain"]).stdout);
+    assert!(
+        explain.contains("recipe:machines/perlmutter.yaml:"),
+        "{explain}"
+    );
+    assert!(explain.contains("campaign_v1.0.yaml:"), "{explain}");
+}
+
+#[test]
+fn recipes_and_init() {
+    let out = flow(&root(), &["recipes", "list"]);
+    let listing = text(&out.stdout);
+    for name in [
+        "local",
+        "della",
+        "perlmutter",
+        "generic-slurm",
+        "generic-k8s",
+    ] {
+        assert!(listing.contains(name), "{listing}");
+    }
+    assert!(text(&flow(&root(), &["recipes", "show", "della"]).stdout)
+        .contains("/scratch/gpfs/SHARED/rootstock"));
+    assert_eq!(
+        flow(&root(), &["recipes", "show", "nowhere"]).status.code(),
+        Some(1)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = flow(dir.path(), &["init", "--machine", "della", "-o", "c.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = flow(dir.path(), &["validate", "c.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the starter campaign is invalid: {}",
+        text(&out.stderr)
+    );
+}
