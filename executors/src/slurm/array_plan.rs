@@ -90,7 +90,18 @@ pub fn throttle_for_new_array(cap: Option<u32>, live: &[ArrayLoad], len: u32) ->
 /// count. Returns `(index, new_throttle)` for the arrays whose throttle rises (throttles are
 /// never lowered). Call it only when no array of the step waits for submission: waiting
 /// arrays take the free share first.
+///
+/// To spare slurmctld one `scontrol update` per drained element, nothing is raised until
+/// the free share reaches a tenth of the cap (at least 1).
 pub fn rebalance_throttles(cap: u32, live: &[ArrayLoad]) -> Vec<(usize, u32)> {
+    let used: u32 = live.iter().map(|a| a.effective()).sum();
+    if cap.saturating_sub(used) < (cap / 10).max(1) {
+        return Vec::new();
+    }
+    raise_throttles(cap, live)
+}
+
+fn raise_throttles(cap: u32, live: &[ArrayLoad]) -> Vec<(usize, u32)> {
     let used: u32 = live.iter().map(|a| a.effective()).sum();
     let mut free = cap.saturating_sub(used);
     let mut raised = Vec::new();
@@ -220,5 +231,28 @@ mod tests {
         ];
         assert_eq!(rebalance_throttles(20, &live), vec![(0, 8), (1, 12)]);
         assert!(rebalance_throttles(10, &live).is_empty());
+        // A free share under a tenth of the cap waits for more.
+        let live = [
+            ArrayLoad {
+                throttle: 100,
+                remaining: 95,
+            },
+            ArrayLoad {
+                throttle: 100,
+                remaining: 1000,
+            },
+        ];
+        assert!(rebalance_throttles(200, &live).is_empty());
+        let live = [
+            ArrayLoad {
+                throttle: 100,
+                remaining: 80,
+            },
+            ArrayLoad {
+                throttle: 100,
+                remaining: 1000,
+            },
+        ];
+        assert_eq!(rebalance_throttles(200, &live), vec![(1, 120)]);
     }
 }

@@ -1188,10 +1188,10 @@ impl SlurmExecutor {
                     format!("JobId={}", self.arrays[a].job.job_id),
                     format!("ArrayTaskThrottle={throttle}"),
                 ];
-                let output = self.cli.run("scontrol", &args).map_err(cli_error)?;
-                if output.success {
-                    self.arrays[a].throttle = Some(throttle);
-                }
+                // scontrol refuses when no element is pending any more; raising is moot then,
+                // so the new value is kept either way (and not asked for again).
+                self.cli.run("scontrol", &args).map_err(cli_error)?;
+                self.arrays[a].throttle = Some(throttle);
             }
         }
         Ok(())

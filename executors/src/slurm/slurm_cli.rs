@@ -83,6 +83,7 @@ pub fn backoff_delay(retry: u32, policy: &TransientRetry, jitter: f64) -> Durati
 }
 
 /// Runs Slurm commands: rate-limited, transient failures retried, calls counted.
+/// With `FLOW_SLURM_TRACE` set in the environment every call is printed on stderr.
 #[derive(Debug, Clone)]
 pub struct SlurmCli {
     limiter: RateLimiter,
@@ -116,6 +117,9 @@ impl SlurmCli {
         for attempt in 1..=attempts {
             self.limiter.acquire();
             self.count(program);
+            if std::env::var_os("FLOW_SLURM_TRACE").is_some() {
+                eprintln!("slurm call: {program} {args:?}");
+            }
             let output = Command::new(&path)
                 .args(args)
                 .env("SLURM_TIME_FORMAT", "%s")
