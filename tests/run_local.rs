@@ -1,0 +1,448 @@
+//! `flow run` on the local executor with real processes and real SQLite: resume, retries,
+//! timeouts, conditions, quoting, the driver lease, cancellation, and kill -9 chaos.
+
+use flow_engine::state::StateStore;
+use flow_engine::task_state::TaskState;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn flow_cmd(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_flow"));
+    c.args(args).current_dir(dir).env_remove("FLOW_RECIPES");
+    c
+}
+
+fn flow(dir: &Path, args: &[&str]) -> Output {
+    flow_cmd(dir, args).output().expect("flow runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+fn db(dir: &Path, campaign: &str) -> PathBuf {
+    dir.join("out").join(campaign).join("metadata/state.db")
+}
+
+fn states(dir: &Path, campaign: &str) -> HashMap<String, (String, TaskState, u32, Option<String>)> {
+    let store = StateStore::open_readonly(&db(dir, campaign)).unwrap();
+    store
+        .load_tasks()
+        .unwrap()
+        .into_values()
+        .map(|r| (r.id.clone(), (r.step, r.state, r.attempts, r.error_class)))
+        .collect()
+}
+
+#[test]
+fn runs_resumes_and_reruns_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "c.yaml",
+        "campaign: {name: c, version: v1, machine: local, output: out}\nsteps:\n  gen:\n    kind: command\n    array: {r: {range: [0, 6]}, z: [1.0, 0.5]}\n    command: echo {{r}} {{fixed z 3}} >> ../../ledger; echo {{seed}} > {{output}}\n    output: data/r{{pad r 2}}/z{{fixed z 3}}.txt\n  sum:\n    kind: command\n    needs: [gen]\n    command: ls data/*/*.txt | wc -l > qa/count.txt\n",
+    );
+    let out = flow(d, &["run", "c.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("out/v1_c/qa/count.txt"))
+            .unwrap()
+            .trim(),
+        "12"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("ledger"))
+            .unwrap()
+            .lines()
+            .count(),
+        12
+    );
+    // Again: nothing runs.
+    let out = flow(d, &["run", "c.yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stdout).contains("13 succeeded (13 already done)"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("ledger"))
+            .unwrap()
+            .lines()
+            .count(),
+        12
+    );
+    // Seeds are per task and deterministic: distinct across tasks.
+    let seeds: HashSet<String> = walk(&d.join("out/v1_c/data"))
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(seeds.len(), 12);
+    // A deleted output is redone, alone.
+    std::fs::remove_file(d.join("out/v1_c/data/r03/z0.500.txt")).unwrap();
+    let out = flow(d, &["run", "c.yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("is gone"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("ledger"))
+            .unwrap()
+            .lines()
+            .count(),
+        13
+    );
+    // Status as JSON.
+    let out = flow(d, &["status", "c.yaml", "--output", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["steps"][0]["counts"]["succeeded"], 12);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn retries_timeouts_and_conditions() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "c.yaml",
+        r#"campaign: {name: c, version: v1, machine: local, output: out}
+defaults:
+  execution: {max_retries: 2, retry_backoff: {initial: 200ms, multiplier: 2, jitter: false}}
+steps:
+  flaky:
+    kind: command
+    array: {n: [a, b]}
+    command: test -f ../../m-{{n}} || { touch ../../m-{{n}}; exit 3; }
+  slow:
+    kind: command
+    command: sleep 30
+    execution: {timeout: 500ms, max_retries: 1}
+  after_slow:
+    kind: command
+    needs: [slow]
+    command: echo never
+  anyway:
+    kind: command
+    needs: [slow]
+    condition: all-completed
+    command: echo anyway > qa/anyway.txt
+  after_flaky:
+    kind: command
+    needs: [flaky]
+    command: echo ok
+"#,
+    );
+    let t = Instant::now();
+    let out = flow(d, &["run", "c.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "timeouts did not fire"
+    );
+    let s = states(d, "v1_c");
+    let by_step = |name: &str| {
+        s.values()
+            .filter(|v| v.0 == name)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    for (_, state, attempts, _) in by_step("flaky") {
+        assert_eq!((state, attempts), (TaskState::Succeeded, 2));
+    }
+    let slow = &by_step("slow")[0];
+    assert_eq!(
+        (slow.1, slow.2, slow.3.as_deref()),
+        (TaskState::Failed, 2, Some("timeout"))
+    );
+    assert_eq!(by_step("after_slow")[0].1, TaskState::Blocked);
+    assert_eq!(by_step("anyway")[0].1, TaskState::Succeeded);
+    assert_eq!(by_step("after_flaky")[0].1, TaskState::Succeeded);
+    assert!(
+        text(&out.stdout).contains("timeout"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Backoff: the attempts of a flaky task are at least the initial delay apart.
+    let store = StateStore::open_readonly(&db(d, "v1_c")).unwrap();
+    let id = s.iter().find(|(_, v)| v.0 == "flaky").unwrap().0;
+    let a = store.attempts(id).unwrap();
+    assert!(a[1].started.unwrap() - a[0].ended.unwrap() >= 0.19, "{a:?}");
+    // flow retry re-queues the failed and blocked ones.
+    let out = flow(d, &["retry", "c.yaml", "--step", "slow"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(states(d, "v1_c")[&slow_id(&s)].1, TaskState::Pending);
+    assert_eq!(
+        flow(d, &["retry", "c.yaml", "--step", "nope"])
+            .status
+            .code(),
+        Some(1)
+    );
+}
+
+fn slow_id(s: &HashMap<String, (String, TaskState, u32, Option<String>)>) -> String {
+    s.iter().find(|(_, v)| v.0 == "slow").unwrap().0.clone()
+}
+
+#[test]
+fn parameter_values_reach_the_command_as_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let values = [
+        "it's",
+        "$(touch pwned)",
+        "`touch pwned2`",
+        "a; touch pwned3",
+        "two\nlines",
+        "\"dq\" & | > <",
+        "*",
+    ];
+    let yaml_values: Vec<String> = values
+        .iter()
+        .map(|v| serde_json::to_string(v).unwrap())
+        .collect();
+    write(
+        d,
+        "c.yaml",
+        &format!(
+            "campaign: {{name: c, version: v1, machine: local, output: out}}\nsteps:\n  q:\n    kind: command\n    array: {{v: [{}]}}\n    command: printf '%s' {{{{v}}}} > value-{{{{index}}}}\n",
+            yaml_values.join(", ")
+        ),
+    );
+    let out = flow(d, &["run", "c.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    for (i, v) in values.iter().enumerate() {
+        let got = std::fs::read_to_string(d.join(format!("out/v1_c/value-{i}"))).unwrap();
+        assert_eq!(&got, v);
+    }
+    for f in ["pwned", "pwned2", "pwned3"] {
+        assert!(
+            !d.join("out/v1_c").join(f).exists(),
+            "{f} was created: injection"
+        );
+    }
+}
+
+fn spawn_run(d: &Path, file: &str) -> Child {
+    flow_cmd(d, &["run", file])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for(path: &Path, timeout: Duration) {
+    let t = Instant::now();
+    while !path.exists() {
+        assert!(t.elapsed() < timeout, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn one_driver_at_a_time_and_stale_leases_are_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "c.yaml",
+        "campaign: {name: c, version: v1, machine: local, output: out}\nsteps:\n  s:\n    kind: command\n    array: {n: {range: [0, 2]}}\n    command: touch ../../started-{{n}}; sleep 3; echo {{n}} >> ../../ledger\n",
+    );
+    let mut first = spawn_run(d, "c.yaml");
+    wait_for(&d.join("started-0"), Duration::from_secs(20));
+    let second = flow(d, &["run", "c.yaml"]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        text(&second.stderr).contains("is being run by pid"),
+        "{}",
+        text(&second.stderr)
+    );
+    // Status reads while the driver runs.
+    let status = flow(d, &["status", "c.yaml"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status.stderr));
+    assert!(
+        text(&status.stdout).contains("driver: pid"),
+        "{}",
+        text(&status.stdout)
+    );
+    // kill -9 the driver: its lease is stale (pid gone) and is taken over.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let out = flow(d, &["run", "c.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("taking over the lease"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The tasks of the dead driver finished on their own and were ingested, or were
+    // killed and ran once more: either way each is done, and none ran twice to completion.
+    let ledger = std::fs::read_to_string(d.join("ledger")).unwrap();
+    let mut lines: Vec<&str> = ledger.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["0", "1"], "ledger: {ledger:?}");
+}
+
+#[test]
+fn ctrl_c_cancels_gracefully_and_a_rerun_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "c.yaml",
+        "campaign: {name: c, version: v1, machine: local, output: out}\nsteps:\n  s:\n    kind: command\n    array: {n: {range: [0, 6]}}\n    command: touch ../../started-{{n}}; sleep 2\n",
+    );
+    let child = spawn_run(d, "c.yaml");
+    wait_for(&d.join("started-0"), Duration::from_secs(20));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let s = states(d, "v1_c");
+    assert!(s.values().any(|v| v.1 == TaskState::Cancelled), "{s:?}");
+    assert!(s.values().all(|v| v.1 != TaskState::Running), "{s:?}");
+    let out = flow(d, &["run", "c.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(states(d, "v1_c")
+        .values()
+        .all(|v| v.1 == TaskState::Succeeded));
+}
+
+#[test]
+fn chaos_kill_9_never_reruns_recorded_successes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "c.yaml",
+        "campaign: {name: chaos, version: v1, machine: local, output: out}\ndefaults:\n  execution: {max_retries: 3, retry_backoff: {initial: 50ms}}\nsteps:\n  work:\n    kind: command\n    array: {n: {range: [0, 300]}}\n    command: sleep 0.0$(( {{n}} % 7 )); echo {{task_id}} >> ../../ledger\n  after:\n    kind: command\n    needs: [work]\n    array: {n: {range: [0, 20]}}\n    command: echo {{task_id}} >> ../../ledger\n",
+    );
+    let ledger = d.join("ledger");
+    let count = |path: &Path| -> HashMap<String, usize> {
+        let mut m = HashMap::new();
+        if let Ok(t) = std::fs::read_to_string(path) {
+            for l in t.lines() {
+                *m.entry(l.to_string()).or_default() += 1;
+            }
+        }
+        m
+    };
+    // (task id, ledger count) of every task recorded as succeeded at each kill.
+    let mut promises: Vec<(String, usize)> = Vec::new();
+    let mut seed = 0x9e37_79b9_u64;
+    let mut kills = 0;
+    for _ in 0..20 {
+        let mut child = spawn_run(d, "c.yaml");
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = 150 + seed % 500;
+        std::thread::sleep(Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        if db(d, "v1_chaos").exists() {
+            // Let orphans of the dead driver finish writing before reading the ledger.
+            std::thread::sleep(Duration::from_millis(100));
+            let counts = count(&ledger);
+            for (id, v) in states(d, "v1_chaos") {
+                if v.1 == TaskState::Succeeded {
+                    promises.push((id.clone(), counts.get(&id).copied().unwrap_or(0)));
+                }
+            }
+        }
+    }
+    assert!(
+        kills >= 5,
+        "the campaign finished too fast to kill it: {kills} kills"
+    );
+    let out = flow(d, &["run", "c.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let s = states(d, "v1_chaos");
+    assert_eq!(s.len(), 320);
+    assert!(
+        s.values().all(|v| v.1 == TaskState::Succeeded),
+        "not all done"
+    );
+    let final_counts = count(&ledger);
+    for id in s.keys() {
+        assert!(
+            final_counts.get(id).copied().unwrap_or(0) >= 1,
+            "{id} never ran"
+        );
+    }
+    for (id, at_kill) in &promises {
+        assert_eq!(
+            final_counts[id], *at_kill,
+            "{id} was recorded as succeeded, then ran again"
+        );
+    }
+}
