@@ -15,6 +15,10 @@
 #                         at once; Slurm does not check.
 #   FLOW_SLURM_DEV_MEM_PER_CPU   DefMemPerCPU in MB (default 500). Without it every job gets
 #                         the whole node's memory and jobs run one at a time.
+#   FLOW_SLURM_DEV_CGROUPS  1 (default where the cgroup v1 memory controller is mounted):
+#                         proctrack/cgroup + task/cgroup with ConstrainRAMSpace, so a job
+#                         over its --mem ends OUT_OF_MEMORY as on real clusters; 0: plain
+#                         process tracking, no memory enforcement.
 #   FLOW_SLURM_DEV_ACCOUNTING    1 (default): run slurmdbd on a local MariaDB so `sacct`
 #                         answers as on real clusters; 0: no accounting (final states come
 #                         from scontrol and the jobcomp file only).
@@ -38,6 +42,12 @@ dbd_pid=/run/slurmdbd.pid
 mariadb_pid=/run/mysqld/mysqld.pid
 cpus=${FLOW_SLURM_DEV_CPUS:-12}
 accounting=${FLOW_SLURM_DEV_ACCOUNTING:-1}
+cgroup_conf=$conf_dir/cgroup.conf
+if [ -d /sys/fs/cgroup/memory ]; then
+    cgroups=${FLOW_SLURM_DEV_CGROUPS:-1}
+else
+    cgroups=${FLOW_SLURM_DEV_CGROUPS:-0}
+fi
 mem_per_cpu=${FLOW_SLURM_DEV_MEM_PER_CPU:-500}
 
 die() {
@@ -89,6 +99,29 @@ node_memory_mb() {
     measured=$(slurmd -C 2>/dev/null | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' | head -n1)
     [ -n "$measured" ] || die "slurmd -C did not report RealMemory"
     echo $((measured * 9 / 10))
+}
+
+process_tracking_lines() {
+    if [ "$cgroups" = 1 ]; then
+        echo "ProctrackType=proctrack/cgroup"
+        echo "TaskPlugin=task/cgroup"
+    else
+        echo "ProctrackType=proctrack/linuxproc"
+        echo "TaskPlugin=task/none"
+    fi
+}
+
+# cgroup v1 memory enforcement only: the node advertises more CPUs than it has, so cores
+# are not constrained.
+render_cgroup_conf() {
+    cat <<CONF
+# Written by flow's scripts/slurm-dev.sh. Do not edit.
+CgroupPlugin=cgroup/v1
+ConstrainRAMSpace=yes
+ConstrainSwapSpace=no
+ConstrainCores=no
+ConstrainDevices=no
+CONF
 }
 
 accounting_lines() {
@@ -177,8 +210,7 @@ render_conf() {
 ClusterName=flowdev
 SlurmctldHost=localhost
 AuthType=auth/munge
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+$(process_tracking_lines)
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=$mem_per_cpu
@@ -259,6 +291,13 @@ up() {
         mv "$conf.tmp" "$conf"
         changed=1
     fi
+    if [ "$cgroups" = 1 ]; then
+        rendered=$(render_cgroup_conf)
+        if [ ! -f "$cgroup_conf" ] || [ "$(cat "$cgroup_conf")" != "$rendered" ]; then
+            printf '%s\n' "$rendered" >"$cgroup_conf"
+            changed=1
+        fi
+    fi
     start_munge
     if [ "$accounting" = 1 ]; then
         start_mariadb
@@ -285,7 +324,7 @@ up() {
         say "started slurmd (pid $(live_pid "$slurmd_pid" || echo '?'))"
     fi
     wait_idle
-    say "up: node localhost $(node_state), $cpus CPUs advertised, jobcomp at $jobcomp"
+    say "up: node localhost $(node_state), $cpus CPUs advertised, cgroups $cgroups, accounting $accounting, jobcomp at $jobcomp"
 }
 
 down() {

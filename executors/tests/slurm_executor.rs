@@ -482,3 +482,79 @@ fn a_job_that_can_never_start_is_rejected_not_left_waiting() {
     }
     assert_eq!(executor.in_flight(), 0);
 }
+
+/// Whether the cluster enforces memory limits (scripts/slurm-dev.sh enables cgroups where
+/// the cgroup v1 memory controller exists).
+fn memory_is_enforced() -> bool {
+    let output = Command::new("scontrol")
+        .args(["show", "config"])
+        .output()
+        .expect("scontrol show config");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .any(|l| l.starts_with("TaskPlugin") && l.contains("task/cgroup"))
+}
+
+#[test]
+fn a_task_over_its_memory_is_out_of_memory_and_succeeds_with_escalated_memory() {
+    require_slurm();
+    assert!(
+        memory_is_enforced(),
+        "this Slurm does not enforce memory (TaskPlugin lacks task/cgroup); \
+         scripts/slurm-dev.sh up enables it where the cgroup v1 memory controller is mounted"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let campaign = campaign_name("oom");
+    let _cleanup = CleanupGuard {
+        campaign: campaign.clone(),
+        dir: dir.path().to_path_buf(),
+    };
+    let mut executor = executor(&campaign, dir.path(), test_config());
+    // `tail` keeps the last "line" of its input in memory: 150 MiB without a newline.
+    let hog = ["/bin/sh", "-c", "head -c 150M /dev/zero | tail > /dev/null"];
+    let mut first = batch(
+        &campaign,
+        "hog",
+        "hog-b0-a1",
+        vec![launch(dir.path(), "hog", 1, &hog)],
+    );
+    first.resources.mem_mb = 100;
+    let resources = first.resources.clone();
+    executor.submit(first).expect("submit");
+    let mut observed = Observed::default();
+    poll_until_finished(&mut executor, 1, Duration::from_secs(120), &mut observed);
+    let outcome = &observed.finished["hog"];
+    assert_eq!(
+        outcome.error_class,
+        Some(ErrorClass::OutOfMemory),
+        "{outcome:?}"
+    );
+    assert!(
+        outcome
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("OUT_OF_MEMORY"),
+        "{outcome:?}"
+    );
+
+    let policy: OnRetry =
+        serde_json::from_str(r#"{"mem": "x2", "max_mem": "1G"}"#).expect("policy");
+    let escalation = escalate(&resources, &policy, ErrorClass::OutOfMemory);
+    assert_eq!(escalation.resources.mem_mb, 200);
+    let mut second = batch(
+        &campaign,
+        "hog",
+        "hog-b0-a2",
+        vec![launch(dir.path(), "hog", 2, &hog)],
+    );
+    second.resources = escalation.resources;
+    executor.submit(second).expect("resubmit");
+    let mut observed = Observed::default();
+    poll_until_finished(&mut executor, 1, Duration::from_secs(120), &mut observed);
+    assert!(
+        observed.finished["hog"].succeeded(),
+        "{:?}",
+        observed.finished["hog"]
+    );
+}

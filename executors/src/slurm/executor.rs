@@ -910,8 +910,8 @@ impl SlurmExecutor {
     /// Slurm's records; nothing waits forever.
     fn resolve_left(&mut self, now: Instant) -> Result<(), ExecutorError> {
         let mut unresolved: Vec<(usize, usize)> = Vec::new();
-        // Results of attempts that were killed: Slurm may know better why (TIMEOUT, OOM...).
-        let mut killed: HashMap<(usize, usize), AttemptOutcome> = HashMap::new();
+        // Failed attempts whose cause Slurm may know better (TIMEOUT, OOM...).
+        let mut failed_results: HashMap<(usize, usize), AttemptOutcome> = HashMap::new();
         for (a, array) in self.arrays.iter_mut().enumerate() {
             for (i, element) in array.elements.iter_mut().enumerate() {
                 if !matches!(element.status, ElementStatus::Left(_)) {
@@ -922,9 +922,9 @@ impl SlurmExecutor {
                         unresolved.push((a, i));
                         continue;
                     }
-                    Some(Ok(outcome)) if was_killed(&outcome) => {
+                    Some(Ok(outcome)) if slurm_may_know_better(&outcome) => {
                         unresolved.push((a, i));
-                        killed.insert((a, i), outcome);
+                        failed_results.insert((a, i), outcome);
                         continue;
                     }
                     Some(Ok(outcome)) => outcome,
@@ -967,7 +967,7 @@ impl SlurmExecutor {
                 continue;
             };
             let waited = now.saturating_duration_since(since);
-            let from_result = killed.remove(&(a, i));
+            let from_result = failed_results.remove(&(a, i));
             let outcome = match (records.get(&key), from_result) {
                 (Some(record), from_result) if record.state.is_final() => {
                     let class = classify_end(&record.state, record.exit);
@@ -1198,13 +1198,15 @@ impl SlurmExecutor {
     }
 }
 
-/// Whether a result file says the attempt was killed (by a signal, or cancelled): Slurm's
-/// own record then tells better why (TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, PREEMPTED...).
-fn was_killed(outcome: &AttemptOutcome) -> bool {
+/// Whether Slurm may know better than a result file why the attempt failed: the task
+/// exited non-zero, was killed by a signal or cancelled, and Slurm may have recorded the
+/// cause (TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, PREEMPTED...). Flow's own verdicts (its
+/// timeout, invalid or unphysical output, SCF failures) stand as they are.
+fn slurm_may_know_better(outcome: &AttemptOutcome) -> bool {
     outcome.signal.is_some()
         || matches!(
             outcome.error_class,
-            Some(ErrorClass::Signal | ErrorClass::Cancelled)
+            Some(ErrorClass::NonzeroExit | ErrorClass::Signal | ErrorClass::Cancelled)
         )
 }
 
