@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -127,6 +128,9 @@ def main():
 
     import ase
     from ase.calculators.socketio import SocketIOCalculator
+
+    # A timeout (SIGTERM) unwinds normally, so the socket file is removed and the worker ends.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     base = make_atoms(args.element, args.atoms)
     setup_started = time.perf_counter()
