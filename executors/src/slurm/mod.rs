@@ -8,6 +8,18 @@
 //! end state to an `ErrorClass`), [`escalation`] (more time or memory on retry),
 //! [`rate_limit`] (one token bucket for every Slurm call), [`slurm_cli`] (transient-failure
 //! retries). [`executor`] puts them together behind the `Executor` trait.
+//!
+//! How the engine uses it: build a [`SlurmExecutor`] from the machine's `slurm:` block
+//! ([`SlurmConfig`], serde) and the campaign's `logs/` directory and flow binary
+//! ([`SlurmPaths`]); `preview` gives `flow plan` the exact scripts; `submit`, `poll`,
+//! `list_jobs` (adoption after a crash), `track` (re-attach a job id from the state
+//! database), `cancel` and `in_flight` run the campaign; [`escalate`] computes the
+//! resources of a retry after `walltime` or `out-of-memory`. Each array element runs
+//! `<flow> task run-manifest <manifest> <index>`, which must write the attempt's
+//! `AttemptOutcome` as JSON to its `result_path` (see [`result_file`]).
+//!
+//! Tested against real daemons by `executors/tests/slurm_executor.rs`
+//! (`scripts/slurm-dev.sh up` first).
 
 pub mod array_indices;
 pub mod array_plan;
