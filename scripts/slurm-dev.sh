@@ -19,6 +19,9 @@
 #                         proctrack/cgroup + task/cgroup with ConstrainRAMSpace, so a job
 #                         over its --mem ends OUT_OF_MEMORY as on real clusters; 0: plain
 #                         process tracking, no memory enforcement.
+#   FLOW_SLURM_DEV_MIN_JOB_AGE   seconds scontrol remembers a finished job (default 30, real
+#                         clusters often keep 300): short, so tests also see jobs that only
+#                         sacct and the jobcomp file still know.
 #   FLOW_SLURM_DEV_ACCOUNTING    1 (default): run slurmdbd on a local MariaDB so `sacct`
 #                         answers as on real clusters; 0: no accounting (final states come
 #                         from scontrol and the jobcomp file only).
@@ -42,6 +45,7 @@ dbd_pid=/run/slurmdbd.pid
 mariadb_pid=/run/mysqld/mysqld.pid
 cpus=${FLOW_SLURM_DEV_CPUS:-12}
 accounting=${FLOW_SLURM_DEV_ACCOUNTING:-1}
+min_job_age=${FLOW_SLURM_DEV_MIN_JOB_AGE:-30}
 cgroup_conf=$conf_dir/cgroup.conf
 if [ -d /sys/fs/cgroup/memory ]; then
     cgroups=${FLOW_SLURM_DEV_CGROUPS:-1}
@@ -228,7 +232,7 @@ JobCompType=jobcomp/filetxt
 JobCompLoc=$jobcomp
 $(accounting_lines)
 JobAcctGatherType=jobacct_gather/none
-MinJobAge=300
+MinJobAge=$min_job_age
 MaxArraySize=1001
 MaxJobCount=20000
 NodeName=localhost CPUs=$cpus RealMemory=$mem State=UNKNOWN

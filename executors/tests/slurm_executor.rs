@@ -11,14 +11,28 @@ use slurm_support::*;
 use std::process::Command;
 use std::time::Duration;
 
-fn scontrol_elements(job_id: &str) -> usize {
-    let output = Command::new("scontrol")
-        .args(["--oneliner", "show", "job", job_id])
+/// Elements of an array as the accounting database recorded them.
+fn sacct_elements(job_id: &str) -> usize {
+    let output = Command::new("sacct")
+        .args([
+            "--noheader",
+            "--parsable2",
+            "--allocations",
+            "--format=JobID",
+            "--starttime=now-3600",
+            "--jobs",
+            job_id,
+        ])
         .output()
-        .expect("scontrol");
+        .expect("sacct");
+    assert!(
+        output.status.success(),
+        "sacct failed ({}); scripts/slurm-dev.sh up runs slurmdbd unless FLOW_SLURM_DEV_ACCOUNTING=0",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
     String::from_utf8_lossy(&output.stdout)
         .lines()
-        .filter(|l| l.contains(&format!("ArrayJobId={job_id} ")))
+        .filter(|l| l.starts_with(&format!("{job_id}_")))
         .count()
 }
 
@@ -64,11 +78,12 @@ fn a_200_task_array_completes_with_the_planned_submissions() {
         })
         .collect::<Vec<_>>();
     let mut b = batch(&campaign, "mocks", "mocks-b0000", tasks);
-    b.max_running = Some(50);
+    // Below the 12 CPUs the dev node advertises, so the cap (not the node) is the limit.
+    b.max_running = Some(8);
     let jobs = executor.submit(b).expect("submit");
 
-    // The step-wide cap of 50 is taken by the first array (%50); the second waits until
-    // the first has drained below 50 remaining, then takes the free share.
+    // The step-wide cap of 8 is taken by the first array (%8); the second waits until the
+    // first has drained below 8 remaining, then takes the free share.
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(executor.waiting_arrays(), 1);
     assert_eq!(executor.call_counts().get("sbatch"), Some(&1));
@@ -85,7 +100,7 @@ fn a_200_task_array_completes_with_the_planned_submissions() {
         most_running = most_running.max(running_elements(&campaign));
     }
     // Sampled once per poll: the step never ran more than its cap.
-    assert!(most_running <= 50, "{most_running} elements ran at once");
+    assert!(most_running <= 8, "{most_running} elements ran at once");
     assert!(most_running > 0);
     eprintln!(
         "200 tasks in {:.1}s, at most {most_running} running at a poll; Slurm calls: {:?}",
@@ -108,7 +123,7 @@ fn a_200_task_array_completes_with_the_planned_submissions() {
     );
     assert_eq!(executor.in_flight(), 0);
     // ceil(200 / 100) = 2 arrays in Slurm, 100 elements each, each with a throttle whose
-    // share of the cap never exceeded 50.
+    // share of the cap never exceeded 8.
     let mut throttles = Vec::new();
     for key in ["mocks-b0000.000", "mocks-b0000.001"] {
         let batch_dir = dir.path().join("logs/mocks").join(key);
@@ -121,7 +136,12 @@ fn a_200_task_array_completes_with_the_planned_submissions() {
             serde_json::from_str(&std::fs::read_to_string(record.path()).expect("read"))
                 .expect("json");
         let job_id = record["job_id"].as_str().expect("job id").to_string();
-        assert_eq!(scontrol_elements(&job_id), 100, "elements of job {job_id}");
+        // slurmdbd receives records asynchronously: give it a moment to catch up.
+        let start = std::time::Instant::now();
+        while sacct_elements(&job_id) < 100 && start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        assert_eq!(sacct_elements(&job_id), 100, "elements of job {job_id}");
         throttles.push(record["throttle"].as_u64().expect("throttle"));
         let script = std::fs::read_dir(&batch_dir)
             .expect("batch dir")
@@ -138,8 +158,8 @@ fn a_200_task_array_completes_with_the_planned_submissions() {
             "{text}"
         );
     }
-    assert_eq!(throttles[0], 50);
-    assert!((1..=50).contains(&throttles[1]), "{throttles:?}");
+    assert_eq!(throttles[0], 8);
+    assert!((1..=8).contains(&throttles[1]), "{throttles:?}");
 }
 
 #[test]
@@ -557,4 +577,72 @@ fn a_task_over_its_memory_is_out_of_memory_and_succeeds_with_escalated_memory() 
         "{:?}",
         observed.finished["hog"]
     );
+}
+
+#[test]
+fn a_job_scontrol_has_forgotten_is_read_from_the_jobcomp_file() {
+    require_slurm();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let campaign = campaign_name("jobcomp");
+    let _cleanup = CleanupGuard {
+        campaign: campaign.clone(),
+        dir: dir.path().to_path_buf(),
+    };
+    let mut config = test_config();
+    config.accounting = AccountingSource::Scontrol; // a cluster without sacct
+    let tasks = vec![
+        launch(dir.path(), "quick", 1, &["true"]),
+        launch(dir.path(), "long", 1, &["sleep", "300"]),
+    ];
+    let job = {
+        let mut first = executor(&campaign, dir.path(), config.clone());
+        let jobs = first
+            .submit(batch(&campaign, "comp", "comp-b0", tasks))
+            .expect("submit");
+        let mut observed = Observed::default();
+        let start = std::time::Instant::now();
+        while !observed.started.contains_key("long") {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "long never started"
+            );
+            poll_once(&mut first, &mut observed);
+        }
+        jobs[0].clone()
+        // The driver dies here.
+    };
+    let status = Command::new("scancel")
+        .arg(format!("{}_1", job.job_id))
+        .status()
+        .expect("scancel");
+    assert!(status.success());
+    // Wait until scontrol no longer knows the array (MinJobAge, 30 s on the dev cluster).
+    let start = std::time::Instant::now();
+    loop {
+        let output = Command::new("scontrol")
+            .args(["show", "job", &job.job_id])
+            .output()
+            .expect("scontrol");
+        if !output.status.success() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "scontrol still knows job {} after 240 s (MinJobAge too long?)",
+            job.job_id
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let mut second = executor(&campaign, dir.path(), config);
+    second.track(&job).expect("track");
+    let mut observed = Observed::default();
+    poll_until_finished(&mut second, 2, Duration::from_secs(60), &mut observed);
+    assert!(observed.finished["quick"].succeeded(), "{observed:?}");
+    let long = &observed.finished["long"];
+    assert_eq!(long.error_class, Some(ErrorClass::Cancelled), "{long:?}");
+    assert!(
+        long.message.as_deref().unwrap_or("").contains("CANCELLED"),
+        "{long:?}"
+    );
+    assert_eq!(second.call_counts().get("sacct"), None);
 }
