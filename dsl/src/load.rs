@@ -869,6 +869,7 @@ pub fn sample_template_data(step: &Step) -> serde_json::Map<String, serde_json::
     }
     if step.kind == StepKind::QeScf {
         data.insert("structure".into(), "structure.extxyz".into());
+        data.insert("structure_digest".into(), "0123456789abcdef".into());
     }
     data
 }

@@ -24,6 +24,8 @@ pub struct PlannedStep {
     pub structures: Vec<String>,
     /// qe-scf: the same structures as the step crate's references (path, frame, name).
     pub structure_refs: Vec<serde_json::Value>,
+    /// qe-scf: a digest of each structure's file (part of its task's id).
+    pub structure_digests: Vec<String>,
     /// Tasks per scheduler submission.
     pub batch_size: u64,
 }
@@ -72,13 +74,27 @@ impl<'c> Plan<'c> {
         let (step, planned) = self.step(step_index);
         if step.kind == StepKind::QeScf {
             let path = &planned.structures[i as usize];
-            return vec![(
-                "structure".to_string(),
-                ParamValue {
-                    text: path.clone(),
-                    kind: ParamKind::Str,
-                },
-            )];
+            let digest = planned
+                .structure_digests
+                .get(i as usize)
+                .cloned()
+                .unwrap_or_default();
+            return vec![
+                (
+                    "structure".to_string(),
+                    ParamValue {
+                        text: path.clone(),
+                        kind: ParamKind::Str,
+                    },
+                ),
+                (
+                    "structure_digest".to_string(),
+                    ParamValue {
+                        text: digest,
+                        kind: ParamKind::Str,
+                    },
+                ),
+            ];
         }
         match &step.array {
             Some(array) => array.element(i),
@@ -167,14 +183,17 @@ pub fn compile(
         }
         let mut structures = Vec::new();
         let mut structure_refs = Vec::new();
+        let mut structure_digests = Vec::new();
         if step.kind == StepKind::QeScf {
             match qe_structures(step, &base) {
                 Ok(found) => {
                     for (name, path, reference) in found {
-                        if let Ok(bytes) = std::fs::read(&path) {
-                            input_digest.update(name.as_bytes());
-                            input_digest.update(blake3::hash(&bytes).as_bytes());
-                        }
+                        // Each structure's content counts in its own task's id only, so
+                        // adding a structure leaves the other ids (and their work) alone.
+                        let digest = std::fs::read(&path)
+                            .map(|bytes| blake3::hash(&bytes).to_hex()[..16].to_string())
+                            .unwrap_or_default();
+                        structure_digests.push(digest);
                         structures.push(name);
                         structure_refs.push(reference);
                     }
@@ -216,6 +235,7 @@ pub fn compile(
             ids_digest: blake3::hash(b""),
             structures,
             structure_refs,
+            structure_digests,
             batch_size,
         });
         // The digest over all task ids (streamed: no per-task memory).
@@ -258,6 +278,7 @@ fn placeholder(i: usize) -> PlannedStep {
         ids_digest: blake3::hash(b""),
         structures: vec![],
         structure_refs: vec![],
+        structure_digests: vec![],
         batch_size: 1,
     }
 }

@@ -658,6 +658,23 @@ fn drive(
                             campaign.steps[i].name
                         ));
                     }
+                    if let Some(info) = checked
+                        .details
+                        .as_deref()
+                        .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+                        .and_then(|d| d.get("step_info").cloned())
+                    {
+                        let mut merged = store
+                            .step_info()?
+                            .remove(&campaign.steps[i].name)
+                            .unwrap_or_else(|| serde_json::json!({}));
+                        if let (Some(m), Some(new)) = (merged.as_object_mut(), info.as_object()) {
+                            for (k, v) in new {
+                                m.insert(k.clone(), v.clone());
+                            }
+                        }
+                        store.set_step_info(&campaign.steps[i].name, &merged)?;
+                    }
                     if let StepEffect::Warn(message) = &effect {
                         reporter.note(&format!("step {}: {message}", campaign.steps[i].name));
                     }

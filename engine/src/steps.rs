@@ -83,6 +83,9 @@ pub fn build_launch(
     let timeout = step.execution.timeout;
 
     if step.kind.runs_user_command() {
+        if let Some(name) = &step.uses_environment {
+            env.extend(environment_variables(plan, name)?);
+        }
         let rendered = command_for(plan, step_index, &task, attempt)?;
         if let Some(tmp) = &rendered.output_tmp {
             let abs = campaign.campaign_dir.join(tmp);
@@ -399,6 +402,26 @@ fn mock_settings(
     }
     serde_json::from_value(serde_json::Value::Object(doc))
         .map_err(|e| format!("steps.{}.validate: {e}", step.name))
+}
+
+/// Variables that put a task inside a built environment (PATH, VIRTUAL_ENV, caches).
+pub fn environment_variables(plan: &Plan, name: &str) -> Result<Vec<(String, String)>, String> {
+    let machine = &plan.campaign.machine;
+    let root = crate::typed::env_root(None, machine.root.as_deref()).ok_or_else(|| {
+        format!(
+            "environment `{name}`: machine `{}` has no `root` for environments",
+            machine.name
+        )
+    })?;
+    let (env_dir, _) = flow_mlip::locate_built_environment(&root, name).map_err(|e| {
+        format!("environment `{name}` is not built under {}: {e} (add a build-env step for it to `needs`)", root.path().display())
+    })?;
+    let inherited = std::env::var("PATH").ok();
+    Ok(flow_mlip::task_environment(
+        &root,
+        &env_dir,
+        inherited.as_deref(),
+    ))
 }
 
 /// The Slurm executor for this plan.

@@ -23,6 +23,8 @@ fn outcome(class: Option<ErrorClass>, message: Option<String>, started: f64) -> 
 pub fn run(spec: &TaskSpec, started: f64) -> Result<TypedResult, String> {
     match spec.kind.as_str() {
         "qe-scf" => run_qe(spec, started),
+        "build-env" => run_build_env(spec, started),
+        "md-benchmark" => run_md_benchmark(spec, started),
         other => Err(format!(
             "step kind `{other}` has no typed runner in this build of flow"
         )),
@@ -130,6 +132,119 @@ fn run_qe(spec: &TaskSpec, started: f64) -> Result<TypedResult, String> {
             final_failure: false,
         },
     })
+}
+
+/// The environment root of a task: the step's `root:` or the machine's, `~` expanded.
+pub fn env_root(
+    step_root: Option<&std::path::Path>,
+    machine_root: Option<&str>,
+) -> Option<flow_mlip::EnvRoot> {
+    let machine = machine_root.map(expand_home);
+    flow_mlip::EnvRoot::resolve(step_root, machine.as_deref())
+}
+
+/// `~/x` -> `$HOME/x`.
+pub fn expand_home(p: &str) -> std::path::PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => std::path::PathBuf::from(home).join(rest),
+        _ => std::path::PathBuf::from(p),
+    }
+}
+
+fn mlip_failure(e: flow_mlip::MlipError, started: f64) -> TypedResult {
+    TypedResult {
+        outcome: outcome(Some(e.class()), Some(e.to_string()), started),
+        details: serde_json::Value::Null,
+        final_failure: false,
+    }
+}
+
+fn run_build_env(spec: &TaskSpec, started: f64) -> Result<TypedResult, String> {
+    let settings: flow_mlip::build_env::Settings =
+        serde_json::from_value(spec.settings.clone()).map_err(|e| format!("settings: {e}"))?;
+    let root = env_root(settings.root.as_deref(), spec.root.as_deref())
+        .ok_or("no environment root: set `root:` on the step or in the machine recipe")?;
+    let recipes = spec.base_dir.join("recipes");
+    let file =
+        match flow_mlip::resolve_environment_file(&settings, &root, Some(&recipes), &spec.base_dir)
+        {
+            Ok(f) => f,
+            Err(e) => return Ok(mlip_failure(e, started)),
+        };
+    let options = flow_mlip::BuildOptions {
+        allow_python_download: settings.allow_python_download,
+        ..Default::default()
+    };
+    match flow_mlip::build_environment(&root, &file, &options) {
+        Ok(built) => Ok(TypedResult {
+            outcome: outcome(None, None, started),
+            details: serde_json::json!({
+                "environment": file.name,
+                "env_dir": built.env_dir,
+                "action": format!("{:?}", built.action),
+                "seconds": built.seconds,
+                "root": root.path(),
+            }),
+            final_failure: false,
+        }),
+        Err(e) => Ok(mlip_failure(e, started)),
+    }
+}
+
+fn run_md_benchmark(spec: &TaskSpec, started: f64) -> Result<TypedResult, String> {
+    let settings: flow_mlip::md_benchmark::Settings =
+        serde_json::from_value(spec.settings.clone()).map_err(|e| format!("settings: {e}"))?;
+    let root = env_root(None, spec.root.as_deref())
+        .ok_or("no environment root: set `root:` in the machine recipe")?;
+    let available = flow_mlip::available_environments(&root);
+    let model = match flow_mlip::parse_model_string(&settings.model, &available) {
+        Ok(m) => m,
+        Err(e) => return Ok(mlip_failure(e, started)),
+    };
+    let (env_dir, _) = match flow_mlip::locate_built_environment(&root, &model.environment) {
+        Ok(found) => found,
+        Err(e) => return Ok(mlip_failure(e, started)),
+    };
+    let python = env_dir.join("bin/python");
+    let environment_file = env_dir.join("flow_environment.py");
+    let device = flow_mlip::md_benchmark::resolve_device(&settings.device, spec.gpus > 0);
+    let inherited = std::env::var("PATH").ok();
+    let env = flow_mlip::task_environment(&root, &env_dir, inherited.as_deref());
+    let run = flow_mlip::BenchmarkRun {
+        python: &python,
+        environment_file: &environment_file,
+        model: &model.model,
+        device: &device,
+        settings: &settings,
+        work_dir: &spec.work_dir,
+        env: &env,
+    };
+    match flow_mlip::run_md_benchmark(&run) {
+        Ok(b) => {
+            let (action, message) = match &b.decision {
+                flow_mlip::GateDecision::Continue => ("continue", String::new()),
+                flow_mlip::GateDecision::Warn(m) => ("warn", m.clone()),
+                flow_mlip::GateDecision::Stop(m) => ("stop", m.clone()),
+            };
+            eprintln!("md-benchmark: {}", b.summary());
+            Ok(TypedResult {
+                outcome: outcome(None, None, started),
+                details: serde_json::json!({
+                    "benchmark": {
+                        "summary": b.summary(),
+                        "verdict": b.verdict.to_string(),
+                        "overhead_s": b.overhead_s,
+                        "overhead_percent": b.overhead_percent,
+                        "result": b.result,
+                    },
+                    "gate": {"action": action, "message": message},
+                    "step_info": {"benchmark": b.summary()},
+                }),
+                final_failure: false,
+            })
+        }
+        Err(e) => Ok(mlip_failure(e, started)),
+    }
 }
 
 #[cfg(test)]
