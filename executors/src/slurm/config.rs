@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// How a GPU request is written in the batch script.
+/// How a GPU request (`Resources::gpus`, GPUs per node) is written in the batch script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GpuOption {
@@ -18,8 +18,6 @@ pub enum GpuOption {
     Gres,
     /// `--gpus-per-node=N`.
     GpusPerNode,
-    /// `--gpus-per-task=N`.
-    GpusPerTask,
 }
 
 /// Where final states come from once a job has left the queue.

@@ -107,7 +107,6 @@ pub fn sbatch_options(request: &ScriptRequest<'_>) -> Result<Vec<String>, Script
         match c.gpu_option {
             GpuOption::Gres => push("--gres", &format!("gpu:{}", r.gpus))?,
             GpuOption::GpusPerNode => push("--gpus-per-node", &r.gpus.to_string())?,
-            GpuOption::GpusPerTask => push("--gpus-per-task", &r.gpus.to_string())?,
         }
     }
     if r.mem_mb > 0 {
