@@ -303,7 +303,7 @@ fn parse_rate(text: &str) -> Result<f64, String> {
         .map_err(|_| format!("`{text}` is not a rate like 2/s"))?;
     match unit {
         "s" => Ok(n),
-        "m" => Ok(n / 60.0),
+        "m" | "min" => Ok(n / 60.0),
         _ => Err(format!("`{text}`: the unit must be /s or /m")),
     }
 }

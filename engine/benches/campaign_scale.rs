@@ -69,22 +69,39 @@ fn best_of(n: usize, mut f: impl FnMut() -> (Duration, f64, bool)) -> (Duration,
 
 fn campaign(dir: &Path, name: &str, realizations: u64, command: &str) -> PathBuf {
     let redshifts = "[0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 2.0, 2.2, 2.5, 3.0, 4.0]";
-    let text = format!(
-        "campaign: {{name: {name}, version: v1, machine: local, output: out}}\n\
-steps:\n  mocks:\n    kind: command\n    array:\n      realization: {{range: [0, {realizations}]}}\n      redshift: {redshifts}\n\
-    command: {command}\n  summary:\n    kind: command\n    needs: [mocks]\n    command: 'true'\n"
-    );
+    let text = [
+        format!("campaign: {{name: {name}, version: v1, machine: local, output: out}}"),
+        "steps:".to_string(),
+        "  mocks:".to_string(),
+        "    kind: command".to_string(),
+        "    array:".to_string(),
+        format!("      realization: {{range: [0, {realizations}]}}"),
+        format!("      redshift: {redshifts}"),
+        format!("    command: {command}"),
+        "  summary:".to_string(),
+        "    kind: command".to_string(),
+        "    needs: [mocks]".to_string(),
+        "    command: 'true'".to_string(),
+    ]
+    .join("\n")
+        + "\n";
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, text).unwrap();
     path
 }
 
 fn snakefile(dir: &Path, realizations: u64) -> PathBuf {
-    let text = format!(
-        "R = range({realizations})\nZ = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 2.0, 2.2, 2.5, 3.0, 4.0]\n\
-rule all:\n    input: expand('catalogs/r{{r}}/mock_z{{z}}.txt', r=R, z=Z)\n\
-rule mock:\n    output: 'catalogs/r{{r}}/mock_z{{z}}.txt'\n    shell: 'echo {{wildcards.r}} > {{output}}'\n"
-    );
+    let text = [
+        format!("R = range({realizations})"),
+        "Z = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 2.0, 2.2, 2.5, 3.0, 4.0]".to_string(),
+        "rule all:".to_string(),
+        "    input: expand('catalogs/r{r}/mock_z{z}.txt', r=R, z=Z)".to_string(),
+        "rule mock:".to_string(),
+        "    output: 'catalogs/r{r}/mock_z{z}.txt'".to_string(),
+        "    shell: 'echo {wildcards.r} > {output}'".to_string(),
+    ]
+    .join("\n")
+        + "\n";
     let path = dir.join("Snakefile");
     std::fs::write(&path, text).unwrap();
     path

@@ -621,21 +621,36 @@ fn init(machine: &str, output: &Path) -> i32 {
         );
         return 1;
     }
-    let text = format!(
-        "# yaml-language-server: $schema=https://flow.invalid/schemas/campaign.schema.json\n\
-# A starter campaign for machine `{machine}` ({source}).\n\
-# `flow validate {file}` checks it, `flow plan {file}` shows what would run, `flow run {file}` runs it.\n\
-campaign:\n  name: my-campaign\n  version: v1.0\n  machine: {machine}\n  output: campaigns          # -> campaigns/v1.0_my-campaign/\n\
-\n# Settings every step starts from (the machine's defaults apply underneath).\n\
-defaults:\n  execution: {{max_retries: 2, retry_backoff: {{initial: 30s, multiplier: 2}}, timeout: 1h}}\n\
-\nsteps:\n  # An array: one task per realization x redshift; values are shell-quoted in commands.\n\
-  hello:\n    kind: command\n    array: {{realization: {{range: [0, 4]}}, redshift: [1.0, 0.5]}}\n\
-    command: echo realization {{{{realization}}}} at z={{{{fixed redshift 3}}}} seed {{{{seed}}}} > {{{{output}}}}\n\
-    output: hello/r{{{{pad realization 4}}}}_z{{{{fixed redshift 3}}}}.txt\n\
-  summary:\n    kind: command\n    needs: [hello]\n    command: cat hello/*.txt | wc -l > qa/hello-count.txt\n",
-        source = found.source,
-        file = output.display()
-    );
+    let template = r#"# yaml-language-server: $schema=https://flow.invalid/schemas/campaign.schema.json
+# A starter campaign for machine `MACHINE` (SOURCE).
+# `flow validate FILE` checks it, `flow plan FILE` shows what would run, `flow run FILE` runs it.
+campaign:
+  name: my-campaign
+  version: v1.0
+  machine: MACHINE
+  output: campaigns          # -> campaigns/v1.0_my-campaign/
+
+# Settings every step starts from (the machine's defaults apply underneath).
+defaults:
+  execution: {max_retries: 2, retry_backoff: {initial: 30s, multiplier: 2}, timeout: 1h}
+
+steps:
+  # An array: one task per realization x redshift; values are shell-quoted in commands.
+  hello:
+    kind: command
+    array: {realization: {range: [0, 4]}, redshift: [1.0, 0.5]}
+    command: echo realization {{realization}} at z={{fixed redshift 3}} seed {{seed}} > {{output}}
+    output: hello/r{{pad realization 4}}_z{{fixed redshift 3}}.txt
+  # Runs once every hello task has succeeded.
+  summary:
+    kind: command
+    needs: [hello]
+    command: cat hello/*.txt | wc -l > qa/hello-count.txt
+"#;
+    let text = template
+        .replace("MACHINE", machine)
+        .replace("SOURCE", &found.source)
+        .replace("FILE", &output.display().to_string());
     match std::fs::write(output, text) {
         Ok(()) => {
             println!(

@@ -286,6 +286,15 @@ fn drive(
         .map(|(n, s)| (s.id.clone(), n))
         .collect();
 
+    let mut executor = make_executor(plan)?;
+    // A batch scheduler may still hold jobs of a dead driver: adopt them, never resubmit.
+    let adopted: Vec<flow_executors::JobRef> = if plan.executor == ExecutorKind::Local {
+        Vec::new()
+    } else {
+        executor.list_jobs()?
+    };
+    let mut still_running: std::collections::HashSet<usize> = std::collections::HashSet::new();
+
     // Recovery: attempts a dead driver left behind.
     let mut changes: Vec<Change> = Vec::new();
     let mut recovered = 0;
@@ -303,6 +312,19 @@ fn drive(
             let checked =
                 steps::post_process(plan, layout, s.step, s.index, &s.id, s.attempts, outcome);
             finish(&mut slots[n], checked, campaign, &mut changes);
+            continue;
+        }
+        let job = row.and_then(|r| r.job_id.clone()).unwrap_or_default();
+        let in_adopted_job = adopted.iter().any(|j| {
+            let batch_match = job.strip_prefix("batch:").is_some_and(|key| {
+                j.step == step.name
+                    && (j.batch_key == key || j.batch_key.starts_with(&format!("{key}.")))
+            });
+            batch_match || job == j.job_id || job.starts_with(&format!("{}_", j.job_id))
+        });
+        if in_adopted_job && !steps::runs_on_driver(step) {
+            // Its job is still in the queue: its events will come from the executor.
+            still_running.insert(n);
             continue;
         }
         if let Some(pgid) = row.and_then(|r| r.pid) {
@@ -391,6 +413,7 @@ fn drive(
                 // A cancelled run is resumed by running again.
                 p.ready.push_back(n);
             }
+            TaskState::Running if still_running.contains(&n) => p.running += 1,
             TaskState::Pending | TaskState::Running => {
                 let nb = known.get(&s.id).and_then(|r| r.not_before).unwrap_or(0.0);
                 if nb > now() {
@@ -417,7 +440,9 @@ fn drive(
     }
 
     install_signal_handlers();
-    let mut executor = make_executor(plan)?;
+    // Steps that run where the driver runs (build-env: login nodes reach package indexes,
+    // compute nodes often do not) use a local executor beside the campaign's.
+    let mut driver_executor: Option<LocalExecutor> = None;
     let mut reporter = Progress::new(plan, opts.plain_progress, opts.quiet);
     let window = match plan.executor {
         ExecutorKind::Local => {
@@ -474,14 +499,30 @@ fn drive(
                     let room = window - executor.in_flight();
                     let take = room.min(per_batch).min(progress[i].ready.len());
                     let mut launches: Vec<TaskLaunch> = Vec::with_capacity(take);
-                    let mut first_index = None;
+                    // The batch's name: where its first task sits in the step, and which
+                    // attempt (a retry batch never shares a name with the first one).
+                    let batch_key = match progress[i].ready.front() {
+                        Some(&n0) => {
+                            let attempt = slots[n0].attempts + 1;
+                            let base = format!(
+                                "{}-b{:05}",
+                                step.name,
+                                slots[n0].index / planned.batch_size.max(1)
+                            );
+                            if attempt > 1 {
+                                format!("{base}-a{attempt}")
+                            } else {
+                                base
+                            }
+                        }
+                        None => break,
+                    };
                     for _ in 0..take {
                         let Some(n) = progress[i].ready.pop_front() else {
                             break;
                         };
                         let slot = &mut slots[n];
                         slot.attempts += 1;
-                        first_index.get_or_insert(slot.index);
                         match steps::build_launch(
                             plan,
                             layout,
@@ -495,6 +536,7 @@ fn drive(
                                     task_id: slot.id.clone(),
                                     attempt: slot.attempts,
                                     executor: executor.name().into(),
+                                    batch_key: batch_key.clone(),
                                     at: t,
                                 });
                                 slot.state = TaskState::Running;
@@ -514,6 +556,7 @@ fn drive(
                                     task_id: slot.id.clone(),
                                     attempt: slot.attempts,
                                     executor: executor.name().into(),
+                                    batch_key: batch_key.clone(),
                                     at: t,
                                 });
                                 progress[i].running += 1;
@@ -533,11 +576,6 @@ fn drive(
                     if launches.is_empty() {
                         continue;
                     }
-                    let batch_key = format!(
-                        "{}-b{:05}",
-                        step.name,
-                        first_index.unwrap_or(0) / planned.batch_size.max(1)
-                    );
                     let batch = Batch {
                         campaign: format!("{}_{}", campaign.version, campaign.name),
                         step: step.name.clone(),
@@ -547,7 +585,19 @@ fn drive(
                         tasks: launches,
                     };
                     let ids: Vec<String> = batch.tasks.iter().map(|l| l.task_id.clone()).collect();
-                    if let Err(e) = executor.submit(batch) {
+                    let on_driver =
+                        plan.executor != ExecutorKind::Local && steps::runs_on_driver(step);
+                    let submitted = if on_driver {
+                        driver_executor
+                            .get_or_insert_with(|| {
+                                let (cpus, gpus, mem_mb) = crate::compile::local_capacity(campaign);
+                                LocalExecutor::new(LocalCapacity { cpus, gpus, mem_mb })
+                            })
+                            .submit(batch)
+                    } else {
+                        executor.submit(batch)
+                    };
+                    if let Err(e) = submitted {
                         let class = match e {
                             flow_executors::ExecutorError::SubmitRejected { .. } => {
                                 ErrorClass::SubmitRejected
@@ -602,11 +652,20 @@ fn drive(
             Some(w) => Duration::from_secs_f64((w.0 - now()).clamp(0.001, 0.25)),
             None => Duration::from_millis(250),
         };
-        let events = executor.poll(if running == 0 {
+        let mut events = Vec::new();
+        if let Some(local) = driver_executor.as_mut().filter(|d| d.in_flight() > 0) {
+            let wait = if executor.in_flight() > 0 {
+                Duration::ZERO
+            } else {
+                max_wait
+            };
+            events.extend(local.poll(wait)?);
+        }
+        events.extend(executor.poll(if events.is_empty() {
             max_wait
         } else {
-            max_wait.min(Duration::from_millis(250))
-        })?;
+            Duration::ZERO
+        })?);
         for ev in events {
             match ev {
                 ExecutorEvent::Started {
@@ -697,6 +756,9 @@ fn drive(
                 reporter
                     .note("stopping: running tasks get SIGTERM, then SIGKILL after a grace period");
                 let _ = executor.cancel(&[]);
+                if let Some(local) = driver_executor.as_mut() {
+                    let _ = local.cancel(&[]);
+                }
                 for p in progress.iter_mut() {
                     while let Some(n) = p.ready.pop_front() {
                         slots[n].state = TaskState::Cancelled;

@@ -110,6 +110,8 @@ pub enum Change {
         task_id: String,
         attempt: u32,
         executor: String,
+        /// The batch it was submitted in (recorded as `batch:<key>` until a job id arrives).
+        batch_key: String,
         at: f64,
     },
     /// The executor started it.
@@ -437,13 +439,15 @@ impl StateStore {
                     task_id,
                     attempt,
                     executor,
+                    batch_key,
                     at,
                 } => {
                     tx.prepare_cached("INSERT OR REPLACE INTO attempts (task_id, attempt, executor, started) VALUES (?1, ?2, ?3, ?4)")
                         .and_then(|mut s| s.execute(params![task_id, attempt, executor, at]))
                         .map_err(sql(&path))?;
-                    tx.prepare_cached("UPDATE tasks SET state = 'running', attempts = ?2, not_before = NULL, updated = ?3 WHERE id = ?1")
-                        .and_then(|mut s| s.execute(params![task_id, attempt, now]))
+                    // Until the executor names its job, the batch says where the task went.
+                    tx.prepare_cached("UPDATE tasks SET state = 'running', attempts = ?2, not_before = NULL, job_id = ?4, updated = ?3 WHERE id = ?1")
+                        .and_then(|mut s| s.execute(params![task_id, attempt, now, format!("batch:{batch_key}")]))
                         .map_err(sql(&path))?;
                 }
                 Change::Started {

@@ -26,12 +26,19 @@ pub enum StepEffect {
     GateStop(String),
 }
 
+/// Whether a step's tasks run on the driver's machine whatever the executor: build-env
+/// unless the step says `run_on: compute`.
+pub fn runs_on_driver(step: &Step) -> bool {
+    step.kind == StepKind::BuildEnv
+        && step.settings.get("run_on").and_then(|v| v.as_str()) != Some("compute")
+}
+
 /// The scheduler-facing resources of a step's tasks.
 pub fn resources_of(step: &Step) -> Resources {
     let r = &step.resources;
     Resources {
-        cpus: r.total_cpus().min(u32::MAX as u64) as u32,
-        gpus: r.total_gpus().min(u32::MAX as u64) as u32,
+        cpus: r.cpus_per_task,
+        gpus: r.gpus_per_node,
         mem_mb: r.mem_mb.unwrap_or(0),
         time_limit: r.time,
         nodes: Some(r.nodes),
@@ -58,16 +65,32 @@ pub fn build_launch(
     task_id: &str,
     attempt: u32,
 ) -> Result<TaskLaunch, String> {
+    describe_launch(plan, layout, step_index, index, task_id, attempt, true)
+}
+
+/// The launch of an attempt. With `prepare`, also make what it needs on disk (directories,
+/// the spec file of typed steps, no stale result); without, touch nothing (`flow plan`).
+pub fn describe_launch(
+    plan: &Plan,
+    layout: &Layout,
+    step_index: usize,
+    index: u64,
+    task_id: &str,
+    attempt: u32,
+    prepare: bool,
+) -> Result<TaskLaunch, String> {
     let campaign = plan.campaign;
     let step = &campaign.steps[step_index];
     let task = plan.task(step_index, index);
     debug_assert_eq!(task.id, task_id);
     let result_path = layout.result_file(&step.name, index, task_id, attempt);
-    if let Some(dir) = result_path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    if prepare {
+        if let Some(dir) = result_path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let _ = std::fs::remove_file(&result_path);
     }
-    let _ = std::fs::remove_file(&result_path);
     let (stdout_path, stderr_path) = layout.log_files(&step.name, index, task_id, attempt);
     let mut env: Vec<(String, String)> = vec![
         ("FLOW_SEED".into(), task.seed.to_string()),
@@ -84,10 +107,18 @@ pub fn build_launch(
 
     if step.kind.runs_user_command() {
         if let Some(name) = &step.uses_environment {
-            env.extend(environment_variables(plan, name)?);
+            match environment_variables(plan, name) {
+                Ok(vars) => env.extend(vars),
+                Err(e) if prepare => return Err(e),
+                // At plan time the environment may not be built yet.
+                Err(_) => env.push((
+                    "VIRTUAL_ENV".into(),
+                    format!("<environment {name}, built by its build-env step>"),
+                )),
+            }
         }
         let rendered = command_for(plan, step_index, &task, attempt)?;
-        if let Some(tmp) = &rendered.output_tmp {
+        if let (true, Some(tmp)) = (prepare, &rendered.output_tmp) {
             let abs = campaign.campaign_dir.join(tmp);
             if let Some(dir) = abs.parent() {
                 std::fs::create_dir_all(dir)
@@ -126,8 +157,10 @@ pub fn build_launch(
     let spec = TaskSpec::new(plan, layout, step_index, &task, attempt);
     let spec_path = layout.spec_file(&step.name, index, task_id, attempt);
     let json = serde_json::to_vec_pretty(&spec).map_err(|e| e.to_string())?;
-    write_atomic(&spec_path, &json)
-        .map_err(|e| format!("cannot write {}: {e}", spec_path.display()))?;
+    if prepare {
+        write_atomic(&spec_path, &json)
+            .map_err(|e| format!("cannot write {}: {e}", spec_path.display()))?;
+    }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the flow binary: {e}"))?;
     Ok(TaskLaunch {
         task_id: task_id.to_string(),
@@ -424,9 +457,77 @@ pub fn environment_variables(plan: &Plan, name: &str) -> Result<Vec<(String, Str
     ))
 }
 
+/// The Slurm executor of a plan: the machine's `slurm:` block and set-up, the campaign's
+/// logs directory, and this very binary as the program each array element runs.
+pub fn slurm_executor_for(plan: &Plan) -> Result<flow_executors::slurm::SlurmExecutor> {
+    let campaign = plan.campaign;
+    let block = campaign
+        .snapshot
+        .pointer("/machine/machine/slurm")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({}));
+    let mut config: flow_executors::slurm::SlurmConfig = serde_json::from_value(block)
+        .map_err(|e| anyhow::anyhow!("machine {}: slurm settings: {e}", campaign.machine.name))?;
+    let setup = &campaign.machine.setup;
+    config.modules.extend(setup.modules.iter().cloned());
+    config.setup.extend(setup.commands.iter().cloned());
+    for (k, v) in &setup.env {
+        config.env.insert(k.clone(), v.clone());
+    }
+    if let Some(t) = &campaign.machine.slurm.template {
+        config.template = Some(campaign.base_dir().join(t));
+    }
+    let paths = flow_executors::slurm::SlurmPaths {
+        logs_dir: campaign.campaign_dir.join("logs"),
+        flow_binary: std::env::current_exe()?,
+    };
+    let tag = format!("{}_{}", campaign.version, campaign.name);
+    Ok(flow_executors::slurm::SlurmExecutor::new(
+        tag, config, paths,
+    )?)
+}
+
 /// The Slurm executor for this plan.
-pub fn slurm_executor(_plan: &Plan) -> Result<Box<dyn Executor>> {
-    anyhow::bail!("the slurm executor is not wired into this build yet")
+pub fn slurm_executor(plan: &Plan) -> Result<Box<dyn Executor>> {
+    Ok(Box::new(slurm_executor_for(plan)?))
+}
+
+/// The first batch of each step as Slurm would get it: the exact sbatch script.
+fn slurm_preview(plan: &Plan, step_index: usize) -> Result<String, String> {
+    let campaign = plan.campaign;
+    let step = &campaign.steps[step_index];
+    let planned = &plan.steps[step_index];
+    let layout = Layout::new(&campaign.campaign_dir);
+    let n = planned.batch_size.min(planned.task_count);
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let t = plan.task(step_index, i);
+        tasks.push(describe_launch(
+            plan, &layout, step_index, i, &t.id, 1, false,
+        )?);
+    }
+    let batch = flow_executors::Batch {
+        campaign: format!("{}_{}", campaign.version, campaign.name),
+        step: step.name.clone(),
+        batch_key: format!("{}-b{:05}", step.name, 0),
+        resources: resources_of(step),
+        max_running: step.execution.max_running,
+        tasks,
+    };
+    let executor = slurm_executor_for(plan).map_err(|e| e.to_string())?;
+    let previews = executor.preview(&batch).map_err(|e| e.to_string())?;
+    let first = previews.first().ok_or("no array")?;
+    Ok(format!(
+        "first array of step {} ({} of {} tasks, throttle {}), {}:\n{}",
+        step.name,
+        first.tasks.len(),
+        planned.task_count,
+        first
+            .throttle
+            .map_or("none".to_string(), |t| format!("%{t}")),
+        first.script_path.display(),
+        first.script
+    ))
 }
 
 /// Extra plan text for step kinds that have more to show (generated inputs, policies,
@@ -436,6 +537,15 @@ pub fn plan_details(plan: &Plan) -> String {
     let base = plan.campaign.base_dir();
     for &i in &plan.order {
         let step = &plan.campaign.steps[i];
+        if plan.executor == flow_dsl::model::ExecutorKind::Slurm && plan.steps[i].task_count > 0 {
+            match slurm_preview(plan, i) {
+                Ok(text) => out.push_str(&format!("\n{text}")),
+                Err(e) => out.push_str(&format!(
+                    "\nstep {}: cannot render the sbatch script: {e}\n",
+                    step.name
+                )),
+            }
+        }
         if step.kind == StepKind::QeScf {
             let ranks = step.resources.ranks().max(1) as u32;
             let text = flow_qe_scf::Settings::from_json(&step.settings)

@@ -8,11 +8,12 @@ use std::time::Duration;
 /// Resources of every task in a batch, resolved from the machine's job type and overrides.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resources {
-    /// CPU cores one task uses (local slot accounting; Slurm `--cpus-per-task`).
+    /// CPU cores per MPI rank (Slurm `--cpus-per-task`); a task has
+    /// `cpus × tasks_per_node × nodes` cores in all ([`Resources::total_cpus`]).
     pub cpus: u32,
-    /// GPUs one task uses.
+    /// GPUs per node.
     pub gpus: u32,
-    /// Memory one task uses, in MiB (0: unspecified).
+    /// Memory per node, in MiB (0: unspecified).
     pub mem_mb: u64,
     /// Scheduler wall-clock limit of one task.
     pub time_limit: Option<Duration>,
@@ -24,6 +25,21 @@ pub struct Resources {
     pub constraint: Option<String>,
     /// Extra scheduler options, passed through verbatim (each one quoted).
     pub extra: Vec<String>,
+}
+
+impl Resources {
+    /// Cores one task occupies in all (at least 1).
+    pub fn total_cpus(&self) -> u32 {
+        self.cpus.max(1) * self.tasks_per_node.unwrap_or(1).max(1) * self.nodes.unwrap_or(1).max(1)
+    }
+    /// GPUs one task occupies in all.
+    pub fn total_gpus(&self) -> u32 {
+        self.gpus * self.nodes.unwrap_or(1).max(1)
+    }
+    /// Memory one task occupies in all, MiB.
+    pub fn total_mem_mb(&self) -> u64 {
+        self.mem_mb * self.nodes.unwrap_or(1).max(1) as u64
+    }
 }
 
 /// One attempt of one task, ready to start.

@@ -104,9 +104,9 @@ impl LocalExecutor {
 
     /// Whether a task with these resources can ever run here.
     pub fn fits(&self, r: &Resources) -> bool {
-        r.cpus.max(1) <= self.capacity.cpus
-            && r.gpus <= self.capacity.gpus
-            && self.capacity.mem_mb.is_none_or(|m| r.mem_mb <= m)
+        r.total_cpus() <= self.capacity.cpus
+            && r.total_gpus() <= self.capacity.gpus
+            && self.capacity.mem_mb.is_none_or(|m| r.total_mem_mb() <= m)
     }
 }
 
@@ -124,22 +124,24 @@ fn worker(shared: Arc<Shared>, tx: Sender<ExecutorEvent>) {
                     return;
                 }
                 let pos = pool.queue.iter().position(|q| {
-                    let cpus = q.resources.cpus.max(1);
+                    let cpus = q.resources.total_cpus();
                     let step_ok = q.step_cap.is_none_or(|cap| {
                         pool.running_per_step.get(&q.step).copied().unwrap_or(0) < cap
                     });
                     step_ok
                         && cpus <= pool.free_cpus
-                        && q.resources.gpus as usize <= pool.free_gpus.len()
-                        && pool.free_mem.is_none_or(|m| q.resources.mem_mb <= m)
+                        && q.resources.total_gpus() as usize <= pool.free_gpus.len()
+                        && pool
+                            .free_mem
+                            .is_none_or(|m| q.resources.total_mem_mb() <= m)
                 });
                 if let Some(pos) = pos {
                     let job = pool.queue.remove(pos).expect("position is in range");
-                    pool.free_cpus -= job.resources.cpus.max(1);
-                    let n = job.resources.gpus as usize;
+                    pool.free_cpus -= job.resources.total_cpus();
+                    let n = job.resources.total_gpus() as usize;
                     let gpus: Vec<u32> = pool.free_gpus.drain(..n).collect();
                     if let Some(m) = pool.free_mem.as_mut() {
-                        *m -= job.resources.mem_mb;
+                        *m -= job.resources.total_mem_mb();
                     }
                     *pool.running_per_step.entry(job.step.clone()).or_default() += 1;
                     break (job, gpus);
@@ -149,7 +151,7 @@ fn worker(shared: Arc<Shared>, tx: Sender<ExecutorEvent>) {
         };
         let launch = &job.launch;
         let mut extra = Vec::new();
-        if job.resources.gpus > 0 {
+        if job.resources.total_gpus() > 0 {
             let ids: Vec<String> = gpus.iter().map(u32::to_string).collect();
             extra.push(("CUDA_VISIBLE_DEVICES".to_string(), ids.join(",")));
         }
@@ -203,10 +205,10 @@ fn worker(shared: Arc<Shared>, tx: Sender<ExecutorEvent>) {
         };
         {
             let mut pool = lock(&shared.pool);
-            pool.free_cpus += job.resources.cpus.max(1);
+            pool.free_cpus += job.resources.total_cpus();
             pool.free_gpus.extend(gpus);
             if let Some(m) = pool.free_mem.as_mut() {
-                *m += job.resources.mem_mb;
+                *m += job.resources.total_mem_mb();
             }
             if let Some(c) = pool.running_per_step.get_mut(&job.step) {
                 *c = c.saturating_sub(1);
@@ -264,7 +266,7 @@ impl Executor for LocalExecutor {
                 backend: "local".into(),
                 message: format!(
                     "step {} asks for {} CPU(s), {} GPU(s), {} MiB per task; this machine has {} CPU(s), {} GPU(s)",
-                    batch.step, batch.resources.cpus, batch.resources.gpus, batch.resources.mem_mb, self.capacity.cpus, self.capacity.gpus
+                    batch.step, batch.resources.total_cpus(), batch.resources.total_gpus(), batch.resources.total_mem_mb(), self.capacity.cpus, self.capacity.gpus
                 ),
             });
         }

@@ -1,0 +1,212 @@
+//! Whole campaigns on the real one-node Slurm that `scripts/slurm-dev.sh up` starts:
+//! arrays of the planned size, adoption of queued jobs after kill -9 of the driver (no
+//! duplicate submission, no lost task), and the mock-catalog campaign with HDF5 validation.
+
+use flow_engine::state::StateStore;
+use flow_engine::task_state::TaskState;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn flow(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flow"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("flow runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn require_slurm() {
+    let ok = Command::new("sinfo")
+        .arg("-h")
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
+    assert!(
+        ok,
+        "Slurm does not answer: run `bash scripts/slurm-dev.sh up` (as root) first"
+    );
+}
+
+fn machine(dir: &Path) {
+    std::fs::write(
+        dir.join("machine.yaml"),
+        format!(
+            "machine:\n  name: dev-slurm\n  executor: slurm\n  root: {}\n  slurm: {{max_array_size: 1000, poll_interval: 2s, submit_rate: 20/s}}\n  job_types:\n    small: {{nodes: 1, tasks_per_node: 1, cpus_per_task: 1, mem: 200M, time: 10m}}\n  defaults:\n    resources: {{job_type: small}}\n",
+            dir.join("rootstock").display()
+        ),
+    )
+    .unwrap();
+}
+
+/// Distinct Slurm job ids (arrays count once) whose name starts with `prefix`.
+fn submitted_jobs(prefix: &str) -> HashSet<String> {
+    let out = Command::new("sacct")
+        .args(["-n", "-X", "-P", "-o", "JobID,JobName", "-S", "now-2hours"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "sacct: {}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('|'))
+        .filter(|(_, name)| name.starts_with(prefix))
+        .map(|(id, _)| id.split('_').next().unwrap_or(id).to_string())
+        .collect()
+}
+
+fn unique(tag: &str) -> String {
+    format!("{tag}{}", std::process::id())
+}
+
+#[test]
+fn arrays_match_the_plan_and_all_tasks_complete() {
+    require_slurm();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    machine(d);
+    let name = unique("arr");
+    std::fs::write(
+        d.join("c.yaml"),
+        format!("campaign: {{name: {name}, version: v1, machine: machine.yaml, output: out}}\nsteps:\n  work:\n    kind: command\n    array: {{i: {{range: [0, 40]}}}}\n    command: echo {{{{i}}}} > {{{{output}}}}\n    output: data/{{{{i}}}}.txt\n    execution: {{batch_size: 10}}\n"),
+    )
+    .unwrap();
+    let plan = flow(d, &["plan", "c.yaml"]);
+    assert!(
+        text(&plan.stdout).contains("4 sbatch call(s)"),
+        "{}",
+        text(&plan.stdout)
+    );
+    assert!(
+        text(&plan.stdout).contains("#SBATCH --array=0-9"),
+        "{}",
+        text(&plan.stdout)
+    );
+    let out = flow(d, &["run", "c.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    for i in 0..40 {
+        assert_eq!(
+            std::fs::read_to_string(d.join(format!("out/v1_{name}/data/{i}.txt")))
+                .unwrap()
+                .trim(),
+            i.to_string()
+        );
+    }
+    assert_eq!(submitted_jobs(&format!("v1_{name}.")).len(), 4);
+}
+
+#[test]
+fn kill_9_of_the_driver_adopts_queued_arrays_without_resubmitting() {
+    require_slurm();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    machine(d);
+    let name = unique("adopt");
+    std::fs::write(
+        d.join("c.yaml"),
+        format!("campaign: {{name: {name}, version: v1, machine: machine.yaml, output: out}}\nsteps:\n  work:\n    kind: command\n    array: {{i: {{range: [0, 24]}}}}\n    command: sleep 3; echo {{{{i}}}} >> ../../ledger\n    execution: {{batch_size: 12, max_running: 6}}\n"),
+    )
+    .unwrap();
+    let mut driver = Command::new(env!("CARGO_BIN_EXE_flow"))
+        .args(["run", "c.yaml"])
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while submitted_jobs(&format!("v1_{name}.")).len() < 2 {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "arrays never reached the queue"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    driver.kill().unwrap();
+    driver.wait().unwrap();
+    let before = submitted_jobs(&format!("v1_{name}."));
+    let out = flow(d, &["run", "c.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let after = submitted_jobs(&format!("v1_{name}."));
+    assert_eq!(before, after, "arrays were submitted again after the crash");
+    let ledger = std::fs::read_to_string(d.join("ledger")).unwrap();
+    let mut lines: Vec<u32> = ledger.lines().map(|l| l.parse().unwrap()).collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        (0..24).collect::<Vec<_>>(),
+        "a task was lost or ran twice"
+    );
+    let rows = StateStore::open_readonly(&d.join(format!("out/v1_{name}/metadata/state.db")))
+        .unwrap()
+        .load_tasks()
+        .unwrap();
+    assert!(rows.values().all(|r| r.state == TaskState::Succeeded));
+}
+
+#[test]
+fn the_mock_campaign_runs_on_slurm_with_validated_catalogs() {
+    require_slurm();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    machine(d);
+    for sub in ["environments", "mocks"] {
+        let to = d.join(sub);
+        std::fs::create_dir_all(&to).unwrap();
+        for e in std::fs::read_dir(root().join("examples").join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let text_campaign = std::fs::read_to_string(root().join("examples/test_campaign.yaml"))
+        .unwrap()
+        .replace("machine: local", "machine: machine.yaml")
+        .replace(
+            "name: covariance_test",
+            &format!("name: {}", unique("mocks")),
+        );
+    std::fs::write(d.join("t.yaml"), text_campaign).unwrap();
+    let out = flow(d, &["run", "t.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let campaign = std::fs::read_dir(d.join("campaigns"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let catalogs = campaign.join("catalogs");
+    let count = std::fs::read_dir(&catalogs)
+        .unwrap()
+        .map(|r| std::fs::read_dir(r.unwrap().path()).unwrap().count())
+        .sum::<usize>();
+    assert_eq!(count, 30);
+    assert!(campaign.join("qa/summary.json").exists());
+}
