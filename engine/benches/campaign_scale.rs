@@ -175,18 +175,20 @@ fn main() {
     );
 
     // 3. local executor throughput: 2,000 trivial tasks, every state change persisted.
-    let run_dir = dir.join("run");
-    std::fs::create_dir_all(&run_dir).unwrap();
-    let trivial = run_dir.join("trivial.yaml");
-    std::fs::write(
-        &trivial,
-        "campaign: {name: trivial, version: v1, machine: local, output: out}\nsteps:\n  t:\n    kind: command\n    array: {i: {range: [0, 2000]}}\n    command: echo {{i}} > file-{{i}}\n",
-    )
-    .unwrap();
+    // Each round in a fresh directory for both (deleting a large tree just before makes
+    // ext4 scan recently freed inodes on the next creates, which would penalise whoever
+    // runs second).
     let mut flow_runs = Vec::new();
     let mut xargs_runs = Vec::new();
     for round in 0..3 {
-        let _ = std::fs::remove_dir_all(run_dir.join("out"));
+        let run_dir = dir.join(format!("run{round}"));
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let trivial = run_dir.join("trivial.yaml");
+        std::fs::write(
+            &trivial,
+            "campaign: {name: trivial, version: v1, machine: local, output: out}\nsteps:\n  t:\n    kind: command\n    array: {i: {range: [0, 2000]}}\n    command: echo {{i}} > file-{{i}}\n",
+        )
+        .unwrap();
         let (d, _, ok) = measure(Command::new(&flow).arg("run").arg(&trivial));
         assert!(ok);
         flow_runs.push(d.as_secs_f64());

@@ -81,6 +81,11 @@ impl Progress {
         )
     }
 
+    /// Whether `update` would draw now (callers skip building rows otherwise).
+    pub fn due(&self) -> bool {
+        !self.quiet && self.last.elapsed() >= Duration::from_millis(200)
+    }
+
     pub fn update(&mut self, rows: &[ProgressRow]) {
         if self.quiet {
             return;

@@ -57,6 +57,9 @@ impl RunSummary {
     }
 }
 
+/// Longest time a recorded outcome waits in memory before it is committed.
+const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -447,7 +450,7 @@ fn drive(
     let window = match plan.executor {
         ExecutorKind::Local => {
             let (cpus, _, _) = crate::compile::local_capacity(campaign);
-            (cpus as usize * 4).max(8)
+            (cpus as usize * 32).max(64)
         }
         _ => campaign
             .machine
@@ -457,6 +460,7 @@ fn drive(
             .min(1_000_000) as usize,
     };
     let mut last_beat = Instant::now();
+    let mut last_commit = Instant::now();
     let mut cancelling = false;
     let mut last_snapshot = Instant::now() - Duration::from_secs(60);
 
@@ -495,7 +499,10 @@ fn drive(
                     ExecutorKind::Local => usize::MAX,
                     _ => planned.batch_size as usize,
                 };
-                while !progress[i].ready.is_empty() && executor.in_flight() < window {
+                // Refill in halves of the window: one launch transaction per many tasks
+                // rather than one per finished task.
+                let refill = executor.in_flight() <= window / 2;
+                while refill && !progress[i].ready.is_empty() && executor.in_flight() < window {
                     let room = window - executor.in_flight();
                     let take = room.min(per_batch).min(progress[i].ready.len());
                     let mut launches: Vec<TaskLaunch> = Vec::with_capacity(take);
@@ -587,6 +594,12 @@ fn drive(
                     let ids: Vec<String> = batch.tasks.iter().map(|l| l.task_id.clone()).collect();
                     let on_driver =
                         plan.executor != ExecutorKind::Local && steps::runs_on_driver(step);
+                    // The launch is on disk before the task can start: a crash right after
+                    // submit finds it `running` and looks for its result instead of
+                    // starting it a second time.
+                    store.apply(&changes, now())?;
+                    changes.clear();
+                    last_commit = Instant::now();
                     let submitted = if on_driver {
                         driver_executor
                             .get_or_insert_with(|| {
@@ -628,8 +641,13 @@ fn drive(
             }
         }
 
-        // Persist what this turn decided before waiting (a crash loses nothing decided).
-        if !changes.is_empty() {
+        // Group commit: outcomes are also in result files on disk, so a crash between two
+        // commits loses nothing (recovery ingests them); committing every few hundred
+        // milliseconds keeps SQLite from capping throughput.
+        if !changes.is_empty()
+            && (last_commit.elapsed() >= COMMIT_INTERVAL || changes.len() >= 5000)
+        {
+            last_commit = Instant::now();
             store.apply(&changes, now())?;
             changes.clear();
         }
@@ -744,7 +762,10 @@ fn drive(
                 }
             }
         }
-        if !changes.is_empty() {
+        if !changes.is_empty()
+            && (last_commit.elapsed() >= COMMIT_INTERVAL || changes.len() >= 5000)
+        {
+            last_commit = Instant::now();
             store.apply(&changes, now())?;
             changes.clear();
         }
@@ -790,7 +811,9 @@ fn drive(
             write_status_snapshot(plan, layout, &progress);
             last_snapshot = Instant::now();
         }
-        reporter.update(&progress_rows(plan, &progress));
+        if reporter.due() {
+            reporter.update(&progress_rows(plan, &progress));
+        }
     }
     store.apply(&changes, now())?;
     write_status_snapshot(plan, layout, &progress);

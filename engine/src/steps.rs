@@ -204,9 +204,14 @@ pub fn post_process(
     let campaign = plan.campaign;
     let step = &campaign.steps[step_index];
     let result_path = layout.result_file(&step.name, index, task_id, attempt);
-    let result_doc: Option<serde_json::Value> = std::fs::read_to_string(&result_path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    // Only typed steps write more than an exit status: command kinds skip the read.
+    let result_doc: Option<serde_json::Value> = if step.kind.runs_user_command() {
+        None
+    } else {
+        std::fs::read_to_string(&result_path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    };
     let final_failure = result_doc
         .as_ref()
         .and_then(|v| v.get("final_failure"))
@@ -334,6 +339,7 @@ fn check(
                 Err(e) => (invalid(&outcome, e.to_string()), details_text, effect),
             }
         }
+        StepKind::Command if step.output.is_none() => (outcome, details_text, effect),
         StepKind::Command => {
             if let Ok(rendered) = command_for(plan, step_index, &task, attempt) {
                 if let Some(out) = rendered.output {
