@@ -112,12 +112,39 @@ pub enum Command {
         #[arg(short, long, default_value = "campaign.yaml")]
         output: PathBuf,
     },
+    /// Environments under a machine's shared root (build-env).
+    Env {
+        #[command(subcommand)]
+        action: EnvAction,
+    },
     /// Internal: commands run inside jobs.
     #[command(hide = true)]
     Task {
         #[command(subcommand)]
         action: TaskAction,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EnvTarget {
+    /// The machine whose `root` to use (default: local).
+    #[arg(long, default_value = "local")]
+    pub machine: String,
+    /// A root directory, instead of the machine's.
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvAction {
+    /// The environment files of the root and their builds.
+    List(EnvTarget),
+    /// Build every environment of the root that is not built yet.
+    Warm(EnvTarget),
+    /// Check uv, the root, its caches, Python interpreters and free disk.
+    Doctor(EnvTarget),
+    /// Install uv into {root}/tools/ with python3 -m pip (for machines without uv).
+    Bootstrap(EnvTarget),
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,9 @@
 //! The implementation of each `flow` command. Each returns the process exit code:
 //! 0 success, 1 the campaign/input is wrong or work failed, 2 usage errors (clap's).
 
-use crate::cli::{Command, ExecutorArg, OutputFormat, PlanFormat, RecipesAction, TaskAction};
+use crate::cli::{
+    Command, EnvAction, EnvTarget, ExecutorArg, OutputFormat, PlanFormat, RecipesAction, TaskAction,
+};
 use crate::compile::compile;
 use crate::layout::Layout;
 use crate::plan_render::{self, DoneCounts};
@@ -73,6 +75,7 @@ pub fn run(command: Command) -> i32 {
         } => logs(&file, &task, attempt, state_dir),
         Command::Cancel { file, state_dir } => cancel(&file, state_dir),
         Command::Recipes { action } => recipes_cmd(action),
+        Command::Env { action } => env_cmd(action),
         Command::Init { machine, output } => init(&machine, &output),
         Command::Task { action } => match action {
             TaskAction::Exec { spec } => crate::task_exec::exec(&spec),
@@ -566,6 +569,30 @@ fn cancel(file: &Path, state_dir: Option<PathBuf>) -> i32 {
             0
         }
         _ => {
+            // No driver: cancel what the scheduler still holds for this campaign directly.
+            if campaign.machine.executor == ExecutorKind::Slurm {
+                let Ok(plan) = compile(&campaign, None) else {
+                    return 1;
+                };
+                return match crate::steps::slurm_executor_for(&plan).and_then(|mut ex| {
+                    use flow_executors::Executor;
+                    let jobs = ex.list_jobs()?;
+                    ex.cancel(&[])?;
+                    Ok(jobs.len())
+                }) {
+                    Ok(n) => {
+                        println!(
+                            "no driver is running; cancelled {n} Slurm job(s) of campaign {}",
+                            campaign.name
+                        );
+                        0
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        1
+                    }
+                };
+            }
             println!("no driver is running for campaign {}", campaign.name);
             0
         }
@@ -597,6 +624,102 @@ fn recipes_cmd(action: RecipesAction) -> i32 {
                 }
                 None => {
                     eprintln!("error: no machine recipe named `{name}` (flow recipes list)");
+                    1
+                }
+            }
+        }
+    }
+}
+
+fn env_root_of(target: &EnvTarget) -> Result<flow_mlip::EnvRoot, i32> {
+    if let Some(root) = &target.root {
+        return Ok(flow_mlip::EnvRoot::new(root.clone()));
+    }
+    let machine = flow_dsl::load::load_machine_recipe(&target.machine).map_err(|d| {
+        eprintln!("{d}");
+        1
+    })?;
+    crate::typed::env_root(None, machine.root.as_deref()).ok_or_else(|| {
+        eprintln!(
+            "error: machine `{}` has no `root`; pass --root DIR",
+            machine.name
+        );
+        1
+    })
+}
+
+fn env_cmd(action: EnvAction) -> i32 {
+    match action {
+        EnvAction::List(t) => {
+            let Ok(root) = env_root_of(&t) else { return 1 };
+            println!("root {}", root.path().display());
+            let listing = flow_mlip::list_environments(&root);
+            if listing.is_empty() {
+                println!(
+                    "no environment files in {}/environments",
+                    root.path().display()
+                );
+            }
+            for env in listing {
+                let python = env
+                    .requires_python
+                    .unwrap_or_else(|e| format!("unreadable: {e}"));
+                println!(
+                    "{:<12} requires-python {python}; {}",
+                    env.name,
+                    env.dependencies.join(", ")
+                );
+                for (dir, marker) in env.builds {
+                    println!(
+                        "    {} ({})",
+                        dir.display(),
+                        if marker.is_some() {
+                            "complete"
+                        } else {
+                            "half-built: will be rebuilt"
+                        }
+                    );
+                }
+            }
+            0
+        }
+        EnvAction::Warm(t) => {
+            let Ok(root) = env_root_of(&t) else { return 1 };
+            let mut code = 0;
+            for (name, result) in flow_mlip::warm_all(&root, &flow_mlip::BuildOptions::default()) {
+                match result {
+                    Ok(b) => println!(
+                        "{name}: {:?} {} ({:.1} s)",
+                        b.action,
+                        b.env_dir.display(),
+                        b.seconds
+                    ),
+                    Err(e) => {
+                        eprintln!("{name}: {e}");
+                        code = 1;
+                    }
+                }
+            }
+            code
+        }
+        EnvAction::Doctor(t) => {
+            let Ok(root) = env_root_of(&t) else { return 1 };
+            let checks = flow_mlip::doctor(&root);
+            print!("{}", flow_mlip::render_doctor(&checks));
+            let failed = checks
+                .iter()
+                .any(|c| matches!(c.status, flow_mlip::env_catalog::CheckStatus::Fail));
+            i32::from(failed)
+        }
+        EnvAction::Bootstrap(t) => {
+            let Ok(root) = env_root_of(&t) else { return 1 };
+            match flow_mlip::bootstrap_uv(&root, "python3") {
+                Ok(uv) => {
+                    println!("uv ready at {}", uv.display());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
                     1
                 }
             }

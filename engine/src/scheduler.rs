@@ -144,9 +144,16 @@ impl StepProgress {
     }
 }
 
-#[derive(PartialEq, PartialOrd)]
+/// A task waiting for its retry delay: (due time, slot), ordered so that the heap pops the
+/// earliest first.
+#[derive(PartialEq)]
 struct Waiting(f64, usize);
 impl Eq for Waiting {}
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 impl Ord for Waiting {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         // Min-heap on time.
@@ -225,7 +232,6 @@ fn drive(
 
     // Tasks of the plan, in memory; new ones inserted in one transaction.
     let mut slots: Vec<Slot> = Vec::with_capacity(plan.total_tasks() as usize);
-    let mut step_first: Vec<usize> = vec![0; campaign.steps.len()];
     for &i in &plan.order {
         let (step, planned) = plan.step(i);
         store.upsert_step(
@@ -238,7 +244,6 @@ fn drive(
     let mut known = store.load_tasks()?;
     let mut new_rows: Vec<(String, String, u64, String)> = Vec::new();
     for i in 0..campaign.steps.len() {
-        step_first[i] = slots.len();
         for task in plan.tasks(i) {
             let row = known.remove(&task.id);
             if row.is_none() {
@@ -301,11 +306,11 @@ fn drive(
     // Recovery: attempts a dead driver left behind.
     let mut changes: Vec<Change> = Vec::new();
     let mut recovered = 0;
-    for n in 0..slots.len() {
-        if slots[n].state != TaskState::Running {
+    for (n, slot) in slots.iter_mut().enumerate() {
+        if slot.state != TaskState::Running {
             continue;
         }
-        let s = slots[n].clone();
+        let s = slot.clone();
         let row: Option<&TaskRow> = known.get(&s.id);
         let step = &campaign.steps[s.step];
         let result_path = layout.result_file(&step.name, s.index, &s.id, s.attempts);
@@ -314,7 +319,7 @@ fn drive(
             recovered += 1;
             let checked =
                 steps::post_process(plan, layout, s.step, s.index, &s.id, s.attempts, outcome);
-            finish(&mut slots[n], checked, campaign, &mut changes);
+            finish(slot, checked, campaign, &mut changes);
             continue;
         }
         let job = row.and_then(|r| r.job_id.clone()).unwrap_or_default();
@@ -343,7 +348,7 @@ fn drive(
             }
         }
         // Lost with its driver: run again without counting it as a retry.
-        slots[n].state = TaskState::Pending;
+        slot.state = TaskState::Pending;
         changes.push(Change::SetState {
             task_id: s.id.clone(),
             state: TaskState::Pending,
@@ -714,7 +719,7 @@ fn drive(
                     }
                     let i = slots[n].step;
                     progress[i].running = progress[i].running.saturating_sub(1);
-                    let checked = steps::post_process(
+                    let mut checked = steps::post_process(
                         plan,
                         layout,
                         i,
@@ -723,6 +728,8 @@ fn drive(
                         attempt,
                         outcome,
                     );
+                    checked.cancelled_elsewhere =
+                        !cancelling && checked.outcome.error_class == Some(ErrorClass::Cancelled);
                     let effect = checked.effect.clone();
                     if let StepEffect::GateStop(message) = &effect {
                         progress[i].gate_stop = Some(message.clone());
@@ -770,38 +777,35 @@ fn drive(
             changes.clear();
         }
 
-        if INTERRUPTED.load(Ordering::SeqCst) || layout.cancel_request().exists() {
-            if !cancelling {
-                cancelling = true;
-                summary.interrupted = true;
-                reporter
-                    .note("stopping: running tasks get SIGTERM, then SIGKILL after a grace period");
-                let _ = executor.cancel(&[]);
-                if let Some(local) = driver_executor.as_mut() {
-                    let _ = local.cancel(&[]);
-                }
-                for p in progress.iter_mut() {
-                    while let Some(n) = p.ready.pop_front() {
-                        slots[n].state = TaskState::Cancelled;
-                        p.cancelled += 1;
-                        changes.push(Change::SetState {
-                            task_id: slots[n].id.clone(),
-                            state: TaskState::Cancelled,
-                            message: Some("cancelled".into()),
-                        });
-                    }
-                }
-                while let Some(Waiting(_, n)) = waiting.pop() {
+        if !cancelling && (INTERRUPTED.load(Ordering::SeqCst) || layout.cancel_request().exists()) {
+            cancelling = true;
+            summary.interrupted = true;
+            reporter.note("stopping: running tasks get SIGTERM, then SIGKILL after a grace period");
+            let _ = executor.cancel(&[]);
+            if let Some(local) = driver_executor.as_mut() {
+                let _ = local.cancel(&[]);
+            }
+            for p in progress.iter_mut() {
+                while let Some(n) = p.ready.pop_front() {
                     slots[n].state = TaskState::Cancelled;
-                    progress[slots[n].step].cancelled += 1;
+                    p.cancelled += 1;
                     changes.push(Change::SetState {
                         task_id: slots[n].id.clone(),
                         state: TaskState::Cancelled,
                         message: Some("cancelled".into()),
                     });
                 }
-                let _ = std::fs::remove_file(layout.cancel_request());
             }
+            while let Some(Waiting(_, n)) = waiting.pop() {
+                slots[n].state = TaskState::Cancelled;
+                progress[slots[n].step].cancelled += 1;
+                changes.push(Change::SetState {
+                    task_id: slots[n].id.clone(),
+                    state: TaskState::Cancelled,
+                    message: Some("cancelled".into()),
+                });
+            }
+            let _ = std::fs::remove_file(layout.cancel_request());
         }
         if last_beat.elapsed() > Duration::from_secs(2) {
             store.heartbeat(pid, now())?;
@@ -848,14 +852,21 @@ fn finish(
         outcome,
         details,
         final_failure,
+        cancelled_elsewhere,
         ..
     } = checked;
     let step = &campaign.steps[slot.step];
     let decision = if final_failure {
         Decision::Failed
     } else {
+        // A task cancelled outside flow is retried as if it had been killed.
+        let class = if cancelled_elsewhere {
+            Some(ErrorClass::Signal)
+        } else {
+            outcome.error_class
+        };
         decide(
-            outcome.error_class,
+            class,
             slot.counters,
             &step.execution,
             fastrand_unit(&slot.id, slot.attempts),

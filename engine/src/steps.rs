@@ -240,6 +240,7 @@ pub fn post_process(
         outcome,
         details,
         effect,
+        cancelled_elsewhere: false,
     }
 }
 
@@ -252,6 +253,9 @@ pub struct Checked {
     pub effect: StepEffect,
     /// The step already retried on its own terms: do not retry.
     pub final_failure: bool,
+    /// Cancelled by someone other than flow (scancel, an administrator): retried like a
+    /// killed task, though recorded as cancelled.
+    pub cancelled_elsewhere: bool,
 }
 
 impl Checked {
@@ -262,6 +266,7 @@ impl Checked {
             details: None,
             effect: StepEffect::None,
             final_failure: false,
+            cancelled_elsewhere: false,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Measures what docs/BENCHMARKS-mlip.md reports, on this machine, with the real uv and ASE:
+//! Measures what docs/BENCHMARKS.md reports, on this machine, with the real uv and ASE:
 //! cold / warm / reuse build times of the `emt` environment, and the EMT IPC overhead at
 //! several sizes.
 //!

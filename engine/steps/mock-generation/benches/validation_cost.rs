@@ -2,7 +2,7 @@
 //!
 //! Target (issue 7): validation under 5 ms per file. Run with
 //! `cargo bench -p flow-mock-generation --bench validation_cost`; results go into
-//! `docs/BENCHMARKS-hdf5.md` by hand. Files live in a temporary directory under $TMPDIR
+//! `docs/BENCHMARKS.md` by hand. Files live in a temporary directory under $TMPDIR
 //! (set it to a directory on the file system you want to measure); the page cache is
 //! warm, as it is when flow validates a file its task has just written.
 
