@@ -126,6 +126,11 @@ fn mock_catalogs_are_validated_and_exactly_the_damaged_ones_are_redone() {
         .count();
     assert_eq!(twice, 4);
     assert!(rows.iter().all(|r| r.state == TaskState::Succeeded));
+    let status = text(&flow(d, &["status", &file]).stdout);
+    assert!(
+        status.contains("by realization: 10 of 10 complete"),
+        "{status}"
+    );
 }
 
 #[test]
@@ -205,6 +210,10 @@ fn qe_scf_campaign_with_real_pw_x_computes_only_new_structures() {
         "{}",
         text(&out.stdout)
     );
+    // The training set: every computed structure, one extxyz frame each.
+    let extxyz = std::fs::read_to_string(campaign.join("qa/scf.extxyz")).unwrap();
+    let frames = extxyz.lines().filter(|l| l.contains("energy=")).count();
+    assert_eq!(frames, 4, "{extxyz}");
 }
 
 #[test]

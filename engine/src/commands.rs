@@ -361,12 +361,26 @@ fn status_once(file: &Path, output: OutputFormat, state_dir: Option<&PathBuf>) -
         let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
         let mut failures = Vec::new();
         let mut first_start = f64::MAX;
+        // Arrays of several parameters: progress by the first one (e.g. by realization).
+        let grouped = step.array.as_ref().is_some_and(|a| a.params.len() > 1);
+        let mut groups: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
         for t in plan.tasks(i) {
             let (state, row) = match rows.get(&t.id) {
                 Some(r) => (r.state, Some(r)),
                 None => (TaskState::Pending, None),
             };
             *counts.entry(state.as_str()).or_default() += 1;
+            if grouped {
+                let key = t
+                    .params
+                    .first()
+                    .map(|(_, v)| v.text.clone())
+                    .unwrap_or_default();
+                let g = groups.entry(key).or_default();
+                g.0 += 1;
+                g.1 += u64::from(state == TaskState::Succeeded);
+                g.2 += u64::from(state == TaskState::Failed);
+            }
             if let Some(r) = row {
                 if state == TaskState::Failed
                     || (state == TaskState::Pending && r.error_class.is_some())
@@ -387,6 +401,48 @@ fn status_once(file: &Path, output: OutputFormat, state_dir: Option<&PathBuf>) -
             step.kind.as_str(),
             line.join(", ")
         ));
+        if grouped {
+            let name = step
+                .array
+                .as_ref()
+                .and_then(|a| a.params.first())
+                .map(|(n, _)| n.clone())
+                .unwrap_or_default();
+            let mut incomplete: Vec<(&String, &(u64, u64, u64))> =
+                groups.iter().filter(|(_, g)| g.1 < g.0).collect();
+            incomplete.sort_by_key(|(k, _)| k.parse::<i64>().unwrap_or(i64::MAX));
+            let complete = groups.len() - incomplete.len();
+            let shown: Vec<String> = incomplete
+                .iter()
+                .take(8)
+                .map(|(k, g)| {
+                    format!(
+                        "{k} ({}/{} done{})",
+                        g.1,
+                        g.0,
+                        if g.2 > 0 {
+                            format!(", {} failed", g.2)
+                        } else {
+                            String::new()
+                        }
+                    )
+                })
+                .collect();
+            text.push_str(&format!(
+                "  by {name}: {complete} of {} complete{}{}\n",
+                groups.len(),
+                if shown.is_empty() {
+                    String::new()
+                } else {
+                    format!("; incomplete: {}", shown.join(", "))
+                },
+                if incomplete.len() > 8 {
+                    format!(" and {} more", incomplete.len() - 8)
+                } else {
+                    String::new()
+                }
+            ));
+        }
         if let Some(gate) = info
             .get(&step.name)
             .and_then(|v| v.get("gate_stop"))

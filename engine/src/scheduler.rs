@@ -822,6 +822,25 @@ fn drive(
     store.apply(&changes, now())?;
     write_status_snapshot(plan, layout, &progress);
     reporter.finish(&progress_rows(plan, &progress));
+    for (i, step) in campaign.steps.iter().enumerate() {
+        if step.kind == flow_dsl::model::StepKind::QeScf && progress[i].succeeded > 0 {
+            let succeeded = slots
+                .iter()
+                .filter(|s| s.step == i && s.state == TaskState::Succeeded);
+            let dirs = succeeded.map(|s| layout.work_dir(&step.name, s.index, &s.id));
+            match steps::write_qe_aggregate(layout, &step.name, dirs) {
+                Ok(path) => reporter.note(&format!(
+                    "step {}: energies and forces of every computed structure in {}",
+                    step.name,
+                    path.display()
+                )),
+                Err(e) => reporter.note(&format!(
+                    "step {}: cannot write the aggregate extxyz: {e}",
+                    step.name
+                )),
+            }
+        }
+    }
 
     summary.succeeded = progress.iter().map(|p| p.succeeded).sum();
     summary.failed = progress.iter().map(|p| p.failed).sum();

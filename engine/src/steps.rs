@@ -541,6 +541,27 @@ fn slurm_preview(plan: &Plan, step_index: usize) -> Result<String, String> {
     ))
 }
 
+/// qe-scf: every successful structure of a step in one extxyz file (energy, forces and
+/// stress per frame) at `qa/<step>.extxyz`, for training pipelines. Rewritten after each
+/// run, so structures added later appear too.
+pub fn write_qe_aggregate(
+    layout: &Layout,
+    step: &str,
+    task_dirs: impl Iterator<Item = std::path::PathBuf>,
+) -> Result<std::path::PathBuf, String> {
+    let mut results = Vec::new();
+    for dir in task_dirs {
+        let file = dir.join("result.json");
+        results.push(flow_qe_scf::results::read_result_json(&file).map_err(|e| e.to_string())?);
+    }
+    results.sort_by(|a, b| a.structure.cmp(&b.structure));
+    let mut bytes = Vec::new();
+    flow_qe_scf::results::write_extxyz(&results, &mut bytes).map_err(|e| e.to_string())?;
+    let path = layout.qa().join(format!("{step}.extxyz"));
+    write_atomic(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
 /// Extra plan text for step kinds that have more to show (generated inputs, policies,
 /// scheduler scripts).
 pub fn plan_details(plan: &Plan) -> String {
