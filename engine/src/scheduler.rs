@@ -116,6 +116,8 @@ struct Slot {
     state: TaskState,
     attempts: u32,
     counters: RetryCounters,
+    /// Failures for lack of time and of memory so far: how far `on_retry` escalates.
+    escalation: (u32, u32),
 }
 
 #[derive(Debug, Default)]
@@ -242,6 +244,7 @@ fn drive(
         )?;
     }
     let mut known = store.load_tasks()?;
+    let escalations = store.escalation_counts()?;
     let mut new_rows: Vec<(String, String, u64, String)> = Vec::new();
     for i in 0..campaign.steps.len() {
         for task in plan.tasks(i) {
@@ -270,6 +273,7 @@ fn drive(
                 ),
                 None => (TaskState::Pending, 0, RetryCounters::default()),
             };
+            let escalation = escalations.get(&task.id).copied().unwrap_or((0, 0));
             slots.push(Slot {
                 id: task.id,
                 step: i,
@@ -277,6 +281,7 @@ fn drive(
                 state,
                 attempts,
                 counters,
+                escalation,
             });
             if let Some(r) = row {
                 known.insert(r.id.clone(), r);
@@ -513,6 +518,11 @@ fn drive(
                     let mut launches: Vec<TaskLaunch> = Vec::with_capacity(take);
                     // The batch's name: where its first task sits in the step, and which
                     // attempt (a retry batch never shares a name with the first one).
+                    // One batch holds tasks of one escalation level (same resources).
+                    let level = match progress[i].ready.front() {
+                        Some(&n0) => slots[n0].escalation,
+                        None => break,
+                    };
                     let batch_key = match progress[i].ready.front() {
                         Some(&n0) => {
                             let attempt = slots[n0].attempts + 1;
@@ -530,6 +540,13 @@ fn drive(
                         None => break,
                     };
                     for _ in 0..take {
+                        if progress[i]
+                            .ready
+                            .front()
+                            .is_some_and(|&n| slots[n].escalation != level)
+                        {
+                            break;
+                        }
                         let Some(n) = progress[i].ready.pop_front() else {
                             break;
                         };
@@ -592,7 +609,7 @@ fn drive(
                         campaign: format!("{}_{}", campaign.version, campaign.name),
                         step: step.name.clone(),
                         batch_key,
-                        resources: steps::resources_of(step),
+                        resources: steps::escalated_resources(step, level),
                         max_running: step.execution.max_running,
                         tasks: launches,
                     };
@@ -891,6 +908,11 @@ fn finish(
             fastrand_unit(&slot.id, slot.attempts),
         )
     };
+    match outcome.error_class {
+        Some(ErrorClass::Walltime) => slot.escalation.0 += 1,
+        Some(ErrorClass::OutOfMemory) => slot.escalation.1 += 1,
+        _ => {}
+    }
     let mut not_before = None;
     let state = match &decision {
         Decision::Succeeded => TaskState::Succeeded,

@@ -515,6 +515,25 @@ impl StateStore {
         tx.commit().map_err(sql(&path))
     }
 
+    /// Per task: how many attempts failed for lack of time (`walltime`) and of memory
+    /// (`out-of-memory`): the escalation level of its next attempt.
+    pub fn escalation_counts(&self) -> Result<HashMap<String, (u32, u32)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT task_id, SUM(error_class = 'walltime'), SUM(error_class = 'out-of-memory') FROM attempts WHERE error_class IN ('walltime', 'out-of-memory') GROUP BY task_id")
+            .map_err(sql(&self.path))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    (r.get::<_, i64>(1)? as u32, r.get::<_, i64>(2)? as u32),
+                ))
+            })
+            .map_err(sql(&self.path))?;
+        rows.collect::<Result<HashMap<_, _>, _>>()
+            .map_err(sql(&self.path))
+    }
+
     /// Details of the successful attempt of every succeeded task that has some.
     pub fn success_details(&self) -> Result<HashMap<String, String>, StateError> {
         let mut stmt = self

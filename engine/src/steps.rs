@@ -26,6 +26,27 @@ pub enum StepEffect {
     GateStop(String),
 }
 
+/// The resources of a step's tasks after `walltime` and `oom` failures: the step's
+/// `execution.on_retry` applied that many times (capped by its `max_time` / `max_mem`).
+pub fn escalated_resources(step: &Step, (walltime, oom): (u32, u32)) -> Resources {
+    use flow_executors::slurm::escalation::{escalate, OnRetry};
+    let r = &step.execution.on_retry;
+    let policy = OnRetry {
+        time: r.time_factor,
+        mem: r.mem_factor,
+        max_time: r.max_time,
+        max_mem: r.max_mem_mb,
+    };
+    let mut resources = resources_of(step);
+    for _ in 0..walltime.min(16) {
+        resources = escalate(&resources, &policy, ErrorClass::Walltime).resources;
+    }
+    for _ in 0..oom.min(16) {
+        resources = escalate(&resources, &policy, ErrorClass::OutOfMemory).resources;
+    }
+    resources
+}
+
 /// Whether a step's tasks run on the driver's machine whatever the executor: build-env
 /// unless the step says `run_on: compute`.
 pub fn runs_on_driver(step: &Step) -> bool {
@@ -256,6 +277,27 @@ pub struct Checked {
     /// Cancelled by someone other than flow (scancel, an administrator): retried like a
     /// killed task, though recorded as cancelled.
     pub cancelled_elsewhere: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_escalate_time_and_memory_within_their_caps() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "campaign: {name: e, version: v1, machine: local}\nsteps:\n  s:\n    kind: command\n    command: 'true'\n    resources: {time: 1h, mem: 1G}\n    execution: {on_retry: {time: x2, mem: x1.5, max_time: 3h, max_mem: 2G}}\n";
+        let campaign = flow_dsl::load::load_campaign_text("e.yaml", text, dir.path()).unwrap();
+        let step = &campaign.steps[0];
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(escalated_resources(step, (0, 0)).time_limit, Some(hour));
+        assert_eq!(escalated_resources(step, (1, 0)).time_limit, Some(2 * hour));
+        assert_eq!(escalated_resources(step, (2, 0)).time_limit, Some(3 * hour));
+        assert_eq!(escalated_resources(step, (5, 0)).time_limit, Some(3 * hour));
+        assert_eq!(escalated_resources(step, (0, 1)).mem_mb, 1536);
+        assert_eq!(escalated_resources(step, (0, 3)).mem_mb, 2048);
+        assert_eq!(escalated_resources(step, (1, 1)).mem_mb, 1536);
+    }
 }
 
 impl Checked {
