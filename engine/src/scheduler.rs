@@ -166,6 +166,51 @@ impl Ord for Waiting {
     }
 }
 
+/// Process groups of task attempts running on this machine, by (task id, attempt), found
+/// through the `FLOW_TASK_ID`/`FLOW_ATTEMPT` variables every task starts with. Read from
+/// /proc only when a restarted driver has attempts to recover.
+fn local_task_processes() -> HashMap<(String, u32), Vec<u32>> {
+    let mut out: HashMap<(String, u32), Vec<u32>> = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let mut task = None;
+        let mut attempt = None;
+        for var in environ.split(|b| *b == 0) {
+            if let Some(v) = var.strip_prefix(b"FLOW_TASK_ID=") {
+                task = Some(String::from_utf8_lossy(v).into_owned());
+            } else if let Some(v) = var.strip_prefix(b"FLOW_ATTEMPT=") {
+                attempt = std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|t| t.parse::<u32>().ok());
+            }
+        }
+        let (Some(task), Some(attempt)) = (task, attempt) else {
+            continue;
+        };
+        // Field 5 of /proc/PID/stat is the process group (after the parenthesised name).
+        let pgid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|st| st.rsplit_once(')').map(|(_, rest)| rest.to_string()))
+            .and_then(|rest| {
+                rest.split_whitespace()
+                    .nth(2)
+                    .and_then(|p| p.parse::<u32>().ok())
+            });
+        if let Some(pgid) = pgid {
+            out.entry((task, attempt)).or_default().push(pgid);
+        }
+    }
+    out
+}
+
 /// Build the executor a run uses.
 pub fn make_executor(plan: &Plan) -> Result<Box<dyn Executor>> {
     match plan.executor {
@@ -307,6 +352,7 @@ fn drive(
         executor.list_jobs()?
     };
     let mut still_running: std::collections::HashSet<usize> = std::collections::HashSet::new();
+    let mut orphans: Option<HashMap<(String, u32), Vec<u32>>> = None;
 
     // Recovery: attempts a dead driver left behind.
     let mut changes: Vec<Change> = Vec::new();
@@ -340,16 +386,44 @@ fn drive(
             still_running.insert(n);
             continue;
         }
-        if let Some(pgid) = row.and_then(|r| r.pid) {
+        // Its processes may still run: the recorded process group, and any process that
+        // carries this attempt in its environment (the pid may not have been committed
+        // before the driver died).
+        let mut groups: Vec<u32> = row.and_then(|r| r.pid).into_iter().collect();
+        if plan.executor == ExecutorKind::Local || steps::runs_on_driver(step) {
+            let orphans = orphans.get_or_insert_with(local_task_processes);
+            groups.extend(
+                orphans
+                    .get(&(s.id.clone(), s.attempts))
+                    .into_iter()
+                    .flatten()
+                    .copied(),
+            );
+        }
+        groups.sort_unstable();
+        groups.dedup();
+        let mut killed = false;
+        for pgid in groups {
             if group_alive(pgid) {
                 kill_group(pgid, libc::SIGTERM);
                 std::thread::sleep(Duration::from_millis(200));
                 kill_group(pgid, libc::SIGKILL);
+                killed = true;
                 changes.push(Change::Event {
                     task_id: Some(s.id.clone()),
                     kind: "killed-orphan".into(),
                     detail: format!("process group {pgid} of a previous driver"),
                 });
+            }
+        }
+        if killed {
+            // It may have finished between the first look and the kill.
+            if let Some(outcome) = read_result(&result_path) {
+                recovered += 1;
+                let checked =
+                    steps::post_process(plan, layout, s.step, s.index, &s.id, s.attempts, outcome);
+                finish(slot, checked, campaign, &mut changes);
+                continue;
             }
         }
         // Lost with its driver: run again without counting it as a retry.
