@@ -210,3 +210,124 @@ fn the_mock_campaign_runs_on_slurm_with_validated_catalogs() {
     assert_eq!(count, 30);
     assert!(campaign.join("qa/summary.json").exists());
 }
+
+#[test]
+fn a_task_over_its_time_limit_is_retried_with_escalated_time_and_completes() {
+    require_slurm();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    machine(d);
+    let name = unique("walltime");
+    // Slurm's smallest limit is one minute and it enforces limits every 30 s: this test
+    // takes about three minutes.
+    std::fs::write(
+        d.join("c.yaml"),
+        format!("campaign: {{name: {name}, version: v1, machine: machine.yaml, output: out}}\nsteps:\n  long:\n    kind: command\n    command: sleep 80; echo done > {{{{output}}}}\n    output: long.txt\n    resources: {{time: 1m}}\n    execution: {{max_retries: 1, retry_backoff: {{initial: 1s}}, on_retry: {{time: x3, max_time: 10m}}}}\n"),
+    )
+    .unwrap();
+    let out = flow(d, &["run", "c.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let db = d.join(format!("out/v1_{name}/metadata/state.db"));
+    let store = StateStore::open_readonly(&db).unwrap();
+    let rows = store.load_tasks().unwrap();
+    let task = rows.values().next().unwrap();
+    assert_eq!((task.state, task.attempts), (TaskState::Succeeded, 2));
+    let attempts = store.attempts(&task.id).unwrap();
+    assert_eq!(
+        attempts[0].error_class.as_deref(),
+        Some("walltime"),
+        "{attempts:?}"
+    );
+    // The second job asked Slurm for three minutes.
+    let jobs = Command::new("sacct")
+        .args([
+            "-n",
+            "-X",
+            "-P",
+            "-o",
+            "JobName,Timelimit",
+            "-S",
+            "now-2hours",
+        ])
+        .output()
+        .unwrap();
+    let limits: Vec<String> = text(&jobs.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&format!("v1_{name}.")))
+        .map(|l| l.rsplit('|').next().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        limits.contains(&"00:01:00".to_string()) && limits.contains(&"00:03:00".to_string()),
+        "{limits:?}"
+    );
+}
+
+#[test]
+fn array_elements_cancelled_outside_flow_are_retried_and_the_campaign_completes() {
+    require_slurm();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    machine(d);
+    let name = unique("scancel");
+    std::fs::write(
+        d.join("c.yaml"),
+        format!("campaign: {{name: {name}, version: v1, machine: machine.yaml, output: out}}\nsteps:\n  work:\n    kind: command\n    array: {{i: {{range: [0, 6]}}}}\n    command: touch ../../started-{{{{i}}}}; sleep 6; echo {{{{i}}}} >> ../../ledger\n    execution: {{max_retries: 2, retry_backoff: {{initial: 1s}}}}\n"),
+    )
+    .unwrap();
+    let driver = Command::new(env!("CARGO_BIN_EXE_flow"))
+        .args(["run", "c.yaml"])
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !(d.join("started-1").exists() && d.join("started-2").exists()) {
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "elements never started"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // An administrator (or the user, by hand) cancels two running elements.
+    let jobs = submitted_jobs(&format!("v1_{name}."));
+    let array = jobs.iter().next().unwrap();
+    for element in [1, 2] {
+        let status = Command::new("scancel")
+            .arg(format!("{array}_{element}"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let out = driver.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let rows = StateStore::open_readonly(&d.join(format!("out/v1_{name}/metadata/state.db")))
+        .unwrap()
+        .load_tasks()
+        .unwrap();
+    assert!(rows.values().all(|r| r.state == TaskState::Succeeded));
+    assert_eq!(
+        rows.values().filter(|r| r.attempts == 2).count(),
+        2,
+        "{rows:?}"
+    );
+    let mut lines: Vec<u32> = std::fs::read_to_string(d.join("ledger"))
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    lines.sort();
+    assert_eq!(lines, (0..6).collect::<Vec<_>>());
+}
