@@ -8,6 +8,7 @@
 //! given time for news. Backends keep their own threads or runtimes inside; the driver
 //! (engine::scheduler) stays a plain loop that owns the state database.
 
+pub mod kubernetes;
 pub mod launch;
 pub mod local;
 pub mod slurm;
