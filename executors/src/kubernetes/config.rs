@@ -1,0 +1,255 @@
+//! The machine's `kubernetes:` block: where and how a campaign's pods run.
+//!
+//! ```yaml
+//! kubernetes:
+//!   namespace: flow
+//!   image: ghcr.io/example/flow-runtime:latest
+//!   image_pull_secrets: [ghcr-pull]
+//!   service_account: flow-runner
+//!   volume: {claim: flow-campaigns, mount_path: /campaigns}
+//!   gpu_resource: nvidia.com/gpu
+//!   node_selector: {kubernetes.io/os: linux}
+//!   job_types:
+//!     gpu_intensive:
+//!       node_selector: {agentpool: gpunp}
+//!       tolerations: [{key: sku, operator: Equal, value: gpu, effect: NoSchedule}]
+//!   env_from: [{secret: wandb-credentials}, {config_map: flow-site-settings}]
+//!   secret_env: [{name: HF_TOKEN, secret: huggingface, key: token}]
+//!   ttl_seconds_after_finished: 86400
+//!   backoff_limit_per_index: 0
+//! ```
+//!
+//! Secrets appear here by name only: the manifests carry `secretRef`/`secretKeyRef`
+//! references, never a value.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Default extended resource name for GPUs (the NVIDIA device plugin's).
+pub const DEFAULT_GPU_RESOURCE: &str = "nvidia.com/gpu";
+
+/// Default lifetime of a finished Job before Kubernetes deletes it: one day, long enough for
+/// a driver that was down overnight to read pod statuses (results are on the volume anyway).
+pub const DEFAULT_TTL_SECONDS_AFTER_FINISHED: u32 = 86_400;
+
+/// The machine's `kubernetes:` block, deserialized as written (snake_case keys).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Namespace of every Job (a DNS-1123 label).
+    pub namespace: String,
+    /// Container image that has the `flow` binary and the task's software.
+    pub image: String,
+    /// Names of `kubernetes.io/dockerconfigjson` Secrets used to pull `image`.
+    #[serde(default)]
+    pub image_pull_secrets: Vec<String>,
+    /// ServiceAccount the pods run as (the namespace's `default` when absent).
+    #[serde(default)]
+    pub service_account: Option<String>,
+    /// Mount the service account token into pods. Off by default: `flow task` does not talk to
+    /// the API server, and a pod without a token cannot be used against the cluster.
+    #[serde(default)]
+    pub automount_service_account_token: bool,
+    /// The ReadWriteMany claim that holds the campaign directory.
+    #[serde(default)]
+    pub volume: Option<VolumeConfig>,
+    /// Extended resource name requested for GPUs.
+    #[serde(default = "default_gpu_resource")]
+    pub gpu_resource: String,
+    /// Node selector of every pod (a job type's selector is merged over it).
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of every pod (a job type's are added to them).
+    #[serde(default)]
+    pub tolerations: Vec<Toleration>,
+    /// Placement per machine job type (`cpu_intensive`, `gpu_intensive`, ...).
+    #[serde(default)]
+    pub job_types: BTreeMap<String, Placement>,
+    /// Whole Secrets or ConfigMaps exposed as environment variables (`envFrom`).
+    #[serde(default)]
+    pub env_from: Vec<EnvFromSource>,
+    /// Single environment variables taken from a Secret key (`valueFrom.secretKeyRef`).
+    #[serde(default)]
+    pub secret_env: Vec<SecretEnvVar>,
+    /// Seconds a finished Job (and its pods) is kept before Kubernetes deletes it.
+    #[serde(default = "default_ttl")]
+    pub ttl_seconds_after_finished: u32,
+    /// Pod retries Kubernetes makes per index before the index counts as failed. 0 by
+    /// default: flow owns retries (with its error classes and backoff).
+    #[serde(default)]
+    pub backoff_limit_per_index: u32,
+    /// Failed indexes after which Kubernetes stops the whole Job; absent: never (every index
+    /// runs, flow decides what to retry).
+    #[serde(default)]
+    pub max_failed_indexes: Option<u32>,
+    /// Numeric user id the containers run as (the image's user when absent; it must not be
+    /// root, since pods set `runAsNonRoot`).
+    #[serde(default)]
+    pub run_as_user: Option<i64>,
+    /// Numeric group id the containers run as.
+    #[serde(default)]
+    pub run_as_group: Option<i64>,
+    /// Group that owns the mounted volume's files (`fsGroup`).
+    #[serde(default)]
+    pub fs_group: Option<i64>,
+}
+
+/// The campaign volume: a PersistentVolumeClaim mounted at the same path in every pod.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct VolumeConfig {
+    /// Name of the PersistentVolumeClaim (ReadWriteMany, so pods on many nodes share it).
+    pub claim: String,
+    /// Absolute path where the claim is mounted in the container.
+    pub mount_path: String,
+}
+
+/// Where the pods of one job type may run.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct Placement {
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tolerations: Vec<Toleration>,
+}
+
+/// A pod toleration (`operator` is `Exists` or `Equal`; `effect` is `NoSchedule`,
+/// `PreferNoSchedule` or `NoExecute`, or absent for all).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct Toleration {
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub operator: Option<String>,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub effect: Option<String>,
+    #[serde(default)]
+    pub toleration_seconds: Option<i64>,
+}
+
+/// A whole Secret or ConfigMap exposed as environment variables, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum EnvFromSource {
+    /// `{secret: NAME}` → `envFrom: [{secretRef: {name: NAME}}]`.
+    Secret(String),
+    /// `{config_map: NAME}` → `envFrom: [{configMapRef: {name: NAME}}]`.
+    ConfigMap(String),
+}
+
+/// One environment variable read from a key of a Secret.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct SecretEnvVar {
+    /// Variable name in the container.
+    pub name: String,
+    /// Secret name.
+    pub secret: String,
+    /// Key within the Secret.
+    pub key: String,
+}
+
+fn default_gpu_resource() -> String {
+    DEFAULT_GPU_RESOURCE.to_string()
+}
+
+fn default_ttl() -> u32 {
+    DEFAULT_TTL_SECONDS_AFTER_FINISHED
+}
+
+impl KubernetesConfig {
+    /// Read the `kubernetes:` block from its JSON form (the DSL's merged machine turns YAML
+    /// into JSON). Fails on a missing `namespace` or `image`, a misspelt key, or a value of
+    /// the wrong type; the error names the field.
+    pub fn from_json(value: &serde_json::Value) -> Result<KubernetesConfig, serde_json::Error> {
+        KubernetesConfig::deserialize(value)
+    }
+
+    /// Node selector and tolerations of a job type: the global ones with the job type's
+    /// merged over them (selector keys replaced, tolerations appended). An unknown or absent
+    /// job type gets the global placement.
+    pub fn placement_for(&self, job_type: Option<&str>) -> Placement {
+        let mut placement = Placement {
+            node_selector: self.node_selector.clone(),
+            tolerations: self.tolerations.clone(),
+        };
+        if let Some(specific) = job_type.and_then(|j| self.job_types.get(j)) {
+            placement.node_selector.extend(
+                specific
+                    .node_selector
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            placement
+                .tolerations
+                .extend(specific.tolerations.iter().cloned());
+        }
+        placement
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn generic_machine_block_reads_with_defaults() {
+        let config = KubernetesConfig::from_json(&json!({
+            "namespace": "flow",
+            "image": "ghcr.io/example/flow-runtime:latest",
+            "service_account": "flow-runner",
+            "volume": {"claim": "flow-campaigns", "mount_path": "/campaigns"},
+            "gpu_resource": "nvidia.com/gpu"
+        }))
+        .unwrap();
+        assert_eq!(config.gpu_resource, DEFAULT_GPU_RESOURCE);
+        assert_eq!(config.backoff_limit_per_index, 0);
+        assert_eq!(config.ttl_seconds_after_finished, 86_400);
+        assert!(!config.automount_service_account_token);
+        assert_eq!(config.volume.unwrap().mount_path, "/campaigns");
+    }
+
+    #[test]
+    fn misspelt_key_is_an_error_naming_it() {
+        let err = KubernetesConfig::from_json(&json!({
+            "namespace": "flow", "image": "x", "servce_account": "a"
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("servce_account"), "{err}");
+    }
+
+    #[test]
+    fn env_from_and_job_type_placement() {
+        let config = KubernetesConfig::from_json(&json!({
+            "namespace": "flow", "image": "x",
+            "node_selector": {"kubernetes.io/os": "linux", "pool": "cpu"},
+            "tolerations": [{"key": "spot", "operator": "Exists"}],
+            "job_types": {"gpu_intensive": {
+                "node_selector": {"pool": "gpu"},
+                "tolerations": [{"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]
+            }},
+            "env_from": [{"secret": "creds"}, {"config_map": "site"}]
+        }))
+        .unwrap();
+        assert_eq!(
+            config.env_from,
+            vec![
+                EnvFromSource::Secret("creds".into()),
+                EnvFromSource::ConfigMap("site".into())
+            ]
+        );
+        let gpu = config.placement_for(Some("gpu_intensive"));
+        assert_eq!(gpu.node_selector["pool"], "gpu");
+        assert_eq!(gpu.node_selector["kubernetes.io/os"], "linux");
+        assert_eq!(gpu.tolerations.len(), 2);
+        let other = config.placement_for(Some("cpu_intensive"));
+        assert_eq!(other.node_selector["pool"], "cpu");
+        assert_eq!(other.tolerations.len(), 1);
+        assert_eq!(config.placement_for(None), other);
+    }
+}

@@ -1,0 +1,498 @@
+//! One batch of task attempts as a `batch/v1` Indexed Job.
+//!
+//! Completion index N runs line N of the batch's manifest (the file the Slurm executor also
+//! writes, see [`crate::slurm::manifest`]): the pod's command is
+//! `flow task run-manifest <manifest> $(JOB_COMPLETION_INDEX)`, so a pod never re-plans.
+//! Everything here is a pure function of its inputs; nothing talks to a cluster.
+
+use super::config::{EnvFromSource, KubernetesConfig, Toleration};
+use super::names::{is_dns1123_label, is_dns1123_subdomain, job_name, label_value};
+use crate::launch::{Batch, TaskLaunch};
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+
+/// Name of the one container in every pod (podFailurePolicy rules refer to it).
+pub const CONTAINER_NAME: &str = "task";
+
+/// Name of the campaign volume in the pod spec.
+pub const VOLUME_NAME: &str = "campaign";
+
+/// Label keys on every Job and pod template.
+pub const LABEL_CAMPAIGN: &str = "flow/campaign";
+pub const LABEL_STEP: &str = "flow/step";
+pub const LABEL_BATCH: &str = "flow/batch";
+
+/// Annotation holding the manifest path in the pod (labels are too short for paths).
+pub const ANNOTATION_MANIFEST: &str = "flow/manifest";
+
+/// Most completions one Indexed Job may have when `backoffLimitPerIndex` is set.
+pub const MAX_COMPLETIONS: usize = 100_000;
+
+/// Seconds added to flow's own per-task timeout for the pod's `activeDeadlineSeconds`, so that
+/// `flow task` kills the command and records a `timeout` result before Kubernetes kills the
+/// pod (the deadline also counts image pull and start-up).
+pub const DEADLINE_GRACE_SECONDS: u64 = 60;
+
+/// Why a batch could not be rendered. Every variant names the offending value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("batch {batch_key}: no tasks to render")]
+    EmptyBatch { batch_key: String },
+    #[error("batch {batch_key}: {count} tasks exceed the {MAX_COMPLETIONS} completions of one Indexed Job")]
+    TooManyTasks { batch_key: String, count: usize },
+    #[error("kubernetes.{field}: {value:?} is not a valid {expected}")]
+    InvalidConfig {
+        field: String,
+        value: String,
+        expected: String,
+    },
+    #[error("environment variable {name:?} is not a valid name (letters, digits and _, not starting with a digit)")]
+    InvalidEnvName { name: String },
+    #[error("{what}: {value:?} must be an absolute path")]
+    RelativePath { what: String, value: String },
+}
+
+/// Render the Kubernetes objects of one batch: today exactly one `batch/v1` Job.
+///
+/// - `campaign_tag`: the campaign's stable identity (`<version>_<name>`), hashed into the Job
+///   name and put in the `flow/campaign` label.
+/// - `job_type`: the machine job type the step's resources came from, which picks the node
+///   selector and tolerations (`None`: the global ones).
+/// - `manifest_path_in_pod`: where the batch's manifest lies inside the pod (on the volume).
+/// - `flow_binary_in_pod`: the `flow` executable inside the image.
+///
+/// The Job: `completionMode: Indexed`, one completion per task, `parallelism` =
+/// min(tasks, `max_running`), `backoffLimitPerIndex` and `maxFailedIndexes` from the config,
+/// a `podFailurePolicy` that ignores disruptions (DisruptionTarget) and fails the index on any
+/// other non-zero exit, `ttlSecondsAfterFinished`, and on the pod template
+/// `activeDeadlineSeconds` (the longest task timeout plus [`DEADLINE_GRACE_SECONDS`], else the
+/// resources' time limit), `restartPolicy: Never`, requests = limits for cpu, memory and GPUs,
+/// and the restricted Pod Security Standard. Environment: the `FLOW_*` variables that all
+/// tasks share, `FLOW_MANIFEST`, `JOB_COMPLETION_INDEX` from the downward API, and Secret
+/// references from the config; never a secret value, and never a variable that differs
+/// between tasks (those come from the manifest).
+///
+/// Fails on an empty batch, more than [`MAX_COMPLETIONS`] tasks, a namespace, secret, claim
+/// or account name Kubernetes would reject, an empty image, a relative mount or manifest path,
+/// or an invalid environment variable name.
+pub fn render_batch(
+    campaign_tag: &str,
+    batch: &Batch,
+    job_type: Option<&str>,
+    config: &KubernetesConfig,
+    manifest_path_in_pod: &str,
+    flow_binary_in_pod: &str,
+) -> Result<Vec<Value>, ManifestError> {
+    check_config(config)?;
+    let tasks = batch.tasks.len();
+    if tasks == 0 {
+        return Err(ManifestError::EmptyBatch {
+            batch_key: batch.batch_key.clone(),
+        });
+    }
+    if tasks > MAX_COMPLETIONS {
+        return Err(ManifestError::TooManyTasks {
+            batch_key: batch.batch_key.clone(),
+            count: tasks,
+        });
+    }
+    require_absolute("manifest path in the pod", manifest_path_in_pod)?;
+
+    let labels = json!({
+        LABEL_CAMPAIGN: label_value(campaign_tag),
+        LABEL_STEP: label_value(&batch.step),
+        LABEL_BATCH: label_value(&batch.batch_key),
+    });
+    let annotations = json!({
+        LABEL_CAMPAIGN: campaign_tag,
+        LABEL_STEP: batch.step,
+        LABEL_BATCH: batch.batch_key,
+        ANNOTATION_MANIFEST: manifest_path_in_pod,
+    });
+    let parallelism = batch
+        .max_running
+        .map(|cap| (cap.max(1) as usize).min(tasks))
+        .unwrap_or(tasks);
+
+    let mut job_spec = Map::new();
+    job_spec.insert("completionMode".into(), json!("Indexed"));
+    job_spec.insert("completions".into(), json!(tasks));
+    job_spec.insert("parallelism".into(), json!(parallelism));
+    job_spec.insert(
+        "backoffLimitPerIndex".into(),
+        json!(config.backoff_limit_per_index),
+    );
+    let max_failed = config
+        .max_failed_indexes
+        .map(|m| (m as usize).min(tasks))
+        .unwrap_or(tasks);
+    job_spec.insert("maxFailedIndexes".into(), json!(max_failed));
+    job_spec.insert("podFailurePolicy".into(), pod_failure_policy());
+    job_spec.insert(
+        "ttlSecondsAfterFinished".into(),
+        json!(config.ttl_seconds_after_finished),
+    );
+    job_spec.insert(
+        "template".into(),
+        json!({
+            "metadata": {"labels": labels, "annotations": annotations},
+            "spec": pod_spec(batch, job_type, config, manifest_path_in_pod, flow_binary_in_pod)?,
+        }),
+    );
+
+    let job = json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(campaign_tag, &batch.step, &batch.batch_key),
+            "namespace": config.namespace,
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": Value::Object(job_spec),
+    });
+    Ok(vec![job])
+}
+
+/// Disruptions (node drain, preemption, eviction) are ignored: the index is recreated and
+/// does not count against `backoffLimitPerIndex` (nor, in flow, against `max_retries`). Any
+/// other non-zero exit of the task container fails the index at once; flow retries it.
+fn pod_failure_policy() -> Value {
+    json!({
+        "rules": [
+            {
+                "action": "Ignore",
+                "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]
+            },
+            {
+                "action": "FailIndex",
+                "onExitCodes": {
+                    "containerName": CONTAINER_NAME,
+                    "operator": "NotIn",
+                    "values": [0]
+                }
+            }
+        ]
+    })
+}
+
+fn pod_spec(
+    batch: &Batch,
+    job_type: Option<&str>,
+    config: &KubernetesConfig,
+    manifest_path_in_pod: &str,
+    flow_binary_in_pod: &str,
+) -> Result<Value, ManifestError> {
+    let placement = config.placement_for(job_type);
+    let mut spec = Map::new();
+    spec.insert("restartPolicy".into(), json!("Never"));
+    if let Some(deadline) = active_deadline_seconds(batch) {
+        spec.insert("activeDeadlineSeconds".into(), json!(deadline));
+    }
+    if let Some(account) = &config.service_account {
+        spec.insert("serviceAccountName".into(), json!(account));
+    }
+    spec.insert(
+        "automountServiceAccountToken".into(),
+        json!(config.automount_service_account_token),
+    );
+    if !config.image_pull_secrets.is_empty() {
+        let secrets: Vec<Value> = config
+            .image_pull_secrets
+            .iter()
+            .map(|name| json!({"name": name}))
+            .collect();
+        spec.insert("imagePullSecrets".into(), Value::Array(secrets));
+    }
+    if !placement.node_selector.is_empty() {
+        spec.insert("nodeSelector".into(), json!(placement.node_selector));
+    }
+    if !placement.tolerations.is_empty() {
+        let tolerations: Vec<Value> = placement.tolerations.iter().map(toleration).collect();
+        spec.insert("tolerations".into(), Value::Array(tolerations));
+    }
+    spec.insert("securityContext".into(), pod_security_context(config));
+    if let Some(volume) = &config.volume {
+        spec.insert(
+            "volumes".into(),
+            json!([{
+                "name": VOLUME_NAME,
+                "persistentVolumeClaim": {"claimName": volume.claim}
+            }]),
+        );
+    }
+    spec.insert(
+        "containers".into(),
+        json!([container(
+            batch,
+            config,
+            manifest_path_in_pod,
+            flow_binary_in_pod
+        )?]),
+    );
+    Ok(Value::Object(spec))
+}
+
+fn container(
+    batch: &Batch,
+    config: &KubernetesConfig,
+    manifest_path_in_pod: &str,
+    flow_binary_in_pod: &str,
+) -> Result<Value, ManifestError> {
+    let mut container = Map::new();
+    container.insert("name".into(), json!(CONTAINER_NAME));
+    container.insert("image".into(), json!(config.image));
+    container.insert(
+        "command".into(),
+        json!([
+            escape_variable_refs(flow_binary_in_pod),
+            "task",
+            "run-manifest",
+            escape_variable_refs(manifest_path_in_pod),
+            "$(JOB_COMPLETION_INDEX)",
+        ]),
+    );
+    container.insert(
+        "env".into(),
+        Value::Array(environment(&batch.tasks, config, manifest_path_in_pod)?),
+    );
+    if !config.env_from.is_empty() {
+        let sources: Vec<Value> = config
+            .env_from
+            .iter()
+            .map(|source| match source {
+                EnvFromSource::Secret(name) => json!({"secretRef": {"name": name}}),
+                EnvFromSource::ConfigMap(name) => json!({"configMapRef": {"name": name}}),
+            })
+            .collect();
+        container.insert("envFrom".into(), Value::Array(sources));
+    }
+    container.insert("resources".into(), resources(batch, config));
+    container.insert("securityContext".into(), container_security_context());
+    if let Some(volume) = &config.volume {
+        container.insert(
+            "volumeMounts".into(),
+            json!([{"name": VOLUME_NAME, "mountPath": volume.mount_path}]),
+        );
+    }
+    Ok(Value::Object(container))
+}
+
+/// Requests equal limits (Guaranteed QoS when every resource is set): cpu in whole cores,
+/// memory in MiB when known, GPUs under the configured resource name when any.
+fn resources(batch: &Batch, config: &KubernetesConfig) -> Value {
+    let r = &batch.resources;
+    let mut amounts = Map::new();
+    amounts.insert("cpu".into(), json!(r.total_cpus().to_string()));
+    if r.total_mem_mb() > 0 {
+        amounts.insert("memory".into(), json!(format!("{}Mi", r.total_mem_mb())));
+    }
+    if r.total_gpus() > 0 {
+        amounts.insert(
+            config.gpu_resource.clone(),
+            json!(r.total_gpus().to_string()),
+        );
+    }
+    let amounts = Value::Object(amounts);
+    json!({"requests": amounts, "limits": amounts})
+}
+
+/// The pod-level part of the restricted Pod Security Standard.
+fn pod_security_context(config: &KubernetesConfig) -> Value {
+    let mut context = Map::new();
+    context.insert("runAsNonRoot".into(), json!(true));
+    if let Some(uid) = config.run_as_user {
+        context.insert("runAsUser".into(), json!(uid));
+    }
+    if let Some(gid) = config.run_as_group {
+        context.insert("runAsGroup".into(), json!(gid));
+    }
+    if let Some(gid) = config.fs_group {
+        context.insert("fsGroup".into(), json!(gid));
+    }
+    context.insert("seccompProfile".into(), json!({"type": "RuntimeDefault"}));
+    Value::Object(context)
+}
+
+/// The container-level part of the restricted Pod Security Standard.
+fn container_security_context() -> Value {
+    json!({
+        "runAsNonRoot": true,
+        "allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
+}
+
+/// The container's `env`: `JOB_COMPLETION_INDEX` (downward API), `FLOW_MANIFEST`, the
+/// `FLOW_*` variables with the same value in every task (sorted by name), then the Secret key
+/// references of the config. Values are literal: `$(` is escaped so Kubernetes does not
+/// expand it.
+fn environment(
+    tasks: &[TaskLaunch],
+    config: &KubernetesConfig,
+    manifest_path_in_pod: &str,
+) -> Result<Vec<Value>, ManifestError> {
+    let mut env = vec![
+        json!({
+            "name": "JOB_COMPLETION_INDEX",
+            "valueFrom": {"fieldRef": {
+                "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+            }}
+        }),
+        json!({"name": "FLOW_MANIFEST", "value": escape_variable_refs(manifest_path_in_pod)}),
+    ];
+    for (name, value) in shared_flow_env(tasks) {
+        if name == "FLOW_MANIFEST" {
+            continue;
+        }
+        check_env_name(&name)?;
+        env.push(json!({"name": name, "value": escape_variable_refs(&value)}));
+    }
+    for var in &config.secret_env {
+        check_env_name(&var.name)?;
+        env.push(json!({
+            "name": var.name,
+            "valueFrom": {"secretKeyRef": {"name": var.secret, "key": var.key}}
+        }));
+    }
+    Ok(env)
+}
+
+/// `FLOW_*` variables present with one value in every task, sorted by name. Per-task ones
+/// (`FLOW_TASK_ID`, `FLOW_SEED`, ...) differ and stay in the manifest.
+fn shared_flow_env(tasks: &[TaskLaunch]) -> Vec<(String, String)> {
+    let Some((first, rest)) = tasks.split_first() else {
+        return Vec::new();
+    };
+    let mut shared: Vec<(String, String)> = first
+        .env
+        .iter()
+        .filter(|(name, _)| name.starts_with("FLOW_"))
+        .filter(|(name, value)| {
+            rest.iter()
+                .all(|t| t.env.iter().any(|(n, v)| n == name && v == value))
+        })
+        .cloned()
+        .collect();
+    shared.sort();
+    shared.dedup_by(|a, b| a.0 == b.0);
+    shared
+}
+
+/// The pod deadline: the longest task timeout plus the grace, else the batch's time limit.
+fn active_deadline_seconds(batch: &Batch) -> Option<u64> {
+    let longest_timeout = batch.tasks.iter().filter_map(|t| t.timeout).max();
+    match longest_timeout {
+        Some(timeout) => Some(whole_seconds(timeout) + DEADLINE_GRACE_SECONDS),
+        None => batch.resources.time_limit.map(whole_seconds),
+    }
+}
+
+fn whole_seconds(duration: Duration) -> u64 {
+    let secs = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+fn toleration(t: &Toleration) -> Value {
+    let mut out = Map::new();
+    if let Some(key) = &t.key {
+        out.insert("key".into(), json!(key));
+    }
+    if let Some(operator) = &t.operator {
+        out.insert("operator".into(), json!(operator));
+    }
+    if let Some(value) = &t.value {
+        out.insert("value".into(), json!(value));
+    }
+    if let Some(effect) = &t.effect {
+        out.insert("effect".into(), json!(effect));
+    }
+    if let Some(seconds) = t.toleration_seconds {
+        out.insert("tolerationSeconds".into(), json!(seconds));
+    }
+    Value::Object(out)
+}
+
+/// Kubernetes expands `$(NAME)` in command, args and env values; `$$` is a literal `$`.
+/// Doubling every `$` keeps a literal value literal.
+fn escape_variable_refs(text: &str) -> String {
+    text.replace('$', "$$")
+}
+
+fn check_env_name(name: &str) -> Result<(), ManifestError> {
+    let mut chars = name.chars();
+    let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(ManifestError::InvalidEnvName { name: name.into() })
+    }
+}
+
+fn require_absolute(what: &str, path: &str) -> Result<(), ManifestError> {
+    if path.starts_with('/') {
+        Ok(())
+    } else {
+        Err(ManifestError::RelativePath {
+            what: what.into(),
+            value: path.into(),
+        })
+    }
+}
+
+fn check_config(config: &KubernetesConfig) -> Result<(), ManifestError> {
+    let invalid = |field: &str, value: &str, expected: &str| ManifestError::InvalidConfig {
+        field: field.into(),
+        value: value.into(),
+        expected: expected.into(),
+    };
+    if !is_dns1123_label(&config.namespace) {
+        return Err(invalid(
+            "namespace",
+            &config.namespace,
+            "namespace (DNS-1123 label)",
+        ));
+    }
+    if config.image.trim().is_empty() || config.image.chars().any(char::is_whitespace) {
+        return Err(invalid("image", &config.image, "image reference"));
+    }
+    let subdomains = config
+        .image_pull_secrets
+        .iter()
+        .map(|n| ("image_pull_secrets", n))
+        .chain(
+            config
+                .service_account
+                .iter()
+                .map(|n| ("service_account", n)),
+        )
+        .chain(config.volume.iter().map(|v| ("volume.claim", &v.claim)))
+        .chain(config.env_from.iter().map(|s| match s {
+            EnvFromSource::Secret(n) => ("env_from.secret", n),
+            EnvFromSource::ConfigMap(n) => ("env_from.config_map", n),
+        }))
+        .chain(
+            config
+                .secret_env
+                .iter()
+                .map(|s| ("secret_env.secret", &s.secret)),
+        );
+    for (field, name) in subdomains {
+        if !is_dns1123_subdomain(name) {
+            return Err(invalid(field, name, "object name (DNS-1123 subdomain)"));
+        }
+    }
+    if let Some(volume) = &config.volume {
+        require_absolute("kubernetes.volume.mount_path", &volume.mount_path)?;
+    }
+    if config.gpu_resource.is_empty() || !config.gpu_resource.contains('/') {
+        return Err(invalid(
+            "gpu_resource",
+            &config.gpu_resource,
+            "extended resource name (vendor/resource)",
+        ));
+    }
+    Ok(())
+}
