@@ -3,6 +3,7 @@
 //! the real `kubernetes-validate` (PyPI; `scripts/deps/k8s.sh` installs it). No API server
 //! runs here: this checks the documents, not what a cluster does with them.
 
+use flow_executors::kubernetes::config::{EnvFromSource, SecretEnvVar};
 use flow_executors::kubernetes::names::{is_dns1123_label, is_valid_label_value};
 use flow_executors::kubernetes::{render_batch, KubernetesConfig, ManifestError};
 use flow_executors::{Batch, Resources, TaskLaunch};
@@ -74,42 +75,33 @@ fn gpu_batch() -> Batch {
     }
 }
 
-/// The machine block of `recipes/machines/generic-k8s.yaml`, plus secret references.
-fn generic_config() -> KubernetesConfig {
-    KubernetesConfig::from_json(&json!({
-        "namespace": "flow",
-        "image": "ghcr.io/example/flow-runtime:latest",
-        "service_account": "flow-runner",
-        "volume": {"claim": "flow-campaigns", "mount_path": "/campaigns"},
-        "gpu_resource": "nvidia.com/gpu",
-        "env_from": [{"config_map": "flow-site-settings"}],
-        "secret_env": [{"name": "WANDB_API_KEY", "secret": "wandb", "key": "api-key"}]
-    }))
-    .expect("generic config")
+/// The `kubernetes:` block of a machine recipe file in `recipes/machines/`, read with the DSL's
+/// own loader (which also validates the file against `schemas/machine.schema.json`).
+fn recipe_config(file: &str) -> KubernetesConfig {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../recipes/machines")
+        .join(file);
+    let machine = flow_dsl::load::load_machine_recipe(&path.display().to_string())
+        .unwrap_or_else(|d| panic!("{}: {d:?}", path.display()));
+    KubernetesConfig::from_json(&machine.kubernetes)
+        .unwrap_or_else(|e| panic!("{}: kubernetes block: {e}", path.display()))
 }
 
-/// A GPU node pool on AKS, as in `recipes/machines/aks-gpu.yaml`.
+/// `recipes/machines/generic-k8s.yaml`, plus secret references.
+fn generic_config() -> KubernetesConfig {
+    let mut config = recipe_config("generic-k8s.yaml");
+    config.env_from = vec![EnvFromSource::ConfigMap("flow-site-settings".into())];
+    config.secret_env = vec![SecretEnvVar {
+        name: "WANDB_API_KEY".into(),
+        secret: "wandb".into(),
+        key: "api-key".into(),
+    }];
+    config
+}
+
+/// `recipes/machines/aks-gpu.yaml`: a spot A100 node pool on AKS.
 fn aks_gpu_config() -> KubernetesConfig {
-    KubernetesConfig::from_json(&json!({
-        "namespace": "calibration",
-        "image": "flowacr.azurecr.io/flow-runtime:2026.11",
-        "image_pull_secrets": ["acr-pull"],
-        "service_account": "flow-runner",
-        "volume": {"claim": "campaigns-azurefile", "mount_path": "/campaigns"},
-        "node_selector": {"kubernetes.io/os": "linux"},
-        "job_types": {"gpu_intensive": {
-            "node_selector": {"agentpool": "gpunp"},
-            "tolerations": [
-                {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
-                {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal",
-                 "value": "spot", "effect": "NoSchedule"}
-            ]
-        }},
-        "env_from": [{"secret": "hf-token"}],
-        "run_as_user": 1000, "run_as_group": 1000, "fs_group": 1000,
-        "ttl_seconds_after_finished": 3600
-    }))
-    .expect("aks config")
+    recipe_config("aks-gpu.yaml")
 }
 
 fn rendered() -> Vec<(&'static str, Value)> {
@@ -285,7 +277,10 @@ fn resources_are_requests_equal_to_limits() {
     );
     assert_eq!(gpu["requests"], gpu["limits"]);
     let pod = &jobs[1].1["spec"]["template"]["spec"];
-    assert_eq!(pod["nodeSelector"]["agentpool"], "gpunp");
+    assert_eq!(
+        pod["nodeSelector"]["kubernetes.azure.com/agentpool"],
+        "gpunp"
+    );
     assert_eq!(pod["nodeSelector"]["kubernetes.io/os"], "linux");
     assert_eq!(pod["tolerations"].as_array().map(Vec::len), Some(2));
     assert_eq!(pod["imagePullSecrets"], json!([{"name": "acr-pull"}]));
