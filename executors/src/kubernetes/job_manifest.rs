@@ -496,3 +496,169 @@ fn check_config(config: &KubernetesConfig) -> Result<(), ManifestError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::launch::Resources;
+    use std::path::PathBuf;
+
+    fn task(id: &str, env: &[(&str, &str)], timeout: Option<u64>) -> TaskLaunch {
+        TaskLaunch {
+            task_id: id.into(),
+            attempt: 1,
+            argv: vec!["true".into()],
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            workdir: PathBuf::from("/w"),
+            stdout_path: PathBuf::from("/w/o"),
+            stderr_path: PathBuf::from("/w/e"),
+            result_path: PathBuf::from("/w/r.json"),
+            writes_result: false,
+            timeout: timeout.map(Duration::from_secs),
+        }
+    }
+
+    fn batch(tasks: Vec<TaskLaunch>) -> Batch {
+        Batch {
+            campaign: "c".into(),
+            step: "s".into(),
+            batch_key: "s-b0000".into(),
+            resources: Resources::default(),
+            max_running: None,
+            tasks,
+        }
+    }
+
+    fn config() -> KubernetesConfig {
+        KubernetesConfig::from_json(&json!({"namespace": "flow", "image": "img:1"})).unwrap()
+    }
+
+    #[test]
+    fn only_flow_vars_shared_by_every_task_are_kept() {
+        let tasks = vec![
+            task(
+                "a",
+                &[("FLOW_DIR", "/c"), ("FLOW_SEED", "1"), ("HOME", "/h")],
+                None,
+            ),
+            task(
+                "b",
+                &[("FLOW_SEED", "2"), ("FLOW_DIR", "/c"), ("HOME", "/h")],
+                None,
+            ),
+        ];
+        assert_eq!(
+            shared_flow_env(&tasks),
+            vec![("FLOW_DIR".to_string(), "/c".to_string())]
+        );
+        assert!(shared_flow_env(&[]).is_empty());
+    }
+
+    #[test]
+    fn deadline_is_longest_timeout_plus_grace_else_time_limit() {
+        let mut b = batch(vec![task("a", &[], Some(10)), task("b", &[], Some(300))]);
+        assert_eq!(active_deadline_seconds(&b), Some(360));
+        b.tasks = vec![task("a", &[], None)];
+        assert_eq!(active_deadline_seconds(&b), None);
+        b.resources.time_limit = Some(Duration::from_millis(1500));
+        assert_eq!(active_deadline_seconds(&b), Some(2), "rounded up");
+    }
+
+    #[test]
+    fn parallelism_is_capped_by_tasks_and_max_running() {
+        let tasks: Vec<TaskLaunch> = (0..4).map(|i| task(&i.to_string(), &[], None)).collect();
+        let mut b = batch(tasks);
+        let render = |b: &Batch| render_batch("c", b, None, &config(), "/m", "flow").unwrap();
+        assert_eq!(render(&b)[0]["spec"]["parallelism"], 4);
+        b.max_running = Some(100);
+        assert_eq!(render(&b)[0]["spec"]["parallelism"], 4);
+        b.max_running = Some(3);
+        assert_eq!(render(&b)[0]["spec"]["parallelism"], 3);
+        b.max_running = Some(0);
+        assert_eq!(
+            render(&b)[0]["spec"]["parallelism"],
+            1,
+            "never a paused Job"
+        );
+    }
+
+    #[test]
+    fn minimal_config_renders_without_optional_parts() {
+        let job = render_batch(
+            "c",
+            &batch(vec![task("a", &[], None)]),
+            None,
+            &config(),
+            "/m",
+            "flow",
+        )
+        .unwrap()
+        .remove(0);
+        let pod = &job["spec"]["template"]["spec"];
+        for absent in [
+            "volumes",
+            "nodeSelector",
+            "tolerations",
+            "imagePullSecrets",
+            "serviceAccountName",
+            "activeDeadlineSeconds",
+        ] {
+            assert!(pod.get(absent).is_none(), "{absent}");
+        }
+        let container = &pod["containers"][0];
+        assert!(container.get("volumeMounts").is_none());
+        assert!(container.get("envFrom").is_none());
+        assert_eq!(container["resources"]["limits"], json!({"cpu": "1"}));
+        assert_eq!(job["metadata"]["namespace"], "flow");
+    }
+
+    #[test]
+    fn bad_config_names_are_rejected() {
+        let mut c = config();
+        c.image_pull_secrets = vec!["Bad_Name".into()];
+        let err = render_batch(
+            "c",
+            &batch(vec![task("a", &[], None)]),
+            None,
+            &c,
+            "/m",
+            "flow",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("image_pull_secrets"), "{err}");
+        let mut c = config();
+        c.gpu_resource = "gpu".into();
+        assert!(render_batch(
+            "c",
+            &batch(vec![task("a", &[], None)]),
+            None,
+            &c,
+            "/m",
+            "flow"
+        )
+        .is_err());
+        let mut c = config();
+        c.image = " ".into();
+        assert!(render_batch(
+            "c",
+            &batch(vec![task("a", &[], None)]),
+            None,
+            &c,
+            "/m",
+            "flow"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn too_many_tasks_for_one_job() {
+        let tasks = vec![task("a", &[], None); MAX_COMPLETIONS + 1];
+        let err = render_batch("c", &batch(tasks), None, &config(), "/m", "flow").unwrap_err();
+        assert!(
+            matches!(err, ManifestError::TooManyTasks { count, .. } if count == MAX_COMPLETIONS + 1)
+        );
+    }
+}
