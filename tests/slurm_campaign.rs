@@ -108,6 +108,12 @@ fn arrays_match_the_plan_and_all_tasks_complete() {
             i.to_string()
         );
     }
+    // Accounting records arrive asynchronously: give slurmdbd a moment.
+    let t = Instant::now();
+    while submitted_jobs(&format!("v1_{name}.")).len() < 4 && t.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(500));
+    }
     assert_eq!(submitted_jobs(&format!("v1_{name}.")).len(), 4);
 }
 
@@ -245,23 +251,32 @@ fn a_task_over_its_time_limit_is_retried_with_escalated_time_and_completes() {
         "{attempts:?}"
     );
     // The second job asked Slurm for three minutes.
-    let jobs = Command::new("sacct")
-        .args([
-            "-n",
-            "-X",
-            "-P",
-            "-o",
-            "JobName,Timelimit",
-            "-S",
-            "now-2hours",
-        ])
-        .output()
-        .unwrap();
-    let limits: Vec<String> = text(&jobs.stdout)
-        .lines()
-        .filter(|l| l.starts_with(&format!("v1_{name}.")))
-        .map(|l| l.rsplit('|').next().unwrap_or("").to_string())
-        .collect();
+    let limits_of = || -> Vec<String> {
+        let jobs = Command::new("sacct")
+            .args([
+                "-n",
+                "-X",
+                "-P",
+                "-o",
+                "JobName,Timelimit",
+                "-S",
+                "now-2hours",
+            ])
+            .output()
+            .unwrap();
+        text(&jobs.stdout)
+            .lines()
+            .filter(|l| l.starts_with(&format!("v1_{name}.")))
+            .map(|l| l.rsplit('|').next().unwrap_or("").to_string())
+            .collect()
+    };
+    // Accounting records arrive asynchronously: give slurmdbd a moment.
+    let t = Instant::now();
+    let mut limits = limits_of();
+    while limits.len() < 2 && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(500));
+        limits = limits_of();
+    }
     assert!(
         limits.contains(&"00:01:00".to_string()) && limits.contains(&"00:03:00".to_string()),
         "{limits:?}"
@@ -296,8 +311,30 @@ fn array_elements_cancelled_outside_flow_are_retried_and_the_campaign_completes(
         std::thread::sleep(Duration::from_millis(200));
     }
     // An administrator (or the user, by hand) cancels two running elements.
-    let jobs = submitted_jobs(&format!("v1_{name}."));
-    let array = jobs.iter().next().unwrap();
+    // The array's id from the live queue (accounting may lag behind a running job).
+    let prefix = format!("v1_{name}.");
+    let array = {
+        let t = Instant::now();
+        loop {
+            let out = Command::new("squeue")
+                .args(["-h", "-o", "%F|%j"])
+                .output()
+                .unwrap();
+            let found = text(&out.stdout)
+                .lines()
+                .filter_map(|l| l.split_once('|'))
+                .find(|(_, job)| job.starts_with(&prefix))
+                .map(|(id, _)| id.trim().to_string());
+            if let Some(id) = found {
+                break id;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "the array is not in squeue"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
     for element in [1, 2] {
         let status = Command::new("scancel")
             .arg(format!("{array}_{element}"))
