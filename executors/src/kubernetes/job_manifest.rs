@@ -6,7 +6,9 @@
 //! Everything here is a pure function of its inputs; nothing talks to a cluster.
 
 use super::config::{EnvFromSource, KubernetesConfig, Toleration};
-use super::names::{is_dns1123_label, is_dns1123_subdomain, job_name, label_value};
+use super::names::{
+    is_dns1123_label, is_dns1123_subdomain, is_valid_label_value, job_name, label_value,
+};
 use crate::launch::{Batch, TaskLaunch};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -431,6 +433,58 @@ fn check_env_name(name: &str) -> Result<(), ManifestError> {
     }
 }
 
+/// A toleration the API server would accept: operator `Exists` or `Equal` (default), no value
+/// with `Exists`, a key unless `Exists` tolerates everything, a known effect, and
+/// `tolerationSeconds` only with `NoExecute`. Err: (offending value, what was expected).
+fn check_toleration(t: &Toleration) -> Result<(), (String, &'static str)> {
+    let operator = t.operator.as_deref().unwrap_or("Equal");
+    match operator {
+        "Exists" if t.value.as_deref().is_some_and(|v| !v.is_empty()) => {
+            return Err((
+                t.value.clone().unwrap_or_default(),
+                "toleration without a value (operator Exists)",
+            ))
+        }
+        "Exists" => {}
+        "Equal" if t.key.as_deref().unwrap_or("").is_empty() => {
+            return Err((String::new(), "toleration key (operator Equal)"))
+        }
+        "Equal" => {}
+        other => return Err((other.to_string(), "toleration operator (Exists or Equal)")),
+    }
+    if let Some(key) = t.key.as_deref().filter(|k| !k.is_empty()) {
+        if !is_label_key(key) {
+            return Err((key.to_string(), "toleration key ([prefix/]name)"));
+        }
+    }
+    match t.effect.as_deref() {
+        None | Some("") | Some("NoSchedule") | Some("PreferNoSchedule") | Some("NoExecute") => {}
+        Some(other) => {
+            return Err((
+                other.to_string(),
+                "toleration effect (NoSchedule, PreferNoSchedule or NoExecute)",
+            ))
+        }
+    }
+    if t.toleration_seconds.is_some() && t.effect.as_deref() != Some("NoExecute") {
+        return Err((
+            t.effect.clone().unwrap_or_default(),
+            "effect NoExecute with toleration_seconds",
+        ));
+    }
+    Ok(())
+}
+
+/// A label key: an optional DNS-1123 subdomain prefix and `/`, then a name of at most 63
+/// characters of `[A-Za-z0-9._-]` beginning and ending with an alphanumeric character.
+fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    prefix.is_none_or(is_dns1123_subdomain) && !name.is_empty() && is_valid_label_value(name)
+}
+
 fn require_absolute(what: &str, path: &str) -> Result<(), ManifestError> {
     if path.starts_with('/') {
         Ok(())
@@ -486,6 +540,48 @@ fn check_config(config: &KubernetesConfig) -> Result<(), ManifestError> {
     }
     if let Some(volume) = &config.volume {
         require_absolute("kubernetes.volume.mount_path", &volume.mount_path)?;
+    }
+    for (field, id) in [
+        ("run_as_user", config.run_as_user),
+        ("run_as_group", config.run_as_group),
+    ] {
+        if let Some(id) = id.filter(|id| *id <= 0) {
+            return Err(invalid(field, &id.to_string(), "non-root id (> 0)"));
+        }
+    }
+    let placements = std::iter::once(("", &config.node_selector, &config.tolerations)).chain(
+        config
+            .job_types
+            .iter()
+            .map(|(name, p)| (name.as_str(), &p.node_selector, &p.tolerations)),
+    );
+    for (job_type, selector, tolerations) in placements {
+        let prefix = if job_type.is_empty() {
+            String::new()
+        } else {
+            format!("job_types.{job_type}.")
+        };
+        for (key, value) in selector {
+            if !is_label_key(key) {
+                return Err(invalid(
+                    &format!("{prefix}node_selector"),
+                    key,
+                    "label key ([prefix/]name)",
+                ));
+            }
+            if !is_valid_label_value(value) || value.is_empty() {
+                return Err(invalid(
+                    &format!("{prefix}node_selector.{key}"),
+                    value,
+                    "label value",
+                ));
+            }
+        }
+        for t in tolerations {
+            check_toleration(t).map_err(|(value, expected)| {
+                invalid(&format!("{prefix}tolerations"), &value, expected)
+            })?;
+        }
     }
     if config.gpu_resource.is_empty() || !config.gpu_resource.contains('/') {
         return Err(invalid(
@@ -651,6 +747,58 @@ mod tests {
             "flow"
         )
         .is_err());
+    }
+
+    #[test]
+    fn placement_and_user_ids_are_checked() {
+        let one = || batch(vec![task("a", &[], None)]);
+        let render = |c: &KubernetesConfig| render_batch("c", &one(), None, c, "/m", "flow");
+        let with = |v: serde_json::Value| {
+            let mut base = json!({"namespace": "flow", "image": "img:1"});
+            base.as_object_mut()
+                .unwrap()
+                .extend(v.as_object().unwrap().clone());
+            KubernetesConfig::from_json(&base).unwrap()
+        };
+        let good = with(json!({
+            "node_selector": {"kubernetes.azure.com/agentpool": "gpunp"},
+            "tolerations": [
+                {"operator": "Exists"},
+                {"key": "sku", "value": "gpu", "effect": "NoSchedule"},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                 "effect": "NoExecute", "toleration_seconds": 30}
+            ],
+            "run_as_user": 1000
+        }));
+        assert!(render(&good).is_ok(), "{:?}", render(&good));
+        for (bad, names) in [
+            (json!({"run_as_user": 0}), "run_as_user"),
+            (json!({"node_selector": {"bad key!": "x"}}), "bad key!"),
+            (json!({"node_selector": {"pool": "has space"}}), "has space"),
+            (
+                json!({"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}),
+                "\"v\"",
+            ),
+            (
+                json!({"tolerations": [{"key": "k", "operator": "Equals"}]}),
+                "Equals",
+            ),
+            (
+                json!({"tolerations": [{"key": "k", "effect": "NoScheduel"}]}),
+                "NoScheduel",
+            ),
+            (
+                json!({"tolerations": [{"key": "k", "effect": "NoSchedule", "toleration_seconds": 5}]}),
+                "NoExecute",
+            ),
+            (
+                json!({"job_types": {"gpu": {"tolerations": [{"value": "x"}]}}}),
+                "job_types.gpu",
+            ),
+        ] {
+            let err = render(&with(bad.clone())).expect_err(&bad.to_string());
+            assert!(err.to_string().contains(names), "{bad}: {err}");
+        }
     }
 
     #[test]
