@@ -121,15 +121,13 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, Diagnostics> {
         key(a).cmp(&key(b))
     });
     // The schema and the typed checks may both object to one value: keep the first word.
-    diags
-        .0
-        .dedup_by(|a, b| {
-            // Several missing fields of one map share a position and a field: all stay.
-            a.span == b.span
-                && a.field == b.field
-                && !(a.message.starts_with("missing required field")
-                    && b.message.starts_with("missing required field"))
-        });
+    diags.0.dedup_by(|a, b| {
+        // Several missing fields of one map share a position and a field: all stay.
+        a.span == b.span
+            && a.field == b.field
+            && !(a.message.starts_with("missing required field")
+                && b.message.starts_with("missing required field"))
+    });
     diags.into_result()?;
 
     let snapshot = serde_json::json!({

@@ -45,7 +45,13 @@ enum Frame {
     Seq(Span, Vec<Node>, usize),
     /// Entries, the key waiting for its value, the anchor, and each key's first line (so a
     /// duplicate is found in O(1), not by scanning: maps may have 10^6 keys).
-    Map(Span, Vec<(Key, Node)>, Option<Key>, usize, HashMap<String, usize>),
+    Map(
+        Span,
+        Vec<(Key, Node)>,
+        Option<Key>,
+        usize,
+        HashMap<String, usize>,
+    ),
 }
 
 /// Parse one YAML document. An empty document is `Null` at 1:1.

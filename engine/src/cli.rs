@@ -20,6 +20,8 @@ pub enum PlanFormat {
     Json,
     Dot,
     Mermaid,
+    /// The Kubernetes Job manifests of every batch, one JSON file each, into `-o DIR`.
+    Manifests,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -49,6 +51,9 @@ pub enum Command {
         explain: bool,
         #[arg(long, value_enum)]
         executor: Option<ExecutorArg>,
+        /// Directory for `--format manifests`.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
     },
     /// Run the campaign; safe to re-run: finished tasks are never run again.
     Run {

@@ -42,7 +42,14 @@ pub fn run(command: Command) -> i32 {
             format,
             explain,
             executor,
-        } => plan(&file, format, explain, executor_kind(executor)),
+            output,
+        } => plan(
+            &file,
+            format,
+            explain,
+            executor_kind(executor),
+            output.as_deref(),
+        ),
         Command::Run {
             file,
             executor,
@@ -148,7 +155,13 @@ fn done_counts(
     out
 }
 
-fn plan(file: &Path, format: PlanFormat, explain: bool, executor: Option<ExecutorKind>) -> i32 {
+fn plan(
+    file: &Path,
+    format: PlanFormat,
+    explain: bool,
+    executor: Option<ExecutorKind>,
+    output: Option<&Path>,
+) -> i32 {
     let Ok(campaign) = load(file) else { return 1 };
     let plan = match compile(&campaign, executor) {
         Ok(p) => p,
@@ -169,6 +182,19 @@ fn plan(file: &Path, format: PlanFormat, explain: bool, executor: Option<Executo
         ),
         PlanFormat::Dot => print!("{}", plan_render::dot(&plan)),
         PlanFormat::Mermaid => print!("{}", plan_render::mermaid(&plan)),
+        PlanFormat::Manifests => {
+            let Some(dir) = output else {
+                eprintln!("error: --format manifests needs -o DIR");
+                return 2;
+            };
+            match crate::steps::write_kubernetes_manifests(&plan, dir) {
+                Ok(n) => println!("wrote {n} Job manifest(s) to {}", dir.display()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return 1;
+                }
+            }
+        }
     }
     0
 }

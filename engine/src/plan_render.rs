@@ -24,6 +24,7 @@ pub fn summarize(plan: &Plan, index: usize) -> StepSummary {
     let (step, planned) = plan.step(index);
     let submissions = match plan.executor {
         ExecutorKind::Local => planned.task_count,
+        _ if crate::steps::runs_on_driver(step) => 0,
         _ => planned.batches(),
     };
     let hours = step
@@ -169,6 +170,11 @@ pub fn text(plan: &Plan, done: &DoneCounts, explain: bool) -> String {
                 .unwrap_or_default(),
         );
         match plan.executor {
+            ExecutorKind::Slurm | ExecutorKind::Kubernetes
+                if crate::steps::runs_on_driver(step) =>
+            {
+                let _ = writeln!(out, "   submission: none, runs where the driver runs (package indexes are reachable there; `run_on: compute` to submit it)");
+            }
             ExecutorKind::Local => {
                 let _ = writeln!(out, "   submission: {} local process(es)", s.submissions);
             }

@@ -279,27 +279,6 @@ pub struct Checked {
     pub cancelled_elsewhere: bool,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retries_escalate_time_and_memory_within_their_caps() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = "campaign: {name: e, version: v1, machine: local}\nsteps:\n  s:\n    kind: command\n    command: 'true'\n    resources: {time: 1h, mem: 1G}\n    execution: {on_retry: {time: x2, mem: x1.5, max_time: 3h, max_mem: 2G}}\n";
-        let campaign = flow_dsl::load::load_campaign_text("e.yaml", text, dir.path()).unwrap();
-        let step = &campaign.steps[0];
-        let hour = std::time::Duration::from_secs(3600);
-        assert_eq!(escalated_resources(step, (0, 0)).time_limit, Some(hour));
-        assert_eq!(escalated_resources(step, (1, 0)).time_limit, Some(2 * hour));
-        assert_eq!(escalated_resources(step, (2, 0)).time_limit, Some(3 * hour));
-        assert_eq!(escalated_resources(step, (5, 0)).time_limit, Some(3 * hour));
-        assert_eq!(escalated_resources(step, (0, 1)).mem_mb, 1536);
-        assert_eq!(escalated_resources(step, (0, 3)).mem_mb, 2048);
-        assert_eq!(escalated_resources(step, (1, 1)).mem_mb, 1536);
-    }
-}
-
 impl Checked {
     /// An outcome with nothing to add.
     pub fn plain(outcome: AttemptOutcome) -> Checked {
@@ -604,6 +583,97 @@ pub fn write_qe_aggregate(
     Ok(path)
 }
 
+/// Where the campaign directory and the flow binary are inside a pod: the campaign
+/// directory is on the machine's volume at the same path (the driver writes the manifests
+/// there), the binary is the image's `flow`.
+const FLOW_IN_IMAGE: &str = "/usr/local/bin/flow";
+
+/// The Job manifests of every batch of a step (Kubernetes), without touching anything.
+fn kubernetes_jobs(
+    plan: &Plan,
+    step_index: usize,
+    only_first: bool,
+) -> Result<Vec<serde_json::Value>, String> {
+    let campaign = plan.campaign;
+    let step = &campaign.steps[step_index];
+    let planned = &plan.steps[step_index];
+    let config =
+        flow_executors::kubernetes::KubernetesConfig::from_json(&campaign.machine.kubernetes)
+            .map_err(|e| {
+                format!(
+                    "machine {}: kubernetes settings: {e}",
+                    campaign.machine.name
+                )
+            })?;
+    let layout = Layout::new(&campaign.campaign_dir);
+    let tag = format!("{}_{}", campaign.version, campaign.name);
+    let size = planned.batch_size.max(1);
+    let mut jobs = Vec::new();
+    let mut start = 0;
+    while start < planned.task_count {
+        let end = (start + size).min(planned.task_count);
+        let mut tasks = Vec::new();
+        for i in start..end {
+            let t = plan.task(step_index, i);
+            tasks.push(describe_launch(
+                plan, &layout, step_index, i, &t.id, 1, false,
+            )?);
+        }
+        let batch_key = format!("{}-b{:05}", step.name, start / size);
+        let manifest = layout
+            .metadata()
+            .join("manifests")
+            .join(&step.name)
+            .join(format!("{batch_key}.jsonl"));
+        let batch = flow_executors::Batch {
+            campaign: tag.clone(),
+            step: step.name.clone(),
+            batch_key,
+            resources: resources_of(step),
+            max_running: step.execution.max_running,
+            tasks,
+        };
+        let rendered = flow_executors::kubernetes::render_batch(
+            &tag,
+            &batch,
+            step.resources.job_type.as_deref(),
+            &config,
+            &manifest.display().to_string(),
+            FLOW_IN_IMAGE,
+        )
+        .map_err(|e| format!("step {}: {e}", step.name))?;
+        jobs.extend(rendered);
+        if only_first {
+            break;
+        }
+        start = end;
+    }
+    Ok(jobs)
+}
+
+/// `flow plan --format manifests -o DIR`: one JSON file per Job, named after the Job.
+pub fn write_kubernetes_manifests(plan: &Plan, dir: &std::path::Path) -> Result<usize, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut n = 0;
+    for &i in &plan.order {
+        if plan.steps[i].task_count == 0 || runs_on_driver(&plan.campaign.steps[i]) {
+            continue;
+        }
+        for job in kubernetes_jobs(plan, i, false)? {
+            let name = job
+                .pointer("/metadata/name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("job")
+                .to_string();
+            let path = dir.join(format!("{name}.json"));
+            let text = serde_json::to_string_pretty(&job).map_err(|e| e.to_string())?;
+            write_atomic(&path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Extra plan text for step kinds that have more to show (generated inputs, policies,
 /// scheduler scripts).
 pub fn plan_details(plan: &Plan) -> String {
@@ -611,11 +681,34 @@ pub fn plan_details(plan: &Plan) -> String {
     let base = plan.campaign.base_dir();
     for &i in &plan.order {
         let step = &plan.campaign.steps[i];
-        if plan.executor == flow_dsl::model::ExecutorKind::Slurm && plan.steps[i].task_count > 0 {
+        if plan.executor == flow_dsl::model::ExecutorKind::Slurm
+            && plan.steps[i].task_count > 0
+            && !runs_on_driver(step)
+        {
             match slurm_preview(plan, i) {
                 Ok(text) => out.push_str(&format!("\n{text}")),
                 Err(e) => out.push_str(&format!(
                     "\nstep {}: cannot render the sbatch script: {e}\n",
+                    step.name
+                )),
+            }
+        }
+        if plan.executor == flow_dsl::model::ExecutorKind::Kubernetes
+            && plan.steps[i].task_count > 0
+            && !runs_on_driver(step)
+        {
+            match kubernetes_jobs(plan, i, true) {
+                Ok(jobs) => {
+                    for job in jobs {
+                        out.push_str(&format!(
+                            "\nfirst Job of step {} (all of them: flow plan --format manifests -o DIR):\n{}\n",
+                            step.name,
+                            serde_json::to_string_pretty(&job).unwrap_or_default()
+                        ));
+                    }
+                }
+                Err(e) => out.push_str(&format!(
+                    "\nstep {}: cannot render the Job: {e}\n",
                     step.name
                 )),
             }
@@ -641,4 +734,25 @@ pub fn plan_details(plan: &Plan) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_escalate_time_and_memory_within_their_caps() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "campaign: {name: e, version: v1, machine: local}\nsteps:\n  s:\n    kind: command\n    command: 'true'\n    resources: {time: 1h, mem: 1G}\n    execution: {on_retry: {time: x2, mem: x1.5, max_time: 3h, max_mem: 2G}}\n";
+        let campaign = flow_dsl::load::load_campaign_text("e.yaml", text, dir.path()).unwrap();
+        let step = &campaign.steps[0];
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(escalated_resources(step, (0, 0)).time_limit, Some(hour));
+        assert_eq!(escalated_resources(step, (1, 0)).time_limit, Some(2 * hour));
+        assert_eq!(escalated_resources(step, (2, 0)).time_limit, Some(3 * hour));
+        assert_eq!(escalated_resources(step, (5, 0)).time_limit, Some(3 * hour));
+        assert_eq!(escalated_resources(step, (0, 1)).mem_mb, 1536);
+        assert_eq!(escalated_resources(step, (0, 3)).mem_mb, 2048);
+        assert_eq!(escalated_resources(step, (1, 1)).mem_mb, 1536);
+    }
 }
