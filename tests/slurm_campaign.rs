@@ -224,11 +224,12 @@ fn a_task_over_its_time_limit_is_retried_with_escalated_time_and_completes() {
     let d = dir.path();
     machine(d);
     let name = unique("walltime");
-    // Slurm's smallest limit is one minute and it enforces limits every 30 s: this test
-    // takes about three minutes.
+    // Slurm's smallest limit is one minute and it enforces limits every 30 s (the kill can
+    // come up to ~40 s late): the task sleeps well past that, so it is killed for sure, and
+    // fits in the escalated three minutes. The test takes about four minutes.
     std::fs::write(
         d.join("c.yaml"),
-        format!("campaign: {{name: {name}, version: v1, machine: machine.yaml, output: out}}\nsteps:\n  long:\n    kind: command\n    command: sleep 80; echo done > {{{{output}}}}\n    output: long.txt\n    resources: {{time: 1m}}\n    execution: {{max_retries: 1, retry_backoff: {{initial: 1s}}, on_retry: {{time: x3, max_time: 10m}}}}\n"),
+        format!("campaign: {{name: {name}, version: v1, machine: machine.yaml, output: out}}\nsteps:\n  long:\n    kind: command\n    command: sleep 130; echo done > {{{{output}}}}\n    output: long.txt\n    resources: {{time: 1m}}\n    execution: {{max_retries: 1, retry_backoff: {{initial: 1s}}, on_retry: {{time: x3, max_time: 10m}}}}\n"),
     )
     .unwrap();
     let out = flow(d, &["run", "c.yaml"]);
