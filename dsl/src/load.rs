@@ -165,7 +165,9 @@ fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-fn expand_home(p: &str, base: &Path) -> PathBuf {
+/// A path as users write it in YAML: `~/x` is under `$HOME`, a relative path is relative to
+/// `base`, an absolute one stays.
+pub fn expand_home(p: &str, base: &Path) -> PathBuf {
     if let Some(rest) = p.strip_prefix("~/") {
         if let Some(home) = std::env::var_os("HOME") {
             return PathBuf::from(home).join(rest);

@@ -31,6 +31,40 @@ pub struct PlannedStep {
 }
 
 impl PlannedStep {
+    /// Parameters of task `i` of this step: its array element, or for qe-scf its structure
+    /// (name and content digest).
+    pub fn params(&self, step: &Step, i: u64) -> Vec<(String, ParamValue)> {
+        let planned = self;
+        if step.kind == StepKind::QeScf {
+            let path = &planned.structures[i as usize];
+            let digest = planned
+                .structure_digests
+                .get(i as usize)
+                .cloned()
+                .unwrap_or_default();
+            return vec![
+                (
+                    "structure".to_string(),
+                    ParamValue {
+                        text: path.clone(),
+                        kind: ParamKind::Str,
+                    },
+                ),
+                (
+                    "structure_digest".to_string(),
+                    ParamValue {
+                        text: digest,
+                        kind: ParamKind::Str,
+                    },
+                ),
+            ];
+        }
+        match &step.array {
+            Some(array) => array.element(i),
+            None => Vec::new(),
+        }
+    }
+
     pub fn batches(&self) -> u64 {
         self.task_count.div_ceil(self.batch_size.max(1))
     }
@@ -72,34 +106,7 @@ impl<'c> Plan<'c> {
     /// Parameters of task `i` of a step.
     pub fn params(&self, step_index: usize, i: u64) -> Vec<(String, ParamValue)> {
         let (step, planned) = self.step(step_index);
-        if step.kind == StepKind::QeScf {
-            let path = &planned.structures[i as usize];
-            let digest = planned
-                .structure_digests
-                .get(i as usize)
-                .cloned()
-                .unwrap_or_default();
-            return vec![
-                (
-                    "structure".to_string(),
-                    ParamValue {
-                        text: path.clone(),
-                        kind: ParamKind::Str,
-                    },
-                ),
-                (
-                    "structure_digest".to_string(),
-                    ParamValue {
-                        text: digest,
-                        kind: ParamKind::Str,
-                    },
-                ),
-            ];
-        }
-        match &step.array {
-            Some(array) => array.element(i),
-            None => Vec::new(),
-        }
+        planned.params(step, i)
     }
 
     /// Task `i` of a step, with its id and seed.
@@ -239,20 +246,11 @@ pub fn compile(
             batch_size,
         });
         // The digest over all task ids (streamed: no per-task memory).
-        let plan_so_far = Plan {
-            campaign,
-            executor,
-            order: vec![],
-            steps: planned
-                .iter()
-                .map(|p| p.clone().unwrap_or_else(|| placeholder(i)))
-                .collect(),
-        };
-        let mut ids = blake3::Hasher::new();
-        for t in 0..task_count {
-            ids.update(plan_so_far.task(i, t).id.as_bytes());
-        }
         if let Some(p) = planned[i].as_mut() {
+            let mut ids = blake3::Hasher::new();
+            for t in 0..task_count {
+                ids.update(task_id::task_id(&p.digest, &p.params(step, t)).as_bytes());
+            }
             p.ids_digest = ids.finalize();
         }
         check_resources(campaign, step, executor, &mut diags);
@@ -267,20 +265,6 @@ pub fn compile(
             .map(|p| p.expect("every step is planned in topological order"))
             .collect(),
     })
-}
-
-fn placeholder(i: usize) -> PlannedStep {
-    PlannedStep {
-        index: i,
-        task_count: 0,
-        upstream: vec![],
-        digest: blake3::hash(b""),
-        ids_digest: blake3::hash(b""),
-        structures: vec![],
-        structure_refs: vec![],
-        structure_digests: vec![],
-        batch_size: 1,
-    }
 }
 
 /// The machine's local slots: configured, else this computer's.

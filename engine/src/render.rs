@@ -44,6 +44,46 @@ pub fn template_data(
     data
 }
 
+/// A task's output: (final path, where the command writes), both relative to the campaign
+/// directory; `None` when the step declares no output. Renders only the output template,
+/// so post-processing does not pay for the command again.
+pub fn output_for(
+    plan: &Plan,
+    step_index: usize,
+    task: &PlannedTask,
+    data: &serde_json::Map<String, serde_json::Value>,
+    attempt: u32,
+) -> Result<Option<(String, String)>, String> {
+    let step = &plan.campaign.steps[step_index];
+    let Some(t) = &step.output else {
+        return Ok(None);
+    };
+    let rendered = render(
+        TemplateKind::Path,
+        &t.text,
+        &serde_json::Value::Object(data.clone()),
+    )
+    .map_err(|e| format!("{}: {e}", t.field))?;
+    if !is_confined(&rendered) {
+        return Err(format!(
+            "{}: the output path `{rendered}` leaves the campaign directory",
+            t.field
+        ));
+    }
+    let tmp = if step.kind == StepKind::MockGeneration {
+        flow_mock_generation::temporary_output_path(
+            std::path::Path::new(&rendered),
+            &task.id,
+            attempt,
+        )
+        .to_string_lossy()
+        .into_owned()
+    } else {
+        rendered.clone()
+    };
+    Ok(Some((rendered, tmp)))
+}
+
 /// Render a task's command and output for attempt `attempt` (temporary outputs differ per
 /// attempt, so a late writer of an old attempt never clobbers a new one).
 pub fn command_for(
@@ -54,35 +94,10 @@ pub fn command_for(
 ) -> Result<RenderedTask, String> {
     let step = &plan.campaign.steps[step_index];
     let mut data = template_data(plan, step_index, task);
-    let mut output = None;
-    let mut output_tmp = None;
-    if let Some(t) = &step.output {
-        let rendered = render(
-            TemplateKind::Path,
-            &t.text,
-            &serde_json::Value::Object(data.clone()),
-        )
-        .map_err(|e| format!("{}: {e}", t.field))?;
-        if !is_confined(&rendered) {
-            return Err(format!(
-                "{}: the output path `{rendered}` leaves the campaign directory",
-                t.field
-            ));
-        }
-        let tmp = if step.kind == StepKind::MockGeneration {
-            let tmp = flow_mock_generation::temporary_output_path(
-                std::path::Path::new(&rendered),
-                &task.id,
-                attempt,
-            );
-            tmp.to_string_lossy().into_owned()
-        } else {
-            rendered.clone()
-        };
-        let abs = plan.campaign.campaign_dir.join(&tmp);
+    let outputs = output_for(plan, step_index, task, &data, attempt)?;
+    if let Some((_, tmp)) = &outputs {
+        let abs = plan.campaign.campaign_dir.join(tmp);
         data.insert("output".into(), abs.display().to_string().into());
-        output = Some(rendered);
-        output_tmp = Some(tmp);
     }
     let command = match &step.command {
         Some(t) => render(
@@ -92,6 +107,10 @@ pub fn command_for(
         )
         .map_err(|e| format!("{}: {e}", t.field))?,
         None => String::new(),
+    };
+    let (output, output_tmp) = match outputs {
+        Some((o, t)) => (Some(o), Some(t)),
+        None => (None, None),
     };
     Ok(RenderedTask {
         command,

@@ -665,14 +665,7 @@ fn drive(
                                 progress[i].running += 1;
                                 let done =
                                     finish(slot, Checked::plain(outcome), campaign, &mut changes);
-                                account(
-                                    &mut progress[i],
-                                    &mut waiting,
-                                    &mut summary,
-                                    n,
-                                    slot,
-                                    done,
-                                );
+                                account(&mut progress[i], &mut waiting, n, done);
                             }
                         }
                     }
@@ -729,8 +722,7 @@ fn drive(
                                 campaign,
                                 &mut changes,
                             );
-                            let slot = slots[n].clone();
-                            account(&mut progress[i], &mut waiting, &mut summary, n, &slot, done);
+                            account(&mut progress[i], &mut waiting, n, done);
                         }
                     }
                 }
@@ -855,8 +847,7 @@ fn drive(
                     }
                     let done = finish(&mut slots[n], checked, campaign, &mut changes);
                     summary.ran += 1;
-                    let slot = slots[n].clone();
-                    account(&mut progress[i], &mut waiting, &mut summary, n, &slot, done);
+                    account(&mut progress[i], &mut waiting, n, done);
                 }
             }
         }
@@ -1016,14 +1007,8 @@ fn finish(
     decision
 }
 
-fn account(
-    p: &mut StepProgress,
-    waiting: &mut BinaryHeap<Waiting>,
-    _summary: &mut RunSummary,
-    n: usize,
-    _slot: &Slot,
-    decision: Decision,
-) {
+/// Count a decided attempt in its step's progress; a retry waits for its delay.
+fn account(p: &mut StepProgress, waiting: &mut BinaryHeap<Waiting>, n: usize, decision: Decision) {
     match decision {
         Decision::Succeeded => p.succeeded += 1,
         Decision::Failed => p.failed += 1,

@@ -9,7 +9,7 @@
 
 use crate::compile::Plan;
 use crate::layout::{write_atomic, Layout};
-use crate::render::command_for;
+use crate::render::{command_for, output_for};
 use crate::task_spec::TaskSpec;
 use anyhow::Result;
 use flow_dsl::error_class::ErrorClass;
@@ -324,17 +324,12 @@ fn check(
     let task = plan.task(step_index, index);
     match step.kind {
         StepKind::MockGeneration => {
-            let Ok(rendered) = command_for(plan, step_index, &task, attempt) else {
-                return (
-                    invalid(&outcome, "cannot render the output name".into()),
-                    details_text,
-                    effect,
-                );
-            };
-            let (Some(final_rel), Some(tmp_rel)) = (rendered.output, rendered.output_tmp) else {
-                return (outcome, details_text, effect);
-            };
             let data = crate::render::template_data(plan, step_index, &task);
+            let (final_rel, tmp_rel) = match output_for(plan, step_index, &task, &data, attempt) {
+                Ok(Some(paths)) => paths,
+                Ok(None) => return (outcome, details_text, effect),
+                Err(e) => return (invalid(&outcome, e), details_text, effect),
+            };
             let settings = match mock_settings(step, &data) {
                 Ok(s) => s,
                 Err(e) => return (invalid(&outcome, e), details_text, effect),
@@ -367,25 +362,18 @@ fn check(
         }
         StepKind::Command if step.output.is_none() => (outcome, details_text, effect),
         StepKind::Command => {
-            if let Ok(rendered) = command_for(plan, step_index, &task, attempt) {
-                if let Some(out) = rendered.output {
-                    let path = campaign.campaign_dir.join(&out);
-                    if !path.exists() {
-                        return (
-                            invalid(
-                                &outcome,
-                                format!(
-                                    "the command exited 0 but its output {} does not exist",
-                                    path.display()
-                                ),
-                            ),
-                            details_text,
-                            effect,
-                        );
-                    }
-                    let details = serde_json::json!({"output": out}).to_string();
-                    return (outcome, Some(details), effect);
+            let data = crate::render::template_data(plan, step_index, &task);
+            if let Ok(Some((out, _))) = output_for(plan, step_index, &task, &data, attempt) {
+                let path = campaign.campaign_dir.join(&out);
+                if !path.exists() {
+                    let message = format!(
+                        "the command exited 0 but its output {} does not exist",
+                        path.display()
+                    );
+                    return (invalid(&outcome, message), details_text, effect);
                 }
+                let details = serde_json::json!({"output": out}).to_string();
+                return (outcome, Some(details), effect);
             }
             (outcome, details_text, effect)
         }

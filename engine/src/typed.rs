@@ -139,16 +139,8 @@ pub fn env_root(
     step_root: Option<&std::path::Path>,
     machine_root: Option<&str>,
 ) -> Option<flow_mlip::EnvRoot> {
-    let machine = machine_root.map(expand_home);
+    let machine = machine_root.map(|r| flow_dsl::load::expand_home(r, std::path::Path::new(".")));
     flow_mlip::EnvRoot::resolve(step_root, machine.as_deref())
-}
-
-/// `~/x` -> `$HOME/x`.
-pub fn expand_home(p: &str) -> std::path::PathBuf {
-    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => std::path::PathBuf::from(home).join(rest),
-        _ => std::path::PathBuf::from(p),
-    }
 }
 
 fn mlip_failure(e: flow_mlip::MlipError, started: f64) -> TypedResult {
