@@ -1,29 +1,11 @@
 //! The `flow` binary as users meet it: exact error output for every invalid campaign in
 //! `tests/invalid/`, plan output of the examples, exit codes.
 
+mod support;
+use support::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn flow(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flow"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env_remove("FLOW_RECIPES")
-        .output()
-        .expect("the flow binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use std::process::Command;
 
 #[test]
 fn every_invalid_campaign_has_its_exact_located_error() {
@@ -127,22 +109,6 @@ fn filter_paths(s: &str, examples: &Path) -> String {
     // Slurm job tags hash the manifest, which holds absolute paths of this checkout.
     let tag = regex::Regex::new(r"(job-|manifest-|:)[0-9a-f]{16}\b").unwrap();
     tag.replace_all(&s, "${1}[HASH]").into_owned()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let name = p.file_name().unwrap();
-        if name == "campaigns" {
-            continue; // state of earlier runs: plans here must show a fresh campaign
-        }
-        if p.is_dir() {
-            copy_dir(&p, &to.join(name));
-        } else {
-            std::fs::copy(&p, to.join(name)).unwrap();
-        }
-    }
 }
 
 #[test]

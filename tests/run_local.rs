@@ -1,26 +1,15 @@
 //! `flow run` on the local executor with real processes and real SQLite: resume, retries,
 //! timeouts, conditions, quoting, the driver lease, cancellation, and kill -9 chaos.
 
+mod support;
+use support::*;
+
 use flow_engine::state::StateStore;
 use flow_engine::task_state::TaskState;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-fn flow_cmd(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_flow"));
-    c.args(args).current_dir(dir).env_remove("FLOW_RECIPES");
-    c
-}
-
-fn flow(dir: &Path, args: &[&str]) -> Output {
-    flow_cmd(dir, args).output().expect("flow runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
     let p = dir.join(name);

@@ -2,31 +2,15 @@
 //! arrays of the planned size, adoption of queued jobs after kill -9 of the driver (no
 //! duplicate submission, no lost task), and the mock-catalog campaign with HDF5 validation.
 
+mod support;
+use support::*;
+
 use flow_engine::state::StateStore;
 use flow_engine::task_state::TaskState;
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn flow(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flow"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("flow runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn require_slurm() {
     let ok = Command::new("sinfo")

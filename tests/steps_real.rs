@@ -2,43 +2,12 @@
 //! uv environment, Quantum ESPRESSO's pw.x, and an md-benchmark gate with ASE.
 //! `scripts/test.sh` installs the tools; these tests fail, not skip, without them.
 
+mod support;
+use support::*;
+
 use flow_engine::state::StateStore;
 use flow_engine::task_state::TaskState;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn flow(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flow"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("FLOW_RECIPES")
-        .output()
-        .expect("flow runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let dest = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_dir(&p, &dest);
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-        }
-    }
-}
+use std::path::Path;
 
 /// The examples directory copied to a temp dir, with a machine whose root is also there.
 fn sandbox() -> tempfile::TempDir {
