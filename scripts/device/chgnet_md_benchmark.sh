@@ -10,7 +10,8 @@
 #     --python-version 3.12 --implementation cp --platform manylinux2014_x86_64 \
 #     --platform manylinux_2_17_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_28_x86_64 \
 #     -d .device/wheels chgnet ase pymatgen pymatgen-core monty orjson palettable ruamel.yaml \
-#     ruamel.yaml.clib spglib uncertainties
+#     ruamel.yaml.clib spglib uncertainties plotly
+#   python3 -m pip wheel --no-deps -w .device/wheels 'bibtexparser<2'   # pymatgen-core pins <2; sdist only
 #   python3 -m pip wheel --no-deps -w .device/wheels nvidia-ml-py3   # sdist only on PyPI; chgnet imports nvidia_smi
 # Run (device tool): command `bash scripts/device/chgnet_md_benchmark.sh`, carry [".device"].
 # Dry run on a CPU with a built chgnet env: NO_WHEELS=1 PY=ENV/bin/python DEVICE=cpu CAL_ATOMS=32 \
