@@ -24,9 +24,10 @@ pub fn validate(kind: Kind, object: &Value) -> Result<(), ApiError> {
         ));
     }
     if let Some(labels) = object.pointer("/metadata/labels") {
-        let ok = labels
-            .as_object()
-            .is_some_and(|m| m.values().all(|v| v.as_str().is_some_and(|s| s.len() <= 63)));
+        let ok = labels.as_object().is_some_and(|m| {
+            m.values()
+                .all(|v| v.as_str().is_some_and(|s| s.len() <= 63))
+        });
         if !ok {
             return invalid("metadata.labels: Invalid value: label values must be strings of at most 63 characters".into());
         }
@@ -55,7 +56,10 @@ fn validate_pod_spec(spec: Option<&Value>, at: &str) -> Result<(), String> {
         .ok_or_else(|| format!("{at}.containers: Required value"))?;
     for (i, c) in containers.iter().enumerate() {
         for field in ["name", "image"] {
-            if c.get(field).and_then(Value::as_str).is_none_or(str::is_empty) {
+            if c.get(field)
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 return Err(format!("{at}.containers[{i}].{field}: Required value"));
             }
         }
@@ -72,22 +76,39 @@ fn validate_job(job: &Value) -> Result<(), String> {
     if !matches!(restart, Some("Never" | "OnFailure")) {
         return Err(format!(
             "spec.template.spec.restartPolicy: {}: supported values: \"OnFailure\", \"Never\"",
-            restart.map_or("Required value".into(), |r| format!("Unsupported value: {r:?}"))
+            restart.map_or("Required value".into(), |r| format!(
+                "Unsupported value: {r:?}"
+            ))
         ));
     }
     if spec.get("podFailurePolicy").is_some() && restart != Some("Never") {
-        return Err("spec.podFailurePolicy: Invalid value: only allowed with restartPolicy Never".into());
+        return Err(
+            "spec.podFailurePolicy: Invalid value: only allowed with restartPolicy Never".into(),
+        );
     }
     let mode = spec.get("completionMode").and_then(Value::as_str);
     if mode == Some("Indexed") && spec.get("completions").and_then(Value::as_i64).is_none() {
         return Err("spec.completions: Required value: when completion mode is Indexed".into());
     }
     if mode != Some("Indexed") && spec.get("backoffLimitPerIndex").is_some() {
-        return Err("spec.backoffLimitPerIndex: Invalid value: requires indexed completion mode".into());
+        return Err(
+            "spec.backoffLimitPerIndex: Invalid value: requires indexed completion mode".into(),
+        );
     }
-    for field in ["completions", "parallelism", "backoffLimitPerIndex", "ttlSecondsAfterFinished"] {
-        if spec.get(field).and_then(Value::as_i64).is_some_and(|n| n < 0) {
-            return Err(format!("spec.{field}: Invalid value: must be greater than or equal to 0"));
+    for field in [
+        "completions",
+        "parallelism",
+        "backoffLimitPerIndex",
+        "ttlSecondsAfterFinished",
+    ] {
+        if spec
+            .get(field)
+            .and_then(Value::as_i64)
+            .is_some_and(|n| n < 0)
+        {
+            return Err(format!(
+                "spec.{field}: Invalid value: must be greater than or equal to 0"
+            ));
         }
     }
     Ok(())
@@ -133,7 +154,10 @@ pub fn default(kind: Kind, object: &mut Value) {
             if !template.get("metadata").is_some_and(Value::is_object) {
                 template["metadata"] = json!({});
             }
-            if !template["metadata"].get("labels").is_some_and(Value::is_object) {
+            if !template["metadata"]
+                .get("labels")
+                .is_some_and(Value::is_object)
+            {
                 template["metadata"]["labels"] = json!({});
             }
             let labels = &mut template["metadata"]["labels"];

@@ -68,6 +68,10 @@ mod tests {
     fn ids_have_their_shape() {
         assert_eq!(uid().len(), 36);
         let s = suffix(5);
-        assert!(s.len() == 5 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        assert!(
+            s.len() == 5
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
     }
 }

@@ -31,9 +31,7 @@ fn is_finished(job: &Value) -> bool {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .any(|c| {
-            matches!(c["type"].as_str(), Some("Complete" | "Failed")) && c["status"] == "True"
-        })
+        .any(|c| matches!(c["type"].as_str(), Some("Complete" | "Failed")) && c["status"] == "True")
 }
 
 /// Whether a pod reached `Succeeded` or `Failed`.
@@ -83,7 +81,9 @@ pub fn reconcile_all(st: &mut State) {
 }
 
 fn spec_i64(job: &Value, field: &str) -> Option<i64> {
-    job.get("spec").and_then(|s| s.get(field)).and_then(Value::as_i64)
+    job.get("spec")
+        .and_then(|s| s.get(field))
+        .and_then(Value::as_i64)
 }
 
 fn account(book: &mut JobBook, job: &Value, pod: &Value) {
@@ -193,7 +193,9 @@ fn condition(kind: &str, reason: &str, message: &str, now: &str) -> Value {
 }
 
 fn reconcile(st: &mut State, ns: &str, name: &str) {
-    let Some(job) = st.store.get(Kind::Job, ns, name).cloned() else { return };
+    let Some(job) = st.store.get(Kind::Job, ns, name).cloned() else {
+        return;
+    };
     if is_finished(&job) {
         return;
     }
@@ -225,20 +227,29 @@ fn reconcile(st: &mut State, ns: &str, name: &str) {
         let busy: HashSet<i64> = active.iter().filter_map(|p| pod_index(p)).collect();
         let room = (parallelism - active.len() as i64).max(0) as usize;
         let missing: Vec<i64> = (0..completions)
-            .filter(|i| !book.succeeded.contains(i) && !book.failed.contains(i) && !busy.contains(i))
+            .filter(|i| {
+                !book.succeeded.contains(i) && !book.failed.contains(i) && !busy.contains(i)
+            })
             .take(room)
             .collect();
         for index in missing {
             let failures = book.failures.get(&index).copied().unwrap_or(0);
             // Names are random; a clash is retried with another suffix.
             for _ in 0..3 {
-                if st.store.create(Kind::Pod, ns, new_pod(&job, index, failures)).is_ok() {
+                if st
+                    .store
+                    .create(Kind::Pod, ns, new_pod(&job, index, failures))
+                    .is_ok()
+                {
                     break;
                 }
             }
         }
     }
-    let active_now = pods_of(st, ns, &uid).into_iter().filter(|p| !is_terminal(p)).collect::<Vec<_>>();
+    let active_now = pods_of(st, ns, &uid)
+        .into_iter()
+        .filter(|p| !is_terminal(p))
+        .collect::<Vec<_>>();
     let ready = active_now
         .iter()
         .filter(|p| {
@@ -247,7 +258,11 @@ fn reconcile(st: &mut State, ns: &str, name: &str) {
         })
         .count();
     let now = clock::now();
-    let mut status = job.get("status").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
+    let mut status = job
+        .get("status")
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
     if status.get("startTime").is_none() {
         status["startTime"] = json!(now);
     }
@@ -268,12 +283,17 @@ fn reconcile(st: &mut State, ns: &str, name: &str) {
     if !book.failed.is_empty() || spec_i64(&job, "backoffLimitPerIndex").is_some() {
         status["failedIndexes"] = json!(intervals::format(book.failed.iter().copied()));
     }
-    let all_done = (0..completions).all(|i| book.succeeded.contains(&i) || book.failed.contains(&i));
+    let all_done =
+        (0..completions).all(|i| book.succeeded.contains(&i) || book.failed.contains(&i));
     let terminal = if let Some((reason, message)) = &book.failure {
         Some((false, *reason, message.clone()))
     } else if active_now.is_empty() && all_done {
         if book.failed.is_empty() {
-            Some((true, "CompletionsReached", "Reached expected number of succeeded pods".to_string()))
+            Some((
+                true,
+                "CompletionsReached",
+                "Reached expected number of succeeded pods".to_string(),
+            ))
         } else {
             Some((false, "FailedIndexes", "Job has failed indexes".to_string()))
         }
@@ -295,7 +315,8 @@ fn reconcile(st: &mut State, ns: &str, name: &str) {
         }
         book.finished_at = Some(Instant::now());
     }
-    st.store.update(Kind::Job, ns, name, |j| j["status"] = status);
+    st.store
+        .update(Kind::Job, ns, name, |j| j["status"] = status);
     st.jobs.insert(uid, book);
 }
 
@@ -306,7 +327,10 @@ fn reconcile(st: &mut State, ns: &str, name: &str) {
 pub fn delete_job(st: &mut State, ns: &str, name: &str, policy: &str) -> Option<Value> {
     let job = st.store.get(Kind::Job, ns, name)?.clone();
     let uid = uid_of(&job).to_string();
-    let pods: Vec<String> = pods_of(st, ns, &uid).iter().map(|p| name_of(p).to_string()).collect();
+    let pods: Vec<String> = pods_of(st, ns, &uid)
+        .iter()
+        .map(|p| name_of(p).to_string())
+        .collect();
     let deleted = match policy {
         "Orphan" => {
             let deleted = st.store.delete(Kind::Job, ns, name);
@@ -339,19 +363,20 @@ pub fn delete_job(st: &mut State, ns: &str, name: &str, policy: &str) -> Option<
 
 /// Deletes (Background) finished Jobs whose `ttlSecondsAfterFinished` passed.
 fn collect_expired(st: &mut State) {
-    let expired: Vec<(String, String)> = st
-        .store
-        .all_by_creation(Kind::Job)
-        .into_iter()
-        .filter_map(|job| {
-            let ttl = spec_i64(job, "ttlSecondsAfterFinished")?;
-            let finished = st.jobs.get(uid_of(job))?.finished_at?;
-            (is_finished(job) && finished.elapsed() >= Duration::from_secs(ttl.max(0) as u64)).then(|| {
-                let ns = job["metadata"]["namespace"].as_str().unwrap_or("");
-                (ns.to_string(), name_of(job).to_string())
+    let expired: Vec<(String, String)> =
+        st.store
+            .all_by_creation(Kind::Job)
+            .into_iter()
+            .filter_map(|job| {
+                let ttl = spec_i64(job, "ttlSecondsAfterFinished")?;
+                let finished = st.jobs.get(uid_of(job))?.finished_at?;
+                (is_finished(job) && finished.elapsed() >= Duration::from_secs(ttl.max(0) as u64))
+                    .then(|| {
+                        let ns = job["metadata"]["namespace"].as_str().unwrap_or("");
+                        (ns.to_string(), name_of(job).to_string())
+                    })
             })
-        })
-        .collect();
+            .collect();
     for (ns, name) in expired {
         delete_job(st, &ns, &name, "Background");
     }

@@ -43,7 +43,10 @@ pub fn field(pod: &Value, path: &str) -> String {
     };
     let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
     if let Some(key) = quoted("metadata.annotations['") {
-        return text(pod.pointer("/metadata/annotations").and_then(|a| a.get(&key)));
+        return text(
+            pod.pointer("/metadata/annotations")
+                .and_then(|a| a.get(&key)),
+        );
     }
     if let Some(key) = quoted("metadata.labels['") {
         return text(pod.pointer("/metadata/labels").and_then(|a| a.get(&key)));
@@ -61,8 +64,15 @@ pub fn field(pod: &Value, path: &str) -> String {
 
 /// The resolved environment, in order; `Err` is the
 /// `CreateContainerConfigError` message (a missing, non-optional source).
-pub fn resolve(st: &State, pod: &Value, container: &Value) -> Result<Vec<(String, String)>, String> {
-    let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
+pub fn resolve(
+    st: &State,
+    pod: &Value,
+    container: &Value,
+) -> Result<Vec<(String, String)>, String> {
+    let ns = pod
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let mut vars: Vec<(String, String)> = vec![("HOSTNAME".into(), name_of(pod).to_string())];
     let set = |vars: &mut Vec<(String, String)>, k: String, v: String| {
         vars.retain(|(name, _)| *name != k);
@@ -87,10 +97,18 @@ pub fn resolve(st: &State, pod: &Value, container: &Value) -> Result<Vec<(String
         }
     }
     for entry in container["env"].as_array().into_iter().flatten() {
-        let Some(name) = entry["name"].as_str() else { continue };
+        let Some(name) = entry["name"].as_str() else {
+            continue;
+        };
         let value = if let Some(v) = entry.get("value").and_then(Value::as_str) {
             let snapshot = vars.clone();
-            expand(v, |n| snapshot.iter().rev().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
+            expand(v, |n| {
+                snapshot
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| v.clone())
+            })
         } else if let Some(from) = entry.get("valueFrom") {
             if let Some(path) = from.pointer("/fieldRef/fieldPath").and_then(Value::as_str) {
                 field(pod, path)
@@ -99,13 +117,18 @@ pub fn resolve(st: &State, pod: &Value, container: &Value) -> Result<Vec<(String
                 .map(|r| (true, r))
                 .or_else(|| from.get("configMapKeyRef").map(|r| (false, r)))
             {
-                let (src, key) = (r["name"].as_str().unwrap_or(""), r["key"].as_str().unwrap_or(""));
+                let (src, key) = (
+                    r["name"].as_str().unwrap_or(""),
+                    r["key"].as_str().unwrap_or(""),
+                );
                 let (lower, upper) = describe(is_secret);
                 match source(st, ns, is_secret, src) {
                     Some(data) => match data.get(key) {
                         Some(v) => v.clone(),
                         None if r["optional"] == true => continue,
-                        None => return Err(format!("couldn't find key {key} in {upper} {ns}/{src}")),
+                        None => {
+                            return Err(format!("couldn't find key {key} in {upper} {ns}/{src}"))
+                        }
                     },
                     None if r["optional"] == true => continue,
                     None => return Err(format!("{lower} \"{src}\" not found")),

@@ -44,12 +44,16 @@ fn rule_matches(rule: &Value, pod: &Value) -> bool {
             .map(|v| v.iter().filter_map(Value::as_i64).collect())
             .unwrap_or_default();
         let not_in = codes.get("operator").and_then(Value::as_str) == Some("NotIn");
-        let statuses = pod.pointer("/status/containerStatuses").and_then(Value::as_array);
+        let statuses = pod
+            .pointer("/status/containerStatuses")
+            .and_then(Value::as_array);
         return statuses.into_iter().flatten().any(|cs| {
             if container.is_some_and(|c| cs.get("name").and_then(Value::as_str) != Some(c)) {
                 return false;
             }
-            let Some(code) = cs.pointer("/state/terminated/exitCode").and_then(Value::as_i64)
+            let Some(code) = cs
+                .pointer("/state/terminated/exitCode")
+                .and_then(Value::as_i64)
             else {
                 return false;
             };
@@ -60,7 +64,12 @@ fn rule_matches(rule: &Value, pod: &Value) -> bool {
         let conditions = pod.pointer("/status/conditions").and_then(Value::as_array);
         return wanted.iter().any(|w| {
             let kind = w.get("type").and_then(Value::as_str);
-            let status = w.get("status").and_then(Value::as_str).unwrap_or("True");
+            // Defaults to "True"; k8s-openapi sends "" when the field was left out.
+            let status = w
+                .get("status")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .unwrap_or("True");
             conditions.into_iter().flatten().any(|c| {
                 c.get("type").and_then(Value::as_str) == kind
                     && c.get("status").and_then(Value::as_str) == Some(status)
@@ -91,11 +100,32 @@ mod tests {
     #[test]
     fn first_matching_rule_wins() {
         let disrupted = failed_pod(137, json!([{"type": "DisruptionTarget", "status": "True"}]));
-        assert_eq!(evaluate(Some(&policy()), &disrupted), (Action::Ignore, Some(0)));
-        assert_eq!(evaluate(Some(&policy()), &failed_pod(42, json!([]))), (Action::FailJob, Some(1)));
-        assert_eq!(evaluate(Some(&policy()), &failed_pod(7, json!([]))), (Action::FailIndex, Some(2)));
-        assert_eq!(evaluate(Some(&policy()), &failed_pod(1, json!([]))), (Action::Count, None));
-        assert_eq!(evaluate(None, &failed_pod(1, json!([]))), (Action::Count, None));
+        assert_eq!(
+            evaluate(Some(&policy()), &disrupted),
+            (Action::Ignore, Some(0))
+        );
+        let mut empty_status = policy();
+        empty_status["rules"][0]["onPodConditions"][0]["status"] = json!("");
+        assert_eq!(
+            evaluate(Some(&empty_status), &disrupted),
+            (Action::Ignore, Some(0))
+        );
+        assert_eq!(
+            evaluate(Some(&policy()), &failed_pod(42, json!([]))),
+            (Action::FailJob, Some(1))
+        );
+        assert_eq!(
+            evaluate(Some(&policy()), &failed_pod(7, json!([]))),
+            (Action::FailIndex, Some(2))
+        );
+        assert_eq!(
+            evaluate(Some(&policy()), &failed_pod(1, json!([]))),
+            (Action::Count, None)
+        );
+        assert_eq!(
+            evaluate(None, &failed_pod(1, json!([]))),
+            (Action::Count, None)
+        );
     }
 
     #[test]

@@ -80,7 +80,10 @@ pub fn kill_all(st: &State) {
 }
 
 fn container_status(pod: &Value, state: Value, ready: bool) -> Value {
-    let c = pod.pointer("/spec/containers/0").cloned().unwrap_or_else(|| json!({}));
+    let c = pod
+        .pointer("/spec/containers/0")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     json!({
         "name": c["name"], "image": c["image"], "imageID": "",
         "ready": ready, "started": ready, "restartCount": 0, "state": state,
@@ -113,12 +116,18 @@ pub fn schedule(st: &mut State) -> Vec<Launch> {
         .store
         .all_by_creation(Kind::Pod)
         .into_iter()
-        .filter(|p| p.pointer("/status/phase") == Some(&json!("Pending")) && !st.procs.contains_key(uid_of(p)))
+        .filter(|p| {
+            p.pointer("/status/phase") == Some(&json!("Pending"))
+                && !st.procs.contains_key(uid_of(p))
+        })
         .cloned()
         .collect();
     let mut launches = Vec::new();
     for pod in candidates {
-        let ns = pod["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+        let ns = pod["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let name = name_of(&pod).to_string();
         let now = clock::now();
         if st.procs.len() >= capacity {
@@ -143,9 +152,12 @@ pub fn schedule(st: &mut State) -> Vec<Launch> {
                         s["startTime"] = json!(now);
                     }
                     s["conditions"] = conditions(
-                        &[("PodScheduled", "True", None), ("Initialized", "True", None),
-                          ("Ready", "False", Some("ContainersNotReady")),
-                          ("ContainersReady", "False", Some("ContainersNotReady"))],
+                        &[
+                            ("PodScheduled", "True", None),
+                            ("Initialized", "True", None),
+                            ("Ready", "False", Some("ContainersNotReady")),
+                            ("ContainersReady", "False", Some("ContainersNotReady")),
+                        ],
                         &now,
                     );
                     s["containerStatuses"] = json!([waiting]);
@@ -153,16 +165,23 @@ pub fn schedule(st: &mut State) -> Vec<Launch> {
             }
             Ok(launch) => {
                 st.procs.insert(launch.uid.clone(), Proc { pgid: None });
-                let creating = container_status(&pod, json!({"waiting": {"reason": "ContainerCreating"}}), false);
+                let creating = container_status(
+                    &pod,
+                    json!({"waiting": {"reason": "ContainerCreating"}}),
+                    false,
+                );
                 st.store.update(Kind::Pod, &ns, &name, |p| {
                     p["spec"]["nodeName"] = json!(NODE);
                     let s = &mut p["status"];
                     s["startTime"] = json!(now);
                     s["hostIP"] = json!("127.0.0.1");
                     s["conditions"] = conditions(
-                        &[("PodScheduled", "True", None), ("Initialized", "True", None),
-                          ("Ready", "False", Some("ContainersNotReady")),
-                          ("ContainersReady", "False", Some("ContainersNotReady"))],
+                        &[
+                            ("PodScheduled", "True", None),
+                            ("Initialized", "True", None),
+                            ("Ready", "False", Some("ContainersNotReady")),
+                            ("ContainersReady", "False", Some("ContainersNotReady")),
+                        ],
                         &now,
                     );
                     s["containerStatuses"] = json!([creating]);
@@ -175,7 +194,9 @@ pub fn schedule(st: &mut State) -> Vec<Launch> {
 }
 
 fn prepare(st: &State, pod: &Value) -> Result<Launch, String> {
-    let container = pod.pointer("/spec/containers/0").ok_or("pod has no container")?;
+    let container = pod
+        .pointer("/spec/containers/0")
+        .ok_or("pod has no container")?;
     let message_mount = container["terminationMessagePath"]
         .as_str()
         .unwrap_or("/dev/termination-log")
@@ -188,7 +209,12 @@ fn prepare(st: &State, pod: &Value) -> Result<Launch, String> {
             *value = message_path.display().to_string();
         }
     }
-    let lookup = |name: &str| vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let lookup = |name: &str| {
+        vars.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let strings = |field: &str| -> Vec<String> {
         container[field]
             .as_array()
@@ -201,7 +227,10 @@ fn prepare(st: &State, pod: &Value) -> Result<Launch, String> {
     let mut argv = strings("command");
     argv.extend(strings("args"));
     Ok(Launch {
-        namespace: pod["metadata"]["namespace"].as_str().unwrap_or("").to_string(),
+        namespace: pod["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
         name: name_of(pod).to_string(),
         log_path: log_path(&st.dir, &uid),
         uid,
@@ -255,7 +284,10 @@ fn apply_termination(pod: &mut Value, t: &Termination) {
     status["phase"] = json!(if succeeded { "Succeeded" } else { "Failed" });
     status["conditions"] = conditions(&conds, &now);
     if t.disruption {
-        if let Some(last) = status["conditions"].as_array_mut().and_then(|c| c.last_mut()) {
+        if let Some(last) = status["conditions"]
+            .as_array_mut()
+            .and_then(|c| c.last_mut())
+        {
             last["message"] = json!("kube-double: preempted by the scheduler (disrupt_pod)");
         }
     }
@@ -269,14 +301,18 @@ fn apply_termination(pod: &mut Value, t: &Termination) {
 /// Ends a pod now: kills its process group and marks it terminated with `t`.
 /// False when the pod is missing or already finished.
 pub fn kill_pod(st: &mut State, ns: &str, name: &str, t: Termination) -> bool {
-    let Some(pod) = st.store.get(Kind::Pod, ns, name) else { return false };
+    let Some(pod) = st.store.get(Kind::Pod, ns, name) else {
+        return false;
+    };
     if is_terminal(pod) {
         return false;
     }
     if let Some(proc) = st.procs.get(uid_of(pod)) {
         kill_group(proc.pgid);
     }
-    st.store.update(Kind::Pod, ns, name, |p| apply_termination(p, &t)).is_some()
+    st.store
+        .update(Kind::Pod, ns, name, |p| apply_termination(p, &t))
+        .is_some()
 }
 
 /// Deletes a pod at once, killing its process group.
@@ -308,7 +344,9 @@ fn read_message(launch: &Launch, exit_code: i32) -> String {
 
 /// The last `lines` lines of a file, at most `max_bytes` bytes.
 pub fn log_tail(path: &Path, lines: usize, max_bytes: u64) -> String {
-    let Ok(mut f) = std::fs::File::open(path) else { return String::new() };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let _ = f.seek(SeekFrom::Start(len.saturating_sub(max_bytes)));
     let mut buf = Vec::new();
@@ -322,7 +360,10 @@ fn finish(shared: &Arc<Shared>, launch: &Launch, t: Termination) {
     shared.mutate(|st| {
         st.procs.remove(&launch.uid);
         if pod_is_live(st, launch) {
-            st.store.update(Kind::Pod, &launch.namespace, &launch.name, |p| apply_termination(p, &t));
+            st.store
+                .update(Kind::Pod, &launch.namespace, &launch.name, |p| {
+                    apply_termination(p, &t)
+                });
         }
     });
 }
@@ -337,9 +378,16 @@ fn start_error(shared: &Arc<Shared>, launch: &Launch, message: String) {
 /// Runs one pod's process to its end and reports each phase.
 pub async fn run(shared: Arc<Shared>, launch: Launch) {
     let Some((program, args)) = launch.argv.split_first() else {
-        return start_error(&shared, &launch, "kube-double cannot run an image entrypoint: the container needs a command".into());
+        return start_error(
+            &shared,
+            &launch,
+            "kube-double cannot run an image entrypoint: the container needs a command".into(),
+        );
     };
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&launch.log_path);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&launch.log_path);
     let _ = std::fs::write(&launch.message_path, b"");
     let (out, err) = match log.and_then(|f| Ok((f.try_clone()?, f))) {
         Ok(pair) => pair,
@@ -358,7 +406,13 @@ pub async fn run(shared: Arc<Shared>, launch: Launch) {
     }
     let mut child = match cmd.spawn() {
         Ok(child) => child,
-        Err(e) => return start_error(&shared, &launch, format!("failed to start {program:?}: {e}")),
+        Err(e) => {
+            return start_error(
+                &shared,
+                &launch,
+                format!("failed to start {program:?}: {e}"),
+            )
+        }
     };
     let pgid = child.id().map(|p| p as i32);
     let started_at = clock::now();
@@ -370,19 +424,26 @@ pub async fn run(shared: Arc<Shared>, launch: Launch) {
         if let Some(proc) = st.procs.get_mut(&launch.uid) {
             proc.pgid = pgid;
         }
-        st.store.update(Kind::Pod, &launch.namespace, &launch.name, |p| {
-            let running = container_status(p, json!({"running": {"startedAt": started_at}}), true);
-            let s = &mut p["status"];
-            s["phase"] = json!("Running");
-            s["podIP"] = json!("127.0.0.1");
-            s["podIPs"] = json!([{"ip": "127.0.0.1"}]);
-            s["conditions"] = conditions(
-                &[("PodReadyToStartContainers", "True", None), ("PodScheduled", "True", None),
-                  ("Initialized", "True", None), ("Ready", "True", None), ("ContainersReady", "True", None)],
-                &started_at,
-            );
-            s["containerStatuses"] = json!([running]);
-        });
+        st.store
+            .update(Kind::Pod, &launch.namespace, &launch.name, |p| {
+                let running =
+                    container_status(p, json!({"running": {"startedAt": started_at}}), true);
+                let s = &mut p["status"];
+                s["phase"] = json!("Running");
+                s["podIP"] = json!("127.0.0.1");
+                s["podIPs"] = json!([{"ip": "127.0.0.1"}]);
+                s["conditions"] = conditions(
+                    &[
+                        ("PodReadyToStartContainers", "True", None),
+                        ("PodScheduled", "True", None),
+                        ("Initialized", "True", None),
+                        ("Ready", "True", None),
+                        ("ContainersReady", "True", None),
+                    ],
+                    &started_at,
+                );
+                s["containerStatuses"] = json!([running]);
+            });
     });
     let (status, deadline_hit) = match launch.deadline {
         Some(limit) => tokio::select! {
@@ -408,7 +469,10 @@ pub async fn run(shared: Arc<Shared>, launch: Launch) {
     if deadline_hit {
         t.exit_code = 137;
         t.reason = Some("Error");
-        t.pod_reason = Some(("DeadlineExceeded", "Pod was active on the node longer than the specified deadline".into()));
+        t.pod_reason = Some((
+            "DeadlineExceeded",
+            "Pod was active on the node longer than the specified deadline".into(),
+        ));
     }
     t.message = Some(read_message(&launch, t.exit_code));
     finish(&shared, &launch, t);

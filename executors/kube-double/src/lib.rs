@@ -186,7 +186,9 @@ impl ApiDouble {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let url = format!("http://{}", listener.local_addr()?);
-        let dir = tempfile::Builder::new().prefix("flow-kube-double-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("flow-kube-double-")
+            .tempdir()?;
         let namespace = options.namespace.clone();
         let shared = Arc::new(Shared::new(
             State::new(options, dir.path().to_path_buf()),
@@ -269,7 +271,8 @@ impl ApiDouble {
         let mut t = Termination::exit(137);
         t.signal = Some(libc::SIGKILL);
         t.disruption = true;
-        self.shared.mutate(|st| kubelet::kill_pod(st, namespace, name, t))
+        self.shared
+            .mutate(|st| kubelet::kill_pod(st, namespace, name, t))
     }
 
     /// Kills a pod's process and ends it with `exit_code` (`Failed`, or

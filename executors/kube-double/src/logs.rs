@@ -56,9 +56,9 @@ pub fn get(
             loop {
                 let done = {
                     let st = shared2.lock();
-                    st.store
-                        .get(Kind::Pod, &ns, &name)
-                        .is_none_or(|p| uid_of(p) != uid || (is_terminal(p) && !st.procs.contains_key(&uid)))
+                    st.store.get(Kind::Pod, &ns, &name).is_none_or(|p| {
+                        uid_of(p) != uid || (is_terminal(p) && !st.procs.contains_key(&uid))
+                    })
                 };
                 let mut chunk = Vec::new();
                 if let Ok(mut f) = std::fs::File::open(&path) {
@@ -77,7 +77,10 @@ pub fn get(
         });
         return Ok(respond::stream(rx, "text/plain"));
     }
-    if let Some(n) = query.get("limitBytes").and_then(|s| s.parse::<usize>().ok()) {
+    if let Some(n) = query
+        .get("limitBytes")
+        .and_then(|s| s.parse::<usize>().ok())
+    {
         bytes.truncate(n);
     }
     Ok(respond::text(bytes))

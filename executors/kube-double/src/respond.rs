@@ -16,7 +16,8 @@ pub type Body = BoxBody<Bytes, Infallible>;
 
 fn with_type(code: u16, content_type: &'static str, body: Body) -> Response<Body> {
     let mut response = Response::new(body);
-    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -25,7 +26,11 @@ fn with_type(code: u16, content_type: &'static str, body: Body) -> Response<Body
 
 pub fn json(code: u16, value: &Value) -> Response<Body> {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
-    with_type(code, "application/json", Full::new(Bytes::from(bytes)).boxed())
+    with_type(
+        code,
+        "application/json",
+        Full::new(Bytes::from(bytes)).boxed(),
+    )
 }
 
 pub fn text(bytes: Vec<u8>) -> Response<Body> {

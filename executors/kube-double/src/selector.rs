@@ -143,7 +143,9 @@ mod tests {
     fn equality_inequality_and_existence() {
         let o = obj(json!({"app": "flow", "tier": "a"}));
         assert!(Selector::parse("app=flow").unwrap().matches_object(&o));
-        assert!(Selector::parse("app==flow,tier").unwrap().matches_object(&o));
+        assert!(Selector::parse("app==flow,tier")
+            .unwrap()
+            .matches_object(&o));
         assert!(!Selector::parse("app!=flow").unwrap().matches_object(&o));
         assert!(Selector::parse("app!=other").unwrap().matches_object(&o));
         assert!(!Selector::parse("missing").unwrap().matches_object(&o));
@@ -155,9 +157,15 @@ mod tests {
     #[test]
     fn set_based() {
         let o = obj(json!({"app": "flow"}));
-        assert!(Selector::parse("app in (x, flow),app").unwrap().matches_object(&o));
-        assert!(!Selector::parse("app notin (flow)").unwrap().matches_object(&o));
-        assert!(Selector::parse("tier notin (a)").unwrap().matches_object(&o));
+        assert!(Selector::parse("app in (x, flow),app")
+            .unwrap()
+            .matches_object(&o));
+        assert!(!Selector::parse("app notin (flow)")
+            .unwrap()
+            .matches_object(&o));
+        assert!(Selector::parse("tier notin (a)")
+            .unwrap()
+            .matches_object(&o));
     }
 
     #[test]

@@ -26,7 +26,9 @@ use tokio::net::TcpListener;
 /// Accepts connections until the runtime shuts down.
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
@@ -122,10 +124,14 @@ struct Call<'a> {
 impl Call<'_> {
     fn json_body(&self) -> Result<Value, ApiError> {
         let value: Value = serde_json::from_slice(&self.body).map_err(|e| {
-            ApiError::bad_request(format!("the body of the request was in an unknown format: {e}"))
+            ApiError::bad_request(format!(
+                "the body of the request was in an unknown format: {e}"
+            ))
         })?;
         if !value.is_object() {
-            return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the body of the request must be a JSON object",
+            ));
         }
         Ok(value)
     }
@@ -135,8 +141,13 @@ impl Call<'_> {
     }
 
     fn selector(&self) -> Result<Selector, ApiError> {
-        Selector::parse(self.query.get("labelSelector").map(String::as_str).unwrap_or(""))
-            .map_err(ApiError::bad_request)
+        Selector::parse(
+            self.query
+                .get("labelSelector")
+                .map(String::as_str)
+                .unwrap_or(""),
+        )
+        .map_err(ApiError::bad_request)
     }
 }
 
@@ -170,9 +181,11 @@ fn route(shared: &Arc<Shared>, path: &str, call: &Call) -> Result<Response<Body>
         ["version"] => get_only(version()),
         ["api"] => get_only(json!({"kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})),
-        ["apis"] => get_only(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [{
+        ["apis"] => get_only(
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [{
             "name": "batch", "versions": [{"groupVersion": "batch/v1", "version": "v1"}],
-            "preferredVersion": {"groupVersion": "batch/v1", "version": "v1"}}]})),
+            "preferredVersion": {"groupVersion": "batch/v1", "version": "v1"}}]}),
+        ),
         ["api", "v1"] => get_only(resource_list("v1", &[Kind::Pod, Kind::ConfigMap])),
         ["apis", "batch", "v1"] => get_only(resource_list("batch/v1", &[Kind::Job])),
         ["api", "v1", "namespaces", ns, resource, rest @ ..] => {
@@ -194,9 +207,12 @@ fn resource_call(
     path: &str,
     call: &Call,
 ) -> Result<Response<Body>, ApiError> {
-    let kind = Kind::from_resource(group, resource).ok_or_else(|| ApiError::path_not_found(path))?;
+    let kind =
+        Kind::from_resource(group, resource).ok_or_else(|| ApiError::path_not_found(path))?;
     match (rest, call.method) {
-        ([], "GET") if call.flag("watch") => watch::start(shared, kind, ns, call.selector()?, &call.query),
+        ([], "GET") if call.flag("watch") => {
+            watch::start(shared, kind, ns, call.selector()?, &call.query)
+        }
         ([], "GET") => list(shared, kind, ns, call),
         ([], "POST") => create(shared, kind, ns, call),
         ([], "DELETE") => delete_collection(shared, kind, ns, call),
@@ -215,7 +231,12 @@ fn resource_call(
     }
 }
 
-fn list(shared: &Arc<Shared>, kind: Kind, ns: &str, call: &Call) -> Result<Response<Body>, ApiError> {
+fn list(
+    shared: &Arc<Shared>,
+    kind: Kind,
+    ns: &str,
+    call: &Call,
+) -> Result<Response<Body>, ApiError> {
     let selector = call.selector()?;
     let st = shared.lock();
     let items: Vec<&Value> = st
@@ -224,13 +245,21 @@ fn list(shared: &Arc<Shared>, kind: Kind, ns: &str, call: &Call) -> Result<Respo
         .into_iter()
         .filter(|o| selector.matches_object(o))
         .collect();
-    Ok(respond::json(200, &json!({
-        "apiVersion": kind.api_version(), "kind": kind.list_kind(),
-        "metadata": {"resourceVersion": st.store.rv().to_string()}, "items": items,
-    })))
+    Ok(respond::json(
+        200,
+        &json!({
+            "apiVersion": kind.api_version(), "kind": kind.list_kind(),
+            "metadata": {"resourceVersion": st.store.rv().to_string()}, "items": items,
+        }),
+    ))
 }
 
-fn create(shared: &Arc<Shared>, kind: Kind, ns: &str, call: &Call) -> Result<Response<Body>, ApiError> {
+fn create(
+    shared: &Arc<Shared>,
+    kind: Kind,
+    ns: &str,
+    call: &Call,
+) -> Result<Response<Body>, ApiError> {
     let object = call.json_body()?;
     if let Some(k) = object.get("kind").and_then(Value::as_str) {
         if k != kind.kind() {
@@ -240,7 +269,10 @@ fn create(shared: &Arc<Shared>, kind: Kind, ns: &str, call: &Call) -> Result<Res
             )));
         }
     }
-    if let Some(obj_ns) = object.pointer("/metadata/namespace").and_then(Value::as_str) {
+    if let Some(obj_ns) = object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+    {
         if obj_ns != ns {
             return Err(ApiError::bad_request(
                 "the namespace of the provided object does not match the namespace sent on the request",
@@ -260,7 +292,11 @@ fn create(shared: &Arc<Shared>, kind: Kind, ns: &str, call: &Call) -> Result<Res
 fn propagation(call: &Call) -> String {
     let from_body = serde_json::from_slice::<Value>(&call.body)
         .ok()
-        .and_then(|b| b.get("propagationPolicy").and_then(Value::as_str).map(str::to_string));
+        .and_then(|b| {
+            b.get("propagationPolicy")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
     call.query
         .get("propagationPolicy")
         .cloned()
@@ -268,7 +304,13 @@ fn propagation(call: &Call) -> String {
         .unwrap_or_else(|| "Orphan".into())
 }
 
-fn delete_one(st: &mut crate::state::State, kind: Kind, ns: &str, name: &str, policy: &str) -> Option<Value> {
+fn delete_one(
+    st: &mut crate::state::State,
+    kind: Kind,
+    ns: &str,
+    name: &str,
+    policy: &str,
+) -> Option<Value> {
     match kind {
         Kind::Job => controller::delete_job(st, ns, name, policy),
         Kind::Pod => kubelet::delete_pod(st, ns, name),
@@ -276,7 +318,13 @@ fn delete_one(st: &mut crate::state::State, kind: Kind, ns: &str, name: &str, po
     }
 }
 
-fn delete(shared: &Arc<Shared>, kind: Kind, ns: &str, name: &str, call: &Call) -> Result<Response<Body>, ApiError> {
+fn delete(
+    shared: &Arc<Shared>,
+    kind: Kind,
+    ns: &str,
+    name: &str,
+    call: &Call,
+) -> Result<Response<Body>, ApiError> {
     let policy = propagation(call);
     shared
         .mutate(|st| delete_one(st, kind, ns, name, &policy))
@@ -284,7 +332,12 @@ fn delete(shared: &Arc<Shared>, kind: Kind, ns: &str, name: &str, call: &Call) -
         .ok_or_else(|| ApiError::not_found(kind, name))
 }
 
-fn delete_collection(shared: &Arc<Shared>, kind: Kind, ns: &str, call: &Call) -> Result<Response<Body>, ApiError> {
+fn delete_collection(
+    shared: &Arc<Shared>,
+    kind: Kind,
+    ns: &str,
+    call: &Call,
+) -> Result<Response<Body>, ApiError> {
     let selector = call.selector()?;
     let policy = propagation(call);
     let deleted: Vec<Value> = shared.mutate(|st| {
@@ -295,17 +348,31 @@ fn delete_collection(shared: &Arc<Shared>, kind: Kind, ns: &str, call: &Call) ->
             .filter(|o| selector.matches_object(o))
             .map(|o| name_of(o).to_string())
             .collect();
-        names.iter().filter_map(|n| delete_one(st, kind, ns, n, &policy)).collect()
+        names
+            .iter()
+            .filter_map(|n| delete_one(st, kind, ns, n, &policy))
+            .collect()
     });
     let rv = shared.lock().store.rv();
-    Ok(respond::json(200, &json!({"apiVersion": kind.api_version(), "kind": kind.list_kind(),
-        "metadata": {"resourceVersion": rv.to_string()}, "items": deleted})))
+    Ok(respond::json(
+        200,
+        &json!({"apiVersion": kind.api_version(), "kind": kind.list_kind(),
+        "metadata": {"resourceVersion": rv.to_string()}, "items": deleted}),
+    ))
 }
 
 /// PUT: replaces everything but identity, creation time and status.
-fn replace(shared: &Arc<Shared>, kind: Kind, ns: &str, name: &str, mut object: Value) -> Result<Response<Body>, ApiError> {
+fn replace(
+    shared: &Arc<Shared>,
+    kind: Kind,
+    ns: &str,
+    name: &str,
+    mut object: Value,
+) -> Result<Response<Body>, ApiError> {
     if name_of(&object) != name {
-        return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+        return Err(ApiError::bad_request(
+            "the name of the object does not match the name on the URL",
+        ));
     }
     admission::validate(kind, &object)?;
     shared.mutate(|st| {
@@ -363,14 +430,27 @@ fn merge(target: &mut Value, patch: &Value) {
 }
 
 /// PATCH: merge patch (strategic merge is treated as merge patch).
-fn patch(shared: &Arc<Shared>, kind: Kind, ns: &str, name: &str, call: &Call) -> Result<Response<Body>, ApiError> {
-    if !(call.content_type.starts_with("application/merge-patch+json")
-        || call.content_type.starts_with("application/strategic-merge-patch+json"))
+fn patch(
+    shared: &Arc<Shared>,
+    kind: Kind,
+    ns: &str,
+    name: &str,
+    call: &Call,
+) -> Result<Response<Body>, ApiError> {
+    if !(call
+        .content_type
+        .starts_with("application/merge-patch+json")
+        || call
+            .content_type
+            .starts_with("application/strategic-merge-patch+json"))
     {
         return Err(ApiError {
             code: 415,
             reason: "UnsupportedMediaType",
-            message: format!("kube-double supports merge patches only, not {:?}", call.content_type),
+            message: format!(
+                "kube-double supports merge patches only, not {:?}",
+                call.content_type
+            ),
             details: None,
         });
     }

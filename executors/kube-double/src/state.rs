@@ -52,7 +52,9 @@ impl State {
     /// Consumes one matching injected failure, if any.
     pub fn take_injection(&mut self, method: &str, path: &str) -> Option<u16> {
         let hit = self.injections.iter_mut().find(|i| {
-            i.remaining > 0 && i.method.eq_ignore_ascii_case(method) && path.starts_with(&i.path_prefix)
+            i.remaining > 0
+                && i.method.eq_ignore_ascii_case(method)
+                && path.starts_with(&i.path_prefix)
         })?;
         hit.remaining -= 1;
         let status = hit.status;

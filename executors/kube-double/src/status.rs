@@ -32,8 +32,12 @@ impl ApiError {
     }
 
     pub fn not_found(kind: Kind, name: &str) -> ApiError {
-        ApiError::new(404, "NotFound", format!("{} \"{name}\" not found", kind.group_resource()))
-            .with_details(kind, name)
+        ApiError::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", kind.group_resource()),
+        )
+        .with_details(kind, name)
     }
 
     pub fn already_exists(kind: Kind, name: &str) -> ApiError {
@@ -74,11 +78,19 @@ impl ApiError {
     }
 
     pub fn path_not_found(path: &str) -> ApiError {
-        ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
+        ApiError::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
     }
 
     pub fn method_not_allowed(method: &str) -> ApiError {
-        ApiError::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource ({method})"))
+        ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({method})"),
+        )
     }
 
     pub fn expired() -> ApiError {
@@ -127,8 +139,14 @@ mod tests {
 
     #[test]
     fn messages_read_like_the_api_server() {
-        assert_eq!(ApiError::not_found(Kind::Pod, "p").message, "pods \"p\" not found");
-        assert_eq!(ApiError::not_found(Kind::Job, "j").message, "jobs.batch \"j\" not found");
+        assert_eq!(
+            ApiError::not_found(Kind::Pod, "p").message,
+            "pods \"p\" not found"
+        );
+        assert_eq!(
+            ApiError::not_found(Kind::Job, "j").message,
+            "jobs.batch \"j\" not found"
+        );
         assert_eq!(
             ApiError::invalid(Kind::ConfigMap, "c", "x").message,
             "ConfigMap \"c\" is invalid: x"

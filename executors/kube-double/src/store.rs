@@ -232,20 +232,42 @@ mod tests {
     #[test]
     fn versions_history_and_compaction() {
         let mut s = Store::default();
-        let a = s.create(Kind::ConfigMap, "ns", json!({"metadata": {"name": "a"}})).unwrap();
+        let a = s
+            .create(Kind::ConfigMap, "ns", json!({"metadata": {"name": "a"}}))
+            .unwrap();
         assert_eq!(a["metadata"]["resourceVersion"], "2");
         assert_eq!(a["kind"], "ConfigMap");
-        let err = s.create(Kind::ConfigMap, "ns", json!({"metadata": {"name": "a"}})).unwrap_err();
+        let err = s
+            .create(Kind::ConfigMap, "ns", json!({"metadata": {"name": "a"}}))
+            .unwrap_err();
         assert_eq!(err.code, 409);
-        s.update(Kind::ConfigMap, "ns", "a", |o| o["data"] = json!({"k": "v"}));
-        s.update(Kind::ConfigMap, "ns", "a", |o| o["data"] = json!({"k": "v"}));
+        s.update(Kind::ConfigMap, "ns", "a", |o| {
+            o["data"] = json!({"k": "v"})
+        });
+        s.update(Kind::ConfigMap, "ns", "a", |o| {
+            o["data"] = json!({"k": "v"})
+        });
         assert_eq!(s.rv(), 3);
         s.delete(Kind::ConfigMap, "ns", "a");
-        let types: Vec<_> = s.changes_after(Kind::ConfigMap, "ns", 2).unwrap().iter().map(|c| c.event_type).collect();
+        let types: Vec<_> = s
+            .changes_after(Kind::ConfigMap, "ns", 2)
+            .unwrap()
+            .iter()
+            .map(|c| c.event_type)
+            .collect();
         assert_eq!(types, ["MODIFIED", "DELETED"]);
-        assert!(s.changes_after(Kind::ConfigMap, "other", 0).unwrap().is_empty());
+        assert!(s
+            .changes_after(Kind::ConfigMap, "other", 0)
+            .unwrap()
+            .is_empty());
         s.expire();
-        assert_eq!(s.changes_after(Kind::ConfigMap, "ns", 4).unwrap_err().code, 410);
-        assert!(s.changes_after(Kind::ConfigMap, "ns", 5).unwrap().is_empty());
+        assert_eq!(
+            s.changes_after(Kind::ConfigMap, "ns", 4).unwrap_err().code,
+            410
+        );
+        assert!(s
+            .changes_after(Kind::ConfigMap, "ns", 5)
+            .unwrap()
+            .is_empty());
     }
 }

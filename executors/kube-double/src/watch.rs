@@ -29,7 +29,8 @@ struct WatchRequest {
 }
 
 fn line(event_type: &str, object: &Value) -> Bytes {
-    let mut bytes = serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+    let mut bytes =
+        serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
     bytes.push(b'\n');
     Bytes::from(bytes)
 }
@@ -51,7 +52,10 @@ pub fn start(
     selector: Selector,
     query: &HashMap<String, String>,
 ) -> Result<Response<Body>, ApiError> {
-    let rv = query.get("resourceVersion").map(String::as_str).unwrap_or("");
+    let rv = query
+        .get("resourceVersion")
+        .map(String::as_str)
+        .unwrap_or("");
     let from = match rv {
         "" | "0" => None,
         s => Some(
