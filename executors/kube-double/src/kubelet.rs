@@ -397,6 +397,7 @@ pub async fn run(shared: Arc<Shared>, launch: Launch) {
     cmd.args(args)
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .process_group(0)
+        .kill_on_drop(true)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err));

@@ -70,7 +70,11 @@ fn job(name: &str, completions: i32, script: &str, extra_spec: Value) -> Job {
 }
 
 /// A kube-rs watcher kept in a map by name, running on `rt`.
-fn watch_into<K>(rt: &tokio::runtime::Runtime, api: Api<K>) -> Arc<Mutex<BTreeMap<String, K>>>
+fn watch_into<K>(
+    rt: &tokio::runtime::Runtime,
+    api: Api<K>,
+    config: watcher::Config,
+) -> Arc<Mutex<BTreeMap<String, K>>>
 where
     K: kube::Resource
         + Clone
@@ -83,9 +87,7 @@ where
     let seen = Arc::new(Mutex::new(BTreeMap::new()));
     let map = seen.clone();
     rt.spawn(async move {
-        let mut events = watcher::watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
+        let mut events = watcher::watcher(api, config).default_backoff().boxed();
         while let Some(event) = events.next().await {
             let mut map = map.lock().unwrap();
             match event {
@@ -159,7 +161,11 @@ fn indexed_job_completes_with_termination_messages_and_logs() {
     let client = client(&rt, &double);
     let pods: Api<Pod> = Api::namespaced(client.clone(), "ns1");
     let jobs: Api<Job> = Api::namespaced(client, "ns1");
-    let seen = watch_into(&rt, pods.clone());
+    let seen = watch_into(
+        &rt,
+        pods.clone(),
+        watcher::Config::default().labels("app=flow,job-name"),
+    );
     let script = "echo out-$(JOB_COMPLETION_INDEX); printf '{\"ok\":1}' > \"$TM\"; exit 0";
     block(
         &rt,
@@ -224,11 +230,17 @@ fn fail_index_policy_gives_a_failed_job_with_failed_indexes() {
     let script = "[ \"$JOB_COMPLETION_INDEX\" = 1 ] && { echo boom >&2; exit 3; }; exit 0";
     let policy = json!({"podFailurePolicy": {"rules": [
         {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [3]}}]}});
-    block(
-        &rt,
-        jobs.create(&PostParams::default(), &job("bad", 2, script, policy)),
-    )
-    .unwrap();
+    let mut bad = job("bad", 2, script, policy);
+    bad.spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .termination_message_policy = Some("FallbackToLogsOnError".into());
+    block(&rt, jobs.create(&PostParams::default(), &bad)).unwrap();
     assert!(double.wait_until(WAIT, |d| d
         .jobs("ns2")
         .iter()
@@ -251,6 +263,11 @@ fn fail_index_policy_gives_a_failed_job_with_failed_indexes() {
     assert_eq!(
         pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
         3
+    );
+    // An empty termination message falls back to the log's tail.
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"],
+        "boom\n"
     );
 }
 
@@ -316,7 +333,12 @@ fn watcher_relists_after_expiry_and_keeps_seeing_changes() {
     let double = ApiDouble::start(Options::default()).unwrap();
     let rt = runtime();
     let api: Api<ConfigMap> = Api::namespaced(client(&rt, &double), "ns4");
-    let seen = watch_into(&rt, api.clone());
+    let seen = watch_into(&rt, api.clone(), watcher::Config::default());
+    let streamed = watch_into(
+        &rt,
+        api.clone(),
+        watcher::Config::default().streaming_lists(),
+    );
     let cm = |name: &str| -> ConfigMap {
         serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()
     };
@@ -332,7 +354,10 @@ fn watcher_relists_after_expiry_and_keeps_seeing_changes() {
         double.requests()
     );
     block(&rt, api.create(&PostParams::default(), &cm("b"))).unwrap();
-    assert!(double.wait_until(WAIT, |_| seen.lock().unwrap().contains_key("b")));
+    assert!(
+        double.wait_until(WAIT, |_| seen.lock().unwrap().contains_key("b")
+            && streamed.lock().unwrap().contains_key("b"))
+    );
 
     // A watch from a compacted version gets the 410 ERROR event.
     let event = block(&rt, async {
@@ -549,4 +574,72 @@ fn capacity_secrets_and_deadlines() {
         "{:#?}",
         double.pods("ns8")
     );
+}
+
+/// Sends one raw HTTP/1.1 request; returns (status code, body).
+fn raw(double: &ApiDouble, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = double.url().trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+#[test]
+fn bad_requests_get_status_bodies() {
+    let double = ApiDouble::start(Options::default()).unwrap();
+    let (code, body) = raw(&double, "GET", "/apis/apps/v1/namespaces/x/deployments", "");
+    assert_eq!(code, 404);
+    assert!(body.contains("\"kind\":\"Status\""), "{body}");
+    let (code, body) = raw(&double, "POST", "/api/v1/namespaces/x/pods", "{not json");
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = raw(
+        &double,
+        "GET",
+        "/api/v1/namespaces/x/pods?labelSelector=a%20b",
+        "",
+    );
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = raw(
+        &double,
+        "GET",
+        "/api/v1/namespaces/x/pods?watch=1&resourceVersion=abc",
+        "",
+    );
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = raw(&double, "GET", "/version", "");
+    assert_eq!(code, 200);
+
+    let rt = runtime();
+    let jobs: Api<Job> = Api::namespaced(client(&rt, &double), "x");
+    let mut bad = job("always", 1, "exit 0", json!({}));
+    bad.spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .restart_policy = Some("Always".into());
+    match block(&rt, jobs.create(&PostParams::default(), &bad)) {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"))
+        }
+        other => panic!("expected 422, got {other:?}"),
+    }
+    double.inject_failure("GET", "/api/v1/namespaces/x/pods", 503, 1);
+    let (code, body) = raw(&double, "GET", "/api/v1/namespaces/x/pods?watch=true", "");
+    assert_eq!(code, 503, "{body}");
 }
