@@ -216,10 +216,14 @@ pub fn make_executor(plan: &Plan) -> Result<Box<dyn Executor>> {
     match plan.executor {
         ExecutorKind::Local => {
             let (cpus, gpus, mem_mb) = crate::compile::local_capacity(plan.campaign);
-            Ok(Box::new(LocalExecutor::new(LocalCapacity { cpus, gpus, mem_mb })))
+            Ok(Box::new(LocalExecutor::new(LocalCapacity {
+                cpus,
+                gpus,
+                mem_mb,
+            })))
         }
         ExecutorKind::Slurm => steps::slurm_executor(plan),
-        ExecutorKind::Kubernetes => bail!("the kubernetes executor is not available in this version of flow; use --executor local or slurm"),
+        ExecutorKind::Kubernetes => steps::kubernetes_executor(plan),
     }
 }
 

@@ -571,10 +571,51 @@ pub fn write_qe_aggregate(
     Ok(path)
 }
 
-/// Where the campaign directory and the flow binary are inside a pod: the campaign
-/// directory is on the machine's volume at the same path (the driver writes the manifests
-/// there), the binary is the image's `flow`.
-const FLOW_IN_IMAGE: &str = "/usr/local/bin/flow";
+/// The machine's `kubernetes:` block, with the machine named in the error.
+fn kubernetes_config(plan: &Plan) -> Result<flow_executors::kubernetes::KubernetesConfig, String> {
+    let campaign = plan.campaign;
+    flow_executors::kubernetes::KubernetesConfig::from_json(&campaign.machine.kubernetes).map_err(
+        |e| {
+            format!(
+                "machine {}: kubernetes settings: {e}",
+                campaign.machine.name
+            )
+        },
+    )
+}
+
+/// Where batch manifests go: in the campaign directory, which pods see at the same path on
+/// the machine's volume.
+fn kubernetes_manifest_dir(layout: &Layout) -> std::path::PathBuf {
+    layout.metadata().join("manifests")
+}
+
+/// The Kubernetes executor of a campaign (connects to the cluster).
+pub fn kubernetes_executor(plan: &Plan) -> Result<Box<dyn Executor>> {
+    Ok(Box::new(kubernetes_executor_for(plan)?))
+}
+
+/// The Kubernetes executor as its concrete type (`flow cancel`, `flow logs`).
+pub fn kubernetes_executor_for(
+    plan: &Plan,
+) -> Result<flow_executors::kubernetes::KubernetesExecutor> {
+    let campaign = plan.campaign;
+    let config = kubernetes_config(plan).map_err(|e| anyhow::anyhow!(e))?;
+    let layout = Layout::new(&campaign.campaign_dir);
+    let settings = flow_executors::kubernetes::KubernetesSettings {
+        campaign_tag: format!("{}_{}", campaign.version, campaign.name),
+        config,
+        manifest_dir: kubernetes_manifest_dir(&layout),
+        step_job_types: campaign
+            .steps
+            .iter()
+            .map(|s| (s.name.clone(), s.resources.job_type.clone()))
+            .collect(),
+    };
+    Ok(flow_executors::kubernetes::KubernetesExecutor::connect(
+        settings,
+    )?)
+}
 
 /// The Job manifests of every batch of a step (Kubernetes), without touching anything.
 fn kubernetes_jobs(
@@ -585,14 +626,7 @@ fn kubernetes_jobs(
     let campaign = plan.campaign;
     let step = &campaign.steps[step_index];
     let planned = &plan.steps[step_index];
-    let config =
-        flow_executors::kubernetes::KubernetesConfig::from_json(&campaign.machine.kubernetes)
-            .map_err(|e| {
-                format!(
-                    "machine {}: kubernetes settings: {e}",
-                    campaign.machine.name
-                )
-            })?;
+    let config = kubernetes_config(plan)?;
     let layout = Layout::new(&campaign.campaign_dir);
     let tag = format!("{}_{}", campaign.version, campaign.name);
     let size = planned.batch_size.max(1);
@@ -608,11 +642,6 @@ fn kubernetes_jobs(
             )?);
         }
         let batch_key = format!("{}-b{:05}", step.name, start / size);
-        let manifest = layout
-            .metadata()
-            .join("manifests")
-            .join(&step.name)
-            .join(format!("{batch_key}.jsonl"));
         let batch = flow_executors::Batch {
             campaign: tag.clone(),
             step: step.name.clone(),
@@ -621,13 +650,19 @@ fn kubernetes_jobs(
             max_running: step.execution.max_running,
             tasks,
         };
+        // The same file the executor writes at submission (named by the manifest's hash).
+        let (_, hash) = flow_executors::kubernetes::job_manifest::batch_manifest(&batch)
+            .map_err(|e| format!("step {}: {e}", step.name))?;
+        let manifest = kubernetes_manifest_dir(&layout).join(&step.name).join(
+            flow_executors::kubernetes::job_manifest::manifest_file_name(&batch.batch_key, &hash),
+        );
         let rendered = flow_executors::kubernetes::render_batch(
             &tag,
             &batch,
             step.resources.job_type.as_deref(),
             &config,
             &manifest.display().to_string(),
-            FLOW_IN_IMAGE,
+            &config.flow_binary,
         )
         .map_err(|e| format!("step {}: {e}", step.name))?;
         jobs.extend(rendered);

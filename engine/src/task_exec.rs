@@ -118,10 +118,32 @@ pub fn run_manifest(manifest: &Path, index: usize) -> i32 {
 /// Run one launch in the foreground and write its result.
 pub fn run_launch(launch: &TaskLaunch) -> i32 {
     let outcome = run_to_completion(launch);
-    if !launch.writes_result
-        || flow_executors::task_runner::read_result(&launch.result_path).is_none()
-    {
+    let own = if launch.writes_result {
+        flow_executors::task_runner::read_result(&launch.result_path)
+    } else {
+        None
+    };
+    if own.is_none() {
         let _ = write_result(&launch.result_path, &outcome);
     }
+    write_termination_message(launch, own.as_ref().unwrap_or(&outcome));
     outcome.exit_code.unwrap_or(1)
+}
+
+/// In a Kubernetes pod, hand the result to the kubelet as the container's termination
+/// message (`$FLOW_TERMINATION_MESSAGE`), so the driver reads it from the pod status. The
+/// result file on the volume stays the record that survives the pod.
+fn write_termination_message(launch: &TaskLaunch, outcome: &AttemptOutcome) {
+    use flow_executors::kubernetes::{job_manifest::TERMINATION_MESSAGE_ENV, termination};
+    let Some(path) = std::env::var_os(TERMINATION_MESSAGE_ENV) else {
+        return;
+    };
+    if let Some(text) = termination::encode(&launch.task_id, launch.attempt, outcome) {
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!(
+                "flow task: cannot write the termination message to {}: {e}",
+                Path::new(&path).display()
+            );
+        }
+    }
 }

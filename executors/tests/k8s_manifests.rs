@@ -381,6 +381,7 @@ fn environment_holds_shared_flow_vars_and_secret_references_only() {
         vec![
             "JOB_COMPLETION_INDEX",
             "FLOW_MANIFEST",
+            "FLOW_TERMINATION_MESSAGE",
             "FLOW_CAMPAIGN_DIR",
             "FLOW_STEP",
             "WANDB_API_KEY"
@@ -392,8 +393,14 @@ fn environment_holds_shared_flow_vars_and_secret_references_only() {
         "metadata.annotations['batch.kubernetes.io/job-completion-index']"
     );
     assert_eq!(env[1]["value"], MANIFEST);
+    // `flow task` writes its result where the kubelet reads the termination message.
+    assert_eq!(env[2]["value"], container["terminationMessagePath"]);
     assert_eq!(
-        env[4],
+        container["terminationMessagePolicy"],
+        "FallbackToLogsOnError"
+    );
+    assert_eq!(
+        env[5],
         json!({"name": "WANDB_API_KEY",
                "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "api-key"}}})
     );

@@ -28,6 +28,9 @@ use std::collections::BTreeMap;
 /// Default extended resource name for GPUs (the NVIDIA device plugin's).
 pub const DEFAULT_GPU_RESOURCE: &str = "nvidia.com/gpu";
 
+/// Where the image has the `flow` executable, unless the config says otherwise.
+pub const DEFAULT_FLOW_BINARY: &str = "/usr/local/bin/flow";
+
 /// Default lifetime of a finished Job before Kubernetes deletes it: one day, long enough for
 /// a driver that was down overnight to read pod statuses (results are on the volume anyway).
 pub const DEFAULT_TTL_SECONDS_AFTER_FINISHED: u32 = 86_400;
@@ -92,6 +95,16 @@ pub struct KubernetesConfig {
     /// Group that owns the mounted volume's files (`fsGroup`).
     #[serde(default)]
     pub fs_group: Option<i64>,
+    /// Path of the `flow` executable inside the image.
+    #[serde(default = "default_flow_binary")]
+    pub flow_binary: String,
+    /// Kubeconfig context the driver uses (the current context when absent; inside a pod the
+    /// in-cluster service account when no kubeconfig exists).
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Most API requests per second the driver makes (a token bucket shared by every call).
+    #[serde(default = "default_api_requests_per_second")]
+    pub api_requests_per_second: u32,
 }
 
 /// The campaign volume: a PersistentVolumeClaim mounted at the same path in every pod.
@@ -155,6 +168,14 @@ pub struct SecretEnvVar {
 
 fn default_gpu_resource() -> String {
     DEFAULT_GPU_RESOURCE.to_string()
+}
+
+fn default_flow_binary() -> String {
+    DEFAULT_FLOW_BINARY.to_string()
+}
+
+fn default_api_requests_per_second() -> u32 {
+    20
 }
 
 fn default_ttl() -> u32 {

@@ -27,6 +27,14 @@ pub const LABEL_BATCH: &str = "flow/batch";
 /// Annotation holding the manifest path in the pod (labels are too short for paths).
 pub const ANNOTATION_MANIFEST: &str = "flow/manifest";
 
+/// Annotation holding the hash of the batch's manifest (which tasks, which attempts).
+pub const ANNOTATION_MANIFEST_HASH: &str = "flow/manifest-hash";
+
+/// Where the kubelet puts the container's termination message, and the variable that tells
+/// `flow task run-manifest` to write its result there (Kubernetes' default path).
+pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+pub const TERMINATION_MESSAGE_ENV: &str = "FLOW_TERMINATION_MESSAGE";
+
 /// Most completions one Indexed Job may have when `backoffLimitPerIndex` is set.
 pub const MAX_COMPLETIONS: usize = 100_000;
 
@@ -52,6 +60,36 @@ pub enum ManifestError {
     InvalidEnvName { name: String },
     #[error("{what}: {value:?} must be an absolute path")]
     RelativePath { what: String, value: String },
+}
+
+/// The batch's manifest (line N: the launch of completion index N) and its hash. The hash
+/// is part of the Job name and of the manifest's file name, so two batches with the same key
+/// but other tasks or attempts never share a Job, and the same batch submitted twice does.
+pub fn batch_manifest(batch: &Batch) -> Result<(String, String), ManifestError> {
+    let text = crate::slurm::manifest::manifest_text(&batch.tasks).map_err(|e| {
+        ManifestError::InvalidConfig {
+            field: "tasks".into(),
+            value: batch.batch_key.clone(),
+            expected: format!("serializable launch ({e})"),
+        }
+    })?;
+    let hash = crate::slurm::manifest::manifest_hash(&text);
+    Ok((text, hash))
+}
+
+/// File name of a batch's manifest: `<batch key>-<manifest hash>.jsonl`.
+pub fn manifest_file_name(batch_key: &str, manifest_hash: &str) -> String {
+    format!("{batch_key}-{manifest_hash}.jsonl")
+}
+
+/// The Job name of a batch: see [`job_name`]; the batch's identity is its key and the hash
+/// of its manifest.
+pub fn batch_job_name(campaign_tag: &str, batch: &Batch, manifest_hash: &str) -> String {
+    job_name(
+        campaign_tag,
+        &batch.step,
+        &format!("{}#{manifest_hash}", batch.batch_key),
+    )
 }
 
 /// Render the Kubernetes objects of one batch: today exactly one `batch/v1` Job.
@@ -99,6 +137,7 @@ pub fn render_batch(
         });
     }
     require_absolute("manifest path in the pod", manifest_path_in_pod)?;
+    let (_, manifest_hash) = batch_manifest(batch)?;
 
     let labels = json!({
         LABEL_CAMPAIGN: label_value(campaign_tag),
@@ -110,6 +149,7 @@ pub fn render_batch(
         LABEL_STEP: batch.step,
         LABEL_BATCH: batch.batch_key,
         ANNOTATION_MANIFEST: manifest_path_in_pod,
+        ANNOTATION_MANIFEST_HASH: manifest_hash,
     });
     let parallelism = batch
         .max_running
@@ -146,7 +186,7 @@ pub fn render_batch(
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(campaign_tag, &batch.step, &batch.batch_key),
+            "name": batch_job_name(campaign_tag, batch, &manifest_hash),
             "namespace": config.namespace,
             "labels": labels,
             "annotations": annotations,
@@ -269,6 +309,16 @@ fn container(
             .collect();
         container.insert("envFrom".into(), Value::Array(sources));
     }
+    // The result of `flow task` comes back in the pod status (under the kubelet's 4 KiB
+    // limit); without one, the end of the log says what went wrong.
+    container.insert(
+        "terminationMessagePath".into(),
+        json!(TERMINATION_MESSAGE_PATH),
+    );
+    container.insert(
+        "terminationMessagePolicy".into(),
+        json!("FallbackToLogsOnError"),
+    );
     container.insert("resources".into(), resources(batch, config));
     container.insert("securityContext".into(), container_security_context());
     if let Some(volume) = &config.volume {
@@ -343,6 +393,7 @@ fn environment(
             }}
         }),
         json!({"name": "FLOW_MANIFEST", "value": escape_variable_refs(manifest_path_in_pod)}),
+        json!({"name": TERMINATION_MESSAGE_ENV, "value": TERMINATION_MESSAGE_PATH}),
     ];
     for (name, value) in shared_flow_env(tasks) {
         if name == "FLOW_MANIFEST" {

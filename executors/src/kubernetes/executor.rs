@@ -1,0 +1,557 @@
+//! The Kubernetes executor: batches become Indexed Jobs, one watch on this campaign's pods
+//! reports what happened.
+//!
+//! - `submit` writes the batch's manifest to the campaign volume (the pods read line
+//!   `$JOB_COMPLETION_INDEX` of it) and creates the Job. The Job name is a hash of campaign,
+//!   step, batch key and manifest, so a create answered `409 AlreadyExists` (a retried POST,
+//!   a driver that crashed after creating) adopts the existing Job: submission is
+//!   idempotent.
+//! - One `kube::runtime::watcher` on the pods labelled `flow/campaign=<campaign>` (list, then
+//!   watch from the list's resourceVersion, re-list on `410 Gone`) feeds `poll`; there is no
+//!   polling per task.
+//! - A pod's end comes from its container's termination message (the JSON result `flow task`
+//!   writes there), else from the pod status (exit code, `OOMKilled`, `DeadlineExceeded`).
+//!   Disrupted pods are not ends: the Job's `podFailurePolicy` recreates the index.
+//! - `list_jobs` adopts this campaign's Jobs after a driver restart, reading each Job's
+//!   manifest back from the path in its `flow/manifest` annotation.
+//! - `cancel` deletes Jobs with propagation `Background`.
+//!
+//! The trait is synchronous: the executor owns a small tokio runtime, the watch runs on it,
+//! and every other call is a `block_on`.
+
+use super::api::{api_code, Api};
+use super::config::KubernetesConfig;
+use super::job_manifest::{
+    batch_manifest, manifest_file_name, render_batch, ANNOTATION_MANIFEST,
+    ANNOTATION_MANIFEST_HASH, LABEL_BATCH, LABEL_CAMPAIGN, LABEL_STEP,
+};
+use super::names::label_value;
+use super::pod_report::{read_pod, PodState};
+use crate::launch::{AttemptOutcome, Batch, ExecutorEvent, JobRef};
+use crate::slurm::manifest::{parse_manifest, write_atomically};
+use crate::task_runner::now;
+use crate::{Executor, ExecutorError};
+use flow_dsl::error_class::ErrorClass;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
+use kube::runtime::watcher;
+use kube::runtime::WatchStreamExt;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+const BACKEND: &str = "kubernetes";
+
+/// What the executor needs to know about the campaign.
+#[derive(Debug, Clone)]
+pub struct KubernetesSettings {
+    /// The campaign's stable identity (`<version>_<name>`).
+    pub campaign_tag: String,
+    pub config: KubernetesConfig,
+    /// Where batch manifests are written: a directory in the campaign directory, which pods
+    /// see at the same path (the volume).
+    pub manifest_dir: PathBuf,
+    /// The machine job type of each step (picks node selector and tolerations).
+    pub step_job_types: BTreeMap<String, Option<String>>,
+}
+
+/// One Job this driver watches: completion index N runs `tasks[N]`.
+#[derive(Debug)]
+struct TrackedJob {
+    tasks: Vec<(String, u32)>,
+    started: Vec<bool>,
+    finished: Vec<bool>,
+    unfinished: usize,
+}
+
+impl TrackedJob {
+    fn new(tasks: Vec<(String, u32)>) -> Self {
+        let n = tasks.len();
+        TrackedJob {
+            tasks,
+            started: vec![false; n],
+            finished: vec![false; n],
+            unfinished: n,
+        }
+    }
+}
+
+/// What the watch task hands the driver thread.
+enum WatchNews {
+    Pod(Box<Pod>),
+    Deleted(Box<Pod>),
+    Error(String),
+}
+
+pub struct KubernetesExecutor {
+    runtime: tokio::runtime::Runtime,
+    api: Api,
+    settings: KubernetesSettings,
+    jobs: HashMap<String, TrackedJob>,
+    news: Option<Receiver<WatchNews>>,
+    queued: Vec<ExecutorEvent>,
+    /// Pods seen disrupted (the index was recreated by Kubernetes, not counted as a failure).
+    disruptions: usize,
+    last_watch_error: Option<String>,
+}
+
+fn backend(message: impl Into<String>) -> ExecutorError {
+    ExecutorError::Backend {
+        backend: BACKEND.into(),
+        message: message.into(),
+    }
+}
+
+impl KubernetesExecutor {
+    /// Connect (kubeconfig or in-cluster). Nothing is created until `submit`.
+    pub fn connect(settings: KubernetesSettings) -> Result<Self, ExecutorError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("flow-kubernetes")
+            .enable_all()
+            .build()
+            .map_err(|e| ExecutorError::io("starting the Kubernetes client runtime", e))?;
+        let api = runtime
+            .block_on(Api::connect(
+                settings.config.context.as_deref(),
+                settings.config.api_requests_per_second,
+            ))
+            .map_err(backend)?;
+        Ok(KubernetesExecutor {
+            runtime,
+            api,
+            settings,
+            jobs: HashMap::new(),
+            news: None,
+            queued: Vec::new(),
+            disruptions: 0,
+            last_watch_error: None,
+        })
+    }
+
+    fn namespace(&self) -> &str {
+        &self.settings.config.namespace
+    }
+
+    fn campaign_selector(&self) -> String {
+        format!(
+            "{LABEL_CAMPAIGN}={}",
+            label_value(&self.settings.campaign_tag)
+        )
+    }
+
+    fn jobs_api(&self) -> kube::Api<Job> {
+        kube::Api::namespaced(self.api.client.clone(), self.namespace())
+    }
+
+    fn pods_api(&self) -> kube::Api<Pod> {
+        kube::Api::namespaced(self.api.client.clone(), self.namespace())
+    }
+
+    /// Pods disrupted so far (each one recreated by Kubernetes without counting).
+    pub fn disruptions(&self) -> usize {
+        self.disruptions
+    }
+
+    /// Start the one watch of this campaign's pods, once.
+    fn ensure_watch(&mut self) {
+        if self.news.is_some() {
+            return;
+        }
+        let (tx, rx) = channel();
+        let config = watcher::Config::default().labels(&self.campaign_selector());
+        let stream = watcher(self.pods_api(), config).default_backoff();
+        self.runtime.spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                let news = match event {
+                    Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                        WatchNews::Pod(Box::new(pod))
+                    }
+                    Ok(watcher::Event::Delete(pod)) => WatchNews::Deleted(Box::new(pod)),
+                    Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
+                    Err(e) => WatchNews::Error(e.to_string()),
+                };
+                if tx.send(news).is_err() {
+                    break;
+                }
+            }
+        });
+        self.news = Some(rx);
+    }
+
+    /// Create the Job, or adopt the one with the same name and manifest.
+    fn create_or_adopt(&self, job: Job, manifest_hash: &str) -> Result<bool, ExecutorError> {
+        let api = self.jobs_api();
+        let name = job.metadata.name.clone().unwrap_or_default();
+        let created = self.runtime.block_on(
+            self.api
+                .call(|| async { api.create(&PostParams::default(), &job).await }),
+        );
+        match created {
+            Ok(_) => Ok(true),
+            Err(e) if api_code(&e) == Some(409) => {
+                let existing = self
+                    .runtime
+                    .block_on(self.api.call(|| async { api.get(&name).await }))
+                    .map_err(|e| backend(format!("reading existing Job {name}: {e}")))?;
+                let hash = existing
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(ANNOTATION_MANIFEST_HASH));
+                if hash.map(String::as_str) != Some(manifest_hash) {
+                    return Err(ExecutorError::SubmitRejected {
+                        backend: BACKEND.into(),
+                        message: format!(
+                            "Job {name} already exists in namespace {} and is not this batch (manifest {} there, {manifest_hash} here)",
+                            self.namespace(),
+                            hash.map_or("unknown", |h| h.as_str())
+                        ),
+                    });
+                }
+                Ok(false)
+            }
+            Err(e) if matches!(api_code(&e), Some(400 | 403 | 422)) => {
+                Err(ExecutorError::SubmitRejected {
+                    backend: BACKEND.into(),
+                    message: format!("creating Job {name}: {e}"),
+                })
+            }
+            Err(e) => Err(backend(format!("creating Job {name}: {e}"))),
+        }
+    }
+
+    /// Turn one pod's news into executor events.
+    fn on_pod(&mut self, pod: &Pod) {
+        let Some(report) = read_pod(pod) else {
+            return;
+        };
+        let Some(job) = self.jobs.get_mut(&report.job) else {
+            return;
+        };
+        let n = report.index;
+        if n >= job.tasks.len() || job.finished[n] {
+            return;
+        }
+        let (task_id, attempt) = job.tasks[n].clone();
+        match report.state {
+            PodState::Waiting => {}
+            PodState::Running { started_at } => {
+                if !job.started[n] {
+                    job.started[n] = true;
+                    self.queued.push(ExecutorEvent::Started {
+                        task_id,
+                        attempt,
+                        job_id: format!("{}_{n}", report.job),
+                        pid: None,
+                        at: started_at,
+                    });
+                }
+            }
+            PodState::Disrupted { .. } => self.disruptions += 1,
+            PodState::Ended { outcome, result } => {
+                // flow's own result knows the error class; the pod status is the fallback
+                // (a kill, OOM, the deadline, a container that never ran `flow task`).
+                let outcome = match result {
+                    Some(own) if own.task_id == task_id && own.attempt == attempt => own.outcome,
+                    _ => outcome,
+                };
+                job.finished[n] = true;
+                job.unfinished -= 1;
+                self.queued.push(ExecutorEvent::Finished {
+                    task_id,
+                    attempt,
+                    outcome,
+                });
+            }
+            PodState::Stuck { reason, message } => {
+                let text = format!(
+                    "pod {} cannot start: {reason}{}{message}",
+                    report.pod,
+                    if message.is_empty() { "" } else { ": " }
+                );
+                let name = report.job.clone();
+                self.finish_job(&name, ErrorClass::LaunchFailed, &text);
+                let _ = self.delete_jobs(&[name]);
+            }
+        }
+    }
+
+    /// A pod went away. If its Job went too (deleted by someone else), its unfinished tasks
+    /// will never be reported: end them as cancelled.
+    fn on_pod_deleted(&mut self, pod: &Pod) {
+        let Some(report) = read_pod(pod) else {
+            return;
+        };
+        if self.jobs.get(&report.job).is_none_or(|j| j.unfinished == 0) {
+            return;
+        }
+        // The last word of a pod deleted after it ended still counts.
+        if matches!(report.state, PodState::Ended { .. }) {
+            self.on_pod(pod);
+        }
+        let api = self.jobs_api();
+        let name = report.job.clone();
+        let gone = matches!(
+            self.runtime.block_on(self.api.call(|| async { api.get(&name).await })),
+            Err(e) if api_code(&e) == Some(404)
+        );
+        if gone {
+            self.finish_job(
+                &report.job,
+                ErrorClass::Cancelled,
+                &format!("Job {} was deleted", report.job),
+            );
+        }
+    }
+
+    /// Report every unfinished task of a Job as ended with `class`.
+    fn finish_job(&mut self, name: &str, class: ErrorClass, message: &str) {
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        let t = now();
+        for n in 0..job.tasks.len() {
+            if job.finished[n] {
+                continue;
+            }
+            job.finished[n] = true;
+            job.unfinished -= 1;
+            let (task_id, attempt) = job.tasks[n].clone();
+            self.queued.push(ExecutorEvent::Finished {
+                task_id,
+                attempt,
+                outcome: AttemptOutcome {
+                    exit_code: None,
+                    signal: None,
+                    error_class: Some(class),
+                    message: Some(message.to_string()),
+                    started_at: None,
+                    ended_at: Some(t),
+                },
+            });
+        }
+    }
+
+    fn delete_jobs(&self, names: &[String]) -> Result<(), ExecutorError> {
+        let api = self.jobs_api();
+        for name in names {
+            let deleted = self.runtime.block_on(
+                self.api
+                    .call(|| async { api.delete(name, &DeleteParams::background()).await }),
+            );
+            match deleted {
+                Ok(_) => {}
+                Err(e) if api_code(&e) == Some(404) => {}
+                Err(e) => return Err(backend(format!("deleting Job {name}: {e}"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// This campaign's Jobs as the API server has them.
+    fn campaign_jobs(&self) -> Result<Vec<Job>, ExecutorError> {
+        let api = self.jobs_api();
+        let params = ListParams::default().labels(&self.campaign_selector());
+        self.runtime
+            .block_on(self.api.call(|| async { api.list(&params).await }))
+            .map(|list| list.items)
+            .map_err(|e| backend(format!("listing Jobs: {e}")))
+    }
+
+    /// The log of one pod (the `flow task` wrapper's own output; the task's stdout and
+    /// stderr are files on the volume).
+    pub fn pod_log(&self, pod: &str) -> Result<String, ExecutorError> {
+        let api = self.pods_api();
+        self.runtime
+            .block_on(
+                self.api
+                    .call(|| async { api.logs(pod, &LogParams::default()).await }),
+            )
+            .map_err(|e| backend(format!("log of pod {pod}: {e}")))
+    }
+}
+
+fn annotation<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
+    job.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+impl Executor for KubernetesExecutor {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn submit(&mut self, batch: Batch) -> Result<Vec<JobRef>, ExecutorError> {
+        self.ensure_watch();
+        let (text, hash) = batch_manifest(&batch).map_err(|e| backend(e.to_string()))?;
+        let manifest = self
+            .settings
+            .manifest_dir
+            .join(&batch.step)
+            .join(manifest_file_name(&batch.batch_key, &hash));
+        if let Some(dir) = manifest.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ExecutorError::io(format!("creating {}", dir.display()), e))?;
+        }
+        write_atomically(&manifest, text.as_bytes())
+            .map_err(|e| ExecutorError::io(format!("writing {}", manifest.display()), e))?;
+        let job_type = self
+            .settings
+            .step_job_types
+            .get(&batch.step)
+            .cloned()
+            .flatten();
+        let documents = render_batch(
+            &self.settings.campaign_tag,
+            &batch,
+            job_type.as_deref(),
+            &self.settings.config,
+            &manifest.display().to_string(),
+            &self.settings.config.flow_binary,
+        )
+        .map_err(|e| ExecutorError::SubmitRejected {
+            backend: BACKEND.into(),
+            message: e.to_string(),
+        })?;
+        let mut refs = Vec::new();
+        for document in documents {
+            let job: Job = serde_json::from_value(document)
+                .map_err(|e| backend(format!("rendered Job does not parse: {e}")))?;
+            let name = job.metadata.name.clone().unwrap_or_default();
+            self.create_or_adopt(job, &hash)?;
+            let tasks = batch
+                .tasks
+                .iter()
+                .map(|t| (t.task_id.clone(), t.attempt))
+                .collect();
+            self.jobs
+                .entry(name.clone())
+                .or_insert_with(|| TrackedJob::new(tasks));
+            refs.push(JobRef {
+                job_id: name,
+                step: batch.step.clone(),
+                batch_key: batch.batch_key.clone(),
+            });
+        }
+        Ok(refs)
+    }
+
+    fn poll(&mut self, max_wait: Duration) -> Result<Vec<ExecutorEvent>, ExecutorError> {
+        let mut news = Vec::new();
+        if let Some(rx) = &self.news {
+            if self.queued.is_empty() {
+                match rx.recv_timeout(max_wait) {
+                    Ok(n) => news.push(n),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => {
+                        return Err(backend("the pod watch stopped"))
+                    }
+                }
+            }
+            news.extend(rx.try_iter());
+        } else if self.queued.is_empty() {
+            std::thread::sleep(max_wait);
+        }
+        for item in news {
+            match item {
+                WatchNews::Pod(pod) => self.on_pod(&pod),
+                WatchNews::Deleted(pod) => self.on_pod_deleted(&pod),
+                WatchNews::Error(e) => {
+                    // The watcher backs off and re-lists on its own; say it once per kind.
+                    if self.last_watch_error.as_deref() != Some(e.as_str()) {
+                        eprintln!("kubernetes: pod watch: {e} (retrying)");
+                        self.last_watch_error = Some(e);
+                    }
+                }
+            }
+        }
+        Ok(std::mem::take(&mut self.queued))
+    }
+
+    fn list_jobs(&mut self) -> Result<Vec<JobRef>, ExecutorError> {
+        let mut refs = Vec::new();
+        for job in self.campaign_jobs()? {
+            let name = job.metadata.name.clone().unwrap_or_default();
+            let (Some(step), Some(batch_key), Some(manifest)) = (
+                annotation(&job, LABEL_STEP),
+                annotation(&job, LABEL_BATCH),
+                annotation(&job, ANNOTATION_MANIFEST),
+            ) else {
+                continue;
+            };
+            if !self.jobs.contains_key(&name) {
+                let text = std::fs::read_to_string(manifest).map_err(|e| {
+                    ExecutorError::io(format!("reading manifest {manifest} of Job {name}"), e)
+                })?;
+                let tasks = parse_manifest(&text)
+                    .map_err(|e| backend(format!("{manifest}: {e}")))?
+                    .into_iter()
+                    .map(|t| (t.task_id, t.attempt))
+                    .collect();
+                self.jobs.insert(name.clone(), TrackedJob::new(tasks));
+            }
+            refs.push(JobRef {
+                job_id: name,
+                step: step.to_string(),
+                batch_key: batch_key.to_string(),
+            });
+        }
+        if !refs.is_empty() {
+            self.ensure_watch();
+        }
+        Ok(refs)
+    }
+
+    fn cancel(&mut self, jobs: &[JobRef]) -> Result<(), ExecutorError> {
+        let mut names: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
+        if jobs.is_empty() {
+            names = self.jobs.keys().cloned().collect();
+            for job in self.campaign_jobs()? {
+                if let Some(name) = job.metadata.name {
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        self.delete_jobs(&names)?;
+        for name in &names {
+            self.finish_job(name, ErrorClass::Cancelled, "cancelled");
+        }
+        Ok(())
+    }
+
+    fn in_flight(&self) -> usize {
+        self.jobs.values().map(|j| j.unfinished).sum()
+    }
+}
+
+impl Drop for KubernetesExecutor {
+    fn drop(&mut self) {
+        // The watch task holds the channel's sender; stopping the runtime ends it.
+        self.news = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tracked_job_starts_with_every_index_unfinished() {
+        let job = TrackedJob::new(vec![("a".into(), 1), ("b".into(), 2)]);
+        assert_eq!(job.unfinished, 2);
+        assert_eq!(job.started, vec![false, false]);
+        assert_eq!(job.finished, vec![false, false]);
+    }
+}

@@ -1,0 +1,370 @@
+//! Whole campaigns on the Kubernetes executor against the in-process API double
+//! (`flow-kube-double`): real HTTP on loopback, the unmodified `kube` client in the `flow`
+//! binary, Indexed Jobs whose pods run `flow task run-manifest` as local processes.
+//!
+//! What a real cluster would add (image pulls, scheduling, the real kubelet and Job
+//! controller) is not here; `docs/kubernetes.md` says what is verified where.
+
+mod support;
+use support::*;
+
+use flow_engine::state::{StateStore, TaskRow};
+use flow_engine::task_state::TaskState;
+use flow_kube_double::{ApiDouble, Options};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const NS: &str = "flow-test";
+const JOBS: &str = "/apis/batch/v1/namespaces/flow-test/jobs";
+const PODS: &str = "/api/v1/namespaces/flow-test/pods";
+
+fn double() -> ApiDouble {
+    ApiDouble::start(Options {
+        namespace: NS.into(),
+        ..Options::default()
+    })
+    .expect("the API double starts")
+}
+
+/// A machine on the double's cluster, its kubeconfig, and a campaign `c.yaml` with one
+/// command step.
+fn campaign(double: &ApiDouble, dir: &Path, name: &str, step: &str) {
+    double.write_kubeconfig(&dir.join("kubeconfig")).unwrap();
+    std::fs::write(
+        dir.join("machine.yaml"),
+        format!(
+            "machine:\n  name: double-k8s\n  executor: kubernetes\n  root: {root}\n  launcher: none\n  kubernetes:\n    namespace: {NS}\n    image: registry.invalid/flow:test\n    flow_binary: {flow}\n  job_types:\n    small: {{cpus_per_task: 1, mem: 100M, time: 10m}}\n  defaults:\n    resources: {{job_type: small}}\n",
+            root = dir.join("rootstock").display(),
+            flow = env!("CARGO_BIN_EXE_flow"),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("c.yaml"),
+        format!("campaign: {{name: {name}, version: v1, machine: machine.yaml, output: out}}\nsteps:\n{step}"),
+    )
+    .unwrap();
+}
+
+fn k8s_cmd(dir: &Path, args: &[&str]) -> Command {
+    let mut c = flow_cmd(dir, args);
+    c.env("KUBECONFIG", dir.join("kubeconfig"));
+    c
+}
+
+/// Longest any one `flow` call may take here: a hang fails the test instead of CI.
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// Wait for a child at most [`LIMIT`]; kill it and fail past that.
+fn wait_limited(child: &mut Child) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("flow did not finish within {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn k8s(dir: &Path, args: &[&str]) -> Output {
+    let mut child = k8s_cmd(dir, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the flow binary runs");
+    // Small outputs: the pipes do not fill before the end.
+    wait_limited(&mut child);
+    child.wait_with_output().unwrap()
+}
+
+fn spawn_driver(dir: &Path) -> Child {
+    k8s_cmd(dir, &["run", "c.yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn assert_ok(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+fn phase(pod: &Value) -> &str {
+    pod.pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn pods_in_phase(double: &ApiDouble, wanted: &str) -> Vec<Value> {
+    double
+        .pods(NS)
+        .into_iter()
+        .filter(|p| phase(p) == wanted)
+        .collect()
+}
+
+fn completion_index(pod: &Value) -> String {
+    pod.pointer("/metadata/annotations/batch.kubernetes.io~1job-completion-index")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The campaign's tasks as the state database has them.
+fn tasks(dir: &Path, name: &str) -> (StateStore, HashMap<String, TaskRow>) {
+    let store =
+        StateStore::open_readonly(&dir.join(format!("out/v1_{name}/metadata/state.db"))).unwrap();
+    let rows = store.load_tasks().unwrap();
+    (store, rows)
+}
+
+fn output(dir: &Path, name: &str, file: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("out/v1_{name}/{file}")))
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+#[test]
+fn a_campaign_runs_as_indexed_jobs_and_a_failed_task_is_retried() {
+    let double = double();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    campaign(
+        &double,
+        d,
+        "k8s-retry",
+        "  work:\n    kind: command\n    array: {i: {range: [0, 6]}}\n    command: 'if [ {{i}} = 4 ] && [ \"$FLOW_ATTEMPT\" = 1 ]; then echo boom >&2; exit 3; fi; echo {{i}} > {{output}}'\n    output: data/{{i}}.txt\n    execution: {batch_size: 3, max_retries: 2}\n",
+    );
+    let plan = k8s(d, &["plan", "c.yaml"]);
+    assert_ok(&plan);
+    // The first create is answered 500: the driver retries it.
+    double.inject_failure("POST", JOBS, 500, 1);
+    let out = k8s(d, &["run", "c.yaml"]);
+    assert_ok(&out);
+    for i in 0..6 {
+        assert_eq!(
+            output(d, "k8s-retry", &format!("data/{i}.txt")).trim(),
+            i.to_string()
+        );
+    }
+
+    // Two batches of three, and one Job for the retry of task 4: three Jobs, four POSTs.
+    let jobs = double.jobs(NS);
+    assert_eq!(jobs.len(), 3, "{jobs:#?}");
+    assert_eq!(double.count("POST", JOBS), 4);
+    let first = jobs
+        .iter()
+        .find(|j| j.pointer("/metadata/annotations/flow~1batch") == Some(&"work-b00000".into()))
+        .expect("the first batch's Job");
+    let first_name = first.pointer("/metadata/name").unwrap().as_str().unwrap();
+    assert!(
+        text(&plan.stdout).contains(first_name),
+        "`flow plan` shows the Job that `flow run` creates ({first_name}):\n{}",
+        text(&plan.stdout)
+    );
+    assert_eq!(first.pointer("/spec/completions"), Some(&3.into()));
+    assert_eq!(
+        first.pointer("/spec/completionMode"),
+        Some(&"Indexed".into())
+    );
+    let retry = jobs
+        .iter()
+        .find(|j| j.pointer("/metadata/annotations/flow~1batch") == Some(&"work-b00001-a2".into()))
+        .expect("a Job for the retry");
+    assert_eq!(retry.pointer("/spec/completions"), Some(&1.into()));
+
+    // Results came back in termination messages, the failure with flow's own class.
+    let failed = pods_in_phase(&double, "Failed");
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    let message = failed[0]
+        .pointer("/status/containerStatuses/0/state/terminated/message")
+        .and_then(Value::as_str)
+        .unwrap();
+    let result: Value = serde_json::from_str(message).unwrap();
+    assert_eq!(result["schema"], "flow-pod-result/1");
+    assert_eq!(result["attempt"], 1);
+    assert_eq!(result["outcome"]["error_class"], "nonzero-exit");
+    assert_eq!(result["outcome"]["exit_code"], 3);
+    assert_eq!(pods_in_phase(&double, "Succeeded").len(), 6);
+    let (store, rows) = tasks(d, "k8s-retry");
+    assert!(rows.values().all(|r| r.state == TaskState::Succeeded));
+    let retried: Vec<&TaskRow> = rows.values().filter(|r| r.attempts == 2).collect();
+    assert_eq!(retried.len(), 1, "{rows:#?}");
+    let attempts = store.attempts(&retried[0].id).unwrap();
+    assert_eq!(attempts[0].error_class.as_deref(), Some("nonzero-exit"));
+    assert_eq!(attempts[0].executor, "kubernetes");
+
+    // One LIST and watches of the campaign's pods; never a GET per pod.
+    let requests = double.requests();
+    let pod_lists = requests
+        .iter()
+        .filter(|r| r.is_list() && r.path == PODS)
+        .count();
+    assert_eq!(pod_lists, 1, "{requests:#?}");
+    assert!(requests.iter().any(|r| r.is_watch() && r.path == PODS));
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.method == "GET" && r.path.starts_with(&format!("{PODS}/"))),
+        "{requests:#?}"
+    );
+    assert!(requests.iter().filter(|r| r.path == PODS).all(|r| r
+        .query
+        .contains("labelSelector=flow%2Fcampaign%3Dv1_k8s-retry")));
+}
+
+#[test]
+fn a_disrupted_pod_is_recreated_without_counting_an_attempt() {
+    let double = double();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // No retries at all: if the disruption counted as a failure, the campaign would fail.
+    campaign(
+        &double,
+        d,
+        "k8s-disrupt",
+        "  work:\n    kind: command\n    array: {i: {range: [0, 2]}}\n    command: 'sleep 2; echo {{i}} > {{output}}'\n    output: data/{{i}}.txt\n    execution: {max_retries: 0}\n",
+    );
+    let mut driver = spawn_driver(d);
+    assert!(
+        double.wait_until(Duration::from_secs(30), |d| !pods_in_phase(d, "Running")
+            .is_empty()),
+        "no pod started: {:#?}",
+        double.pods(NS)
+    );
+    let victim = pods_in_phase(&double, "Running").remove(0);
+    let name = victim.pointer("/metadata/name").unwrap().as_str().unwrap();
+    assert!(double.disrupt_pod(NS, name));
+    // The API server also compacts its history: the watch must re-list and go on.
+    double.expire_watches();
+    let status = wait_limited(&mut driver);
+    assert_eq!(status.code(), Some(0));
+    for i in 0..2 {
+        assert_eq!(
+            output(d, "k8s-disrupt", &format!("data/{i}.txt")).trim(),
+            i.to_string()
+        );
+    }
+    let index = completion_index(&victim);
+    let pods_of_index: Vec<Value> = double
+        .pods(NS)
+        .into_iter()
+        .filter(|p| completion_index(p) == index)
+        .collect();
+    assert_eq!(pods_of_index.len(), 2, "{pods_of_index:#?}");
+    assert_eq!(double.count("POST", JOBS), 1);
+    let lists = double
+        .requests()
+        .iter()
+        .filter(|r| r.is_list() && r.path == PODS)
+        .count();
+    assert!(lists >= 2, "the watch did not re-list after 410 Gone");
+    let (_, rows) = tasks(d, "k8s-disrupt");
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.values()
+            .all(|r| r.state == TaskState::Succeeded && r.attempts == 1),
+        "{rows:#?}"
+    );
+}
+
+#[test]
+fn kill_9_of_the_driver_adopts_running_jobs_without_a_second_create() {
+    let double = double();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    campaign(
+        &double,
+        d,
+        "k8s-adopt",
+        "  work:\n    kind: command\n    array: {i: {range: [0, 6]}}\n    command: 'sleep 3; echo {{i}} >> ../../ledger'\n    execution: {batch_size: 3}\n",
+    );
+    let mut driver = spawn_driver(d);
+    assert!(
+        double.wait_until(Duration::from_secs(30), |d| d.jobs(NS).len() == 2
+            && !pods_in_phase(d, "Running").is_empty()),
+        "the Jobs were not created: {:#?}",
+        double.jobs(NS)
+    );
+    driver.kill().unwrap(); // SIGKILL
+    driver.wait().unwrap();
+    let creates = double.count("POST", JOBS);
+    assert_eq!(creates, 2);
+    let out = k8s(d, &["run", "c.yaml"]);
+    assert_ok(&out);
+    assert_eq!(
+        double.count("POST", JOBS),
+        creates,
+        "a Job was created again"
+    );
+    assert_eq!(double.jobs(NS).len(), 2);
+    let ledger = std::fs::read_to_string(d.join("ledger")).unwrap();
+    let mut lines: Vec<&str> = ledger.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["0", "1", "2", "3", "4", "5"],
+        "every task ran exactly once"
+    );
+    let (_, rows) = tasks(d, "k8s-adopt");
+    assert!(
+        rows.values()
+            .all(|r| r.state == TaskState::Succeeded && r.attempts == 1),
+        "{rows:#?}"
+    );
+}
+
+#[test]
+fn flow_cancel_deletes_the_campaigns_jobs_and_their_pods() {
+    let double = double();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    campaign(
+        &double,
+        d,
+        "k8s-cancel",
+        "  work:\n    kind: command\n    array: {i: {range: [0, 4]}}\n    command: 'sleep 120'\n    execution: {batch_size: 2}\n",
+    );
+    let mut driver = spawn_driver(d);
+    assert!(
+        double.wait_until(Duration::from_secs(30), |d| pods_in_phase(d, "Running")
+            .len()
+            == 4),
+        "the pods did not start: {:#?}",
+        double.pods(NS)
+    );
+    let cancel = k8s(d, &["cancel", "c.yaml"]);
+    assert_ok(&cancel);
+    let status = wait_limited(&mut driver);
+    assert_ne!(
+        status.code(),
+        Some(0),
+        "a cancelled campaign is not a success"
+    );
+    assert!(
+        double.wait_until(Duration::from_secs(20), |d| d.jobs(NS).is_empty()
+            && d.pods(NS).is_empty()),
+        "Jobs or pods are left: {:#?} {:#?}",
+        double.jobs(NS),
+        double.pods(NS)
+    );
+    assert_eq!(double.count("DELETE", JOBS), 2);
+    let (_, rows) = tasks(d, "k8s-cancel");
+    assert!(
+        rows.values().all(|r| r.state == TaskState::Cancelled),
+        "{rows:#?}"
+    );
+}
