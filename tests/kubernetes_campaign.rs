@@ -32,11 +32,16 @@ fn double() -> ApiDouble {
 /// A machine on the double's cluster, its kubeconfig, and a campaign `c.yaml` with one
 /// command step.
 fn campaign(double: &ApiDouble, dir: &Path, name: &str, step: &str) {
+    campaign_with(double, dir, name, step, "")
+}
+
+/// [`campaign`] with more lines in the machine's `kubernetes:` block.
+fn campaign_with(double: &ApiDouble, dir: &Path, name: &str, step: &str, kubernetes: &str) {
     double.write_kubeconfig(&dir.join("kubeconfig")).unwrap();
     std::fs::write(
         dir.join("machine.yaml"),
         format!(
-            "machine:\n  name: double-k8s\n  executor: kubernetes\n  root: {root}\n  launcher: none\n  kubernetes:\n    namespace: {NS}\n    image: registry.invalid/flow:test\n    flow_binary: {flow}\n  job_types:\n    small: {{cpus_per_task: 1, mem: 100M, time: 10m}}\n  defaults:\n    resources: {{job_type: small}}\n",
+            "machine:\n  name: double-k8s\n  executor: kubernetes\n  root: {root}\n  launcher: none\n  kubernetes:\n    namespace: {NS}\n    image: registry.invalid/flow:test\n    flow_binary: {flow}\n{kubernetes}  job_types:\n    small: {{cpus_per_task: 1, mem: 100M, time: 10m}}\n  defaults:\n    resources: {{job_type: small}}\n",
             root = dir.join("rootstock").display(),
             flow = env!("CARGO_BIN_EXE_flow"),
         ),
@@ -366,5 +371,169 @@ fn flow_cancel_deletes_the_campaigns_jobs_and_their_pods() {
     assert!(
         rows.values().all(|r| r.state == TaskState::Cancelled),
         "{rows:#?}"
+    );
+}
+
+#[test]
+fn a_pod_that_cannot_start_fails_its_tasks_with_the_reason() {
+    let double = double();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The Secret does not exist: the kubelet cannot build the container's environment.
+    campaign_with(
+        &double,
+        d,
+        "k8s-stuck",
+        "  work:\n    kind: command\n    array: {i: {range: [0, 2]}}\n    command: 'true'\n",
+        "    secret_env: [{name: API_TOKEN, secret: missing-secret, key: token}]\n",
+    );
+    let out = k8s(d, &["run", "c.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let (store, rows) = tasks(d, "k8s-stuck");
+    assert_eq!(rows.len(), 2);
+    for row in rows.values() {
+        assert_eq!(row.state, TaskState::Failed);
+        let attempts = store.attempts(&row.id).unwrap();
+        assert_eq!(attempts.len(), 1, "launch failures are not retried");
+        assert_eq!(attempts[0].error_class.as_deref(), Some("launch-failed"));
+        let message = attempts[0].message.clone().unwrap_or_default();
+        assert!(message.contains("CreateContainerConfigError"), "{message}");
+    }
+    assert!(
+        double.wait_until(Duration::from_secs(10), |d| d.jobs(NS).is_empty()),
+        "the stuck Job is deleted"
+    );
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_secret_reaches_the_pod_by_reference_and_its_value_is_stored_nowhere() {
+    const VALUE: &str = "s3cr3t-value-4711";
+    let double = ApiDouble::start(Options {
+        namespace: NS.into(),
+        secrets: [(
+            "api".to_string(),
+            [("token".to_string(), VALUE.to_string())].into(),
+        )]
+        .into(),
+        ..Options::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    campaign_with(
+        &double,
+        d,
+        "k8s-secret",
+        // The pod checks it got the value (by its length): the YAML never holds it.
+        "  work:\n    kind: command\n    command: 'test ${#API_TOKEN} = 17 && echo got-it'\n    execution: {max_retries: 0}\n",
+        "    secret_env: [{name: API_TOKEN, secret: api, key: token}]\n",
+    );
+    assert_eq!(VALUE.len(), 17);
+    let out = k8s(d, &["run", "c.yaml"]);
+    assert_ok(&out);
+    let plan = k8s(d, &["plan", "c.yaml"]);
+    assert_ok(&plan);
+    assert!(!text(&plan.stdout).contains(VALUE));
+    let job = double.jobs(NS)[0].to_string();
+    assert!(job.contains("secretKeyRef"), "{job}");
+    assert!(!job.contains(VALUE));
+    let mut checked = 0;
+    for file in files(d) {
+        let content = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        assert!(
+            !content.contains(VALUE),
+            "{} holds the secret value",
+            file.display()
+        );
+        checked += 1;
+    }
+    assert!(
+        checked > 5,
+        "state, manifests, logs and results were looked at"
+    );
+}
+
+#[test]
+fn flow_logs_reads_the_pod_log_of_an_attempt() {
+    let double = double();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    campaign(
+        &double,
+        d,
+        "k8s-logs",
+        "  work:\n    kind: command\n    command: 'echo to-the-file; exit 2'\n    execution: {max_retries: 0}\n",
+    );
+    let out = k8s(d, &["run", "c.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let (_, rows) = tasks(d, "k8s-logs");
+    let id = rows.keys().next().unwrap().clone();
+    let logs = k8s(d, &["logs", "c.yaml", &id]);
+    assert_ok(&logs);
+    let shown = text(&logs.stdout);
+    assert!(
+        shown.contains("executor kubernetes job flow-work-"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("to-the-file"),
+        "the task's stdout file: {shown}"
+    );
+    let pod = double.pods(NS).remove(0);
+    let pod_name = pod.pointer("/metadata/name").unwrap().as_str().unwrap();
+    assert!(
+        shown.contains(&format!("--- pod log ({pod_name}) ---")),
+        "{shown}"
+    );
+}
+
+#[test]
+fn flow_cancel_without_a_driver_deletes_the_jobs() {
+    let double = double();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    campaign(
+        &double,
+        d,
+        "k8s-orphans",
+        "  work:\n    kind: command\n    array: {i: {range: [0, 4]}}\n    command: 'sleep 120'\n    execution: {batch_size: 2}\n",
+    );
+    let mut driver = spawn_driver(d);
+    assert!(
+        double.wait_until(Duration::from_secs(30), |d| d.jobs(NS).len() == 2),
+        "the Jobs were not created"
+    );
+    driver.kill().unwrap();
+    driver.wait().unwrap();
+    let cancel = k8s(d, &["cancel", "c.yaml"]);
+    assert_ok(&cancel);
+    assert!(
+        text(&cancel.stdout).contains("deleted 2 Kubernetes Job(s)"),
+        "{}",
+        text(&cancel.stdout)
+    );
+    assert!(
+        double.wait_until(Duration::from_secs(20), |d| d.jobs(NS).is_empty()
+            && d.pods(NS).is_empty())
     );
 }

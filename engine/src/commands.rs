@@ -629,6 +629,32 @@ fn logs(file: &Path, task: &str, attempt: Option<u32>, state_dir: Option<PathBuf
             Err(_) => println!("(none)"),
         }
     }
+    // On Kubernetes the pods' own logs say what happened around the task (a failed start,
+    // a deadline, `flow task`'s messages), as long as the pods exist.
+    if let Some((job, index)) = attempts
+        .iter()
+        .find(|a| a.attempt == n && a.executor == "kubernetes")
+        .and_then(|a| a.job_id.as_deref())
+        .and_then(|id| id.rsplit_once('_'))
+        .and_then(|(job, index)| Some((job.to_string(), index.parse::<usize>().ok()?)))
+    {
+        let logs = compile(&campaign, None)
+            .map_err(|d| anyhow::anyhow!("{d}"))
+            .and_then(|plan| crate::steps::kubernetes_executor_for(&plan))
+            .and_then(|ex| Ok(ex.pod_logs(&job, index)?));
+        match logs {
+            Ok(logs) if logs.is_empty() => {
+                println!("--- pod log: no pod of Job {job} index {index} is left ---")
+            }
+            Ok(logs) => {
+                for (pod, log) in logs {
+                    println!("--- pod log ({pod}) ---");
+                    print!("{log}");
+                }
+            }
+            Err(e) => println!("--- pod log: unavailable ({e:#}) ---"),
+        }
+    }
     0
 }
 
@@ -638,7 +664,8 @@ fn cancel(file: &Path, state_dir: Option<PathBuf>) -> i32 {
         return 1;
     };
     let layout = Layout::new(&campaign.campaign_dir);
-    match store.lease() {
+    let here = crate::state::hostname();
+    match store.live_lease(&here, flow_executors::task_runner::now()) {
         Ok(Some((host, pid, _))) => {
             if let Err(e) = std::fs::write(layout.cancel_request(), b"cancel\n") {
                 eprintln!(
@@ -652,6 +679,26 @@ fn cancel(file: &Path, state_dir: Option<PathBuf>) -> i32 {
         }
         _ => {
             // No driver: cancel what the scheduler still holds for this campaign directly.
+            if campaign.machine.executor == ExecutorKind::Kubernetes {
+                let Ok(plan) = compile(&campaign, None) else {
+                    return 1;
+                };
+                return match crate::steps::kubernetes_executor_for(&plan)
+                    .and_then(|mut ex| Ok(ex.delete_campaign_jobs()?))
+                {
+                    Ok(n) => {
+                        println!(
+                            "no driver is running; deleted {n} Kubernetes Job(s) of campaign {} (and their pods)",
+                            campaign.name
+                        );
+                        0
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        1
+                    }
+                };
+            }
             if campaign.machine.executor == ExecutorKind::Slurm {
                 let Ok(plan) = compile(&campaign, None) else {
                     return 1;

@@ -314,6 +314,23 @@ impl StateStore {
             .map_err(sql(&self.path))
     }
 
+    /// The lease holder if it is still a driver: on this host a running process, elsewhere
+    /// one whose heartbeat is younger than [`LEASE_STALE_AFTER`]. A driver killed with -9
+    /// leaves its lease behind; this says nobody is running.
+    pub fn live_lease(
+        &self,
+        host: &str,
+        now: f64,
+    ) -> Result<Option<(String, i64, f64)>, StateError> {
+        Ok(self.lease()?.filter(|(h, p, beat)| {
+            if h == host {
+                process_alive(*p as u32)
+            } else {
+                now - beat < LEASE_STALE_AFTER.as_secs_f64()
+            }
+        }))
+    }
+
     /// The current lease holder, if any: (host, pid, heartbeat).
     pub fn lease(&self) -> Result<Option<(String, i64, f64)>, StateError> {
         self.conn
@@ -696,6 +713,14 @@ mod tests {
         let mut b = StateStore::open(&path).unwrap();
         let me = std::process::id();
         assert!(a.acquire_lease("h", me, 100.0).unwrap().is_none());
+        assert_eq!(
+            a.live_lease("h", 101.0).unwrap().map(|l| l.1),
+            Some(me as i64)
+        );
+        assert_eq!(
+            a.live_lease("elsewhere", 101.0).unwrap().map(|l| l.1),
+            Some(me as i64)
+        );
         // Same host, another live pid (pid 1 exists): refused.
         a.conn.execute("UPDATE lease SET pid = 1", []).unwrap();
         assert!(matches!(
@@ -711,6 +736,13 @@ mod tests {
         a.conn
             .execute("UPDATE lease SET pid = 999999, heartbeat = 1000", [])
             .unwrap();
+        // A dead driver's lease is no driver (flow cancel then acts itself).
+        assert!(a.live_lease("h", 1000.5).unwrap().is_none());
+        assert!(a.live_lease("elsewhere", 1000.5).unwrap().is_some());
+        assert!(a
+            .live_lease("elsewhere", 1000.0 + LEASE_STALE_AFTER.as_secs_f64() + 1.0)
+            .unwrap()
+            .is_none());
         assert!(b
             .acquire_lease("h", me, 1001.0)
             .unwrap()

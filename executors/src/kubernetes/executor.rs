@@ -363,16 +363,52 @@ impl KubernetesExecutor {
             .map_err(|e| backend(format!("listing Jobs: {e}")))
     }
 
-    /// The log of one pod (the `flow task` wrapper's own output; the task's stdout and
-    /// stderr are files on the volume).
-    pub fn pod_log(&self, pod: &str) -> Result<String, ExecutorError> {
+    /// Delete every Job of this campaign (and, in the background, their pods), whether or
+    /// not this driver knows them: `flow cancel` when no driver runs. Returns how many.
+    pub fn delete_campaign_jobs(&mut self) -> Result<usize, ExecutorError> {
+        let names: Vec<String> = self
+            .campaign_jobs()?
+            .into_iter()
+            .filter_map(|j| j.metadata.name)
+            .collect();
+        self.delete_jobs(&names)?;
+        Ok(names.len())
+    }
+
+    /// The logs of the pods that ran completion index `index` of Job `job`, oldest first (a
+    /// disrupted pod's replacement comes after it). These hold what `flow task` itself said;
+    /// the task's stdout and stderr are files on the volume.
+    pub fn pod_logs(
+        &self,
+        job: &str,
+        index: usize,
+    ) -> Result<Vec<(String, String)>, ExecutorError> {
         let api = self.pods_api();
-        self.runtime
-            .block_on(
-                self.api
-                    .call(|| async { api.logs(pod, &LogParams::default()).await }),
-            )
-            .map_err(|e| backend(format!("log of pod {pod}: {e}")))
+        let selector = format!(
+            "{}={job},{}={index}",
+            super::pod_report::JOB_NAME,
+            super::pod_report::COMPLETION_INDEX
+        );
+        let params = ListParams::default().labels(&selector);
+        let mut pods = self
+            .runtime
+            .block_on(self.api.call(|| async { api.list(&params).await }))
+            .map_err(|e| backend(format!("listing the pods of Job {job}: {e}")))?
+            .items;
+        pods.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+        let mut logs = Vec::new();
+        for pod in pods {
+            let name = pod.metadata.name.unwrap_or_default();
+            let log = self
+                .runtime
+                .block_on(
+                    self.api
+                        .call(|| async { api.logs(&name, &LogParams::default()).await }),
+                )
+                .map_err(|e| backend(format!("log of pod {name}: {e}")))?;
+            logs.push((name, log));
+        }
+        Ok(logs)
     }
 }
 
