@@ -537,3 +537,113 @@ fn flow_cancel_without_a_driver_deletes_the_jobs() {
             && d.pods(NS).is_empty())
     );
 }
+
+#[test]
+fn max_running_is_shared_out_among_the_jobs_of_a_step() {
+    let double = double();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Four Jobs of two tasks, at most three pods of the step at once.
+    campaign(
+        &double,
+        d,
+        "k8s-cap",
+        "  work:\n    kind: command\n    array: {i: {range: [0, 8]}}\n    command: 'sleep 1'\n    execution: {batch_size: 2, max_running: 3}\n",
+    );
+    let mut driver = spawn_driver(d);
+    let mut most = 0;
+    let start = std::time::Instant::now();
+    while driver.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < LIMIT, "the campaign did not finish");
+        let running = pods_in_phase(&double, "Running").len();
+        most = most.max(running);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(driver.wait().unwrap().code(), Some(0));
+    assert!(most <= 3, "{most} pods ran at once");
+    assert!(
+        most >= 2,
+        "the cap was never used: at most {most} pod(s) at once"
+    );
+    let jobs = double.jobs(NS);
+    assert_eq!(jobs.len(), 4);
+    let first_share: u64 = jobs
+        .iter()
+        .map(|j| {
+            j.pointer("/spec/parallelism")
+                .and_then(Value::as_u64)
+                .unwrap()
+        })
+        .sum();
+    assert!(
+        first_share >= 4,
+        "every Job has at least one slot: {first_share}"
+    );
+}
+
+/// DELETE one object through the API, as the terminated-pod garbage collector would.
+fn delete(double: &ApiDouble, path: &str) {
+    use std::io::{Read, Write};
+    let address = double.url().trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "DELETE {path} HTTP/1.1\r\nHost: double\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn a_pod_lost_while_no_driver_ran_is_retried_not_awaited_forever() {
+    let double = double();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    campaign(
+        &double,
+        d,
+        "k8s-lost",
+        "  work:\n    kind: command\n    array: {i: {range: [0, 2]}}\n    command: 'if [ \"$FLOW_ATTEMPT\" = 1 ] && [ {{i}} = 0 ]; then sleep 60; fi; echo {{i}} >> ../../ledger'\n    execution: {batch_size: 2, max_retries: 1}\n",
+    );
+    let mut driver = spawn_driver(d);
+    let index0_running = |d: &ApiDouble| {
+        pods_in_phase(d, "Running")
+            .into_iter()
+            .find(|p| completion_index(p) == "0")
+    };
+    assert!(
+        double.wait_until(Duration::from_secs(30), |d| index0_running(d).is_some()),
+        "index 0 did not start"
+    );
+    driver.kill().unwrap();
+    driver.wait().unwrap();
+    // While no driver runs, the pod is killed (no result written) and garbage-collected.
+    let pod = index0_running(&double).unwrap();
+    let name = pod
+        .pointer("/metadata/name")
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(double.fail_pod(NS, &name, 137));
+    assert!(double.wait_until(Duration::from_secs(10), |d| {
+        d.jobs(NS)[0].pointer("/status/failedIndexes") == Some(&"0".into())
+    }));
+    delete(&double, &format!("{PODS}/{name}"));
+    let out = k8s(d, &["run", "c.yaml"]);
+    assert_ok(&out);
+    let (store, rows) = tasks(d, "k8s-lost");
+    let lost = rows.values().find(|r| r.index == 0).unwrap();
+    assert_eq!((lost.state, lost.attempts), (TaskState::Succeeded, 2));
+    let attempts = store.attempts(&lost.id).unwrap();
+    assert_eq!(attempts[0].error_class.as_deref(), Some("node-failure"));
+    let mut ledger: Vec<String> = std::fs::read_to_string(d.join("ledger"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ledger.sort();
+    assert_eq!(ledger, ["0", "1"]);
+}

@@ -46,8 +46,11 @@ fn batch(dir: &Path, attempt: u32) -> Batch {
 /// A `flow` stand-in for the pods: exits 0 (the pod's result then comes from its status).
 fn fake_flow(dir: &Path) -> String {
     let path = dir.join("fake-flow");
-    std::fs::write(&path, "#!/bin/sh\nexit 0\n").unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Written once: rewriting it while a pod executes it would fail that pod (ETXTBSY).
+    if !path.exists() {
+        std::fs::write(&path, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     path.display().to_string()
 }
 

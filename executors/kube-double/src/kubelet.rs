@@ -63,13 +63,83 @@ pub fn log_path(dir: &Path, pod_uid: &str) -> PathBuf {
     dir.join(format!("{pod_uid}.log"))
 }
 
+/// Ends a pod's container as a container runtime does (the whole cgroup): the pod's process
+/// group and every process descended from it, even those that moved to process groups of
+/// their own (`flow task` starts each task in a new group).
 fn kill_group(pgid: Option<i32>) {
-    if let Some(pgid) = pgid.filter(|p| *p > 1) {
-        // SAFETY: kill(2) with a negative pid signals a process group we created.
+    let Some(pgid) = pgid.filter(|p| *p > 1) else {
+        return;
+    };
+    let table = process_table();
+    let mut members: Vec<i32> = table
+        .iter()
+        .filter(|(_, _, g)| *g == pgid)
+        .map(|(pid, _, _)| *pid)
+        .collect();
+    loop {
+        let more: Vec<i32> = table
+            .iter()
+            .filter(|(pid, ppid, _)| members.contains(ppid) && !members.contains(pid))
+            .map(|(pid, _, _)| *pid)
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        members.extend(more);
+    }
+    let mut groups: Vec<i32> = table
+        .iter()
+        .filter(|(pid, _, _)| members.contains(pid))
+        .map(|(_, _, g)| *g)
+        .filter(|g| *g > 1)
+        .collect();
+    groups.push(pgid);
+    groups.sort_unstable();
+    groups.dedup();
+    for group in groups {
+        // SAFETY: kill(2) with a negative pid signals a process group of this pod's tree.
         unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
+            libc::kill(-group, libc::SIGKILL);
         }
     }
+    for pid in members {
+        // SAFETY: kill(2) on a process of this pod's tree.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// (pid, parent pid, process group) of every process, from /proc.
+fn process_table() -> Vec<(i32, i32, i32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if let (Some(ppid), Some(pgrp)) = (
+            fields.get(1).and_then(|f| f.parse().ok()),
+            fields.get(2).and_then(|f| f.parse().ok()),
+        ) {
+            out.push((pid, ppid, pgrp));
+        }
+    }
+    out
 }
 
 /// SIGKILLs every pod process group (on drop of the double).

@@ -47,6 +47,9 @@
 //! references stay literal) in its own process group, in `workingDir` if
 //! set, stdin null, stdout+stderr appended to a per-pod log file. The image
 //! is ignored; a container without `command`/`args` fails with `StartError`.
+//! Killing a pod (deadline, `fail_pod`, `disrupt_pod`, delete) kills its
+//! whole process tree, as a container runtime ends the whole cgroup: the
+//! process group and every descendant, also those in groups of their own.
 //! The environment is the test process's, plus `HOSTNAME`, `envFrom` and
 //! `env` (literal values, `fieldRef` of `metadata.name`/`namespace`/`uid`,
 //! `metadata.annotations['k']`, `metadata.labels['k']`, `secretKeyRef` and

@@ -22,12 +22,15 @@
 use super::api::{api_code, Api};
 use super::config::KubernetesConfig;
 use super::job_manifest::{
-    batch_manifest, manifest_file_name, render_batch, ANNOTATION_MANIFEST,
+    batch_job_name, batch_manifest, manifest_file_name, render_batch, ANNOTATION_MANIFEST,
     ANNOTATION_MANIFEST_HASH, LABEL_BATCH, LABEL_CAMPAIGN, LABEL_STEP,
 };
 use super::names::label_value;
 use super::pod_report::{read_pod, PodState};
 use crate::launch::{AttemptOutcome, Batch, ExecutorEvent, JobRef};
+use crate::slurm::array_plan::{
+    rebalance_throttles, throttle_for_new_array, ArrayLoad, ThrottleDecision,
+};
 use crate::slurm::manifest::{parse_manifest, write_atomically};
 use crate::task_runner::now;
 use crate::{Executor, ExecutorError};
@@ -35,10 +38,10 @@ use flow_dsl::error_class::ErrorClass;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
+use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::Duration;
@@ -61,28 +64,59 @@ pub struct KubernetesSettings {
 /// One Job this driver watches: completion index N runs `tasks[N]`.
 #[derive(Debug)]
 struct TrackedJob {
+    step: String,
+    /// Order of creation or adoption (older Jobs get freed capacity first).
+    seq: u64,
+    /// The Job's `spec.parallelism`: its share of the step's `max_running`.
+    parallelism: u32,
     tasks: Vec<(String, u32)>,
     started: Vec<bool>,
     finished: Vec<bool>,
     unfinished: usize,
+    /// Indexes the Job's status called finished when it was adopted: if the first full
+    /// listing of pods has none for them (garbage-collected while no driver ran), they
+    /// are reported lost instead of awaited forever.
+    to_verify: Vec<usize>,
 }
 
 impl TrackedJob {
-    fn new(tasks: Vec<(String, u32)>) -> Self {
+    fn new(step: String, seq: u64, parallelism: u32, tasks: Vec<(String, u32)>) -> Self {
         let n = tasks.len();
         TrackedJob {
+            step,
+            seq,
+            parallelism,
             tasks,
             started: vec![false; n],
             finished: vec![false; n],
             unfinished: n,
+            to_verify: Vec::new(),
         }
     }
+
+    fn load(&self) -> ArrayLoad {
+        ArrayLoad {
+            throttle: self.parallelism,
+            remaining: self.unfinished as u32,
+        }
+    }
+}
+
+/// A batch whose step has no free share of `max_running` yet: its manifest is written,
+/// its Job is created once capacity frees.
+#[derive(Debug)]
+struct HeldBatch {
+    batch: Batch,
+    hash: String,
+    manifest: PathBuf,
 }
 
 /// What the watch task hands the driver thread.
 enum WatchNews {
     Pod(Box<Pod>),
     Deleted(Box<Pod>),
+    /// A full listing (initial or after 410 Gone) was delivered.
+    Listed,
     Error(String),
 }
 
@@ -91,6 +125,10 @@ pub struct KubernetesExecutor {
     api: Api,
     settings: KubernetesSettings,
     jobs: HashMap<String, TrackedJob>,
+    next_seq: u64,
+    /// Step-wide `max_running` of each step that has one.
+    caps: HashMap<String, u32>,
+    held: VecDeque<HeldBatch>,
     news: Option<Receiver<WatchNews>>,
     queued: Vec<ExecutorEvent>,
     /// Pods seen disrupted (the index was recreated by Kubernetes, not counted as a failure).
@@ -125,6 +163,9 @@ impl KubernetesExecutor {
             api,
             settings,
             jobs: HashMap::new(),
+            next_seq: 0,
+            caps: HashMap::new(),
+            held: VecDeque::new(),
             news: None,
             queued: Vec::new(),
             disruptions: 0,
@@ -172,7 +213,8 @@ impl KubernetesExecutor {
                         WatchNews::Pod(Box::new(pod))
                     }
                     Ok(watcher::Event::Delete(pod)) => WatchNews::Deleted(Box::new(pod)),
-                    Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
+                    Ok(watcher::Event::InitDone) => WatchNews::Listed,
+                    Ok(watcher::Event::Init) => continue,
                     Err(e) => WatchNews::Error(e.to_string()),
                 };
                 if tx.send(news).is_err() {
@@ -183,8 +225,9 @@ impl KubernetesExecutor {
         self.news = Some(rx);
     }
 
-    /// Create the Job, or adopt the one with the same name and manifest.
-    fn create_or_adopt(&self, job: Job, manifest_hash: &str) -> Result<bool, ExecutorError> {
+    /// Create the Job, or adopt the one with the same name and manifest. Returns the
+    /// parallelism of the Job that exists now.
+    fn create_or_adopt(&self, job: Job, manifest_hash: &str) -> Result<u32, ExecutorError> {
         let api = self.jobs_api();
         let name = job.metadata.name.clone().unwrap_or_default();
         let created = self.runtime.block_on(
@@ -192,7 +235,7 @@ impl KubernetesExecutor {
                 .call(|| async { api.create(&PostParams::default(), &job).await }),
         );
         match created {
-            Ok(_) => Ok(true),
+            Ok(job) => Ok(parallelism_of(&job)),
             Err(e) if api_code(&e) == Some(409) => {
                 let existing = self
                     .runtime
@@ -213,7 +256,7 @@ impl KubernetesExecutor {
                         ),
                     });
                 }
-                Ok(false)
+                Ok(parallelism_of(&existing))
             }
             Err(e) if matches!(api_code(&e), Some(400 | 403 | 422)) => {
                 Err(ExecutorError::SubmitRejected {
@@ -222,6 +265,181 @@ impl KubernetesExecutor {
                 })
             }
             Err(e) => Err(backend(format!("creating Job {name}: {e}"))),
+        }
+    }
+
+    /// The parallelism a new Job of this batch may have now, or `None` when its step's
+    /// `max_running` is taken by the step's Jobs already created.
+    fn share_for(&self, batch: &Batch) -> Option<u32> {
+        let len = batch.tasks.len() as u32;
+        let loads = self.loads(&batch.step);
+        match throttle_for_new_array(self.caps.get(&batch.step).copied(), &loads, len) {
+            ThrottleDecision::Submit(share) => Some(share.unwrap_or(len).min(len).max(1)),
+            ThrottleDecision::Wait => None,
+        }
+    }
+
+    /// The step's live Jobs, oldest first: (name, load).
+    fn live_jobs(&self, step: &str) -> Vec<(String, ArrayLoad)> {
+        let mut live: Vec<(&String, &TrackedJob)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.step == step && j.unfinished > 0)
+            .collect();
+        live.sort_by_key(|(_, j)| j.seq);
+        live.into_iter()
+            .map(|(name, j)| (name.clone(), j.load()))
+            .collect()
+    }
+
+    fn loads(&self, step: &str) -> Vec<ArrayLoad> {
+        self.live_jobs(step).into_iter().map(|(_, l)| l).collect()
+    }
+
+    /// Render and create (or adopt) the Job of a batch with this parallelism, and track it.
+    fn create(&mut self, held: &HeldBatch, parallelism: u32) -> Result<(), ExecutorError> {
+        let mut batch = held.batch.clone();
+        batch.max_running = Some(parallelism);
+        let job_type = self
+            .settings
+            .step_job_types
+            .get(&batch.step)
+            .cloned()
+            .flatten();
+        let documents = render_batch(
+            &self.settings.campaign_tag,
+            &batch,
+            job_type.as_deref(),
+            &self.settings.config,
+            &held.manifest.display().to_string(),
+            &self.settings.config.flow_binary,
+        )
+        .map_err(|e| ExecutorError::SubmitRejected {
+            backend: BACKEND.into(),
+            message: e.to_string(),
+        })?;
+        for document in documents {
+            let job: Job = serde_json::from_value(document)
+                .map_err(|e| backend(format!("rendered Job does not parse: {e}")))?;
+            let name = job.metadata.name.clone().unwrap_or_default();
+            let parallelism = self.create_or_adopt(job, &held.hash)?;
+            let tasks = batch
+                .tasks
+                .iter()
+                .map(|t| (t.task_id.clone(), t.attempt))
+                .collect();
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.jobs
+                .entry(name)
+                .or_insert_with(|| TrackedJob::new(batch.step.clone(), seq, parallelism, tasks));
+        }
+        Ok(())
+    }
+
+    /// Hand the capacity that finished tasks freed to held batches (in order), else to the
+    /// step's live Jobs (oldest first, by raising their parallelism).
+    fn share_capacity(&mut self) {
+        let mut waiting_steps: Vec<String> = Vec::new();
+        let mut still_held = VecDeque::new();
+        while let Some(held) = self.held.pop_front() {
+            let step = held.batch.step.clone();
+            if waiting_steps.contains(&step) {
+                still_held.push_back(held);
+                continue;
+            }
+            match self.share_for(&held.batch) {
+                Some(parallelism) => {
+                    if let Err(e) = self.create(&held, parallelism) {
+                        self.report_unsubmitted(
+                            &held.batch,
+                            ErrorClass::SubmitRejected,
+                            &e.to_string(),
+                        );
+                    }
+                }
+                None => {
+                    waiting_steps.push(step);
+                    still_held.push_back(held);
+                }
+            }
+        }
+        self.held = still_held;
+        let steps: Vec<(String, u32)> = self
+            .caps
+            .iter()
+            .filter(|(step, _)| !waiting_steps.contains(step))
+            .map(|(s, c)| (s.clone(), *c))
+            .collect();
+        for (step, cap) in steps {
+            let live = self.live_jobs(&step);
+            let loads: Vec<ArrayLoad> = live.iter().map(|(_, l)| *l).collect();
+            for (i, parallelism) in rebalance_throttles(cap, &loads) {
+                let name = &live[i].0;
+                let api = self.jobs_api();
+                let patch = Patch::Merge(serde_json::json!({"spec": {"parallelism": parallelism}}));
+                let patched = self.runtime.block_on(
+                    self.api
+                        .call(|| async { api.patch(name, &PatchParams::default(), &patch).await }),
+                );
+                match patched {
+                    Ok(_) => {
+                        if let Some(job) = self.jobs.get_mut(name) {
+                            job.parallelism = parallelism;
+                        }
+                    }
+                    Err(e) => eprintln!("kubernetes: raising the parallelism of Job {name}: {e}"),
+                }
+            }
+        }
+    }
+
+    /// End the tasks of a batch that never became a Job.
+    fn report_unsubmitted(&mut self, batch: &Batch, class: ErrorClass, message: &str) {
+        let t = now();
+        for task in &batch.tasks {
+            self.queued.push(ExecutorEvent::Finished {
+                task_id: task.task_id.clone(),
+                attempt: task.attempt,
+                outcome: AttemptOutcome {
+                    exit_code: None,
+                    signal: None,
+                    error_class: Some(class),
+                    message: Some(message.to_string()),
+                    started_at: None,
+                    ended_at: Some(t),
+                },
+            });
+        }
+    }
+
+    /// After a full pod listing: the indexes adopted Jobs called finished that have no pod
+    /// any more and were not reported will never be; report them lost (retried).
+    fn verify_adopted(&mut self) {
+        let t = now();
+        for (name, job) in self.jobs.iter_mut() {
+            for n in std::mem::take(&mut job.to_verify) {
+                if n >= job.tasks.len() || job.finished[n] {
+                    continue;
+                }
+                job.finished[n] = true;
+                job.unfinished -= 1;
+                let (task_id, attempt) = job.tasks[n].clone();
+                self.queued.push(ExecutorEvent::Finished {
+                    task_id,
+                    attempt,
+                    outcome: AttemptOutcome {
+                        exit_code: None,
+                        signal: None,
+                        error_class: Some(ErrorClass::NodeFailure),
+                        message: Some(format!(
+                            "index {n} of Job {name} ended while no driver watched, and its pod is gone without a result"
+                        )),
+                        started_at: None,
+                        ended_at: Some(t),
+                    },
+                });
+            }
         }
     }
 
@@ -412,6 +630,25 @@ impl KubernetesExecutor {
     }
 }
 
+fn parallelism_of(job: &Job) -> u32 {
+    job.spec
+        .as_ref()
+        .and_then(|s| s.parallelism)
+        .map_or(1, |p| p.max(0) as u32)
+}
+
+/// Completion indexes in Kubernetes' interval form (`"0-3,5"`).
+fn parse_indexes(text: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
+            out.extend(a..=b.min(a + 1_000_000));
+        }
+    }
+    out
+}
+
 fn annotation<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
     job.metadata
         .annotations
@@ -439,45 +676,26 @@ impl Executor for KubernetesExecutor {
         }
         write_atomically(&manifest, text.as_bytes())
             .map_err(|e| ExecutorError::io(format!("writing {}", manifest.display()), e))?;
-        let job_type = self
-            .settings
-            .step_job_types
-            .get(&batch.step)
-            .cloned()
-            .flatten();
-        let documents = render_batch(
-            &self.settings.campaign_tag,
-            &batch,
-            job_type.as_deref(),
-            &self.settings.config,
-            &manifest.display().to_string(),
-            &self.settings.config.flow_binary,
-        )
-        .map_err(|e| ExecutorError::SubmitRejected {
-            backend: BACKEND.into(),
-            message: e.to_string(),
-        })?;
-        let mut refs = Vec::new();
-        for document in documents {
-            let job: Job = serde_json::from_value(document)
-                .map_err(|e| backend(format!("rendered Job does not parse: {e}")))?;
-            let name = job.metadata.name.clone().unwrap_or_default();
-            self.create_or_adopt(job, &hash)?;
-            let tasks = batch
-                .tasks
-                .iter()
-                .map(|t| (t.task_id.clone(), t.attempt))
-                .collect();
-            self.jobs
-                .entry(name.clone())
-                .or_insert_with(|| TrackedJob::new(tasks));
-            refs.push(JobRef {
-                job_id: name,
-                step: batch.step.clone(),
-                batch_key: batch.batch_key.clone(),
-            });
+        if let Some(cap) = batch.max_running {
+            self.caps.insert(batch.step.clone(), cap.max(1));
         }
-        Ok(refs)
+        let job_ref = JobRef {
+            job_id: batch_job_name(&self.settings.campaign_tag, &batch, &hash),
+            step: batch.step.clone(),
+            batch_key: batch.batch_key.clone(),
+        };
+        let held = HeldBatch {
+            batch,
+            hash,
+            manifest,
+        };
+        // Batches of a step queue behind its held ones, so they start in order.
+        let queued_behind = self.held.iter().any(|h| h.batch.step == held.batch.step);
+        match self.share_for(&held.batch) {
+            Some(parallelism) if !queued_behind => self.create(&held, parallelism)?,
+            _ => self.held.push_back(held),
+        }
+        Ok(vec![job_ref])
     }
 
     fn poll(&mut self, max_wait: Duration) -> Result<Vec<ExecutorEvent>, ExecutorError> {
@@ -500,6 +718,7 @@ impl Executor for KubernetesExecutor {
             match item {
                 WatchNews::Pod(pod) => self.on_pod(&pod),
                 WatchNews::Deleted(pod) => self.on_pod_deleted(&pod),
+                WatchNews::Listed => self.verify_adopted(),
                 WatchNews::Error(e) => {
                     // The watcher backs off and re-lists on its own; say it once per kind.
                     if self.last_watch_error.as_deref() != Some(e.as_str()) {
@@ -509,6 +728,7 @@ impl Executor for KubernetesExecutor {
                 }
             }
         }
+        self.share_capacity();
         Ok(std::mem::take(&mut self.queued))
     }
 
@@ -532,7 +752,19 @@ impl Executor for KubernetesExecutor {
                     .into_iter()
                     .map(|t| (t.task_id, t.attempt))
                     .collect();
-                self.jobs.insert(name.clone(), TrackedJob::new(tasks));
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                let mut tracked =
+                    TrackedJob::new(step.to_string(), seq, parallelism_of(&job), tasks);
+                if let Some(status) = &job.status {
+                    for text in [&status.completed_indexes, &status.failed_indexes]
+                        .into_iter()
+                        .flatten()
+                    {
+                        tracked.to_verify.extend(parse_indexes(text));
+                    }
+                }
+                self.jobs.insert(name.clone(), tracked);
             }
             refs.push(JobRef {
                 job_id: name,
@@ -560,6 +792,19 @@ impl Executor for KubernetesExecutor {
         }
         names.sort();
         names.dedup();
+        let held: Vec<HeldBatch> = self.held.drain(..).collect();
+        for h in held {
+            let name = batch_job_name(&self.settings.campaign_tag, &h.batch, &h.hash);
+            if jobs.is_empty() || names.contains(&name) {
+                self.report_unsubmitted(
+                    &h.batch,
+                    ErrorClass::Cancelled,
+                    "cancelled before submission",
+                );
+            } else {
+                self.held.push_back(h);
+            }
+        }
         self.delete_jobs(&names)?;
         for name in &names {
             self.finish_job(name, ErrorClass::Cancelled, "cancelled");
@@ -568,7 +813,8 @@ impl Executor for KubernetesExecutor {
     }
 
     fn in_flight(&self) -> usize {
-        self.jobs.values().map(|j| j.unfinished).sum()
+        self.jobs.values().map(|j| j.unfinished).sum::<usize>()
+            + self.held.iter().map(|h| h.batch.tasks.len()).sum::<usize>()
     }
 }
 
@@ -585,9 +831,24 @@ mod tests {
 
     #[test]
     fn a_tracked_job_starts_with_every_index_unfinished() {
-        let job = TrackedJob::new(vec![("a".into(), 1), ("b".into(), 2)]);
+        let job = TrackedJob::new("s".into(), 0, 2, vec![("a".into(), 1), ("b".into(), 2)]);
         assert_eq!(job.unfinished, 2);
         assert_eq!(job.started, vec![false, false]);
         assert_eq!(job.finished, vec![false, false]);
+        assert_eq!(
+            job.load(),
+            ArrayLoad {
+                throttle: 2,
+                remaining: 2
+            }
+        );
+    }
+
+    #[test]
+    fn completion_indexes_in_interval_form() {
+        assert_eq!(parse_indexes("0-3,5"), vec![0, 1, 2, 3, 5]);
+        assert_eq!(parse_indexes(""), Vec::<usize>::new());
+        assert_eq!(parse_indexes("7"), vec![7]);
+        assert_eq!(parse_indexes("x,2"), vec![2]);
     }
 }
