@@ -647,3 +647,44 @@ fn a_pod_lost_while_no_driver_ran_is_retried_not_awaited_forever() {
     ledger.sort();
     assert_eq!(ledger, ["0", "1"]);
 }
+
+#[test]
+fn on_a_cluster_without_per_index_retries_a_rerun_index_does_not_run_its_attempt_again() {
+    let double = double();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    campaign_with(
+        &double,
+        d,
+        "k8s-legacy",
+        "  work:\n    kind: command\n    array: {i: {range: [0, 2]}}\n    command: 'echo {{i}}-$FLOW_ATTEMPT >> ../../ledger; if [ {{i}} = 1 ] && [ \"$FLOW_ATTEMPT\" = 1 ]; then exit 3; fi'\n    execution: {batch_size: 2, max_retries: 1}\n",
+        "    server_version: \"1.27\"\n",
+    );
+    let out = k8s(d, &["run", "c.yaml"]);
+    assert_ok(&out);
+    let jobs = double.jobs(NS);
+    let first = jobs
+        .iter()
+        .find(|j| j.pointer("/metadata/annotations/flow~1batch") == Some(&"work-b00000".into()))
+        .unwrap();
+    assert!(first.pointer("/spec/backoffLimitPerIndex").is_none());
+    // Kubernetes reran the failed index of the first Job; that pod found the attempt's
+    // result and ran nothing: attempt 1 of task 1 ran once, attempt 2 once, in its own Job.
+    let first_name = first.pointer("/metadata/name").unwrap().as_str().unwrap();
+    let reruns = double
+        .pods(NS)
+        .into_iter()
+        .filter(|p| {
+            p.pointer("/metadata/labels/batch.kubernetes.io~1job-name") == Some(&first_name.into())
+                && completion_index(p) == "1"
+        })
+        .count();
+    assert_eq!(reruns, 2, "the index was rerun by Kubernetes");
+    let mut ledger: Vec<String> = std::fs::read_to_string(d.join("ledger"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ledger.sort();
+    assert_eq!(ledger, ["0-1", "1-1", "1-2"]);
+}

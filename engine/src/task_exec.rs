@@ -117,6 +117,22 @@ pub fn run_manifest(manifest: &Path, index: usize) -> i32 {
 
 /// Run one launch in the foreground and write its result.
 pub fn run_launch(launch: &TaskLaunch) -> i32 {
+    // A pod that Kubernetes started again for an index whose attempt already ended (a
+    // cluster without per-index retries reruns failed indexes): the attempt is decided and
+    // flow retries it with a new attempt of its own. Hand back the same result, run nothing.
+    if std::env::var_os(flow_executors::kubernetes::job_manifest::TERMINATION_MESSAGE_ENV).is_some()
+    {
+        if let Some(done) = flow_executors::task_runner::read_result(&launch.result_path) {
+            eprintln!(
+                "flow task: attempt {} of {} already has a result ({}); not running it again",
+                launch.attempt,
+                launch.task_id,
+                launch.result_path.display()
+            );
+            write_termination_message(launch, &done);
+            return 0;
+        }
+    }
     let outcome = run_to_completion(launch);
     let own = if launch.writes_result {
         flow_executors::task_runner::read_result(&launch.result_path)

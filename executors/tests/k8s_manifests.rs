@@ -493,3 +493,55 @@ fn invalid_inputs_are_errors_naming_the_value() {
     let err = render_batch("c", &bad_env, None, &generic_config(), MANIFEST, FLOW).unwrap_err();
     assert!(err.to_string().contains("FLOW_BAD-NAME"), "{err}");
 }
+
+#[test]
+fn older_clusters_get_jobs_without_per_index_retries_that_their_schema_accepts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // (server version, has podFailurePolicy)
+    for (version, schema, failure_policy) in
+        [("1.27", "1.27.0", true), ("v1.25.16", "1.25.0", false)]
+    {
+        let mut config = generic_config();
+        config.server_version = Some(version.into());
+        assert!(!config.per_index_backoff());
+        let job = render_batch("v1.0_calib", &small_batch(), None, &config, MANIFEST, FLOW)
+            .expect("renders")
+            .remove(0);
+        let spec = &job["spec"];
+        assert!(spec.get("backoffLimitPerIndex").is_none(), "{version}");
+        assert!(spec.get("maxFailedIndexes").is_none(), "{version}");
+        assert_eq!(spec["backoffLimit"], i64::from(i32::MAX), "{version}");
+        match spec.get("podFailurePolicy") {
+            Some(policy) => {
+                assert!(failure_policy, "{version}");
+                // Only the disruption rule: FailIndex does not exist there.
+                assert_eq!(policy["rules"].as_array().unwrap().len(), 1);
+                assert_eq!(policy["rules"][0]["action"], "Ignore");
+            }
+            None => assert!(!failure_policy, "{version}"),
+        }
+        let file = write_json(dir.path(), &format!("legacy-{schema}"), &job);
+        let (ok, output) = kubernetes_validate(schema, &[file]);
+        assert!(ok, "Kubernetes {schema} rejected the Job:\n{output}");
+        // The modern Job is not valid there: the check can fail.
+        let modern = render_batch(
+            "v1.0_calib",
+            &small_batch(),
+            None,
+            &generic_config(),
+            MANIFEST,
+            FLOW,
+        )
+        .unwrap()
+        .remove(0);
+        let file = write_json(dir.path(), &format!("modern-{schema}"), &modern);
+        let (ok, output) = kubernetes_validate(schema, &[file]);
+        assert!(
+            !ok,
+            "Kubernetes {schema} accepted per-index fields:\n{output}"
+        );
+    }
+    let mut config = generic_config();
+    config.server_version = Some("1.31+".into());
+    assert!(config.per_index_backoff());
+}

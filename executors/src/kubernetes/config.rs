@@ -105,6 +105,11 @@ pub struct KubernetesConfig {
     /// Most API requests per second the driver makes (a token bucket shared by every call).
     #[serde(default = "default_api_requests_per_second")]
     pub api_requests_per_second: u32,
+    /// The cluster's Kubernetes version (`"1.27"`). `flow run` asks the API server when it is
+    /// absent; `flow plan` then assumes 1.29 or later. Before 1.29 Jobs go without
+    /// `backoffLimitPerIndex`, `maxFailedIndexes` and the `FailIndex` action.
+    #[serde(default)]
+    pub server_version: Option<String>,
 }
 
 /// The campaign volume: a PersistentVolumeClaim mounted at the same path in every pod.
@@ -170,6 +175,19 @@ fn default_gpu_resource() -> String {
     DEFAULT_GPU_RESOURCE.to_string()
 }
 
+/// `"1.27"`, `"v1.27.3"`, `"1.27+"` (as some providers report the minor) → (1, 27).
+pub fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let text = text.trim().trim_start_matches('v');
+    let mut parts = text.split('.');
+    let major = parts.next()?.trim_end_matches('+').parse().ok()?;
+    let minor_text = parts.next()?;
+    let digits: String = minor_text
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    Some((major, digits.parse().ok()?))
+}
+
 fn default_flow_binary() -> String {
     DEFAULT_FLOW_BINARY.to_string()
 }
@@ -188,6 +206,22 @@ impl KubernetesConfig {
     /// the wrong type; the error names the field.
     pub fn from_json(value: &serde_json::Value) -> Result<KubernetesConfig, serde_json::Error> {
         KubernetesConfig::deserialize(value)
+    }
+
+    /// The (major, minor) of `server_version`, if it is set and reads as a version.
+    pub fn server_minor(&self) -> Option<(u32, u32)> {
+        parse_version(self.server_version.as_deref()?)
+    }
+
+    /// Whether Jobs may use per-index retries (`backoffLimitPerIndex`, `maxFailedIndexes`,
+    /// `FailIndex`): on by default in 1.29, GA in 1.33. Unknown version: yes.
+    pub fn per_index_backoff(&self) -> bool {
+        self.server_minor().is_none_or(|v| v >= (1, 29))
+    }
+
+    /// Whether Jobs may carry a `podFailurePolicy` (on by default since 1.26).
+    pub fn pod_failure_policy(&self) -> bool {
+        self.server_minor().is_none_or(|v| v >= (1, 26))
     }
 
     /// Node selector and tolerations of a job type: the global ones with the job type's

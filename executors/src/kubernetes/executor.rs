@@ -145,7 +145,7 @@ fn backend(message: impl Into<String>) -> ExecutorError {
 
 impl KubernetesExecutor {
     /// Connect (kubeconfig or in-cluster). Nothing is created until `submit`.
-    pub fn connect(settings: KubernetesSettings) -> Result<Self, ExecutorError> {
+    pub fn connect(mut settings: KubernetesSettings) -> Result<Self, ExecutorError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("flow-kubernetes")
@@ -158,6 +158,18 @@ impl KubernetesExecutor {
                 settings.config.api_requests_per_second,
             ))
             .map_err(backend)?;
+        if settings.config.server_version.is_none() {
+            // Which Job fields the cluster has (per-index retries since 1.29).
+            let client = api.client.clone();
+            match runtime.block_on(async { client.apiserver_version().await }) {
+                Ok(info) => {
+                    settings.config.server_version = Some(format!("{}.{}", info.major, info.minor))
+                }
+                Err(e) => eprintln!(
+                    "kubernetes: cannot read the server version ({e}); assuming 1.29 or later"
+                ),
+            }
+        }
         Ok(KubernetesExecutor {
             runtime,
             api,
@@ -171,6 +183,11 @@ impl KubernetesExecutor {
             disruptions: 0,
             last_watch_error: None,
         })
+    }
+
+    /// The cluster version Jobs are rendered for (configured or asked at connect).
+    pub fn server_version(&self) -> Option<&str> {
+        self.settings.config.server_version.as_deref()
     }
 
     fn namespace(&self) -> &str {

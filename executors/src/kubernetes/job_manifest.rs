@@ -35,6 +35,9 @@ pub const ANNOTATION_MANIFEST_HASH: &str = "flow/manifest-hash";
 pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 pub const TERMINATION_MESSAGE_ENV: &str = "FLOW_TERMINATION_MESSAGE";
 
+/// The Job-wide `backoffLimit` on clusters without per-index limits (the largest int32).
+pub const LEGACY_BACKOFF_LIMIT: i64 = i32::MAX as i64;
+
 /// Most completions one Indexed Job may have when `backoffLimitPerIndex` is set.
 pub const MAX_COMPLETIONS: usize = 100_000;
 
@@ -160,16 +163,28 @@ pub fn render_batch(
     job_spec.insert("completionMode".into(), json!("Indexed"));
     job_spec.insert("completions".into(), json!(tasks));
     job_spec.insert("parallelism".into(), json!(parallelism));
-    job_spec.insert(
-        "backoffLimitPerIndex".into(),
-        json!(config.backoff_limit_per_index),
-    );
-    let max_failed = config
-        .max_failed_indexes
-        .map(|m| (m as usize).min(tasks))
-        .unwrap_or(tasks);
-    job_spec.insert("maxFailedIndexes".into(), json!(max_failed));
-    job_spec.insert("podFailurePolicy".into(), pod_failure_policy());
+    if config.per_index_backoff() {
+        job_spec.insert(
+            "backoffLimitPerIndex".into(),
+            json!(config.backoff_limit_per_index),
+        );
+        let max_failed = config
+            .max_failed_indexes
+            .map(|m| (m as usize).min(tasks))
+            .unwrap_or(tasks);
+        job_spec.insert("maxFailedIndexes".into(), json!(max_failed));
+    } else {
+        // No per-index limit before 1.29: Kubernetes reruns a failed index until this
+        // Job-wide limit, and the rerun finds the attempt's result on the volume and exits
+        // at once (`flow task run-manifest`); flow retries with a new attempt in a new Job.
+        job_spec.insert("backoffLimit".into(), json!(LEGACY_BACKOFF_LIMIT));
+    }
+    if config.pod_failure_policy() {
+        job_spec.insert(
+            "podFailurePolicy".into(),
+            pod_failure_policy(config.per_index_backoff()),
+        );
+    }
     job_spec.insert(
         "ttlSecondsAfterFinished".into(),
         json!(config.ttl_seconds_after_finished),
@@ -198,24 +213,24 @@ pub fn render_batch(
 
 /// Disruptions (node drain, preemption, eviction) are ignored: the index is recreated and
 /// does not count against `backoffLimitPerIndex` (nor, in flow, against `max_retries`). Any
-/// other non-zero exit of the task container fails the index at once; flow retries it.
-fn pod_failure_policy() -> Value {
-    json!({
-        "rules": [
-            {
-                "action": "Ignore",
-                "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]
-            },
-            {
-                "action": "FailIndex",
-                "onExitCodes": {
-                    "containerName": CONTAINER_NAME,
-                    "operator": "NotIn",
-                    "values": [0]
-                }
+/// other non-zero exit of the task container fails the index at once (where the cluster has
+/// `FailIndex`); flow retries it.
+fn pod_failure_policy(fail_index: bool) -> Value {
+    let mut rules = vec![json!({
+        "action": "Ignore",
+        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]
+    })];
+    if fail_index {
+        rules.push(json!({
+            "action": "FailIndex",
+            "onExitCodes": {
+                "containerName": CONTAINER_NAME,
+                "operator": "NotIn",
+                "values": [0]
             }
-        ]
-    })
+        }));
+    }
+    json!({ "rules": rules })
 }
 
 fn pod_spec(
