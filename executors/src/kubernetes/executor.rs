@@ -366,15 +366,23 @@ impl KubernetesExecutor {
                 continue;
             }
             match self.share_for(&held.batch) {
-                Some(parallelism) => {
-                    if let Err(e) = self.create(&held, parallelism) {
+                Some(parallelism) => match self.create(&held, parallelism) {
+                    Ok(()) => {}
+                    Err(e @ ExecutorError::SubmitRejected { .. }) => {
                         self.report_unsubmitted(
                             &held.batch,
                             ErrorClass::SubmitRejected,
                             &e.to_string(),
                         );
                     }
-                }
+                    Err(e) => {
+                        // The API is not answering (retries exhausted): keep the batch and
+                        // try again at the next poll.
+                        eprintln!("kubernetes: {e} (will try again)");
+                        waiting_steps.push(step);
+                        still_held.push_back(held);
+                    }
+                },
                 None => {
                     waiting_steps.push(step);
                     still_held.push_back(held);

@@ -1,0 +1,118 @@
+//! API traffic and wall time of a campaign on the Kubernetes executor, against the
+//! in-process API double (`flow-kube-double`: pods are local processes). Run with
+//! `cargo bench -p flow-engine --bench kubernetes_api` (release build of `flow`).
+//!
+//! The figure that matters is the number of API requests per campaign: one create per Job,
+//! one LIST and a few WATCH requests for the whole campaign, a PATCH when freed capacity
+//! raises a Job's parallelism, and nothing per task. Wall time here is dominated by starting
+//! 1,000 local processes on this machine, not by the API.
+//!
+//! Results are printed; docs/BENCHMARKS.md records them.
+
+use flow_kube_double::{ApiDouble, Options};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+const NS: &str = "bench";
+const TASKS: usize = 1000;
+const BATCH: usize = 100;
+const MAX_RUNNING: usize = 50;
+
+fn flow_bin() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let status = Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "flow-engine",
+            "--bin",
+            "flow",
+        ])
+        .current_dir(root)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success());
+    root.join("target/release/flow")
+}
+
+fn main() {
+    let flow = flow_bin();
+    let double = ApiDouble::start(Options {
+        namespace: NS.into(),
+        ..Options::default()
+    })
+    .expect("the API double starts");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    double.write_kubeconfig(&d.join("kubeconfig")).unwrap();
+    std::fs::write(
+        d.join("machine.yaml"),
+        format!(
+            "machine:\n  name: bench-k8s\n  executor: kubernetes\n  root: {}\n  launcher: none\n  kubernetes:\n    namespace: {NS}\n    image: registry.invalid/flow:bench\n    flow_binary: {}\n  job_types:\n    small: {{cpus_per_task: 1, mem: 100M, time: 10m}}\n  defaults:\n    resources: {{job_type: small}}\n",
+            d.join("root").display(),
+            flow.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("c.yaml"),
+        format!("campaign: {{name: kbench, version: v1, machine: machine.yaml, output: out}}\nsteps:\n  work:\n    kind: command\n    array: {{i: {{range: [0, {TASKS}]}}}}\n    command: 'true'\n    execution: {{batch_size: {BATCH}, max_running: {MAX_RUNNING}}}\n"),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let out = Command::new(&flow)
+        .args(["run", "c.yaml"])
+        .current_dir(d)
+        .env("KUBECONFIG", d.join("kubeconfig"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("flow runs");
+    let wall = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    let requests = double.requests();
+    for r in &requests {
+        let resource = r
+            .path
+            .split('/')
+            .skip_while(|p| *p != "namespaces")
+            .nth(2)
+            .unwrap_or(r.path.as_str())
+            .to_string();
+        let sub = r
+            .path
+            .split('/')
+            .nth(7)
+            .map(|s| format!("/{s}"))
+            .unwrap_or_default();
+        let verb = if r.is_watch() {
+            "WATCH"
+        } else if r.is_list() {
+            "LIST"
+        } else {
+            r.method.as_str()
+        };
+        *kinds.entry(format!("{verb} {resource}{sub}")).or_default() += 1;
+    }
+    let jobs = double.jobs(NS).len();
+    println!("kubernetes_api: {TASKS} tasks, batch_size {BATCH}, max_running {MAX_RUNNING}");
+    println!("  flow run wall time: {:.2} s", wall.as_secs_f64());
+    println!("  Jobs created: {jobs}");
+    println!("  API requests: {} in all", requests.len());
+    for (kind, n) in &kinds {
+        println!("    {kind}: {n}");
+    }
+    println!(
+        "  requests per task: {:.3}",
+        requests.len() as f64 / TASKS as f64
+    );
+}
