@@ -64,20 +64,30 @@ fn main() {
     )
     .unwrap();
     let start = Instant::now();
-    let out = Command::new(&flow)
+    let log = std::fs::File::create(d.join("driver.log")).unwrap();
+    let child = Command::new(&flow)
         .args(["run", "c.yaml"])
         .current_dir(d)
         .env("KUBECONFIG", d.join("kubeconfig"))
         .env("NO_COLOR", "1")
-        .output()
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
         .expect("flow runs");
+    // The driver's own CPU time and memory (the pods are the double's children, not its).
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child; usage is a valid out-pointer.
+    unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    std::mem::forget(child);
     let wall = start.elapsed();
     assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        status == 0,
+        "{}",
+        std::fs::read_to_string(d.join("driver.log")).unwrap_or_default()
     );
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let cpu = seconds(usage.ru_utime) + seconds(usage.ru_stime);
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
     let requests = double.requests();
     for r in &requests {
@@ -88,12 +98,13 @@ fn main() {
             .nth(2)
             .unwrap_or(r.path.as_str())
             .to_string();
-        let sub = r
-            .path
-            .split('/')
-            .nth(7)
-            .map(|s| format!("/{s}"))
-            .unwrap_or_default();
+        // `.../namespaces/NS/pods/NAME/log` -> `pods/<name>/log`: names are not kinds.
+        let named = r.path.split('/').skip_while(|p| *p != "namespaces").count() > 3;
+        let sub = match (named, r.path.rsplit('/').next()) {
+            (true, Some("log")) => "/<name>/log".to_string(),
+            (true, _) => "/<name>".to_string(),
+            _ => String::new(),
+        };
         let verb = if r.is_watch() {
             "WATCH"
         } else if r.is_list() {
@@ -106,6 +117,10 @@ fn main() {
     let jobs = double.jobs(NS).len();
     println!("kubernetes_api: {TASKS} tasks, batch_size {BATCH}, max_running {MAX_RUNNING}");
     println!("  flow run wall time: {:.2} s", wall.as_secs_f64());
+    println!(
+        "  driver CPU (user + sys): {cpu:.2} s, peak RSS {:.1} MB",
+        usage.ru_maxrss as f64 / 1024.0
+    );
     println!("  Jobs created: {jobs}");
     println!("  API requests: {} in all", requests.len());
     for (kind, n) in &kinds {
