@@ -545,3 +545,21 @@ fn older_clusters_get_jobs_without_per_index_retries_that_their_schema_accepts()
     config.server_version = Some("1.31+".into());
     assert!(config.per_index_backoff());
 }
+
+#[test]
+fn the_in_cluster_driver_example_validates_strictly() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("examples/kubernetes/driver-in-cluster.yaml");
+    for version in VERSIONS {
+        let (ok, output) = kubernetes_validate(version, std::slice::from_ref(&example));
+        assert!(ok, "Kubernetes {version}:\n{output}");
+        let passed = output
+            .lines()
+            .filter(|l| l.contains("passed for resource"))
+            .count();
+        // ServiceAccount, Role, RoleBinding, PersistentVolumeClaim, Job.
+        assert_eq!(passed, 5, "Kubernetes {version}:\n{output}");
+    }
+}
