@@ -99,6 +99,19 @@ pub struct AttemptOutcome {
 }
 
 impl AttemptOutcome {
+    /// An attempt that ended without an exit status of its own: never submitted, cancelled,
+    /// lost with its node or pod.
+    pub fn ended_without_exit(class: ErrorClass, message: &str, at: f64) -> Self {
+        AttemptOutcome {
+            exit_code: None,
+            signal: None,
+            error_class: Some(class),
+            message: Some(message.to_string()),
+            started_at: None,
+            ended_at: Some(at),
+        }
+    }
+
     pub fn succeeded(&self) -> bool {
         self.error_class.is_none()
     }

@@ -94,6 +94,16 @@ impl TrackedJob {
         }
     }
 
+    /// Mark index `n` finished; its (task, attempt) when it was not already.
+    fn finish(&mut self, n: usize) -> Option<(String, u32)> {
+        if n >= self.tasks.len() || self.finished[n] {
+            return None;
+        }
+        self.finished[n] = true;
+        self.unfinished -= 1;
+        Some(self.tasks[n].clone())
+    }
+
     fn load(&self) -> ArrayLoad {
         ArrayLoad {
             throttle: self.parallelism,
@@ -426,14 +436,7 @@ impl KubernetesExecutor {
             self.queued.push(ExecutorEvent::Finished {
                 task_id: task.task_id.clone(),
                 attempt: task.attempt,
-                outcome: AttemptOutcome {
-                    exit_code: None,
-                    signal: None,
-                    error_class: Some(class),
-                    message: Some(message.to_string()),
-                    started_at: None,
-                    ended_at: Some(t),
-                },
+                outcome: AttemptOutcome::ended_without_exit(class, message, t),
             });
         }
     }
@@ -444,26 +447,20 @@ impl KubernetesExecutor {
         let t = now();
         for (name, job) in self.jobs.iter_mut() {
             for n in std::mem::take(&mut job.to_verify) {
-                if n >= job.tasks.len() || job.finished[n] {
-                    continue;
+                if let Some((task_id, attempt)) = job.finish(n) {
+                    let message = format!(
+                        "index {n} of Job {name} ended while no driver watched, and its pod is gone without a result"
+                    );
+                    self.queued.push(ExecutorEvent::Finished {
+                        task_id,
+                        attempt,
+                        outcome: AttemptOutcome::ended_without_exit(
+                            ErrorClass::NodeFailure,
+                            &message,
+                            t,
+                        ),
+                    });
                 }
-                job.finished[n] = true;
-                job.unfinished -= 1;
-                let (task_id, attempt) = job.tasks[n].clone();
-                self.queued.push(ExecutorEvent::Finished {
-                    task_id,
-                    attempt,
-                    outcome: AttemptOutcome {
-                        exit_code: None,
-                        signal: None,
-                        error_class: Some(ErrorClass::NodeFailure),
-                        message: Some(format!(
-                            "index {n} of Job {name} ended while no driver watched, and its pod is gone without a result"
-                        )),
-                        started_at: None,
-                        ended_at: Some(t),
-                    },
-                });
             }
         }
     }
@@ -503,8 +500,7 @@ impl KubernetesExecutor {
                     Some(own) if own.task_id == task_id && own.attempt == attempt => own.outcome,
                     _ => outcome,
                 };
-                job.finished[n] = true;
-                job.unfinished -= 1;
+                job.finish(n);
                 self.queued.push(ExecutorEvent::Finished {
                     task_id,
                     attempt,
@@ -559,24 +555,13 @@ impl KubernetesExecutor {
         };
         let t = now();
         for n in 0..job.tasks.len() {
-            if job.finished[n] {
-                continue;
+            if let Some((task_id, attempt)) = job.finish(n) {
+                self.queued.push(ExecutorEvent::Finished {
+                    task_id,
+                    attempt,
+                    outcome: AttemptOutcome::ended_without_exit(class, message, t),
+                });
             }
-            job.finished[n] = true;
-            job.unfinished -= 1;
-            let (task_id, attempt) = job.tasks[n].clone();
-            self.queued.push(ExecutorEvent::Finished {
-                task_id,
-                attempt,
-                outcome: AttemptOutcome {
-                    exit_code: None,
-                    signal: None,
-                    error_class: Some(class),
-                    message: Some(message.to_string()),
-                    started_at: None,
-                    ended_at: Some(t),
-                },
-            });
         }
     }
 

@@ -894,14 +894,7 @@ impl SlurmExecutor {
             self.events.push(ExecutorEvent::Finished {
                 task_id: task.task_id.clone(),
                 attempt: task.attempt,
-                outcome: AttemptOutcome {
-                    exit_code: None,
-                    signal: None,
-                    error_class: Some(class),
-                    message: Some(message.to_string()),
-                    started_at: None,
-                    ended_at: Some(now_unix()),
-                },
+                outcome: AttemptOutcome::ended_without_exit(class, message, now_unix()),
             });
         }
     }
