@@ -411,20 +411,6 @@ fn a_pod_that_cannot_start_fails_its_tasks_with_the_reason() {
     );
 }
 
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 #[test]
 fn a_secret_reaches_the_pod_by_reference_and_its_value_is_stored_nowhere() {
     const VALUE: &str = "s3cr3t-value-4711";
@@ -458,7 +444,7 @@ fn a_secret_reaches_the_pod_by_reference_and_its_value_is_stored_nowhere() {
     assert!(job.contains("secretKeyRef"), "{job}");
     assert!(!job.contains(VALUE));
     let mut checked = 0;
-    for file in files(d) {
+    for file in walk(d) {
         let content = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
         assert!(
             !content.contains(VALUE),

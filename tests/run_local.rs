@@ -104,19 +104,6 @@ fn runs_resumes_and_reruns_nothing() {
     assert_eq!(json["steps"][0]["counts"]["succeeded"], 12);
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[test]
 fn retries_timeouts_and_conditions() {
     let dir = tempfile::tempdir().unwrap();
