@@ -55,6 +55,10 @@ fn fake_flow(dir: &Path) -> String {
 }
 
 fn executor(dir: &Path) -> KubernetesExecutor {
+    executor_with_manifests(dir, &dir.join("manifests"))
+}
+
+fn executor_with_manifests(dir: &Path, manifest_dir: &Path) -> KubernetesExecutor {
     let config = KubernetesConfig::from_json(&json!({
         "namespace": NS,
         "image": "registry.invalid/flow:test",
@@ -64,7 +68,7 @@ fn executor(dir: &Path) -> KubernetesExecutor {
     KubernetesExecutor::connect(KubernetesSettings {
         campaign_tag: "v1_exec".into(),
         config,
-        manifest_dir: dir.join("manifests"),
+        manifest_dir: manifest_dir.to_path_buf(),
         step_job_types: Default::default(),
     })
     .expect("connects through KUBECONFIG")
@@ -180,4 +184,17 @@ fn submission_is_idempotent_and_a_409_adopts_the_existing_job() {
         ]
     );
     assert_eq!(adopter.in_flight(), 0);
+
+    // A campaign of the same name and version in another directory shares the label but
+    // neither adopts nor deletes these Jobs.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut stranger = executor_with_manifests(d, &elsewhere.path().join("manifests"));
+    assert!(stranger.list_jobs().unwrap().is_empty());
+    assert_eq!(stranger.delete_campaign_jobs().unwrap(), 0);
+    assert_eq!(double.jobs(NS).len(), 1);
+    // A Job whose manifest is gone is not adopted (a warning), and the run is not refused.
+    std::fs::remove_dir_all(d.join("manifests")).unwrap();
+    let mut amnesiac = executor(d);
+    assert!(amnesiac.list_jobs().unwrap().is_empty());
+    assert_eq!(adopter.delete_campaign_jobs().unwrap(), 1);
 }

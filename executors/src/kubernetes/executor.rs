@@ -42,7 +42,7 @@ use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostPar
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
@@ -582,13 +582,24 @@ impl KubernetesExecutor {
     }
 
     /// This campaign's Jobs as the API server has them.
+    ///
+    /// The label names the campaign (`<version>_<name>`); two directories holding a campaign
+    /// of the same name and version in one namespace share it. A Job belongs to *this*
+    /// campaign only if its manifest lies under this campaign's manifest directory, so one
+    /// never adopts nor deletes the other's Jobs.
     fn campaign_jobs(&self) -> Result<Vec<Job>, ExecutorError> {
         let api = self.jobs_api();
         let params = ListParams::default().labels(&self.campaign_selector());
-        self.runtime
+        let jobs = self
+            .runtime
             .block_on(self.api.call(|| async { api.list(&params).await }))
             .map(|list| list.items)
-            .map_err(|e| backend(format!("listing Jobs: {e}")))
+            .map_err(|e| backend(format!("listing Jobs: {e}")))?;
+        let ours = |job: &Job| {
+            annotation(job, ANNOTATION_MANIFEST)
+                .is_some_and(|m| Path::new(m).starts_with(&self.settings.manifest_dir))
+        };
+        Ok(jobs.into_iter().filter(ours).collect())
     }
 
     /// Delete every Job of this campaign (and, in the background, their pods), whether or
@@ -754,14 +765,25 @@ impl Executor for KubernetesExecutor {
                 continue;
             };
             if !self.jobs.contains_key(&name) {
-                let text = std::fs::read_to_string(manifest).map_err(|e| {
-                    ExecutorError::io(format!("reading manifest {manifest} of Job {name}"), e)
-                })?;
-                let tasks = parse_manifest(&text)
-                    .map_err(|e| backend(format!("{manifest}: {e}")))?
-                    .into_iter()
-                    .map(|t| (t.task_id, t.attempt))
-                    .collect();
+                // A Job whose manifest is gone or damaged cannot be followed: say so and go
+                // on (its attempts, if any are still open, are retried), rather than refuse
+                // to run the campaign at all.
+                let tasks = match std::fs::read_to_string(manifest)
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| parse_manifest(&text))
+                {
+                    Ok(launches) => launches
+                        .into_iter()
+                        .map(|t| (t.task_id, t.attempt))
+                        .collect(),
+                    Err(e) => {
+                        eprintln!(
+                            "kubernetes: not adopting Job {name}: its manifest {manifest} cannot be read ({e}); delete it with `kubectl delete job -n {} {name}` if it still runs",
+                            self.namespace()
+                        );
+                        continue;
+                    }
+                };
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 let mut tracked =
