@@ -674,3 +674,40 @@ fn on_a_cluster_without_per_index_retries_a_rerun_index_does_not_run_its_attempt
     ledger.sort();
     assert_eq!(ledger, ["0-1", "1-1", "1-2"]);
 }
+
+#[test]
+fn a_pod_past_its_deadline_is_walltime_and_succeeds_with_escalated_time() {
+    let double = double();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The pod's activeDeadlineSeconds is the job's time (3 s); the task needs 5 s, which
+    // fits in the escalated 9 s.
+    campaign(
+        &double,
+        d,
+        "k8s-deadline",
+        "  long:\n    kind: command\n    command: 'sleep 5; echo done > {{output}}'\n    output: long.txt\n    resources: {time: 3s}\n    execution: {max_retries: 1, retry_backoff: {initial: 1s}, on_retry: {time: x3, max_time: 1m}}\n",
+    );
+    let out = k8s(d, &["run", "c.yaml"]);
+    assert_ok(&out);
+    assert_eq!(output(d, "k8s-deadline", "long.txt").trim(), "done");
+    let (store, rows) = tasks(d, "k8s-deadline");
+    let task = rows.values().next().unwrap();
+    assert_eq!((task.state, task.attempts), (TaskState::Succeeded, 2));
+    let attempts = store.attempts(&task.id).unwrap();
+    assert_eq!(
+        attempts[0].error_class.as_deref(),
+        Some("walltime"),
+        "{attempts:?}"
+    );
+    let mut deadlines: Vec<u64> = double
+        .jobs(NS)
+        .iter()
+        .filter_map(|j| {
+            j.pointer("/spec/template/spec/activeDeadlineSeconds")?
+                .as_u64()
+        })
+        .collect();
+    deadlines.sort();
+    assert_eq!(deadlines, [3, 9]);
+}
