@@ -711,3 +711,22 @@ fn a_pod_past_its_deadline_is_walltime_and_succeeds_with_escalated_time() {
     deadlines.sort();
     assert_eq!(deadlines, [3, 9]);
 }
+
+#[test]
+fn a_machine_without_kubernetes_settings_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("c.yaml"),
+        "campaign: {name: nok8s, version: v1, machine: local, output: out}\nsteps:\n  work:\n    kind: command\n    command: 'true'\n",
+    )
+    .unwrap();
+    let out = flow(d, &["run", "c.yaml", "--executor", "kubernetes"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("machine local has no `kubernetes:` block")
+            && err.contains("flow recipes show generic-k8s"),
+        "{err}"
+    );
+}

@@ -574,6 +574,12 @@ pub fn write_qe_aggregate(
 /// The machine's `kubernetes:` block, with the machine named in the error.
 fn kubernetes_config(plan: &Plan) -> Result<flow_executors::kubernetes::KubernetesConfig, String> {
     let campaign = plan.campaign;
+    if campaign.machine.kubernetes.is_null() {
+        return Err(format!(
+            "machine {} has no `kubernetes:` block: the kubernetes executor needs at least `namespace` and `image` (see `flow recipes show generic-k8s`)",
+            campaign.machine.name
+        ));
+    }
     flow_executors::kubernetes::KubernetesConfig::from_json(&campaign.machine.kubernetes).map_err(
         |e| {
             format!(
