@@ -98,16 +98,6 @@ fn spawn_driver(dir: &Path) -> Child {
         .unwrap()
 }
 
-fn assert_ok(out: &Output) {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
-
 fn phase(pod: &Value) -> &str {
     pod.pointer("/status/phase")
         .and_then(Value::as_str)
@@ -131,10 +121,7 @@ fn completion_index(pod: &Value) -> String {
 
 /// The campaign's tasks as the state database has them.
 fn tasks(dir: &Path, name: &str) -> (StateStore, HashMap<String, TaskRow>) {
-    let store =
-        StateStore::open_readonly(&dir.join(format!("out/v1_{name}/metadata/state.db"))).unwrap();
-    let rows = store.load_tasks().unwrap();
-    (store, rows)
+    campaign_state(&dir.join(format!("out/v1_{name}")))
 }
 
 fn output(dir: &Path, name: &str, file: &str) -> String {

@@ -41,13 +41,7 @@ fn runs_resumes_and_reruns_nothing() {
         "campaign: {name: c, version: v1, machine: local, output: out}\nsteps:\n  gen:\n    kind: command\n    array: {r: {range: [0, 6]}, z: [1.0, 0.5]}\n    command: echo {{r}} {{fixed z 3}} >> ../../ledger; echo {{seed}} > {{output}}\n    output: data/r{{pad r 2}}/z{{fixed z 3}}.txt\n  sum:\n    kind: command\n    needs: [gen]\n    command: ls data/*/*.txt | wc -l > qa/count.txt\n",
     );
     let out = flow(d, &["run", "c.yaml"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(
         std::fs::read_to_string(d.join("out/v1_c/qa/count.txt"))
             .unwrap()
@@ -221,13 +215,7 @@ fn parameter_values_reach_the_command_as_data() {
         ),
     );
     let out = flow(d, &["run", "c.yaml"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_ok(&out);
     for (i, v) in values.iter().enumerate() {
         let got = std::fs::read_to_string(d.join(format!("out/v1_c/value-{i}"))).unwrap();
         assert_eq!(&got, v);
@@ -286,13 +274,7 @@ fn one_driver_at_a_time_and_stale_leases_are_taken_over() {
     first.kill().unwrap();
     first.wait().unwrap();
     let out = flow(d, &["run", "c.yaml"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(
         text(&out.stderr).contains("taking over the lease"),
         "{}",
@@ -331,13 +313,7 @@ fn ctrl_c_cancels_gracefully_and_a_rerun_finishes() {
     assert!(s.values().any(|v| v.1 == TaskState::Cancelled), "{s:?}");
     assert!(s.values().all(|v| v.1 != TaskState::Running), "{s:?}");
     let out = flow(d, &["run", "c.yaml"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(states(d, "v1_c")
         .values()
         .all(|v| v.1 == TaskState::Succeeded));
@@ -395,13 +371,7 @@ fn chaos_kill_9_never_reruns_recorded_successes() {
         "the campaign finished too fast to kill it: {kills} kills"
     );
     let out = flow(d, &["run", "c.yaml"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_ok(&out);
     let s = states(d, "v1_chaos");
     assert_eq!(s.len(), 320);
     assert!(

@@ -5,7 +5,6 @@
 mod support;
 use support::*;
 
-use flow_engine::state::StateStore;
 use flow_engine::task_state::TaskState;
 use std::collections::HashSet;
 use std::path::Path;
@@ -77,13 +76,7 @@ fn arrays_match_the_plan_and_all_tasks_complete() {
         text(&plan.stdout)
     );
     let out = flow(d, &["run", "c.yaml"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_ok(&out);
     for i in 0..40 {
         assert_eq!(
             std::fs::read_to_string(d.join(format!("out/v1_{name}/data/{i}.txt")))
@@ -132,13 +125,7 @@ fn kill_9_of_the_driver_adopts_queued_arrays_without_resubmitting() {
     driver.wait().unwrap();
     let before = submitted_jobs(&format!("v1_{name}."));
     let out = flow(d, &["run", "c.yaml"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_ok(&out);
     let after = submitted_jobs(&format!("v1_{name}."));
     assert_eq!(before, after, "arrays were submitted again after the crash");
     let ledger = std::fs::read_to_string(d.join("ledger")).unwrap();
@@ -149,10 +136,7 @@ fn kill_9_of_the_driver_adopts_queued_arrays_without_resubmitting() {
         (0..24).collect::<Vec<_>>(),
         "a task was lost or ran twice"
     );
-    let rows = StateStore::open_readonly(&d.join(format!("out/v1_{name}/metadata/state.db")))
-        .unwrap()
-        .load_tasks()
-        .unwrap();
+    let (_, rows) = campaign_state(&d.join(format!("out/v1_{name}")));
     assert!(rows.values().all(|r| r.state == TaskState::Succeeded));
 }
 
@@ -179,13 +163,7 @@ fn the_mock_campaign_runs_on_slurm_with_validated_catalogs() {
         );
     std::fs::write(d.join("t.yaml"), text_campaign).unwrap();
     let out = flow(d, &["run", "t.yaml"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_ok(&out);
     let campaign = std::fs::read_dir(d.join("campaigns"))
         .unwrap()
         .next()
@@ -217,16 +195,8 @@ fn a_task_over_its_time_limit_is_retried_with_escalated_time_and_completes() {
     )
     .unwrap();
     let out = flow(d, &["run", "c.yaml"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    let db = d.join(format!("out/v1_{name}/metadata/state.db"));
-    let store = StateStore::open_readonly(&db).unwrap();
-    let rows = store.load_tasks().unwrap();
+    assert_ok(&out);
+    let (store, rows) = campaign_state(&d.join(format!("out/v1_{name}")));
     let task = rows.values().next().unwrap();
     assert_eq!((task.state, task.attempts), (TaskState::Succeeded, 2));
     let attempts = store.attempts(&task.id).unwrap();
@@ -328,17 +298,8 @@ fn array_elements_cancelled_outside_flow_are_retried_and_the_campaign_completes(
         assert!(status.success());
     }
     let out = driver.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    let rows = StateStore::open_readonly(&d.join(format!("out/v1_{name}/metadata/state.db")))
-        .unwrap()
-        .load_tasks()
-        .unwrap();
+    assert_ok(&out);
+    let (_, rows) = campaign_state(&d.join(format!("out/v1_{name}")));
     assert!(rows.values().all(|r| r.state == TaskState::Succeeded));
     assert_eq!(
         rows.values().filter(|r| r.attempts == 2).count(),

@@ -46,13 +46,7 @@ fn mock_catalogs_are_validated_and_exactly_the_damaged_ones_are_redone() {
     let d = dir.path();
     let file = example_with_machine(d, "test_campaign.yaml");
     let out = flow(d, &["run", &file]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_ok(&out);
     let campaign = d.join("campaigns/v0.1_covariance_test");
     let catalogs = campaign.join("catalogs");
     assert!(catalogs.join("r0009/mock_z2.000.hdf5").exists());
@@ -76,13 +70,7 @@ fn mock_catalogs_are_validated_and_exactly_the_damaged_ones_are_redone() {
     let bytes = std::fs::read(&victim).unwrap();
     std::fs::write(&victim, &bytes[..bytes.len() / 3]).unwrap();
     let out = flow(d, &["run", &file]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_ok(&out);
     let redone = text(&out.stderr)
         .lines()
         .filter(|l| l.starts_with("redoing mocks/"))
@@ -134,13 +122,7 @@ fn qe_scf_campaign_with_real_pw_x_computes_only_new_structures() {
     let d = dir.path();
     let file = example_with_machine(d, "dft_factory.yaml");
     let out = flow(d, &["run", &file]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_ok(&out);
     let campaign = d.join("campaigns/v1.0_dft-factory");
     assert_eq!(
         std::fs::read_to_string(campaign.join("qa/scf-results.txt"))
@@ -167,13 +149,7 @@ fn qe_scf_campaign_with_real_pw_x_computes_only_new_structures() {
     text_new = text_new.replace("1.3575 1.3575 1.3575", "1.30 1.36 1.40");
     std::fs::write(d.join("structures/si2_copy.extxyz"), text_new).unwrap();
     let out = flow(d, &["run", &file]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(
         text(&out.stdout).contains("(3 already done)"),
         "{}",

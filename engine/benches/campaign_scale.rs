@@ -14,27 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The `flow` binary Cargo built for this bench (bench profile: optimised).
 fn flow_bin() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let release = root.join("target/release/flow");
-    let status = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "flow-engine",
-            "--bin",
-            "flow",
-        ])
-        .current_dir(&root)
-        .status()
-        .expect("cargo runs");
-    assert!(status.success());
-    release
+    PathBuf::from(env!("CARGO_BIN_EXE_flow"))
 }
 
 /// Wall time and peak RSS (MB) of a child process.

@@ -11,7 +11,7 @@
 
 use flow_kube_double::{ApiDouble, Options};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
@@ -20,23 +20,9 @@ const TASKS: usize = 1000;
 const BATCH: usize = 100;
 const MAX_RUNNING: usize = 50;
 
+/// The `flow` binary Cargo built for this bench (bench profile: optimised).
 fn flow_bin() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let status = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "flow-engine",
-            "--bin",
-            "flow",
-        ])
-        .current_dir(root)
-        .status()
-        .expect("cargo runs");
-    assert!(status.success());
-    root.join("target/release/flow")
+    PathBuf::from(env!("CARGO_BIN_EXE_flow"))
 }
 
 fn main() {

@@ -662,13 +662,14 @@ fn kubernetes_jobs(
         let manifest = kubernetes_manifest_dir(&layout).join(&step.name).join(
             flow_executors::kubernetes::job_manifest::manifest_file_name(&batch.batch_key, &hash),
         );
-        let rendered = flow_executors::kubernetes::render_batch(
+        let rendered = flow_executors::kubernetes::job_manifest::render_batch_with_hash(
             &tag,
             &batch,
             step.resources.job_type.as_deref(),
             &config,
             &manifest.display().to_string(),
             &config.flow_binary,
+            &hash,
         )
         .map_err(|e| format!("step {}: {e}", step.name))?;
         jobs.extend(rendered);

@@ -11,6 +11,7 @@
 pub mod kubernetes;
 pub mod launch;
 pub mod local;
+pub mod safe_name;
 pub mod slurm;
 pub mod task_runner;
 

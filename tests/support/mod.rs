@@ -2,6 +2,8 @@
 //! copies of example directories.
 #![allow(dead_code)] // each test binary uses its own subset
 
+use flow_engine::state::{StateStore, TaskRow};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -61,4 +63,22 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Fail with both outputs unless a `flow` call exited 0.
+pub fn assert_ok(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// The state database of a campaign directory, and its tasks by id.
+pub fn campaign_state(campaign_dir: &Path) -> (StateStore, HashMap<String, TaskRow>) {
+    let store = StateStore::open_readonly(&campaign_dir.join("metadata/state.db")).unwrap();
+    let rows = store.load_tasks().unwrap();
+    (store, rows)
 }

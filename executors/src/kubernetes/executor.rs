@@ -22,8 +22,8 @@
 use super::api::{api_code, Api};
 use super::config::KubernetesConfig;
 use super::job_manifest::{
-    batch_job_name, batch_manifest, manifest_file_name, render_batch, ANNOTATION_MANIFEST,
-    ANNOTATION_MANIFEST_HASH, LABEL_BATCH, LABEL_CAMPAIGN, LABEL_STEP,
+    batch_job_name, batch_manifest, manifest_file_name, render_batch_with_hash,
+    ANNOTATION_MANIFEST, ANNOTATION_MANIFEST_HASH, LABEL_BATCH, LABEL_CAMPAIGN, LABEL_STEP,
 };
 use super::names::label_value;
 use super::pod_report::{read_pod, PodState};
@@ -333,13 +333,14 @@ impl KubernetesExecutor {
             .get(&batch.step)
             .cloned()
             .flatten();
-        let documents = render_batch(
+        let documents = render_batch_with_hash(
             &self.settings.campaign_tag,
             &batch,
             job_type.as_deref(),
             &self.settings.config,
             &held.manifest.display().to_string(),
             &self.settings.config.flow_binary,
+            &held.hash,
         )
         .map_err(|e| ExecutorError::SubmitRejected {
             backend: BACKEND.into(),

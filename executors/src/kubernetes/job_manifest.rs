@@ -126,6 +126,29 @@ pub fn render_batch(
     manifest_path_in_pod: &str,
     flow_binary_in_pod: &str,
 ) -> Result<Vec<Value>, ManifestError> {
+    let (_, manifest_hash) = batch_manifest(batch)?;
+    render_batch_with_hash(
+        campaign_tag,
+        batch,
+        job_type,
+        config,
+        manifest_path_in_pod,
+        flow_binary_in_pod,
+        &manifest_hash,
+    )
+}
+
+/// [`render_batch`] for a caller that already has the batch's manifest hash (it wrote the
+/// manifest): the launches are not serialized a second time.
+pub fn render_batch_with_hash(
+    campaign_tag: &str,
+    batch: &Batch,
+    job_type: Option<&str>,
+    config: &KubernetesConfig,
+    manifest_path_in_pod: &str,
+    flow_binary_in_pod: &str,
+    manifest_hash: &str,
+) -> Result<Vec<Value>, ManifestError> {
     check_config(config)?;
     let tasks = batch.tasks.len();
     if tasks == 0 {
@@ -140,7 +163,6 @@ pub fn render_batch(
         });
     }
     require_absolute("manifest path in the pod", manifest_path_in_pod)?;
-    let (_, manifest_hash) = batch_manifest(batch)?;
 
     let labels = json!({
         LABEL_CAMPAIGN: label_value(campaign_tag),
@@ -201,7 +223,7 @@ pub fn render_batch(
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": batch_job_name(campaign_tag, batch, &manifest_hash),
+            "name": batch_job_name(campaign_tag, batch, manifest_hash),
             "namespace": config.namespace,
             "labels": labels,
             "annotations": annotations,

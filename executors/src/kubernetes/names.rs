@@ -83,16 +83,7 @@ pub fn label_value(value: &str) -> String {
     }
     let hash = blake3::hash(value.as_bytes()).to_hex();
     let hash = &hash[..LABEL_HASH_HEX];
-    let cleaned: String = value
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let cleaned = crate::safe_name::safe_chars(value);
     let cleaned = cleaned.trim_matches(|c: char| !c.is_ascii_alphanumeric());
     let room = MAX_LABEL_VALUE_LEN - 1 - LABEL_HASH_HEX;
     let head: String = cleaned.chars().take(room).collect();

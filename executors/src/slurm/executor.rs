@@ -25,11 +25,12 @@ use super::slurm_cli::{CommandOutput, SlurmCli, SlurmCommandError, TransientRetr
 use super::squeue_output::{parse_squeue, pending_reason_is_permanent, SqueueRow, SQUEUE_FORMAT};
 use super::submission_record::{parse_sbatch_job_id, SubmissionRecord};
 use crate::launch::{AttemptOutcome, Batch, ExecutorEvent, JobRef, Resources, TaskLaunch};
+use crate::task_runner::now as now_unix;
 use crate::{Executor, ExecutorError};
 use flow_dsl::error_class::ErrorClass;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const BACKEND: &str = "slurm";
 
@@ -220,24 +221,8 @@ pub struct SlurmExecutor {
     submit_limit: Option<String>,
 }
 
-fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 fn path_component(text: &str) -> String {
-    let cleaned: String = text
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let cleaned = crate::safe_name::safe_chars(text);
     match cleaned.as_str() {
         "" | "." | ".." => format!("_{cleaned}"),
         _ => cleaned,

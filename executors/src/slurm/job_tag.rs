@@ -44,14 +44,8 @@ impl JobTag {
     /// A readable job name for squeue: `<campaign>.<batch>`, limited to safe characters.
     pub fn job_name(&self) -> String {
         let raw = format!("{}.{}", self.campaign, self.batch_key);
-        raw.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
+        crate::safe_name::safe_chars(&raw)
+            .chars()
             .take(120)
             .collect()
     }
