@@ -141,8 +141,6 @@ pub struct KubernetesExecutor {
     held: VecDeque<HeldBatch>,
     news: Option<Receiver<WatchNews>>,
     queued: Vec<ExecutorEvent>,
-    /// Pods seen disrupted (the index was recreated by Kubernetes, not counted as a failure).
-    disruptions: usize,
     last_watch_error: Option<String>,
 }
 
@@ -190,14 +188,8 @@ impl KubernetesExecutor {
             held: VecDeque::new(),
             news: None,
             queued: Vec::new(),
-            disruptions: 0,
             last_watch_error: None,
         })
-    }
-
-    /// The cluster version Jobs are rendered for (configured or asked at connect).
-    pub fn server_version(&self) -> Option<&str> {
-        self.settings.config.server_version.as_deref()
     }
 
     fn namespace(&self) -> &str {
@@ -217,11 +209,6 @@ impl KubernetesExecutor {
 
     fn pods_api(&self) -> kube::Api<Pod> {
         kube::Api::namespaced(self.api.client.clone(), self.namespace())
-    }
-
-    /// Pods disrupted so far (each one recreated by Kubernetes without counting).
-    pub fn disruptions(&self) -> usize {
-        self.disruptions
     }
 
     /// Start the one watch of this campaign's pods, once.
@@ -493,7 +480,8 @@ impl KubernetesExecutor {
                     });
                 }
             }
-            PodState::Disrupted { .. } => self.disruptions += 1,
+            // Kubernetes recreates the index; the attempt goes on in the new pod.
+            PodState::Disrupted { .. } => {}
             PodState::Ended { outcome, result } => {
                 // flow's own result knows the error class; the pod status is the fallback
                 // (a kill, OOM, the deadline, a container that never ran `flow task`).
@@ -848,13 +836,6 @@ impl Executor for KubernetesExecutor {
     fn in_flight(&self) -> usize {
         self.jobs.values().map(|j| j.unfinished).sum::<usize>()
             + self.held.iter().map(|h| h.batch.tasks.len()).sum::<usize>()
-    }
-}
-
-impl Drop for KubernetesExecutor {
-    fn drop(&mut self) {
-        // The watch task holds the channel's sender; stopping the runtime ends it.
-        self.news = None;
     }
 }
 
