@@ -717,3 +717,33 @@ fn a_machine_without_kubernetes_settings_is_refused_with_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_misspelt_kubernetes_setting_is_a_located_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("machine.yaml"),
+        "machine:\n  name: k\n  executor: kubernetes\n  root: /tmp/k\n  kubernetes:\n    namespce: flow\n    image: registry.invalid/flow:test\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("c.yaml"),
+        "campaign: {name: typo, version: v1, machine: machine.yaml, output: out}\nsteps:\n  work:\n    kind: command\n    command: 'true'\n",
+    )
+    .unwrap();
+    for args in [
+        &["validate", "c.yaml"][..],
+        &["plan", "c.yaml"],
+        &["run", "c.yaml"],
+    ] {
+        let out = flow(d, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("machine.yaml:6:5: machine.kubernetes.namespce: unknown field `namespce`")
+                && err.contains("did you mean `namespace`?"),
+            "{args:?}: {err}"
+        );
+    }
+}
