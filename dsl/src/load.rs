@@ -140,6 +140,9 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, Diagnostics> {
         name,
         version,
         description: text("/campaign/description"),
+        seed_salt: root
+            .at_pointer("/campaign/seed")
+            .and_then(Node::scalar_text),
         file: base_dir.join(path.file_name().unwrap_or_default()),
         campaign_dir,
         machine,

@@ -242,6 +242,9 @@ pub struct Campaign {
     pub name: String,
     pub version: String,
     pub description: Option<String>,
+    /// `campaign.seed`: an optional salt mixed into every task's `{{seed}}` (change it to
+    /// draw new random streams for the whole campaign; see `task_id::task_seed`).
+    pub seed_salt: Option<String>,
     /// The campaign file as given.
     pub file: PathBuf,
     /// `{output}/{version}_{name}`.

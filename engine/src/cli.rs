@@ -54,6 +54,13 @@ pub enum Command {
         /// Directory for `--format manifests`.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Validate every recorded output in full (HDF5 through the library), not only
+        /// those whose fingerprint changed.
+        #[arg(long)]
+        verify: bool,
+        /// Where `flow run --state-dir` keeps the state database.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
     /// Run the campaign; safe to re-run: finished tasks are never run again.
     Run {

@@ -13,7 +13,6 @@ use crate::task_state::TaskState;
 use flow_dsl::load::load_campaign;
 use flow_dsl::model::{Campaign, ExecutorKind};
 use flow_dsl::recipes;
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -43,12 +42,16 @@ pub fn run(command: Command) -> i32 {
             explain,
             executor,
             output,
+            verify,
+            state_dir,
         } => plan(
             &file,
             format,
             explain,
             executor_kind(executor),
             output.as_deref(),
+            verify,
+            state_dir.as_ref(),
         ),
         Command::Run {
             file,
@@ -123,11 +126,13 @@ fn validate(file: &Path) -> i32 {
     }
 }
 
-/// Per-step counts of succeeded tasks of this plan, read from the state database if any.
+/// Per step: what is done (outputs checked), what will run and why, read from the state
+/// database if any (read-only: planning never writes).
 fn done_counts(
     campaign: &Campaign,
     plan: &crate::compile::Plan,
     state_dir: Option<&PathBuf>,
+    verify: bool,
 ) -> DoneCounts {
     let layout = Layout::new(&campaign.campaign_dir);
     let (db, _) = state_location(&layout, state_dir);
@@ -138,19 +143,12 @@ fn done_counts(
     let Ok(store) = StateStore::open_readonly(&db) else {
         return out;
     };
-    let Ok(rows) = store.load_tasks() else {
+    let (Ok(rows), Ok(details)) = (store.load_tasks(), store.success_details()) else {
         return out;
     };
-    for &i in &plan.order {
-        let name = &campaign.steps[i].name;
-        let n = plan
-            .tasks(i)
-            .filter(|t| {
-                rows.get(&t.id)
-                    .is_some_and(|r| r.state == TaskState::Succeeded)
-            })
-            .count() as u64;
-        out.insert(name.clone(), n);
+    let fresh = crate::freshness::assess(plan, &rows, &details, verify);
+    for (i, f) in fresh.steps.into_iter().enumerate() {
+        out.insert(campaign.steps[i].name.clone(), f);
     }
     out
 }
@@ -161,6 +159,8 @@ fn plan(
     explain: bool,
     executor: Option<ExecutorKind>,
     output: Option<&Path>,
+    verify: bool,
+    state_dir: Option<&PathBuf>,
 ) -> i32 {
     let Ok(campaign) = load(file) else { return 1 };
     let plan = match compile(&campaign, executor) {
@@ -170,7 +170,7 @@ fn plan(
             return 1;
         }
     };
-    let done = done_counts(&campaign, &plan, None);
+    let done = done_counts(&campaign, &plan, state_dir, verify);
     match format {
         PlanFormat::Text => {
             print!("{}", plan_render::text(&plan, &done, explain));
@@ -357,183 +357,21 @@ fn status_once(file: &Path, output: OutputFormat, state_dir: Option<&PathBuf>) -
             return 1;
         }
     };
-    let rows = match store.load_tasks() {
+    let now = flow_executors::task_runner::now();
+    let (doc, text) = match crate::status::report(&plan, &layout, &store, now) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return 1;
         }
     };
-    let info = store.step_info().unwrap_or_default();
-    let lease = store.lease().ok().flatten();
-    let mut steps_json = Vec::new();
-    let mut text = String::new();
-    let now = flow_executors::task_runner::now();
-    text.push_str(&format!(
-        "campaign {} {} ({})\n",
-        campaign.name,
-        campaign.version,
-        campaign.campaign_dir.display()
-    ));
-    match &lease {
-        Some((host, pid, beat)) => text.push_str(&format!(
-            "driver: pid {pid} on {host}, last heartbeat {:.0} s ago\n",
-            now - beat
-        )),
-        None => text.push_str("driver: not running\n"),
-    }
-    for &i in &plan.order {
-        let step = &campaign.steps[i];
-        let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
-        let mut failures = Vec::new();
-        let mut first_start = f64::MAX;
-        // Arrays of several parameters: progress by the first one (e.g. by realization).
-        let grouped = step.array.as_ref().is_some_and(|a| a.params.len() > 1);
-        let mut groups: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
-        for t in plan.tasks(i) {
-            let (state, row) = match rows.get(&t.id) {
-                Some(r) => (r.state, Some(r)),
-                None => (TaskState::Pending, None),
-            };
-            *counts.entry(state.as_str()).or_default() += 1;
-            if grouped {
-                let key = t
-                    .params
-                    .first()
-                    .map(|(_, v)| v.text.clone())
-                    .unwrap_or_default();
-                let g = groups.entry(key).or_default();
-                g.0 += 1;
-                g.1 += u64::from(state == TaskState::Succeeded);
-                g.2 += u64::from(state == TaskState::Failed);
-            }
-            if let Some(r) = row {
-                if state == TaskState::Failed
-                    || (state == TaskState::Pending && r.error_class.is_some())
-                {
-                    failures.push(r.clone());
-                }
-                if r.attempts > 0 {
-                    first_start = first_start.min(r.not_before.unwrap_or(f64::MAX));
-                }
-            }
-        }
-        let total = plan.steps[i].task_count;
-        let done = counts.get("succeeded").copied().unwrap_or(0);
-        let line: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
-        text.push_str(&format!(
-            "\n{} [{}] {done}/{total}: {}\n",
-            step.name,
-            step.kind.as_str(),
-            line.join(", ")
-        ));
-        if grouped {
-            let name = step
-                .array
-                .as_ref()
-                .and_then(|a| a.params.first())
-                .map(|(n, _)| n.clone())
-                .unwrap_or_default();
-            let mut incomplete: Vec<(&String, &(u64, u64, u64))> =
-                groups.iter().filter(|(_, g)| g.1 < g.0).collect();
-            incomplete.sort_by_key(|(k, _)| k.parse::<i64>().unwrap_or(i64::MAX));
-            let complete = groups.len() - incomplete.len();
-            let shown: Vec<String> = incomplete
-                .iter()
-                .take(8)
-                .map(|(k, g)| {
-                    format!(
-                        "{k} ({}/{} done{})",
-                        g.1,
-                        g.0,
-                        if g.2 > 0 {
-                            format!(", {} failed", g.2)
-                        } else {
-                            String::new()
-                        }
-                    )
-                })
-                .collect();
-            text.push_str(&format!(
-                "  by {name}: {complete} of {} complete{}{}\n",
-                groups.len(),
-                if shown.is_empty() {
-                    String::new()
-                } else {
-                    format!("; incomplete: {}", shown.join(", "))
-                },
-                if incomplete.len() > 8 {
-                    format!(" and {} more", incomplete.len() - 8)
-                } else {
-                    String::new()
-                }
-            ));
-        }
-        if let Some(gate) = info
-            .get(&step.name)
-            .and_then(|v| v.get("gate_stop"))
-            .and_then(|v| v.as_str())
-        {
-            text.push_str(&format!("  gate stopped dependents: {gate}\n"));
-        }
-        if let Some(bench) = info.get(&step.name).and_then(|v| v.get("benchmark")) {
-            text.push_str(&format!("  benchmark: {bench}\n"));
-        }
-        for f in failures.iter().take(10) {
-            let stderr_head = last_stderr(&layout, &step.name, f);
-            text.push_str(&format!(
-                "  {} {} (attempt {}): {}: {}{}\n",
-                if f.state == TaskState::Failed {
-                    "failed"
-                } else {
-                    "retrying"
-                },
-                f.id,
-                f.attempts,
-                f.error_class.clone().unwrap_or_default(),
-                f.message.clone().unwrap_or_default(),
-                stderr_head
-                    .map(|s| format!("\n      stderr: {s}"))
-                    .unwrap_or_default()
-            ));
-        }
-        if failures.len() > 10 {
-            text.push_str(&format!("  ... {} more\n", failures.len() - 10));
-        }
-        steps_json.push(serde_json::json!({
-            "name": step.name, "kind": step.kind.as_str(), "total": total, "counts": counts,
-            "failures": failures.iter().map(|f| serde_json::json!({"task": f.id, "state": f.state.as_str(), "attempts": f.attempts, "error_class": f.error_class, "message": f.message})).collect::<Vec<_>>(),
-            "info": info.get(&step.name),
-        }));
-    }
     match output {
         OutputFormat::Text => print!("{text}"),
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "campaign": {"name": campaign.name, "version": campaign.version, "directory": campaign.campaign_dir.display().to_string()},
-                "driver": lease.map(|(h, p, b)| serde_json::json!({"host": h, "pid": p, "heartbeat_age_s": now - b})),
-                "steps": steps_json,
-            }))
-            .unwrap_or_default()
-        ),
+        OutputFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
+        }
     }
     0
-}
-
-fn last_stderr(layout: &Layout, step: &str, row: &crate::state::TaskRow) -> Option<String> {
-    let (_, err) = layout.log_files(step, row.index, &row.id, row.attempts.max(1));
-    let text = std::fs::read_to_string(err).ok()?;
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let tail = lines
-        .iter()
-        .rev()
-        .take(3)
-        .rev()
-        .copied()
-        .collect::<Vec<_>>()
-        .join(" | ");
-    (!tail.is_empty()).then(|| tail.chars().take(300).collect())
 }
 
 fn retry(file: &Path, step: Option<String>, failed_only: bool, state_dir: Option<PathBuf>) -> i32 {
@@ -567,7 +405,22 @@ fn retry(file: &Path, step: Option<String>, failed_only: bool, state_dir: Option
     } else {
         &[TaskState::Failed, TaskState::Blocked, TaskState::Cancelled]
     };
-    match store.requeue(states, step.as_deref(), flow_executors::task_runner::now()) {
+    // Only the tasks of the campaign as it is now: versions superseded by an edit are
+    // history, not work.
+    let plan = match compile(&campaign, None) {
+        Ok(p) => p,
+        Err(d) => {
+            eprintln!("{d}");
+            return 1;
+        }
+    };
+    let ids: Vec<String> = plan
+        .order
+        .iter()
+        .filter(|&&i| step.as_deref().is_none_or(|s| campaign.steps[i].name == s))
+        .flat_map(|&i| plan.tasks(i).map(|t| t.id))
+        .collect();
+    match store.requeue_ids(states, &ids, flow_executors::task_runner::now()) {
         Ok(n) => {
             println!(
                 "re-queued {n} task(s); run `flow run {}` to execute them",
@@ -614,10 +467,11 @@ fn logs(file: &Path, task: &str, attempt: Option<u32>, state_dir: Option<PathBuf
     );
     if let Some(a) = attempts.iter().find(|a| a.attempt == n) {
         println!(
-            "executor {} job {} exit {:?} class {} {}",
+            "executor {} job {} exit {} class {} {}",
             a.executor,
             a.job_id.clone().unwrap_or_default(),
-            a.exit_code,
+            a.exit_code
+                .map_or_else(|| "-".to_string(), |c| c.to_string()),
             a.error_class.clone().unwrap_or_else(|| "-".into()),
             a.message.clone().unwrap_or_default()
         );

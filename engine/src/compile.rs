@@ -1,6 +1,7 @@
 //! Compile a resolved campaign into a plan: steps in dependency order, task counts, task
 //! ids, batches. Pure apart from reading plan-time input files; nothing runs.
 
+use crate::environments::{self, EnvBinding};
 use crate::task_id::{self, task_seed};
 use flow_dsl::array::{ParamKind, ParamValue};
 use flow_dsl::diagnostic::{Diagnostic, Diagnostics};
@@ -28,6 +29,24 @@ pub struct PlannedStep {
     pub structure_digests: Vec<String>,
     /// Tasks per scheduler submission.
     pub batch_size: u64,
+    /// The environment the step runs in (or, for build-env, builds), and its root.
+    pub env: Option<EnvBinding>,
+    /// What the step's task ids are made of, digest by digest (stored with each task so a
+    /// later plan can say which of them changed).
+    pub components: WorkComponents,
+}
+
+/// The parts of a step's work digest, kept apart so that a rerun can be explained.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WorkComponents {
+    /// Kind, templates and settings (`task_id::settings_digest`).
+    pub settings: String,
+    /// Contents of `inputs:` files (and qe-scf structures live in each task's parameters).
+    pub inputs: String,
+    /// Every upstream task id.
+    pub upstream: String,
+    /// The environment file's hash.
+    pub environment: String,
 }
 
 impl PlannedStep {
@@ -113,7 +132,12 @@ impl<'c> Plan<'c> {
     pub fn task(&self, step_index: usize, i: u64) -> PlannedTask {
         let params = self.params(step_index, i);
         let id = task_id::task_id(&self.steps[step_index].digest, &params);
-        let seed = task_seed(&id);
+        let seed = task_seed(
+            &self.campaign.name,
+            &self.campaign.steps[step_index].name,
+            &params,
+            self.campaign.seed_salt.as_deref(),
+        );
         PlannedTask {
             id,
             index: i,
@@ -170,6 +194,7 @@ pub fn compile(
     }
 
     let base = campaign.base_dir();
+    let bindings = environments::bind(campaign, &upstream, &mut diags);
     let mut planned: Vec<Option<PlannedStep>> = vec![None; n];
     for &i in &order {
         let step = &campaign.steps[i];
@@ -215,10 +240,20 @@ pub fn compile(
                 up.update(p.ids_digest.as_bytes());
             }
         }
+        let components = WorkComponents {
+            settings: task_id::settings_digest(step),
+            inputs: input_digest.finalize().to_hex()[..16].to_string(),
+            upstream: up.finalize().to_hex()[..16].to_string(),
+            environment: bindings[i]
+                .as_ref()
+                .map(|b| b.digest.clone())
+                .unwrap_or_default(),
+        };
         let digest = task_id::step_work_digest(
             step,
-            &input_digest.finalize().to_hex(),
-            &up.finalize().to_hex(),
+            &components.inputs,
+            &components.upstream,
+            &components.environment,
         );
         let task_count = match step.kind {
             StepKind::QeScf => structures.len() as u64,
@@ -244,6 +279,8 @@ pub fn compile(
             structure_refs,
             structure_digests,
             batch_size,
+            env: bindings[i].clone(),
+            components,
         });
         // The digest over all task ids (streamed: no per-task memory).
         if let Some(p) = planned[i].as_mut() {

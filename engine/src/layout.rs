@@ -47,6 +47,10 @@ impl Layout {
     pub fn status_snapshot(&self) -> PathBuf {
         self.metadata().join("status.json")
     }
+    /// The driver lock (one driver per campaign, whatever `--state-dir` says).
+    pub fn driver_lock(&self) -> PathBuf {
+        self.metadata().join("driver.lock")
+    }
     pub fn cancel_request(&self) -> PathBuf {
         self.metadata().join("cancel-requested")
     }

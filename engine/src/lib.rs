@@ -1,15 +1,21 @@
 //! flow's engine: compile a campaign into a plan, persist state in SQLite, schedule task
 //! attempts on an executor, and the `flow` command line.
 
+pub mod campaign_core;
+pub mod campaign_lock;
 pub mod cli;
 pub mod commands;
 pub mod compile;
+pub mod environments;
+pub mod freshness;
 pub mod layout;
 pub mod plan_render;
 pub mod progress;
+pub mod recovery;
 pub mod render;
 pub mod scheduler;
 pub mod state;
+pub mod status;
 pub mod steps;
 pub mod task_exec;
 pub mod task_id;

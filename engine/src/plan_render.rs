@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 /// Per-step counts of tasks already finished (from the state database, when there is one).
-pub type DoneCounts = HashMap<String, u64>;
+/// Per step (by name): what is done, what will run and why (`freshness::assess`); empty
+/// when the campaign has no state yet.
+pub type DoneCounts = HashMap<String, crate::freshness::StepFreshness>;
 
 /// The work of one step as the scheduler will see it.
 pub struct StepSummary {
@@ -108,7 +110,7 @@ pub fn text(plan: &Plan, done: &DoneCounts, explain: bool) -> String {
                 }
             );
         }
-        let already = done.get(&step.name).copied().unwrap_or(0);
+        let fresh = done.get(&step.name);
         let mut tasks_line = format!("   tasks: {}", planned.task_count);
         if step.array.is_some() {
             tasks_line.push_str(&format!(" = {}", array_text(step)));
@@ -116,13 +118,47 @@ pub fn text(plan: &Plan, done: &DoneCounts, explain: bool) -> String {
         if step.kind == StepKind::QeScf {
             tasks_line.push_str(" structures");
         }
-        if already > 0 {
+        if let Some(f) = fresh {
             tasks_line.push_str(&format!(
-                "; {already} already done, will be skipped; {} to run",
-                planned.task_count.saturating_sub(already)
+                "; {} done (outputs checked), will be skipped; {} to run",
+                f.done, f.to_run
             ));
+            if !f.reasons.is_empty() {
+                let reasons: Vec<String> = f
+                    .reasons
+                    .iter()
+                    .map(|(r, n)| format!("{n} {}", r.as_str()))
+                    .collect();
+                tasks_line.push_str(&format!(" ({})", reasons.join(", ")));
+            }
+            if f.failed > 0 {
+                tasks_line.push_str(&format!(
+                    "; {} failed, not rerun without `flow retry`",
+                    f.failed
+                ));
+            }
+            if f.blocked > 0 {
+                tasks_line.push_str(&format!("; {} will be blocked", f.blocked));
+            }
         }
         let _ = writeln!(out, "{tasks_line}");
+        if let Some(f) = fresh {
+            for (id, reason, detail) in f.examples.iter().filter(|e| !e.2.is_empty()).take(3) {
+                let _ = writeln!(out, "     {id}: {}: {detail}", reason.as_str());
+            }
+        }
+        if let Some(env) = &planned.env {
+            let root = env
+                .root
+                .as_ref()
+                .map_or("no root".to_string(), |r| r.display().to_string());
+            let by = match env.provider {
+                Some(p) if p == i => "built by this step".to_string(),
+                Some(p) => format!("built by step {}", plan.campaign.steps[p].name),
+                None => "pre-built in the machine's root".to_string(),
+            };
+            let _ = writeln!(out, "   environment: {} under {root} ({by})", env.name);
+        }
         let r = &step.resources;
         let mut res = format!(
             "   resources: {}{} node(s) × {} task(s) × {} cpu(s)",
@@ -268,7 +304,19 @@ pub fn json(plan: &Plan, done: &DoneCounts) -> serde_json::Value {
                 "needs": step.needs.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
                 "condition": step.condition,
                 "tasks": planned.task_count,
-                "done": done.get(&step.name).copied().unwrap_or(0),
+                "done": done.get(&step.name).map_or(0, |f| f.done),
+                "to_run": done.get(&step.name).map_or(planned.task_count, |f| f.to_run),
+                "reasons": done.get(&step.name).map_or_else(
+                    || if planned.task_count > 0 { json!({"new": planned.task_count}) } else { json!({}) },
+                    |f| json!(f.reasons),
+                ),
+                "failed": done.get(&step.name).map_or(0, |f| f.failed),
+                "blocked": done.get(&step.name).map_or(0, |f| f.blocked),
+                "environment": planned.env.as_ref().map(|e| json!({
+                    "name": e.name,
+                    "root": e.root.as_ref().map(|r| r.display().to_string()),
+                    "provided_by": e.provider.map(|p| plan.campaign.steps[p].name.clone()),
+                })),
                 "array": step.array.as_ref().map(|a| a.params.iter().map(|(n, v)| json!({"name": n, "values": v.len()})).collect::<Vec<_>>()),
                 "batch_size": planned.batch_size,
                 "submissions": s.submissions,

@@ -1,8 +1,24 @@
 //! Live progress of `flow run`: redrawn bars on a terminal, plain lines otherwise.
 
 use crate::compile::Plan;
-use crate::scheduler::ProgressRow;
 use std::io::Write;
+
+/// One row of the progress display: a step's tasks by state.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProgressRow {
+    pub step: String,
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub blocked: u64,
+    pub cancelled: u64,
+    /// Attempts the executor started.
+    pub running: u64,
+    /// Handed to the executor (queued in Slurm, waiting for a slot), not started yet.
+    pub submitted: u64,
+    /// Waiting for upstream or a retry delay.
+    pub pending: u64,
+}
 use std::time::{Duration, Instant};
 
 pub struct Progress {
@@ -57,27 +73,32 @@ impl Progress {
     }
 
     fn line(r: &ProgressRow) -> String {
-        let done = r.succeeded + r.failed + r.blocked + r.cancelled;
+        let ended = r.succeeded + r.failed + r.blocked + r.cancelled;
         let width = 24usize;
         let filled = if r.total == 0 {
             width
         } else {
-            (done as usize * width) / r.total as usize
+            (ended as usize * width) / r.total as usize
         };
+        let mut extra = String::new();
+        for (n, what) in [
+            (r.failed, "failed"),
+            (r.blocked, "blocked"),
+            (r.cancelled, "cancelled"),
+        ] {
+            if n > 0 {
+                extra.push_str(&format!(", {n} {what}"));
+            }
+        }
         format!(
-            "{:<16} [{}{}] {done}/{} done, {} running, {} failed, {} queued{}",
+            "{:<16} [{}{}] {}/{} succeeded, {} running, {} queued{extra}",
             r.step,
             "#".repeat(filled),
             "-".repeat(width - filled),
+            r.succeeded,
             r.total,
             r.running,
-            r.failed,
-            r.queued,
-            if r.blocked > 0 {
-                format!(", {} blocked", r.blocked)
-            } else {
-                String::new()
-            }
+            r.submitted + r.pending,
         )
     }
 

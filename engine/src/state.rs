@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Version of the database layout; `migrate` upgrades older files step by step.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -36,6 +36,14 @@ const MIGRATIONS: &[&str] = &[
                           kind TEXT NOT NULL, detail TEXT);
      CREATE TABLE lease (id INTEGER PRIMARY KEY CHECK (id = 1), host TEXT NOT NULL, pid INTEGER NOT NULL,
                          started REAL NOT NULL, heartbeat REAL NOT NULL);",
+    // 1 -> 2: what a success produced and consumed (staleness), what its id was made of
+    // (plan reasons), when an attempt was submitted apart from when it started.
+    "ALTER TABLE tasks ADD COLUMN product TEXT;
+     ALTER TABLE tasks ADD COLUMN consumed TEXT;
+     ALTER TABLE tasks ADD COLUMN work TEXT;
+     ALTER TABLE tasks ADD COLUMN started REAL;
+     ALTER TABLE attempts ADD COLUMN submitted REAL;
+     CREATE INDEX tasks_by_step_params ON tasks (step, params);",
 ];
 
 /// A lease older than this is taken over even if its holder looks alive elsewhere.
@@ -85,6 +93,25 @@ pub struct TaskRow {
     pub not_before: Option<f64>,
     pub pid: Option<u32>,
     pub job_id: Option<String>,
+    /// The task's parameters (JSON object of strings, as written).
+    pub params: String,
+    /// A success's product fingerprint.
+    pub product: Option<String>,
+    /// The digest of the upstream products its last attempt consumed.
+    pub consumed: Option<String>,
+    /// What its id was made of (`compile::WorkComponents` as JSON).
+    pub work: Option<String>,
+    /// When its current attempt started running (None while only submitted).
+    pub started: Option<f64>,
+}
+
+/// When a step's attempts ran (`StateStore::step_timing`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepTiming {
+    pub first_start: Option<f64>,
+    pub last_end: Option<f64>,
+    pub ended: u64,
+    pub mean_success_s: Option<f64>,
 }
 
 /// One attempt as stored.
@@ -113,6 +140,8 @@ pub enum Change {
         /// The batch it was submitted in (recorded as `batch:<key>` until a job id arrives).
         batch_key: String,
         at: f64,
+        /// The digest of the upstream products it consumes (steps with `needs`).
+        consumed: Option<String>,
     },
     /// The executor started it.
     Started {
@@ -132,7 +161,12 @@ pub enum Change {
         infra_retries: u32,
         not_before: Option<f64>,
         details: Option<String>,
+        /// A success's product fingerprint.
+        product: Option<String>,
     },
+    /// A succeeded task's output changed but still validates: its new fingerprint (its
+    /// consumers become stale).
+    Product { task_id: String, product: String },
     /// The task moves to `state` without an attempt (blocked, re-queued, cancelled).
     SetState {
         task_id: String,
@@ -391,18 +425,18 @@ impl StateStore {
     /// Insert tasks that are not there yet (one transaction).
     pub fn insert_tasks<'a>(
         &mut self,
-        tasks: impl Iterator<Item = (&'a str, &'a str, u64, String)>,
+        tasks: impl Iterator<Item = (&'a str, &'a str, u64, String, String)>,
     ) -> Result<usize, StateError> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(sql(&path))?;
         let mut n = 0;
         {
             let mut stmt = tx
-                .prepare_cached("INSERT OR IGNORE INTO tasks (id, step, idx, params, state, updated) VALUES (?1, ?2, ?3, ?4, 'pending', 0)")
+                .prepare_cached("INSERT OR IGNORE INTO tasks (id, step, idx, params, state, updated, work) VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5)")
                 .map_err(sql(&path))?;
-            for (id, step, idx, params_json) in tasks {
+            for (id, step, idx, params_json, work) in tasks {
                 n += stmt
-                    .execute(params![id, step, idx as i64, params_json])
+                    .execute(params![id, step, idx as i64, params_json, work])
                     .map_err(sql(&path))?;
             }
         }
@@ -414,7 +448,7 @@ impl StateStore {
     pub fn load_tasks(&self) -> Result<HashMap<String, TaskRow>, StateError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, step, idx, state, attempts, retries, infra_retries, error_class, message, not_before, pid, job_id FROM tasks")
+            .prepare("SELECT id, step, idx, state, attempts, retries, infra_retries, error_class, message, not_before, pid, job_id, params, product, consumed, work, started FROM tasks")
             .map_err(sql(&self.path))?;
         let rows = stmt
             .query_map([], |r| {
@@ -432,6 +466,11 @@ impl StateStore {
                     not_before: r.get(9)?,
                     pid: r.get::<_, Option<i64>>(10)?.map(|p| p as u32),
                     job_id: r.get(11)?,
+                    params: r.get(12)?,
+                    product: r.get(13)?,
+                    consumed: r.get(14)?,
+                    work: r.get(15)?,
+                    started: r.get(16)?,
                 })
             })
             .map_err(sql(&self.path))?;
@@ -458,13 +497,14 @@ impl StateStore {
                     executor,
                     batch_key,
                     at,
+                    consumed,
                 } => {
-                    tx.prepare_cached("INSERT OR REPLACE INTO attempts (task_id, attempt, executor, started) VALUES (?1, ?2, ?3, ?4)")
+                    tx.prepare_cached("INSERT OR REPLACE INTO attempts (task_id, attempt, executor, submitted) VALUES (?1, ?2, ?3, ?4)")
                         .and_then(|mut s| s.execute(params![task_id, attempt, executor, at]))
                         .map_err(sql(&path))?;
                     // Until the executor names its job, the batch says where the task went.
-                    tx.prepare_cached("UPDATE tasks SET state = 'running', attempts = ?2, not_before = NULL, job_id = ?4, updated = ?3 WHERE id = ?1")
-                        .and_then(|mut s| s.execute(params![task_id, attempt, now, format!("batch:{batch_key}")]))
+                    tx.prepare_cached("UPDATE tasks SET state = 'running', attempts = ?2, not_before = NULL, job_id = ?4, updated = ?3, started = NULL, pid = NULL, consumed = ?5 WHERE id = ?1")
+                        .and_then(|mut s| s.execute(params![task_id, attempt, now, format!("batch:{batch_key}"), consumed]))
                         .map_err(sql(&path))?;
                 }
                 Change::Started {
@@ -478,9 +518,9 @@ impl StateStore {
                         .and_then(|mut s| s.execute(params![task_id, attempt, job_id, pid, at]))
                         .map_err(sql(&path))?;
                     tx.prepare_cached(
-                        "UPDATE tasks SET pid = ?2, job_id = ?3, updated = ?4 WHERE id = ?1",
+                        "UPDATE tasks SET pid = ?2, job_id = ?3, updated = ?4, started = ?5 WHERE id = ?1 AND attempts = ?6",
                     )
-                    .and_then(|mut s| s.execute(params![task_id, pid, job_id, now]))
+                    .and_then(|mut s| s.execute(params![task_id, pid, job_id, now, at, attempt]))
                     .map_err(sql(&path))?;
                 }
                 Change::Finished {
@@ -492,6 +532,7 @@ impl StateStore {
                     infra_retries,
                     not_before,
                     details,
+                    product,
                 } => {
                     let class = outcome.error_class.map(|c| c.as_str().to_string());
                     tx.prepare_cached(
@@ -502,17 +543,22 @@ impl StateStore {
                     .map_err(sql(&path))?;
                     tx.prepare_cached(
                         "UPDATE tasks SET state = ?2, retries = ?3, infra_retries = ?4, error_class = ?5, message = ?6, not_before = ?7,
-                         pid = NULL, updated = ?8 WHERE id = ?1",
+                         pid = NULL, started = NULL, updated = ?8, product = ?9 WHERE id = ?1",
                     )
-                    .and_then(|mut s| s.execute(params![task_id, state.as_str(), retries, infra_retries, class, outcome.message, not_before, now]))
+                    .and_then(|mut s| s.execute(params![task_id, state.as_str(), retries, infra_retries, class, outcome.message, not_before, now, product]))
                     .map_err(sql(&path))?;
+                }
+                Change::Product { task_id, product } => {
+                    tx.prepare_cached("UPDATE tasks SET product = ?2, updated = ?3 WHERE id = ?1")
+                        .and_then(|mut s| s.execute(params![task_id, product, now]))
+                        .map_err(sql(&path))?;
                 }
                 Change::SetState {
                     task_id,
                     state,
                     message,
                 } => {
-                    tx.prepare_cached("UPDATE tasks SET state = ?2, message = COALESCE(?3, message), pid = NULL, updated = ?4 WHERE id = ?1")
+                    tx.prepare_cached("UPDATE tasks SET state = ?2, message = COALESCE(?3, message), pid = NULL, started = NULL, updated = ?4 WHERE id = ?1")
                         .and_then(|mut s| s.execute(params![task_id, state.as_str(), message, now]))
                         .map_err(sql(&path))?;
                 }
@@ -544,6 +590,35 @@ impl StateStore {
                 Ok((
                     r.get::<_, String>(0)?,
                     (r.get::<_, i64>(1)? as u32, r.get::<_, i64>(2)? as u32),
+                ))
+            })
+            .map_err(sql(&self.path))?;
+        rows.collect::<Result<HashMap<_, _>, _>>()
+            .map_err(sql(&self.path))
+    }
+
+    /// Per step: (first submission or start, last end, attempts ended, mean seconds of the
+    /// attempts that succeeded): what elapsed time and ETA are computed from.
+    pub fn step_timing(&self) -> Result<HashMap<String, StepTiming>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT t.step, MIN(COALESCE(a.submitted, a.started)), MAX(a.ended), COUNT(a.ended),
+                        AVG(CASE WHEN a.error_class IS NULL AND a.ended IS NOT NULL AND a.started IS NOT NULL
+                                 THEN a.ended - a.started END)
+                 FROM attempts a JOIN tasks t ON t.id = a.task_id GROUP BY t.step",
+            )
+            .map_err(sql(&self.path))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    StepTiming {
+                        first_start: r.get(1)?,
+                        last_end: r.get(2)?,
+                        ended: r.get::<_, i64>(3)? as u64,
+                        mean_success_s: r.get(4)?,
+                    },
                 ))
             })
             .map_err(sql(&self.path))?;
@@ -599,6 +674,40 @@ impl StateStore {
             .query_map([prefix], |r| r.get(0))
             .map_err(sql(&self.path))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(sql(&self.path))
+    }
+
+    /// Re-queue the given tasks if they are in one of `states`. Returns how many.
+    pub fn requeue_ids(
+        &mut self,
+        states: &[TaskState],
+        ids: &[String],
+        now: f64,
+    ) -> Result<usize, StateError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(sql(&path))?;
+        let mut n = 0;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE tasks SET state = 'pending', retries = 0, infra_retries = 0, not_before = NULL, updated = ?2,
+                     message = 're-queued by flow retry' WHERE id = ?1 AND state = ?3",
+                )
+                .map_err(sql(&path))?;
+            for id in ids {
+                for s in states {
+                    n += stmt
+                        .execute(params![id, now, s.as_str()])
+                        .map_err(sql(&path))?;
+                }
+            }
+        }
+        tx.execute(
+            "INSERT INTO events (at, kind, detail) VALUES (?1, 'retry', ?2)",
+            params![now, format!("{n} task(s) re-queued")],
+        )
+        .map_err(sql(&path))?;
+        tx.commit().map_err(sql(&path))?;
+        Ok(n)
     }
 
     /// Re-queue tasks in the given states (optionally of one step). Returns how many.
@@ -757,14 +866,17 @@ mod tests {
         let rows = [("a".to_string(), 0u64), ("b".to_string(), 1)];
         s.insert_tasks(
             rows.iter()
-                .map(|(id, i)| (id.as_str(), "st", *i, "{}".to_string())),
+                .map(|(id, i)| (id.as_str(), "st", *i, "{}".to_string(), "{}".to_string())),
         )
         .unwrap();
         assert_eq!(
-            s.insert_tasks(
-                rows.iter()
-                    .map(|(id, i)| (id.as_str(), "st", *i, "{}".to_string()))
-            )
+            s.insert_tasks(rows.iter().map(|(id, i)| (
+                id.as_str(),
+                "st",
+                *i,
+                "{}".to_string(),
+                "{}".to_string()
+            )))
             .unwrap(),
             0
         );

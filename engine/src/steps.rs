@@ -128,7 +128,7 @@ pub fn describe_launch(
 
     if step.kind.runs_user_command() {
         if let Some(name) = &step.uses_environment {
-            match environment_variables(plan, name) {
+            match environment_variables(plan, step_index, name) {
                 Ok(vars) => env.extend(vars),
                 Err(e) if prepare => return Err(e),
                 // At plan time the environment may not be built yet.
@@ -336,16 +336,17 @@ fn check(
             };
             let final_path = campaign.campaign_dir.join(&final_rel);
             let tmp_path = campaign.campaign_dir.join(&tmp_rel);
-            if !tmp_path.exists() && final_path.exists() {
+            let published = if !tmp_path.exists() && final_path.exists() {
                 // Ingested after a crash that happened between validation and bookkeeping:
-                // the rename already happened; validate what is there.
-                return match flow_mock_generation::validate_output(&final_path, &settings.validate)
-                {
-                    Ok(_) => (outcome, details_text, effect),
-                    Err(e) => (invalid(&outcome, e.to_string()), details_text, effect),
-                };
-            }
-            match flow_mock_generation::publish(&tmp_path, &final_path, &settings.validate) {
+                // the rename already happened; validate what is there, exactly as a fresh
+                // output (and fingerprint it the same way).
+                flow_mock_generation::validate_output(&final_path, &settings.validate)
+                    .map_err(|e| e.to_string())
+            } else {
+                flow_mock_generation::publish(&tmp_path, &final_path, &settings.validate)
+                    .map_err(|e| e.to_string())
+            };
+            match published {
                 Ok(report) => {
                     let _ = flow_mock_generation::remove_leftover_temporaries(&final_path, task_id);
                     let fingerprint = flow_mock_generation::FileFingerprint::of(&final_path).ok();
@@ -357,7 +358,7 @@ fn check(
                     let d = serde_json::json!({"output": final_rel, "fingerprint": fingerprint, "datasets": rows});
                     (outcome, Some(d.to_string()), effect)
                 }
-                Err(e) => (invalid(&outcome, e.to_string()), details_text, effect),
+                Err(e) => (invalid(&outcome, e), details_text, effect),
             }
         }
         StepKind::Command if step.output.is_none() => (outcome, details_text, effect),
@@ -372,7 +373,9 @@ fn check(
                     );
                     return (invalid(&outcome, message), details_text, effect);
                 }
-                let details = serde_json::json!({"output": out}).to_string();
+                let fingerprint = flow_mock_generation::FileFingerprint::of(&path).ok();
+                let details =
+                    serde_json::json!({"output": out, "fingerprint": fingerprint}).to_string();
                 return (outcome, Some(details), effect);
             }
             (outcome, details_text, effect)
@@ -381,44 +384,40 @@ fn check(
     }
 }
 
-/// Whether a task recorded as succeeded still has its output, judged from the details
-/// stored with its successful attempt: a missing file fails; for HDF5 outputs a changed
-/// fingerprint (size, mtime, inode) triggers a full validation. Costs one `stat` per task
-/// when nothing changed.
-pub fn output_still_valid(
+/// The product fingerprint of a successful attempt: what its consumers depend on. A
+/// declared output's file fingerprint; a built environment's directory; nothing for a
+/// benchmark (it gates, it produces nothing consumed); otherwise the attempt itself (its
+/// effects are unknown, so every rerun counts as a change).
+pub fn product_of(
     plan: &Plan,
     step_index: usize,
-    index: u64,
-    details: &serde_json::Value,
-) -> Result<(), String> {
+    task_id: &str,
+    attempt: u32,
+    details: Option<&str>,
+) -> Option<String> {
     let step = &plan.campaign.steps[step_index];
-    let Some(out) = details.get("output").and_then(|o| o.as_str()) else {
-        return Ok(());
-    };
-    let path = plan.campaign.campaign_dir.join(out);
-    if !path.exists() {
-        return Err(format!("its output {out} is gone"));
+    let d = details.and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok());
+    if let Some(out) = d
+        .as_ref()
+        .and_then(|d| d.get("output"))
+        .and_then(|o| o.as_str())
+    {
+        return crate::freshness::file_product(&plan.campaign.campaign_dir.join(out)).ok();
     }
-    if step.kind != StepKind::MockGeneration {
-        return Ok(());
+    match step.kind {
+        StepKind::MdBenchmark => None,
+        StepKind::BuildEnv => d
+            .as_ref()
+            .and_then(|d| d.get("env_dir"))
+            .map(|e| format!("env:{}", e.as_str().unwrap_or_default())),
+        _ => Some(format!("run:{task_id}:{attempt}")),
     }
-    let recorded: Option<flow_mock_generation::FileFingerprint> = details
-        .get("fingerprint")
-        .and_then(|f| serde_json::from_value(f.clone()).ok());
-    if recorded.is_some_and(|f| f.still_matches(&path)) {
-        return Ok(());
-    }
-    let task = plan.task(step_index, index);
-    let settings = mock_settings(step, &crate::render::template_data(plan, step_index, &task))?;
-    flow_mock_generation::validate_output(&path, &settings.validate)
-        .map(|_| ())
-        .map_err(|e| format!("its output changed and no longer validates: {e}"))
 }
 
 /// A mock-generation step's settings for one task: string values of `validate:` are
 /// templates (`attributes: {realization: "{{realization}}"}`), rendered with the task's
 /// variables.
-fn mock_settings(
+pub(crate) fn mock_settings(
     step: &Step,
     data: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<flow_mock_generation::Settings, String> {
@@ -457,17 +456,33 @@ fn mock_settings(
         .map_err(|e| format!("steps.{}.validate: {e}", step.name))
 }
 
-/// Variables that put a task inside a built environment (PATH, VIRTUAL_ENV, caches).
-pub fn environment_variables(plan: &Plan, name: &str) -> Result<Vec<(String, String)>, String> {
+/// Variables that put a task inside a built environment (PATH, VIRTUAL_ENV, caches), found
+/// under the root of the build-env step that provides it (`environments`).
+pub fn environment_variables(
+    plan: &Plan,
+    step_index: usize,
+    name: &str,
+) -> Result<Vec<(String, String)>, String> {
     let machine = &plan.campaign.machine;
-    let root = crate::typed::env_root(None, machine.root.as_deref()).ok_or_else(|| {
-        format!(
-            "environment `{name}`: machine `{}` has no `root` for environments",
-            machine.name
-        )
-    })?;
+    let binding = plan.steps[step_index].env.as_ref();
+    let root = binding
+        .and_then(|b| b.root.clone())
+        .map(flow_mlip::EnvRoot::new)
+        .ok_or_else(|| {
+            format!(
+                "environment `{name}`: neither its build-env step nor machine `{}` has a `root` for environments",
+                machine.name
+            )
+        })?;
+    let provider = binding
+        .and_then(|b| b.provider)
+        .map(|p| format!("its build-env step `{}`", plan.campaign.steps[p].name))
+        .unwrap_or_else(|| "the machine's root".to_string());
     let (env_dir, _) = flow_mlip::locate_built_environment(&root, name).map_err(|e| {
-        format!("environment `{name}` is not built under {}: {e} (add a build-env step for it to `needs`)", root.path().display())
+        format!(
+            "environment `{name}` is not built under {} ({provider}): {e}",
+            root.path().display()
+        )
     })?;
     let inherited = std::env::var("PATH").ok();
     Ok(flow_mlip::task_environment(

@@ -4,13 +4,25 @@
 //!
 //! counted: the hash scheme version; the step kind; the command and output templates; the
 //! kind-specific settings (everything in the step except the scheduling fields below); the
-//! step's `env`; the contents of plan-time input files; the task's parameters (as written);
-//! and the ids of every upstream task (chained through a per-step digest, so a change
-//! upstream reaches every downstream id).
+//! step's `env`; the contents of plan-time input files; the hash of the environment file of
+//! the environment the step runs in (or builds); the task's parameters (as written); and the
+//! ids of every upstream task (chained through a per-step digest, so a change upstream
+//! reaches every downstream id). Templates with a task's parameters determine the rendered
+//! command, so hashing both is hashing the command after templating.
+//!
+//! What a task consumed from its `needs` (the fingerprints of the upstream outputs at the
+//! time it ran) is not part of the id, which must be known before upstream runs: it is
+//! recorded with each success (`tasks.consumed`) and compared on every plan and resume
+//! (`freshness`): a changed upstream output makes the consumer stale.
 //!
 //! not counted: `execution` (retries, backoff, timeout, batch_size, max_running),
 //! `resources` (job type, partition, time, memory, ...), `needs`/`condition` themselves
 //! (the upstream ids already are), `description`, the machine and the executor.
+//!
+//! The seed ([`task_seed`]) is not derived from the id: it hashes the campaign name, the
+//! step name, the task's parameter values and the optional `campaign.seed` salt — never
+//! command text, settings, resources, batch size, executor or machine — so editing a
+//! command reruns the step with the same random streams.
 //!
 //! [`SCHEME`] names the scheme: a change to what is hashed must bump it, and the state
 //! database records it, so an upgrade of flow never silently changes every id.
@@ -19,7 +31,7 @@ use flow_dsl::array::ParamValue;
 use flow_dsl::model::Step;
 
 /// The version of the task-id scheme. Stored in each campaign's state.
-pub const SCHEME: &str = "flow-task-v1";
+pub const SCHEME: &str = "flow-task-v2";
 
 /// Fields of a step that schedule work but do not define it.
 pub const SCHEDULING_FIELDS: &[&str] = &[
@@ -31,7 +43,12 @@ pub const SCHEDULING_FIELDS: &[&str] = &[
 ];
 
 /// Digest of what one step's tasks share: kind, templates, settings, inputs, upstream.
-pub fn step_work_digest(step: &Step, input_digest: &str, upstream_digest: &str) -> blake3::Hash {
+pub fn step_work_digest(
+    step: &Step,
+    input_digest: &str,
+    upstream_digest: &str,
+    env_digest: &str,
+) -> blake3::Hash {
     let mut work = step.settings.clone();
     if let Some(obj) = work.as_object_mut() {
         for f in SCHEDULING_FIELDS {
@@ -51,7 +68,24 @@ pub fn step_work_digest(step: &Step, input_digest: &str, upstream_digest: &str) 
     h.update(input_digest.as_bytes());
     h.update(b"\0upstream\0");
     h.update(upstream_digest.as_bytes());
+    h.update(b"\0environment\0");
+    h.update(env_digest.as_bytes());
     h.finalize()
+}
+
+/// Digest of a step's own work (kind, templates, settings) without inputs, upstream or
+/// environment: compared between runs to say "command/settings changed".
+pub fn settings_digest(step: &Step) -> String {
+    let mut work = step.settings.clone();
+    if let Some(obj) = work.as_object_mut() {
+        for f in SCHEDULING_FIELDS {
+            obj.remove(*f);
+        }
+        obj.remove("array");
+    }
+    blake3::hash(format!("{}\0{}", step.kind.as_str(), canonical_json(&work)).as_bytes()).to_hex()
+        [..16]
+        .to_string()
 }
 
 /// JSON with object keys sorted, so field order in the YAML never changes an id.
@@ -97,9 +131,31 @@ pub fn task_id(step_digest: &blake3::Hash, params: &[(String, ParamValue)]) -> S
     hex[..20].to_string()
 }
 
-/// The deterministic per-task seed (u64) derived from the id.
-pub fn task_seed(task_id: &str) -> u64 {
-    let h = blake3::hash(format!("{SCHEME}/seed/{task_id}").as_bytes());
+/// The deterministic per-task seed (u64): campaign name, step name, the task's parameter
+/// values (name and text as written) and the optional campaign-level salt. Nothing else.
+pub fn task_seed(
+    campaign: &str,
+    step: &str,
+    params: &[(String, ParamValue)],
+    salt: Option<&str>,
+) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(b"flow-seed-v2\0");
+    for part in [campaign, step, salt.unwrap_or("")] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    for (k, v) in params {
+        // qe-scf's structure digest identifies content, not the task's parameters.
+        if k == "structure_digest" {
+            continue;
+        }
+        h.update(&(k.len() as u64).to_le_bytes());
+        h.update(k.as_bytes());
+        h.update(&(v.text.len() as u64).to_le_bytes());
+        h.update(v.text.as_bytes());
+    }
+    let h = h.finalize();
     let mut b = [0u8; 8];
     b.copy_from_slice(&h.as_bytes()[..8]);
     u64::from_le_bytes(b) >> 1 // keep it positive for languages without u64 (numpy seeds, JSON)
@@ -123,7 +179,23 @@ mod tests {
         let b = task_id(&d, &[("r".into(), ParamValue::int(2))]);
         assert_ne!(a, b);
         assert_eq!(a.len(), 20);
-        assert_eq!(task_seed(&a), task_seed(&a));
-        assert_ne!(task_seed(&a), task_seed(&b));
+    }
+
+    #[test]
+    fn seeds_depend_on_campaign_step_params_and_salt_only() {
+        let p1 = [("r".to_string(), ParamValue::int(1))];
+        let p2 = [("r".to_string(), ParamValue::int(2))];
+        let s = task_seed("c", "mocks", &p1, None);
+        assert_eq!(s, task_seed("c", "mocks", &p1, None));
+        assert_ne!(s, task_seed("c", "mocks", &p2, None));
+        assert_ne!(s, task_seed("c", "other", &p1, None));
+        assert_ne!(s, task_seed("d", "mocks", &p1, None));
+        assert_ne!(s, task_seed("c", "mocks", &p1, Some("2")));
+        // Boundaries are length-prefixed: ("ab", "c") is not ("a", "bc").
+        assert_ne!(
+            task_seed("ab", "c", &[], None),
+            task_seed("a", "bc", &[], None)
+        );
+        assert!(s < (1 << 63));
     }
 }

@@ -65,7 +65,13 @@ impl TaskSpec {
             base_dir,
             work_dir: layout.work_dir(&step.name, task.index, &task.id),
             machine: campaign.machine.name.clone(),
-            root: campaign.machine.root.clone(),
+            // The root of the build-env step that provides the environment (or builds it).
+            root: plan.steps[step_index]
+                .env
+                .as_ref()
+                .and_then(|b| b.root.as_ref())
+                .map(|r| r.display().to_string())
+                .or_else(|| campaign.machine.root.clone()),
             launcher: campaign.machine.launcher.clone(),
             ranks: step.resources.ranks(),
             cpus: step.resources.total_cpus(),
