@@ -392,3 +392,103 @@ fn chaos_kill_9_never_reruns_recorded_successes() {
         );
     }
 }
+
+/// The trust rules end to end: plan checks outputs and says why, a redone output makes its
+/// consumer stale, seeds survive a command edit, `flow retry` counts only current tasks,
+/// and a second driver with another `--state-dir` is refused by the campaign's lock.
+#[test]
+fn plans_tell_the_truth_and_resume_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let campaign = |sleep: &str| {
+        format!(
+            "campaign: {{name: t, version: v1, machine: local, output: out}}\nsteps:\n  gen:\n    kind: command\n    array: {{n: {{range: [0, 3]}}}}\n    command: sleep {sleep}; echo {{{{seed}}}} > {{{{output}}}}; echo {{{{n}}}} >> ../../ledger-gen\n    output: data/n{{{{n}}}}.txt\n  qa:\n    kind: command\n    needs: [gen]\n    command: cat data/*.txt > qa/sum.txt; echo qa >> ../../ledger-qa\n"
+        )
+    };
+    write(d, "c.yaml", &campaign("0"));
+    assert_ok(&flow(d, &["run", "c.yaml"]));
+    let out_dir = d.join("out/v1_t");
+    let seed_before = std::fs::read_to_string(out_dir.join("data/n1.txt")).unwrap();
+
+    // Nothing changed: the plan says so.
+    let plan = text(&flow(d, &["plan", "c.yaml"]).stdout);
+    assert!(
+        plan.contains("3 done (outputs checked), will be skipped; 0 to run"),
+        "{plan}"
+    );
+
+    // An output deleted: plan names it and its consumer; run redoes exactly those.
+    std::fs::remove_file(out_dir.join("data/n1.txt")).unwrap();
+    let plan = text(&flow(d, &["plan", "c.yaml"]).stdout);
+    assert!(
+        plan.contains("2 done (outputs checked), will be skipped; 1 to run (1 output missing)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("0 done (outputs checked), will be skipped; 1 to run (1 upstream changed)"),
+        "{plan}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&flow(d, &["plan", "c.yaml", "--format", "json"]).stdout).unwrap();
+    assert_eq!(json["steps"][0]["done"], 2);
+    assert_eq!(json["steps"][0]["to_run"], 1);
+    assert_eq!(json["steps"][0]["reasons"]["output-missing"], 1);
+    let status = text(&flow(d, &["status", "c.yaml"]).stdout);
+    assert!(status.contains("2/3 succeeded"), "{status}");
+    assert!(status.contains("1 output-missing"), "{status}");
+    assert_ok(&flow(d, &["run", "c.yaml"]));
+    let gen_runs = std::fs::read_to_string(d.join("ledger-gen")).unwrap();
+    assert_eq!(gen_runs.lines().count(), 4, "{gen_runs}");
+    let qa_runs = std::fs::read_to_string(d.join("ledger-qa")).unwrap();
+    assert_eq!(qa_runs.lines().count(), 2, "the consumer reran: {qa_runs}");
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("data/n1.txt")).unwrap(),
+        seed_before,
+        "same seed"
+    );
+
+    // A command edit reruns the step (plan: command changed) with the same seeds.
+    write(d, "c.yaml", &campaign("0.01"));
+    let plan = text(&flow(d, &["plan", "c.yaml"]).stdout);
+    assert!(
+        plan.contains("3 to run (3 command/settings changed)"),
+        "{plan}"
+    );
+    assert_ok(&flow(d, &["run", "c.yaml"]));
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("data/n1.txt")).unwrap(),
+        seed_before,
+        "seeds are stable across command edits"
+    );
+    // `flow retry` counts the tasks of the campaign as it is, not superseded versions.
+    let out = flow(d, &["retry", "c.yaml"]);
+    assert!(
+        text(&out.stdout).contains("re-queued 0 task(s)"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Two drivers, two state directories: the campaign's lock refuses the second.
+    write(d, "c.yaml", &campaign("3"));
+    let mut first = flow_cmd(d, &["run", "c.yaml", "--state-dir", "s1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(
+        &out_dir.join("metadata/driver.lock"),
+        Duration::from_secs(20),
+    );
+    let second = flow(d, &["run", "c.yaml", "--state-dir", "s2"]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        text(&second.stderr).contains("is being run by pid"),
+        "{}",
+        text(&second.stderr)
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The dead driver is reported as dead, not as running.
+    let status = text(&flow(d, &["status", "c.yaml", "--state-dir", "s1"]).stdout);
+    assert!(status.contains("driver: DEAD"), "{status}");
+}

@@ -148,10 +148,13 @@ pub fn text(plan: &Plan, done: &DoneCounts, explain: bool) -> String {
             }
         }
         if let Some(env) = &planned.env {
-            let root = env
-                .root
-                .as_ref()
-                .map_or("no root".to_string(), |r| r.display().to_string());
+            let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+            let root = env.root.as_ref().map_or("no root".to_string(), |r| {
+                match home.as_ref().and_then(|h| r.strip_prefix(h).ok()) {
+                    Some(rest) => format!("~/{}", rest.display()),
+                    None => r.display().to_string(),
+                }
+            });
             let by = match env.provider {
                 Some(p) if p == i => "built by this step".to_string(),
                 Some(p) => format!("built by step {}", plan.campaign.steps[p].name),

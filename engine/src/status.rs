@@ -267,7 +267,7 @@ pub fn report(
             let action = g.get("action").and_then(|a| a.as_str()).unwrap_or("");
             let message = g.get("message").and_then(|a| a.as_str()).unwrap_or("");
             if action == "stop" {
-                text.push_str(&format!("  gate stops its dependents: {message}\n"));
+                text.push_str(&format!("  gate stopped dependents: {message}\n"));
             } else if !message.is_empty() {
                 text.push_str(&format!("  gate: {action}: {message}\n"));
             }
