@@ -489,9 +489,13 @@ pub fn next_parameters(policy: &RecoveryPolicy, history: &History, structure: &s
         }
         let mut params = last.parameters.clone();
         let mut usable = true;
+        // a change is a value other than the one pw.x ran with (set, or reported: pools)
+        let mut changed = false;
         for (key, edit) in &h.set {
+            let current = params.get(key).or(last.observed.get(key)).cloned();
             match edit.apply(params.get(key), last.observed.get(key)) {
                 EditResult::Value(v) => {
+                    changed |= current.as_ref() != Some(&v);
                     params.insert(key.clone(), v);
                 }
                 EditResult::Exhausted | EditResult::NoBase => {
@@ -500,7 +504,7 @@ pub fn next_parameters(policy: &RecoveryPolicy, history: &History, structure: &s
                 }
             }
         }
-        if !usable || (params == last.parameters && h.restart == Restart::None) {
+        if !usable || (!changed && h.restart == Restart::None) {
             continue;
         }
         return Decision::Retry {
