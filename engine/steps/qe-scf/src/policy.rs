@@ -471,8 +471,12 @@ pub fn next_parameters(policy: &RecoveryPolicy, history: &History, structure: &s
     };
     if history.attempts.len() as u32 >= policy.max_attempts {
         return give_up(format!(
-            "{} attempts (the policy's budget) used; the last failed with {failure}",
-            history.attempts.len()
+            "{} attempts (the policy's budget) used; the last failed with {failure}{}",
+            history.attempts.len(),
+            last.message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
         ));
     }
     for h in &policy.handlers {
