@@ -256,6 +256,15 @@ pub fn post_process(
     let (outcome, details, effect) = check(
         plan, step_index, index, task_id, attempt, outcome, result_doc,
     );
+    if step.kind == StepKind::QeScf {
+        // the results table gets the structure's row as its task ends (a task that left
+        // neither result.json nor fatal.json, interrupted or killed, adds none). The table
+        // is a view of files that stay: failing to append must not fail the task.
+        let _ = flow_qe_scf::results_table::record_task(
+            &qe_results_table(layout, &step.name),
+            &layout.work_dir(&step.name, index, task_id),
+        );
+    }
     Checked {
         final_failure: final_failure && !outcome.succeeded(),
         outcome,
@@ -568,7 +577,27 @@ pub fn write_qe_aggregate(
     flow_qe_scf::results::write_extxyz(&results, &mut bytes).map_err(|e| e.to_string())?;
     let path = layout.qa().join(format!("{step}.extxyz"));
     write_atomic(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    // one row per structure again (rows were appended as tasks ended)
+    flow_qe_scf::results_table::compact_table(&qe_results_table(layout, step))
+        .map_err(|e| e.to_string())?;
     Ok(path)
+}
+
+/// qe-scf: the results table of a step, `qa/<step>.results.csv` (one row per structure,
+/// appended as each task ends; see `flow_qe_scf::results_table`).
+pub fn qe_results_table(layout: &Layout, step: &str) -> std::path::PathBuf {
+    layout.qa().join(format!("{step}.results.csv"))
+}
+
+/// qe-scf: the line `flow status` prints for a step's results table (converged / failed /
+/// unphysical counts, energy range), if the table has rows.
+pub fn qe_results_line(layout: &Layout, step: &Step) -> Option<String> {
+    if step.kind != StepKind::QeScf {
+        return None;
+    }
+    let table = qe_results_table(layout, &step.name);
+    flow_qe_scf::results_table::summarize_table(&table)
+        .map(|s| format!("  results: {s} ({})\n", table.display()))
 }
 
 /// The machine's `kubernetes:` block, with the machine named in the error.

@@ -80,6 +80,22 @@ pub fn expand_structures(
     Ok(out)
 }
 
+/// Checks, without reading any structure, that the step's pseudopotential family can be
+/// found and has a directory (the step's `dir` or the family's default): a family shipped
+/// as a table only (SSSP) without `dir` is an error that says where its files come from.
+/// `flow validate` reports it at `pseudopotentials:`.
+pub fn check_pseudopotentials(settings: &Settings, base_dir: &Path) -> Result<(), QeError> {
+    let family = crate::pseudo::PseudoFamily::load(&settings.pseudopotentials.family, base_dir)?;
+    if settings.pseudopotentials.dir.is_none() && family.default_dir.is_none() {
+        return Err(crate::pseudo::PseudoError::NoDirectory {
+            family: family.family,
+            files_from: family.files_from,
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// The policy a step uses: its `recovery`, with `allow_smearing` and `max_attempts`
 /// applied.
 pub fn effective_policy(settings: &Settings, base_dir: &Path) -> Result<RecoveryPolicy, QeError> {
@@ -244,6 +260,32 @@ mod tests {
             !text.contains("occupations = 'smearing'"),
             "allow_smearing: false removes it:\n{text}"
         );
+    }
+
+    #[test]
+    fn a_table_only_family_without_dir_is_an_error_saying_where_files_come_from() {
+        let s = Settings::from_json(&json!({
+            "structures": "x.extxyz",
+            "pseudopotentials": {"family": "sssp-efficiency-1.1"}
+        }))
+        .unwrap();
+        let e = check_pseudopotentials(&s, Path::new("/")).unwrap_err().to_string();
+        assert!(
+            e.contains("sssp-efficiency-1.1") && e.contains("pseudopotentials.dir"),
+            "{e}"
+        );
+        assert!(e.contains("materialscloud.org"), "{e}");
+        let with_dir = Settings::from_json(&json!({
+            "structures": "x.extxyz",
+            "pseudopotentials": {"family": "sssp-efficiency-1.1", "dir": "/pp"}
+        }))
+        .unwrap();
+        assert!(check_pseudopotentials(&with_dir, Path::new("/")).is_ok());
+        let debian = Settings::from_json(&json!({
+            "structures": "x.extxyz", "pseudopotentials": {"family": "qe-debian"}
+        }))
+        .unwrap();
+        assert!(check_pseudopotentials(&debian, Path::new("/")).is_ok());
     }
 
     #[test]
