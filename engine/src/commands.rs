@@ -43,12 +43,15 @@ pub fn run(command: Command) -> i32 {
             explain,
             executor,
             output,
+            structure,
+            task,
         } => plan(
             &file,
             format,
             explain,
             executor_kind(executor),
             output.as_deref(),
+            crate::steps::QeFocus::from_args(structure, task),
         ),
         Command::Run {
             file,
@@ -161,6 +164,7 @@ fn plan(
     explain: bool,
     executor: Option<ExecutorKind>,
     output: Option<&Path>,
+    focus: crate::steps::QeFocus,
 ) -> i32 {
     let Ok(campaign) = load(file) else { return 1 };
     let plan = match compile(&campaign, executor) {
@@ -173,8 +177,15 @@ fn plan(
     let done = done_counts(&campaign, &plan, None);
     match format {
         PlanFormat::Text => {
+            let details = match crate::steps::plan_details_for(&plan, &focus) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return 1;
+                }
+            };
             print!("{}", plan_render::text(&plan, &done, explain));
-            print!("{}", crate::steps::plan_details(&plan));
+            print!("{details}");
         }
         PlanFormat::Json => println!(
             "{}",

@@ -733,9 +733,79 @@ pub fn write_kubernetes_manifests(plan: &Plan, dir: &std::path::Path) -> Result<
     Ok(n)
 }
 
+/// Which qe-scf structure `flow plan` shows (`--structure NAME` / `--task ID`); default: the
+/// first of each step.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum QeFocus {
+    #[default]
+    First,
+    Structure(String),
+    Task(String),
+}
+
+impl QeFocus {
+    pub fn from_args(structure: Option<String>, task: Option<String>) -> QeFocus {
+        match (structure, task) {
+            (Some(s), _) => QeFocus::Structure(s),
+            (None, Some(t)) => QeFocus::Task(t),
+            _ => QeFocus::First,
+        }
+    }
+
+    /// The structure to show for step `i`, or `None` for the first; `Err` when the focus
+    /// names something no qe-scf step has.
+    fn resolve(&self, plan: &Plan) -> Result<Option<(usize, String)>, String> {
+        let qe_steps = || {
+            plan.order
+                .iter()
+                .copied()
+                .filter(|&i| plan.campaign.steps[i].kind == StepKind::QeScf)
+        };
+        match self {
+            QeFocus::First => Ok(None),
+            QeFocus::Structure(name) => qe_steps()
+                .find(|&i| plan.steps[i].structures.iter().any(|s| s == name))
+                .map(|i| Some((i, name.clone())))
+                .ok_or_else(|| {
+                    let some: Vec<&str> = qe_steps()
+                        .flat_map(|i| plan.steps[i].structures.iter().map(String::as_str))
+                        .take(5)
+                        .collect();
+                    format!(
+                        "--structure {name}: no qe-scf step has a structure of that name (some: {})",
+                        if some.is_empty() { "none".to_string() } else { some.join(", ") }
+                    )
+                }),
+            QeFocus::Task(id) => {
+                let mut found = Vec::new();
+                for i in qe_steps() {
+                    for t in 0..plan.steps[i].task_count {
+                        if plan.task(i, t).id.starts_with(id.as_str()) {
+                            found.push((i, plan.steps[i].structures[t as usize].clone()));
+                        }
+                    }
+                }
+                match found.len() {
+                    1 => Ok(found.pop()),
+                    0 => Err(format!("--task {id}: no qe-scf task has that id")),
+                    n => Err(format!(
+                        "--task {id}: {n} qe-scf tasks start with it; give more of the id"
+                    )),
+                }
+            }
+        }
+    }
+}
+
 /// Extra plan text for step kinds that have more to show (generated inputs, policies,
 /// scheduler scripts).
 pub fn plan_details(plan: &Plan) -> String {
+    plan_details_for(plan, &QeFocus::First).unwrap_or_else(|e| format!("\n{e}\n"))
+}
+
+/// [`plan_details`] with the qe-scf structure to show chosen by `focus`.
+pub fn plan_details_for(plan: &Plan, focus: &QeFocus) -> Result<String, String> {
+    let shown = focus.resolve(plan)?;
     let mut out = String::new();
     let base = plan.campaign.base_dir();
     for &i in &plan.order {
@@ -777,7 +847,12 @@ pub fn plan_details(plan: &Plan) -> String {
             let text = flow_qe_scf::Settings::from_json(&step.settings)
                 .map_err(|e| format!("{}: {}", e.field, e.message))
                 .and_then(|s| {
-                    flow_qe_scf::plan::plan_summary(&s, &base, ranks).map_err(|e| e.to_string())
+                    let name = shown
+                        .as_ref()
+                        .filter(|(step_index, _)| *step_index == i)
+                        .map(|(_, n)| n.as_str());
+                    flow_qe_scf::plan::plan_summary_for(&s, &base, ranks, name)
+                        .map_err(|e| e.to_string())
                 });
             match text {
                 Ok(summary) => out.push_str(&format!(
@@ -792,7 +867,7 @@ pub fn plan_details(plan: &Plan) -> String {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
