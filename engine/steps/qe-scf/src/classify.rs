@@ -109,7 +109,10 @@ pub fn crash_entry(crash: &str) -> Option<String> {
     match re.captures(&block) {
         Some(c) => Some(format!(
             "Error in routine {} ({}): {} (rank {}, from CRASH)",
-            &c[2], &c[3], c[4].trim(), &c[1]
+            &c[2],
+            &c[3],
+            c[4].trim(),
+            &c[1]
         )),
         None => Some(format!("{block} (from CRASH)")),
     }
@@ -225,7 +228,8 @@ pub fn classify_attempt(
             Failure::NonzeroExit,
             format!(
                 "{}{} (pw.x's message was lost: no error block in stdout and no CRASH file)",
-                exit.code.map_or(String::new(), |c| format!("exit status {c}: ")),
+                exit.code
+                    .map_or(String::new(), |c| format!("exit status {c}: ")),
                 line.trim()
             ),
         );

@@ -278,8 +278,14 @@ pub fn check_structure(stdout: &str, sent: &crate::structure::Structure) -> Resu
         return Err("the output has no `crystal axes` block".into());
     }
     for (i, (got, want)) in vectors.iter().zip(&sent.cell).enumerate() {
-        let diff = (0..3).map(|j| (got[j] - want[j]).abs()).fold(0.0, f64::max);
-        if !(diff <= CELL_TOLERANCE_ANG) {
+        // NaN (an overflowed `*****` field) must fail, not vanish in `max`
+        let diff = (0..3)
+            .map(|j| (got[j] - want[j]).abs())
+            .fold(
+                0.0,
+                |m: f64, d| if d.is_nan() { f64::NAN } else { m.max(d) },
+            );
+        if diff.is_nan() || diff > CELL_TOLERANCE_ANG {
             return Err(format!(
                 "cell vector a({}) is ({:.5}, {:.5}, {:.5}) Å in the output, ({:.5}, {:.5}, {:.5}) Å in the structure sent",
                 i + 1,

@@ -263,7 +263,8 @@ pub fn plan_summary_for(
     for (r, s) in &structures {
         let prep = prepare(settings, &policy, r, s.clone(), base_dir, ranks)?;
         let nosym = prep.initial.get("nosym").and_then(|v| v.as_bool()) == Some(true);
-        let (elements, atoms, kgrid) = (prep.species.join(" "), s.symbols.len(), prep.kgrid.label());
+        let (elements, atoms, kgrid) =
+            (prep.species.join(" "), s.symbols.len(), prep.kgrid.label());
         match classes
             .iter_mut()
             .find(|c| c.elements == elements && c.atoms == atoms && c.kgrid == kgrid)
@@ -289,7 +290,11 @@ pub fn plan_summary_for(
         }
     }
     let Some(prep) = picked else {
-        let names: Vec<&str> = structures.iter().take(5).map(|(r, _)| r.name.as_str()).collect();
+        let names: Vec<&str> = structures
+            .iter()
+            .take(5)
+            .map(|(r, _)| r.name.as_str())
+            .collect();
         return Err(QeError::UnknownStructure {
             name: shown.unwrap_or("").to_string(),
             count: structures.len(),
@@ -300,7 +305,11 @@ pub fn plan_summary_for(
             ),
         });
     };
-    classes.sort_by(|a, b| b.kpoints.cmp(&a.kpoints).then(b.structures.cmp(&a.structures)));
+    classes.sort_by(|a, b| {
+        b.kpoints
+            .cmp(&a.kpoints)
+            .then(b.structures.cmp(&a.structures))
+    });
     Ok(PlanSummary {
         structures: structures.len(),
         first_structure: prep.name.clone(),
@@ -353,14 +362,17 @@ mod tests {
         assert_eq!(summary.kpoints, 36, "4x4x4 with nosym: (64 + 8)/2 k-points");
         assert_eq!(summary.kpoint_classes.len(), 1);
         assert_eq!(summary.kpoint_classes[0].structures, 3);
-        let shown = plan_summary_for(&settings, dir.path(), 4, Some("structures/b.extxyz#1"))
-            .unwrap();
+        let shown =
+            plan_summary_for(&settings, dir.path(), 4, Some("structures/b.extxyz#1")).unwrap();
         assert!(shown.selected && shown.first_structure == "structures/b.extxyz#1");
         assert!(shown.to_string().contains("shown: structures/b.extxyz#1"));
         let e = plan_summary_for(&settings, dir.path(), 4, Some("nope"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("no structure named `nope`") && e.contains("structures/a.extxyz"), "{e}");
+        assert!(
+            e.contains("no structure named `nope`") && e.contains("structures/a.extxyz"),
+            "{e}"
+        );
         assert_eq!(summary.kgrid, "4x4x4");
         assert_eq!(summary.pools, 4);
         let text = summary.to_string();
@@ -385,7 +397,9 @@ mod tests {
             "pseudopotentials": {"family": "sssp-efficiency-1.1"}
         }))
         .unwrap();
-        let e = check_pseudopotentials(&s, Path::new("/")).unwrap_err().to_string();
+        let e = check_pseudopotentials(&s, Path::new("/"))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("sssp-efficiency-1.1") && e.contains("pseudopotentials.dir"),
             "{e}"

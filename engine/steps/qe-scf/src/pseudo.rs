@@ -268,8 +268,16 @@ mod tests {
                 .md5
                 .as_ref()
                 .is_some_and(|m| m.len() == 32 && m.chars().all(|c| c.is_ascii_hexdigit()))));
-            assert!(f.source.as_deref().unwrap_or("").contains("aiida-wannier90-workflows"));
-            assert!(f.files_from.as_deref().unwrap_or("").contains("materialscloud.org"));
+            assert!(f
+                .source
+                .as_deref()
+                .unwrap_or("")
+                .contains("aiida-wannier90-workflows"));
+            assert!(f
+                .files_from
+                .as_deref()
+                .unwrap_or("")
+                .contains("materialscloud.org"));
             assert!(f.default_dir.is_none());
         }
         assert_eq!(v11.elements["Si"].file, "Si.pbe-n-rrkjus_psl.1.0.0.UPF");
@@ -277,11 +285,19 @@ mod tests {
             v11.elements["Si"].md5.as_deref(),
             Some("0b0bb1205258b0d07b9f9672cf965d36")
         );
-        assert_eq!(v13.elements["Cu"].file, "Cu.paw.z_11.ld1.psl.v1.0.0-low.upf");
+        assert_eq!(
+            v13.elements["Cu"].file,
+            "Cu.paw.z_11.ld1.psl.v1.0.0-low.upf"
+        );
         // 1.3 ships no cutoffs (none could be checked): the step must give them
         assert!(v13.elements.values().all(|e| e.ecutwfc.is_none()));
         let r = v13
-            .resolve(&["Si".to_string()], Some(Path::new("/pp")), &BTreeMap::new(), false)
+            .resolve(
+                &["Si".to_string()],
+                Some(Path::new("/pp")),
+                &BTreeMap::new(),
+                false,
+            )
             .unwrap();
         assert_eq!(r.ecutwfc, None);
     }

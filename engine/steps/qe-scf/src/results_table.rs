@@ -56,9 +56,13 @@ impl RowStatus {
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [RowStatus::Converged, RowStatus::Failed, RowStatus::Unphysical]
-            .into_iter()
-            .find(|r| r.as_str() == s)
+        [
+            RowStatus::Converged,
+            RowStatus::Failed,
+            RowStatus::Unphysical,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
     }
 }
 

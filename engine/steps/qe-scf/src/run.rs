@@ -142,8 +142,7 @@ pub fn run_structure(
                 // fatal.json keeps every attempt's parameters and message; the bulky
                 // scratch of the last attempt (earlier ones are gone already) goes
                 if !options.keep_failed_scratch {
-                    if let Some(d) = history.attempts.last().and_then(|a| a.directory.as_ref())
-                    {
+                    if let Some(d) = history.attempts.last().and_then(|a| a.directory.as_ref()) {
                         remove_scratch(&Path::new(d).join(OUTDIR), false)?;
                     }
                 }
@@ -255,7 +254,11 @@ pub fn run_structure(
                 record.exit_code = exit.code;
                 deadline_kill = exit.timed_out && remaining.is_some() && kill_after == remaining;
                 match classify_attempt(&stdout, &stderr, &crash, exit) {
-                    Some(_) if deadline_kill && save_write_started(&stdout) && !stdout.contains(JOB_DONE) => {
+                    Some(_)
+                        if deadline_kill
+                            && save_write_started(&stdout)
+                            && !stdout.contains(JOB_DONE) =>
+                    {
                         record.failure = Some(Failure::WalltimeDuringWrite);
                         record.message = Some("killed at the allocation's time limit while pw.x was writing its save (no `JOB DONE.`): the next attempt starts from scratch".into());
                     }

@@ -105,7 +105,10 @@ fn assert_retry(d: &Decision, handler: &str, changes: &[(&str, Value)], restart:
         .collect();
     assert_eq!(
         changed.len(),
-        changes.iter().filter(|(k, v)| base.get(*k) != Some(v)).count(),
+        changes
+            .iter()
+            .filter(|(k, v)| base.get(*k) != Some(v))
+            .count(),
         "only {changes:?} change: {params:?}"
     );
 }
@@ -128,7 +131,12 @@ fn act(failure: Failure, message: &str) -> Decision {
 
 #[test]
 fn scf_not_converged_lowers_mixing_beta() {
-    let (f, m) = class_of("si_scf_not_converged.out", "si_scf_not_converged.err", "", code(2));
+    let (f, m) = class_of(
+        "si_scf_not_converged.out",
+        "si_scf_not_converged.err",
+        "",
+        code(2),
+    );
     assert_eq!(f, Failure::ScfNotConverged);
     assert_retry(
         &act(f, &m),
@@ -179,12 +187,7 @@ fn diagonalization_failures_go_to_cg() {
 fn a_clean_max_seconds_stop_restarts_from_the_save() {
     let (f, m) = class_of("si_max_cpu_time.out", "si_max_cpu_time.err", "", code(255));
     assert_eq!(f, Failure::Walltime);
-    assert_retry(
-        &act(f, &m),
-        "restart-after-max-seconds",
-        &[],
-        Restart::Full,
-    );
+    assert_retry(&act(f, &m), "restart-after-max-seconds", &[], Restart::Full);
 }
 
 #[test]
@@ -248,11 +251,21 @@ fn incomplete_output_is_job_done_without_results_and_gives_up() {
 fn interrupted_runs_get_one_retry_from_scratch() {
     for (out, err, exit, needle) in [
         // real: truncated by an MPI abort, exit status lost
-        ("fe_buffered_abort_truncated.out", "", code(0), "exit status 0"),
+        (
+            "fe_buffered_abort_truncated.out",
+            "",
+            code(0),
+            "exit status 0",
+        ),
         ("", "", code(1), "empty output"),
         ("", "", code(0), "empty output"),
         // assembled: srun's node failure
-        ("si_node_failure.out", "si_node_failure.err", code(1), "Node failure"),
+        (
+            "si_node_failure.out",
+            "si_node_failure.err",
+            code(1),
+            "Node failure",
+        ),
         ("si_scf_not_converged.out", "", signal(15), "signal 15"),
     ] {
         let (f, m) = class_of(out, err, "", exit);
@@ -302,7 +315,12 @@ fn interrupted_runs_get_one_retry_from_scratch() {
 fn errors_retrying_cannot_fix_give_up_with_pw_x_own_message() {
     for (out, err, crash, needle) in [
         // assembled: EXX
-        ("si_exx_dexx_negative.out", "", "", "Error in routine electrons (1): dexx is negative!"),
+        (
+            "si_exx_dexx_negative.out",
+            "",
+            "",
+            "Error in routine electrons (1): dexx is negative!",
+        ),
         // real: rank 1 could not read its restart file; stdout has no error at all
         (
             "si_crash_only_read_wfc.out",
@@ -371,7 +389,11 @@ fn too_many_pools_halve_npools() {
             "si_npools_out_of_range.crash",
         ),
         // the same, only the CRASH file left (stdout empty)
-        ("", "si_npools_out_of_range.err", "si_npools_out_of_range.crash"),
+        (
+            "",
+            "si_npools_out_of_range.err",
+            "si_npools_out_of_range.crash",
+        ),
         // assembled: QE <= 6.5's divide_et_impera error
         ("si_divide_et_impera_no_kpoints.out", "", ""),
     ] {
@@ -457,7 +479,11 @@ fn a_wrong_charge_turns_smearing_on_then_adds_bands() {
     };
     assert_eq!(handler.as_deref(), Some("charge-wrong-more-bands"));
     assert_eq!(params["nbnd"], json!(15));
-    assert_eq!(params["smearing"], json!("gaussian"), "the step's smearing stays");
+    assert_eq!(
+        params["smearing"],
+        json!("gaussian"),
+        "the step's smearing stays"
+    );
 }
 
 #[test]

@@ -562,7 +562,10 @@ fn more_pools_than_ranks_recover_by_halving_the_pools_for_real() {
     assert_eq!(seen[1].parameters["npools"], json!(2));
     success(outcome);
     let pw_out = std::fs::read_to_string(dir.path().join("attempt-01/pw.out")).unwrap();
-    assert!(pw_out.contains("npool     =       2"), "two pools the second time");
+    assert!(
+        pw_out.contains("npool     =       2"),
+        "two pools the second time"
+    );
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -601,7 +604,11 @@ fn a_structure_given_up_on_leaves_its_report_not_its_scratch() {
             panic!("{outcome:?}")
         };
         assert_eq!(report.attempts[0].failure, Some(Failure::ScfNotConverged));
-        assert!(report.reason.contains("convergence NOT achieved"), "{}", report.reason);
+        assert!(
+            report.reason.contains("convergence NOT achieved"),
+            "{}",
+            report.reason
+        );
         sizes.push(dir_bytes(dir.path()));
     }
     eprintln!(

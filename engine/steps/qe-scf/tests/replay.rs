@@ -23,7 +23,12 @@ fn replay(
     script: &str,
     workdir: &Path,
 ) -> (StructureOutcome, Vec<flow_qe_scf::AttemptRecord>) {
-    replay_with(json!({"recovery": recovery}), script, workdir, History::default())
+    replay_with(
+        json!({"recovery": recovery}),
+        script,
+        workdir,
+        History::default(),
+    )
 }
 
 /// `replay` with more step settings and a history to resume from.
@@ -79,14 +84,20 @@ fn too_many_pools_rerun_with_half_the_pools() {
         dir.path(),
         History::default(),
     );
-    assert!(matches!(outcome, StructureOutcome::Success(_)), "{outcome:?}");
+    assert!(
+        matches!(outcome, StructureOutcome::Success(_)),
+        "{outcome:?}"
+    );
     assert_eq!(seen[0].failure, Some(Failure::Parallelization));
     let args: Vec<String> = (0..3)
         .map(|i| read(dir.path().join(format!("attempt-{i:02}/pw.args"))))
         .collect();
     assert!(args[0].contains("-nk 4"), "{args:?}");
     assert!(args[1].contains("-nk 2"), "{args:?}");
-    assert!(!args[2].contains("-nk"), "one pool: no -nk at all: {args:?}");
+    assert!(
+        !args[2].contains("-nk"),
+        "one pool: no -nk at all: {args:?}"
+    );
     assert!(!read(dir.path().join("attempt-01/pw.in")).contains("npools"));
 }
 
@@ -98,7 +109,10 @@ fn a_kill_during_the_save_write_never_restarts_from_that_save() {
         "si_walltime_kill_during_write:sig15 si_scf_ok:0",
         dir.path(),
     );
-    assert!(matches!(outcome, StructureOutcome::Success(_)), "{outcome:?}");
+    assert!(
+        matches!(outcome, StructureOutcome::Success(_)),
+        "{outcome:?}"
+    );
     assert_eq!(seen[0].failure, Some(Failure::WalltimeDuringWrite));
     assert_eq!(
         seen[0].error_class.map(|c| c.as_str()),
@@ -128,9 +142,16 @@ fn a_clean_max_seconds_stop_still_restarts_fully_after_resuming() {
         initial: Default::default(),
         attempts: seen,
     };
-    let (outcome, seen) =
-        replay_with(json!({}), "si_max_cpu_time:255 si_scf_ok:0", dir.path(), history);
-    assert!(matches!(outcome, StructureOutcome::Success(_)), "{outcome:?}");
+    let (outcome, seen) = replay_with(
+        json!({}),
+        "si_max_cpu_time:255 si_scf_ok:0",
+        dir.path(),
+        history,
+    );
+    assert!(
+        matches!(outcome, StructureOutcome::Success(_)),
+        "{outcome:?}"
+    );
     assert_eq!(seen[0].restart, Restart::Full);
 }
 
@@ -168,7 +189,11 @@ fn a_complete_output_with_a_nonzero_exit_keeps_the_result_and_warns() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].exit_code, Some(1));
     assert_eq!(r.warnings.len(), 1);
-    assert!(r.warnings[0].contains("exited with status 1"), "{:?}", r.warnings);
+    assert!(
+        r.warnings[0].contains("exited with status 1"),
+        "{:?}",
+        r.warnings
+    );
 }
 
 #[test]
@@ -189,7 +214,10 @@ fn an_output_of_another_cell_is_never_stored_and_its_scratch_goes() {
     assert!(!out.join("pwscf.wfc1").exists());
     assert!(!out.join("pwscf.save/wfc1.dat").exists());
     assert!(!out.join("pwscf.save/charge-density.dat").exists());
-    assert!(dir.path().join("attempt-00/pw.out").exists(), "the evidence stays");
+    assert!(
+        dir.path().join("attempt-00/pw.out").exists(),
+        "the evidence stays"
+    );
 }
 
 #[test]
@@ -223,7 +251,10 @@ fn an_interrupted_run_is_retried_once_from_scratch() {
         "si_node_failure:1 si_scf_ok:0",
         dir.path(),
     );
-    assert!(matches!(outcome, StructureOutcome::Success(_)), "{outcome:?}");
+    assert!(
+        matches!(outcome, StructureOutcome::Success(_)),
+        "{outcome:?}"
+    );
     assert_eq!(seen[0].failure, Some(Failure::Interrupted));
     assert_eq!(seen[1].handler.as_deref(), Some("retry-interrupted"));
     let dir = tempfile::tempdir().unwrap();
