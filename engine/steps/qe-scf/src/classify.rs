@@ -170,9 +170,9 @@ pub fn classify(stdout: &str, stderr: &str, exit: ExitInfo) -> Option<Classified
 /// come after this and may still fail the attempt.
 ///
 /// Precedence: flow's timeout; a kill after the save write began (`walltime-during-write`);
-/// the pattern table (stdout, CRASH, stderr); a complete output; signals and 128+N exit
-/// codes (SIGKILL → out-of-memory, SIGTERM/SIGINT/SIGHUP → interrupted, others →
-/// signal); pw.x's own error block or CRASH entry (`nonzero-exit`, with pw.x's message); an
+/// the pattern table (stdout, CRASH, stderr); a complete output; pw.x's own error block or
+/// CRASH entry (`nonzero-exit`, with pw.x's message); signals and 128+N exit codes
+/// (SIGKILL → out-of-memory, SIGTERM/SIGINT/SIGHUP → interrupted, others → signal); an
 /// MPI_ABORT whose message was lost (`nonzero-exit`); no `JOB DONE.` (`interrupted`).
 pub fn classify_attempt(
     stdout: &str,
@@ -206,6 +206,11 @@ pub fn classify_attempt(
     if own.is_none() && output_complete(stdout) {
         return None;
     }
+    if let Some(message) = own {
+        // pw.x's own words, not "exit status 1"; it detected the error itself, so a
+        // launcher's kill of the other ranks afterwards (srun: 137) does not decide
+        return found(Failure::NonzeroExit, message);
+    }
     if let Some(sig) = exit.signal {
         return Some(signal_class(sig, &format!("killed by signal {sig}")));
     }
@@ -218,10 +223,6 @@ pub fn classify_attempt(
             ))
         }
         _ => {}
-    }
-    if let Some(message) = own {
-        // pw.x's own words, not "exit status 1"
-        return found(Failure::NonzeroExit, message);
     }
     if let Some(line) = stderr.lines().find(|l| l.contains("MPI_ABORT was invoked")) {
         return found(
@@ -500,6 +501,18 @@ mod tests {
         let out = data("si_suboptimal_pools_ok.out");
         assert!(out.contains("suboptimal parallelization: some nodes have no k-points"));
         assert_eq!(classify(&out, "", code(0)), None);
+    }
+
+    #[test]
+    fn pw_x_own_error_beats_the_launchers_kill_of_the_other_ranks() {
+        let out = " %%%%%%%%%%%\n     Error in routine exx_div_check (1):\n     G_par is not a reciprocal lattice vector\n %%%%%%%%%%%\n";
+        let c = classify(out, "srun: error: task 1: Killed", code(137)).unwrap();
+        assert_eq!(c.failure, Failure::NonzeroExit);
+        assert!(
+            c.message.starts_with("Error in routine exx_div_check"),
+            "{}",
+            c.message
+        );
     }
 
     #[test]
