@@ -128,6 +128,72 @@ fn a_kill_during_the_save_write_never_restarts_from_that_save() {
 }
 
 #[test]
+fn the_allocation_ending_during_the_save_write_resumes_from_scratch() {
+    // flow's own deadline kills pw.x after "Writing output data file": the allocation ends
+    // (Interrupted, class walltime: the engine retries with more time) and the next one
+    // starts from scratch, not from the half-written save
+    let settings = Settings::from_json(&json!({
+        "structures": "x.extxyz",
+        "pseudopotentials": {"family": "qe-debian", "dir": "/nonexistent"},
+        "ecutwfc": 18,
+    }))
+    .unwrap();
+    let policy = effective_policy(&settings, Path::new("/")).unwrap();
+    let prep = prepare_structure(
+        &settings,
+        &policy,
+        parse_extxyz(SI).unwrap().remove(0),
+        "si",
+        Path::new("/"),
+        1,
+        false,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let options = RunOptions {
+        pw_command: data_dir().join("fake-pw.sh").display().to_string(),
+        env: vec![(
+            "FAKE_PW_SCRIPT".into(),
+            "si_walltime_kill_during_write:hang si_scf_ok:0".into(),
+        )],
+        deadline: Some(std::time::Instant::now() + std::time::Duration::from_secs(2)),
+        min_attempt_time: std::time::Duration::ZERO,
+        ..Default::default()
+    };
+    let mut seen = vec![];
+    let outcome = run_structure(
+        &prep,
+        &policy,
+        dir.path(),
+        History::default(),
+        &options,
+        &mut |a| seen.push(a.clone()),
+    )
+    .unwrap();
+    let StructureOutcome::Interrupted { history, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(seen[0].failure, Some(Failure::WalltimeDuringWrite));
+    assert_eq!(seen[0].error_class.map(|c| c.as_str()), Some("walltime"));
+    // the next allocation
+    let options = RunOptions {
+        deadline: None,
+        ..options
+    };
+    let outcome = run_structure(&prep, &policy, dir.path(), history, &options, &mut |a| {
+        seen.push(a.clone())
+    })
+    .unwrap();
+    assert!(
+        matches!(outcome, StructureOutcome::Success(_)),
+        "{outcome:?}"
+    );
+    assert_eq!(seen[1].restart, Restart::FromScratch);
+    let pw_in = read(dir.path().join("attempt-01/pw.in"));
+    assert!(!pw_in.contains("restart_mode"), "{pw_in}");
+}
+
+#[test]
 fn a_clean_max_seconds_stop_still_restarts_fully_after_resuming() {
     // an allocation ended after the clean stop; the next one resumes the history
     let dir = tempfile::tempdir().unwrap();
