@@ -159,6 +159,25 @@ fn qe_scf_campaign_with_real_pw_x_computes_only_new_structures() {
     let extxyz = std::fs::read_to_string(campaign.join("qa/scf.extxyz")).unwrap();
     let frames = extxyz.lines().filter(|l| l.contains("energy=")).count();
     assert_eq!(frames, 4, "{extxyz}");
+    // One results table across structures: a row per structure (appended as each task
+    // ended, compacted at the end of the run), units in the column names.
+    let table = std::fs::read_to_string(campaign.join("qa/scf.results.csv")).unwrap();
+    let mut lines = table.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "structure,status,class,attempts,energy_ev,energy_per_atom_ev,max_force_ev_per_ang,pressure_kbar,total_magnetization_bohr,final_mixing_beta,message"
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 4, "{table}");
+    assert!(rows.iter().all(|r| r.contains(",converged,")), "{table}");
+    assert!(rows[0].starts_with("structures/fe_bcc.extxyz,"), "{table}");
+    let status = flow(d, &["status", &file]);
+    assert_ok(&status);
+    let shown = text(&status.stdout);
+    assert!(
+        shown.contains("results: 4 converged, 0 failed, 0 unphysical; energy "),
+        "{shown}"
+    );
 }
 
 #[test]

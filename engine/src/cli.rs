@@ -61,6 +61,14 @@ pub enum Command {
         /// Where `flow run --state-dir` keeps the state database.
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// qe-scf: show this structure's pw.in and k-points (its name as `flow plan` lists
+        /// it, e.g. `structures/si.extxyz` or `structures/many.extxyz#3`) instead of the first.
+        #[arg(long, conflicts_with = "task")]
+        structure: Option<String>,
+        /// qe-scf: show the pw.in and k-points of this task's structure (a task id or a
+        /// unique prefix of one).
+        #[arg(long)]
+        task: Option<String>,
     },
     /// Run the campaign; safe to re-run: finished tasks are never run again.
     Run {

@@ -44,6 +44,8 @@ pub fn run(command: Command) -> i32 {
             output,
             verify,
             state_dir,
+            structure,
+            task,
         } => plan(
             &file,
             format,
@@ -52,6 +54,7 @@ pub fn run(command: Command) -> i32 {
             output.as_deref(),
             verify,
             state_dir.as_ref(),
+            crate::steps::QeFocus::from_args(structure, task),
         ),
         Command::Run {
             file,
@@ -153,6 +156,7 @@ fn done_counts(
     out
 }
 
+#[allow(clippy::too_many_arguments)] // one per `flow plan` flag
 fn plan(
     file: &Path,
     format: PlanFormat,
@@ -161,6 +165,7 @@ fn plan(
     output: Option<&Path>,
     verify: bool,
     state_dir: Option<&PathBuf>,
+    focus: crate::steps::QeFocus,
 ) -> i32 {
     let Ok(campaign) = load(file) else { return 1 };
     let plan = match compile(&campaign, executor) {
@@ -173,8 +178,15 @@ fn plan(
     let done = done_counts(&campaign, &plan, state_dir, verify);
     match format {
         PlanFormat::Text => {
+            let details = match crate::steps::plan_details_for(&plan, &focus) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return 1;
+                }
+            };
             print!("{}", plan_render::text(&plan, &done, explain));
-            print!("{}", crate::steps::plan_details(&plan));
+            print!("{details}");
         }
         PlanFormat::Json => println!(
             "{}",

@@ -378,6 +378,13 @@ fn qe_structures(
             .map_or(&step.span, |n| &n.span);
         Diagnostic::at(span, format!("{field}.{}", e.field), e.message)
     })?;
+    flow_qe_scf::plan::check_pseudopotentials(&settings, base).map_err(|e| {
+        let span = step
+            .node
+            .get("pseudopotentials")
+            .map_or(&step.span, |n| &n.span);
+        Diagnostic::at(span, format!("{field}.pseudopotentials"), e.to_string())
+    })?;
     let span = step.node.get("structures").map_or(&step.span, |n| &n.span);
     let found = flow_qe_scf::plan::expand_structures(&settings, base)
         .map_err(|e| Diagnostic::at(span, format!("{field}.structures"), e.to_string()))?;

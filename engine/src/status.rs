@@ -275,6 +275,9 @@ pub fn report(
         if let Some(bench) = info.get(&step.name).and_then(|v| v.get("benchmark")) {
             text.push_str(&format!("  benchmark: {bench}\n"));
         }
+        if let Some(line) = crate::steps::qe_results_line(layout, step) {
+            text.push_str(&line);
+        }
         for f in failures.iter().take(10) {
             let stderr_head = last_stderr(layout, &step.name, f);
             text.push_str(&format!(

@@ -256,6 +256,15 @@ pub fn post_process(
     let (outcome, details, effect) = check(
         plan, step_index, index, task_id, attempt, outcome, result_doc,
     );
+    if step.kind == StepKind::QeScf {
+        // the results table gets the structure's row as its task ends (a task that left
+        // neither result.json nor fatal.json, interrupted or killed, adds none). The table
+        // is a view of files that stay: failing to append must not fail the task.
+        let _ = flow_qe_scf::results_table::record_task(
+            &qe_results_table(layout, &step.name),
+            &layout.work_dir(&step.name, index, task_id),
+        );
+    }
     Checked {
         final_failure: final_failure && !outcome.succeeded(),
         outcome,
@@ -583,7 +592,27 @@ pub fn write_qe_aggregate(
     flow_qe_scf::results::write_extxyz(&results, &mut bytes).map_err(|e| e.to_string())?;
     let path = layout.qa().join(format!("{step}.extxyz"));
     write_atomic(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    // one row per structure again (rows were appended as tasks ended)
+    flow_qe_scf::results_table::compact_table(&qe_results_table(layout, step))
+        .map_err(|e| e.to_string())?;
     Ok(path)
+}
+
+/// qe-scf: the results table of a step, `qa/<step>.results.csv` (one row per structure,
+/// appended as each task ends; see `flow_qe_scf::results_table`).
+pub fn qe_results_table(layout: &Layout, step: &str) -> std::path::PathBuf {
+    layout.qa().join(format!("{step}.results.csv"))
+}
+
+/// qe-scf: the line `flow status` prints for a step's results table (converged / failed /
+/// unphysical counts, energy range), if the table has rows.
+pub fn qe_results_line(layout: &Layout, step: &Step) -> Option<String> {
+    if step.kind != StepKind::QeScf {
+        return None;
+    }
+    let table = qe_results_table(layout, &step.name);
+    flow_qe_scf::results_table::summarize_table(&table)
+        .map(|s| format!("  results: {s} ({})\n", table.display()))
 }
 
 /// The machine's `kubernetes:` block, with the machine named in the error.
@@ -719,9 +748,79 @@ pub fn write_kubernetes_manifests(plan: &Plan, dir: &std::path::Path) -> Result<
     Ok(n)
 }
 
+/// Which qe-scf structure `flow plan` shows (`--structure NAME` / `--task ID`); default: the
+/// first of each step.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum QeFocus {
+    #[default]
+    First,
+    Structure(String),
+    Task(String),
+}
+
+impl QeFocus {
+    pub fn from_args(structure: Option<String>, task: Option<String>) -> QeFocus {
+        match (structure, task) {
+            (Some(s), _) => QeFocus::Structure(s),
+            (None, Some(t)) => QeFocus::Task(t),
+            _ => QeFocus::First,
+        }
+    }
+
+    /// The structure to show for step `i`, or `None` for the first; `Err` when the focus
+    /// names something no qe-scf step has.
+    fn resolve(&self, plan: &Plan) -> Result<Option<(usize, String)>, String> {
+        let qe_steps = || {
+            plan.order
+                .iter()
+                .copied()
+                .filter(|&i| plan.campaign.steps[i].kind == StepKind::QeScf)
+        };
+        match self {
+            QeFocus::First => Ok(None),
+            QeFocus::Structure(name) => qe_steps()
+                .find(|&i| plan.steps[i].structures.iter().any(|s| s == name))
+                .map(|i| Some((i, name.clone())))
+                .ok_or_else(|| {
+                    let some: Vec<&str> = qe_steps()
+                        .flat_map(|i| plan.steps[i].structures.iter().map(String::as_str))
+                        .take(5)
+                        .collect();
+                    format!(
+                        "--structure {name}: no qe-scf step has a structure of that name (some: {})",
+                        if some.is_empty() { "none".to_string() } else { some.join(", ") }
+                    )
+                }),
+            QeFocus::Task(id) => {
+                let mut found = Vec::new();
+                for i in qe_steps() {
+                    for t in 0..plan.steps[i].task_count {
+                        if plan.task(i, t).id.starts_with(id.as_str()) {
+                            found.push((i, plan.steps[i].structures[t as usize].clone()));
+                        }
+                    }
+                }
+                match found.len() {
+                    1 => Ok(found.pop()),
+                    0 => Err(format!("--task {id}: no qe-scf task has that id")),
+                    n => Err(format!(
+                        "--task {id}: {n} qe-scf tasks start with it; give more of the id"
+                    )),
+                }
+            }
+        }
+    }
+}
+
 /// Extra plan text for step kinds that have more to show (generated inputs, policies,
 /// scheduler scripts).
 pub fn plan_details(plan: &Plan) -> String {
+    plan_details_for(plan, &QeFocus::First).unwrap_or_else(|e| format!("\n{e}\n"))
+}
+
+/// [`plan_details`] with the qe-scf structure to show chosen by `focus`.
+pub fn plan_details_for(plan: &Plan, focus: &QeFocus) -> Result<String, String> {
+    let shown = focus.resolve(plan)?;
     let mut out = String::new();
     let base = plan.campaign.base_dir();
     for &i in &plan.order {
@@ -763,7 +862,12 @@ pub fn plan_details(plan: &Plan) -> String {
             let text = flow_qe_scf::Settings::from_json(&step.settings)
                 .map_err(|e| format!("{}: {}", e.field, e.message))
                 .and_then(|s| {
-                    flow_qe_scf::plan::plan_summary(&s, &base, ranks).map_err(|e| e.to_string())
+                    let name = shown
+                        .as_ref()
+                        .filter(|(step_index, _)| *step_index == i)
+                        .map(|(_, n)| n.as_str());
+                    flow_qe_scf::plan::plan_summary_for(&s, &base, ranks, name)
+                        .map_err(|e| e.to_string())
                 });
             match text {
                 Ok(summary) => out.push_str(&format!(
@@ -778,7 +882,7 @@ pub fn plan_details(plan: &Plan) -> String {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

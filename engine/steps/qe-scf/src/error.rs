@@ -37,6 +37,16 @@ pub enum QeError {
         /// What is wrong.
         message: String,
     },
+    /// `flow plan --structure NAME` names no structure of the step.
+    #[error("no structure named `{name}`; the step has {count}: {some}")]
+    UnknownStructure {
+        /// What was asked for.
+        name: String,
+        /// How many structures the step has.
+        count: usize,
+        /// The first few names.
+        some: String,
+    },
     /// The patterns match no file.
     #[error("structures: no file matches {patterns}")]
     NoStructures {

@@ -34,11 +34,31 @@ pub enum Failure {
     HighestBandOccupied,
     /// pw.x (or the launcher) could not be started.
     LaunchFailed,
+    /// The k-point parallelisation does not fit: more pools than ranks ("invalid number of
+    /// pools") or, before QE 6.6, more pools than k-points ("some nodes have no k-points").
+    Parallelization,
+    /// A symmetry check failed ("not orthogonal operation", "symmetry operation is not
+    /// satisfied").
+    Symmetry,
+    /// "charge is wrong": the integrated charge is not the electron count (fixed
+    /// occupations on a metal, too few bands).
+    ChargeWrong,
+    /// The charge-density mixing broke down (Broyden "factorization"/"DSYTRI").
+    Mixing,
+    /// Killed (time limit, SIGTERM) after pw.x began writing its save: the save may be half
+    /// written and must not be restarted from.
+    WalltimeDuringWrite,
+    /// Stopped before `JOB DONE.` with no error message (exit 0 or not, empty output, a
+    /// node or launcher that died, SIGTERM).
+    Interrupted,
+    /// The output describes another structure than the one sent (atom count, species
+    /// order, cell): a stale output, a wrong working directory, a reused scratch.
+    StructureMismatch,
 }
 
 impl Failure {
     /// Every failure kind, in a stable order.
-    pub const ALL: [Failure; 11] = [
+    pub const ALL: [Failure; 18] = [
         Failure::ScfNotConverged,
         Failure::Diagonalization,
         Failure::Walltime,
@@ -50,6 +70,13 @@ impl Failure {
         Failure::Unphysical,
         Failure::HighestBandOccupied,
         Failure::LaunchFailed,
+        Failure::Parallelization,
+        Failure::Symmetry,
+        Failure::ChargeWrong,
+        Failure::Mixing,
+        Failure::WalltimeDuringWrite,
+        Failure::Interrupted,
+        Failure::StructureMismatch,
     ];
 
     /// The stable kebab-case name used in policies, JSON and the state database.
@@ -66,10 +93,19 @@ impl Failure {
             Failure::Unphysical => "unphysical",
             Failure::HighestBandOccupied => "highest-band-occupied",
             Failure::LaunchFailed => "launch-failed",
+            Failure::Parallelization => "parallelization",
+            Failure::Symmetry => "symmetry",
+            Failure::ChargeWrong => "charge-wrong",
+            Failure::Mixing => "mixing",
+            Failure::WalltimeDuringWrite => "walltime-during-write",
+            Failure::Interrupted => "interrupted",
+            Failure::StructureMismatch => "structure-mismatch",
         }
     }
 
-    /// The shared error class stored by the engine.
+    /// The shared error class stored by the engine (the step's finer classes map onto the
+    /// nearest shared one: `parallelization` → `nonzero-exit`, `walltime-during-write` →
+    /// `walltime`, `interrupted` → `incomplete-output`, ...).
     pub fn error_class(self) -> ErrorClass {
         match self {
             Failure::ScfNotConverged => ErrorClass::ScfNotConverged,
@@ -83,6 +119,11 @@ impl Failure {
             Failure::Unphysical => ErrorClass::Unphysical,
             Failure::HighestBandOccupied => ErrorClass::InvalidOutput,
             Failure::LaunchFailed => ErrorClass::LaunchFailed,
+            Failure::Parallelization | Failure::Symmetry => ErrorClass::NonzeroExit,
+            Failure::ChargeWrong | Failure::Mixing => ErrorClass::ScfNotConverged,
+            Failure::WalltimeDuringWrite => ErrorClass::Walltime,
+            Failure::Interrupted => ErrorClass::IncompleteOutput,
+            Failure::StructureMismatch => ErrorClass::InvalidOutput,
         }
     }
 }
@@ -116,7 +157,17 @@ mod tests {
         for f in Failure::ALL {
             assert_eq!(f.as_str().parse::<Failure>().unwrap(), f);
             assert_eq!(serde_json::to_string(&f).unwrap(), format!("\"{f}\""));
-            if f != Failure::HighestBandOccupied {
+            let finer = [
+                Failure::HighestBandOccupied,
+                Failure::Parallelization,
+                Failure::Symmetry,
+                Failure::ChargeWrong,
+                Failure::Mixing,
+                Failure::WalltimeDuringWrite,
+                Failure::Interrupted,
+                Failure::StructureMismatch,
+            ];
+            if !finer.contains(&f) {
                 assert_eq!(f.error_class().as_str(), f.as_str());
             }
         }

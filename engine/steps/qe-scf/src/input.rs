@@ -205,6 +205,8 @@ pub fn render_pw_input(
             Namelist::Control => &mut control,
             Namelist::System => &mut system,
             Namelist::Electrons => &mut electrons,
+            // on pw.x's command line (run.rs), not in pw.in
+            Namelist::CommandLine => continue,
         };
         let text = fortran_value(key, value)?;
         match list.iter_mut().find(|(n, _)| *n == name) {

@@ -21,10 +21,24 @@ impl KGrid {
         }
     }
 
-    /// The k-points pw.x computes with `nosym`: time reversal still pairs k with −k, so
-    /// about half the grid (⌈N/2⌉; 1 for Γ). Used as the upper bound for pools.
+    /// About half the grid (⌈N/2⌉; 1 for Γ): the conservative estimate used as the upper
+    /// bound for pools (it undercounts even grids; see [`KGrid::nosym_kpoints`]).
     pub fn irreducible_estimate(&self) -> u32 {
         self.total_points().div_ceil(2).max(1)
+    }
+
+    /// The k-points pw.x computes with `nosym`: time reversal still pairs k with −k, and
+    /// the points equal to their own partner (2 per even dimension, 1 per odd one) stay
+    /// single: (N + T)/2. Matches pw.x 6.7's "number of k points" with `nosym` (3×3×3 → 14,
+    /// 8×8×8 → 260); with symmetry on, an upper bound.
+    pub fn nosym_kpoints(&self) -> u32 {
+        match self {
+            KGrid::Gamma => 1,
+            KGrid::MonkhorstPack(n) => {
+                let own: u32 = n.iter().map(|&d| if d % 2 == 0 { 2 } else { 1 }).product();
+                ((self.total_points() + own) / 2).max(1)
+            }
+        }
     }
 
     /// `"4x4x4"` or `"gamma"`.
@@ -140,6 +154,16 @@ mod tests {
         };
         // |b| = 2π·√3/5.43 = 2.004 Å⁻¹ → ⌊2.004/0.5⌋ = 4
         assert_eq!(grid_from_spacing(&si, 0.5), KGrid::MonkhorstPack([4, 4, 4]));
+    }
+
+    #[test]
+    fn nosym_kpoint_counts_match_pw_x() {
+        // pw.x 6.7, nosym: tests/data/qe/si_scf_ok.out (3x3x3) and
+        // si_walltime_kill_during_write.out (8x8x8) print these counts
+        assert_eq!(KGrid::MonkhorstPack([3, 3, 3]).nosym_kpoints(), 14);
+        assert_eq!(KGrid::MonkhorstPack([8, 8, 8]).nosym_kpoints(), 260);
+        assert_eq!(KGrid::MonkhorstPack([2, 1, 1]).nosym_kpoints(), 2);
+        assert_eq!(KGrid::Gamma.nosym_kpoints(), 1);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod plan;
 pub mod policy;
 pub mod pseudo;
 pub mod results;
+pub mod results_table;
 pub mod run;
 pub mod settings;
 pub mod structure;

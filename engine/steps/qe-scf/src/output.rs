@@ -60,6 +60,9 @@ struct Patterns {
     nbnd: Regex,
     magnetization: Regex,
     pressure: Regex,
+    alat: Regex,
+    axis: Regex,
+    site: Regex,
 }
 
 fn patterns() -> &'static Patterns {
@@ -75,6 +78,9 @@ fn patterns() -> &'static Patterns {
             nbnd: re(r"number of Kohn-Sham states=\s+(\d+)"),
             magnetization: re(r"(?m)^\s*total magnetization\s+=\s+(\S+)\s+Bohr mag/cell"),
             pressure: re(r"total\s+stress\s+\(Ry/bohr\*\*3\)\s+\(kbar\)\s+P=\s*(\S+)"),
+            alat: re(r"lattice parameter \(alat\)\s+=\s+(\S+)\s+a\.u\."),
+            axis: re(r"a\((\d)\) = \(\s*(\S+)\s+(\S+)\s+(\S+)\s*\)"),
+            site: re(r"(?m)^\s+\d+\s+(\S+)\s+tau\(\s*\d+\) = \("),
         }
     })
 }
@@ -206,6 +212,93 @@ pub fn parse_pw_output(stdout: &str) -> Result<ScfOutput, ParseError> {
             .last()
             .map(|c| fnum(&c[1])),
     })
+}
+
+/// Largest difference, Å, between a cell vector component sent and the one pw.x printed
+/// (pw.x prints alat with 4 decimals in Bohr and the vectors with 6 in alat units: a few
+/// 1e-5 Å of rounding for any cell).
+pub const CELL_TOLERANCE_ANG: f64 = 1e-3;
+
+/// Checks that pw.x's output describes `sent`: the same atom count, the same species in
+/// the same order, the same cell to [`CELL_TOLERANCE_ANG`]. A stale output, a wrong
+/// working directory or a reused scratch fails here instead of being stored. The error
+/// says what differs.
+pub fn check_structure(stdout: &str, sent: &crate::structure::Structure) -> Result<(), String> {
+    let p = patterns();
+    let nat: usize = p
+        .natoms
+        .captures(stdout)
+        .and_then(|c| c[1].parse().ok())
+        .ok_or("no `number of atoms/cell` line")?;
+    if nat != sent.symbols.len() {
+        return Err(format!(
+            "the output describes {nat} atoms, the structure sent has {}",
+            sent.symbols.len()
+        ));
+    }
+    let species: Vec<&str> = p
+        .site
+        .captures_iter(stdout)
+        .map(|c| c.get(1).map_or("", |m| m.as_str()))
+        .take(nat)
+        .collect();
+    if species.len() == nat {
+        if let Some(i) = (0..nat).find(|&i| species[i] != sent.symbols[i]) {
+            return Err(format!(
+                "atom {} is {} in the output, {} in the structure sent",
+                i + 1,
+                species[i],
+                sent.symbols[i]
+            ));
+        }
+    } else {
+        return Err(format!(
+            "the output lists {} of {nat} atomic positions",
+            species.len()
+        ));
+    }
+    let alat = p
+        .alat
+        .captures(stdout)
+        .map(|c| fnum(&c[1]))
+        .ok_or("no `lattice parameter (alat)` line")?;
+    let vectors: Vec<[f64; 3]> = p
+        .axis
+        .captures_iter(stdout)
+        .take(3)
+        .map(|c| {
+            [
+                fnum(&c[2]) * alat * BOHR_ANG,
+                fnum(&c[3]) * alat * BOHR_ANG,
+                fnum(&c[4]) * alat * BOHR_ANG,
+            ]
+        })
+        .collect();
+    if vectors.len() < 3 {
+        return Err("the output has no `crystal axes` block".into());
+    }
+    for (i, (got, want)) in vectors.iter().zip(&sent.cell).enumerate() {
+        // NaN (an overflowed `*****` field) must fail, not vanish in `max`
+        let diff = (0..3)
+            .map(|j| (got[j] - want[j]).abs())
+            .fold(
+                0.0,
+                |m: f64, d| if d.is_nan() { f64::NAN } else { m.max(d) },
+            );
+        if diff.is_nan() || diff > CELL_TOLERANCE_ANG {
+            return Err(format!(
+                "cell vector a({}) is ({:.5}, {:.5}, {:.5}) Å in the output, ({:.5}, {:.5}, {:.5}) Å in the structure sent",
+                i + 1,
+                got[0],
+                got[1],
+                got[2],
+                want[0],
+                want[1],
+                want[2]
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Rejects non-physical results: NaN/infinite energy, forces or stress, or any |force|

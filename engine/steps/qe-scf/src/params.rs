@@ -21,6 +21,8 @@ pub enum Namelist {
     System,
     /// `&ELECTRONS`
     Electrons,
+    /// Not in `pw.in`: an option on pw.x's command line (`npools` → `-nk`).
+    CommandLine,
 }
 
 impl Namelist {
@@ -30,6 +32,7 @@ impl Namelist {
             Namelist::Control => "CONTROL",
             Namelist::System => "SYSTEM",
             Namelist::Electrons => "ELECTRONS",
+            Namelist::CommandLine => "command line",
         }
     }
 }
@@ -80,6 +83,8 @@ const ELECTRONS: &[&str] = &[
     "scf_must_converge",
     "diago_full_acc",
 ];
+/// pw.x command-line options a policy may change: `npools` is `-nk` (k-point pools).
+const COMMAND_LINE: &[&str] = &["npools"];
 /// Names flow sets itself and a user may not change (they define what the step is).
 const RESERVED: &[&str] = &[
     "calculation",
@@ -138,7 +143,9 @@ pub fn locate(key: &str) -> Result<(Namelist, String), ParamError> {
     if RESERVED.contains(&bare) {
         return Err(ParamError::Reserved(key.to_string()));
     }
-    let nl = if CONTROL.contains(&bare) {
+    let nl = if COMMAND_LINE.contains(&bare) {
+        Namelist::CommandLine
+    } else if CONTROL.contains(&bare) {
         Namelist::Control
     } else if SYSTEM.contains(&bare)
         || matches!(bare, "starting_magnetization" | "hubbard_u" | "Hubbard_U")
@@ -194,7 +201,8 @@ pub enum ParamEdit {
     Set(Value),
 }
 
-/// An operation on a parameter's current value. Exactly one of `multiply`, `add`, `cycle`.
+/// An operation on a parameter's current value: one of `multiply`, `add`, `cycle`, or
+/// only `default` (keep the current value; `default` when there is none).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EditOp {
@@ -216,7 +224,7 @@ pub struct EditOp {
 }
 
 impl EditOp {
-    /// Checks that exactly one operation is given.
+    /// Checks that at most one operation is given, and a `default` when none is.
     pub fn validate(&self) -> Result<(), String> {
         let n = [
             self.multiply.is_some(),
@@ -226,8 +234,11 @@ impl EditOp {
         .iter()
         .filter(|b| **b)
         .count();
-        if n != 1 {
-            return Err("an edit needs exactly one of `multiply`, `add`, `cycle`".into());
+        if n > 1 || (n == 0 && self.default.is_none()) {
+            return Err(
+                "an edit needs exactly one of `multiply`, `add`, `cycle`, or only a `default`"
+                    .into(),
+            );
         }
         if let Some(c) = &self.cycle {
             if c.is_empty() {
@@ -258,6 +269,10 @@ impl ParamEdit {
             ParamEdit::Op(op) => op,
         };
         let base = current.or(observed).or(op.default.as_ref());
+        if op.multiply.is_none() && op.add.is_none() && op.cycle.is_none() {
+            // keep-or-default: the current value stays, the default fills a gap
+            return base.cloned().map_or(EditResult::NoBase, EditResult::Value);
+        }
         if let Some(list) = &op.cycle {
             let pos = base.and_then(|b| list.iter().position(|x| x == b));
             return match pos {
@@ -309,6 +324,8 @@ impl fmt::Display for ParamEdit {
                         })
                         .collect();
                     write!(f, "next of [{}]", items.join(", "))?;
+                } else {
+                    write!(f, "kept")?;
                 }
                 if let Some(d) = &op.default {
                     write!(f, " (from {d} if unset)")?;
@@ -340,6 +357,7 @@ mod tests {
             locate("starting_magnetization(2)").unwrap().0,
             Namelist::System
         );
+        assert_eq!(locate("npools").unwrap().0, Namelist::CommandLine);
         assert!(matches!(
             locate("mixing_betta"),
             Err(ParamError::Unknown(_))
@@ -398,6 +416,23 @@ mod tests {
             EditResult::Value(json!("cg"))
         );
         assert_eq!(cyc.apply(Some(&json!("cg")), None), EditResult::Exhausted);
+        let keep: ParamEdit = serde_json::from_value(json!({"default": "mv"})).unwrap();
+        assert_eq!(keep.apply(None, None), EditResult::Value(json!("mv")));
+        assert_eq!(
+            keep.apply(Some(&json!("gaussian")), None),
+            EditResult::Value(json!("gaussian"))
+        );
+        assert_eq!(keep.to_string(), "kept (from \"mv\" if unset)");
+        let halve: ParamEdit = serde_json::from_value(json!({"multiply": 0.5})).unwrap();
+        assert_eq!(
+            halve.apply(None, Some(&json!(4))),
+            EditResult::Value(json!(2))
+        );
+        assert_eq!(
+            halve.apply(Some(&json!(1)), None),
+            EditResult::Value(json!(1)),
+            "pools stop at 1"
+        );
         assert_eq!(
             cyc.to_string(),
             "next of [david, ppcg, paro, cg] (from \"david\" if unset)"

@@ -80,6 +80,22 @@ pub fn expand_structures(
     Ok(out)
 }
 
+/// Checks, without reading any structure, that the step's pseudopotential family can be
+/// found and has a directory (the step's `dir` or the family's default): a family shipped
+/// as a table only (SSSP) without `dir` is an error that says where its files come from.
+/// `flow validate` reports it at `pseudopotentials:`.
+pub fn check_pseudopotentials(settings: &Settings, base_dir: &Path) -> Result<(), QeError> {
+    let family = crate::pseudo::PseudoFamily::load(&settings.pseudopotentials.family, base_dir)?;
+    if settings.pseudopotentials.dir.is_none() && family.default_dir.is_none() {
+        return Err(crate::pseudo::PseudoError::NoDirectory {
+            family: family.family,
+            files_from: family.files_from,
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// The policy a step uses: its `recovery`, with `allow_smearing` and `max_attempts`
 /// applied.
 pub fn effective_policy(settings: &Settings, base_dir: &Path) -> Result<RecoveryPolicy, QeError> {
@@ -93,17 +109,44 @@ pub fn effective_policy(settings: &Settings, base_dir: &Path) -> Result<Recovery
     Ok(policy)
 }
 
+/// Structures of a step that pw.x treats alike for k-points: the same elements, atom count
+/// and grid.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct KpointClass {
+    /// The elements, in order of first appearance (`Fe`, `Si O`).
+    pub elements: String,
+    /// Atoms per cell.
+    pub atoms: usize,
+    /// The grid (`4x4x4`, `gamma`).
+    pub kgrid: String,
+    /// Points of the full grid.
+    pub grid_points: u32,
+    /// The k-points pw.x computes: with `nosym`, time reversal still pairs k and −k
+    /// ([`crate::kpoints::KGrid::nosym_kpoints`]); with symmetry on, at most that.
+    pub kpoints: u32,
+    /// Whether symmetry is off (the factory's default): `kpoints` is then exact.
+    pub nosym: bool,
+    /// How many structures.
+    pub structures: usize,
+    /// The first of them.
+    pub example: String,
+}
+
 /// What `flow plan` prints for a qe-scf step.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PlanSummary {
     /// How many structures (tasks).
     pub structures: usize,
-    /// The first structure's name.
+    /// The structure shown (the first, or the one asked for with `--structure`/`--task`).
     pub first_structure: String,
-    /// The first structure's `pw.in` for attempt 0.
+    /// Whether it was asked for (not just the first).
+    pub selected: bool,
+    /// Its `pw.in` for attempt 0.
     pub pw_in: String,
     /// Its k-point grid.
     pub kgrid: String,
+    /// Its k-point count (see [`KpointClass::kpoints`]).
+    pub kpoints: u32,
     /// Its `-nk`.
     pub pools: u32,
     /// Pseudopotential family and files.
@@ -112,20 +155,53 @@ pub struct PlanSummary {
     pub pseudo_family: String,
     /// The policy as readable lines.
     pub policy: Vec<String>,
+    /// Grid and k-point count per structure class, largest count first.
+    pub kpoint_classes: Vec<KpointClass>,
 }
+
+/// Classes beyond this many are summarised in one line.
+pub const SHOWN_CLASSES: usize = 12;
 
 impl fmt::Display for PlanSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "qe-scf: {} structure(s); first: {}",
-            self.structures, self.first_structure
+            "qe-scf: {} structure(s); {}: {}",
+            self.structures,
+            if self.selected { "shown" } else { "first" },
+            self.first_structure
         )?;
         writeln!(
             f,
-            "  k-points: {}   pools (-nk): {}",
-            self.kgrid, self.pools
+            "  k-points: {} ({} k-point(s))   pools (-nk): {}",
+            self.kgrid, self.kpoints, self.pools
         )?;
+        if self.kpoint_classes.len() > 1 || self.structures > 1 {
+            writeln!(f, "  k-points per structure class (elements, atoms, grid):")?;
+            for c in self.kpoint_classes.iter().take(SHOWN_CLASSES) {
+                writeln!(
+                    f,
+                    "    {} ×{} atoms, {}: {}{} k-point(s) of {} grid points; {} structure(s), e.g. {}",
+                    c.elements,
+                    c.atoms,
+                    c.kgrid,
+                    if c.nosym { "" } else { "at most " },
+                    c.kpoints,
+                    c.grid_points,
+                    c.structures,
+                    c.example
+                )?;
+            }
+            if self.kpoint_classes.len() > SHOWN_CLASSES {
+                let rest = &self.kpoint_classes[SHOWN_CLASSES..];
+                writeln!(
+                    f,
+                    "    ... {} more class(es), {} structure(s)",
+                    rest.len(),
+                    rest.iter().map(|c| c.structures).sum::<usize>()
+                )?;
+            }
+        }
         let files: Vec<String> = self
             .pseudopotentials
             .iter()
@@ -161,37 +237,91 @@ pub fn prepare(
     prepare_structure(settings, policy, s, &r.name, base_dir, ranks, true)
 }
 
-/// The plan-time summary. Every structure is prepared, so a missing pseudopotential for
-/// any of them is reported now, not at run time.
+/// The plan-time summary, showing the first structure. Every structure is prepared, so a
+/// missing pseudopotential for any of them is reported now, not at run time.
 pub fn plan_summary(
     settings: &Settings,
     base_dir: &Path,
     ranks: u32,
 ) -> Result<PlanSummary, QeError> {
+    plan_summary_for(settings, base_dir, ranks, None)
+}
+
+/// The plan-time summary showing the structure named `shown` (its exact name); `None`:
+/// the first. Errors when no structure has that name (the message lists some).
+pub fn plan_summary_for(
+    settings: &Settings,
+    base_dir: &Path,
+    ranks: u32,
+    shown: Option<&str>,
+) -> Result<PlanSummary, QeError> {
     settings.validate()?;
     let policy = effective_policy(settings, base_dir)?;
     let structures = expand_structures(settings, base_dir)?;
-    let mut first = None;
+    let mut picked = None;
+    let mut classes: Vec<KpointClass> = Vec::new();
     for (r, s) in &structures {
         let prep = prepare(settings, &policy, r, s.clone(), base_dir, ranks)?;
-        if first.is_none() {
-            first = Some(prep);
+        let nosym = prep.initial.get("nosym").and_then(|v| v.as_bool()) == Some(true);
+        let (elements, atoms, kgrid) =
+            (prep.species.join(" "), s.symbols.len(), prep.kgrid.label());
+        match classes
+            .iter_mut()
+            .find(|c| c.elements == elements && c.atoms == atoms && c.kgrid == kgrid)
+        {
+            Some(c) => c.structures += 1,
+            None => classes.push(KpointClass {
+                elements,
+                atoms,
+                kgrid,
+                grid_points: prep.kgrid.total_points(),
+                kpoints: prep.kgrid.nosym_kpoints(),
+                nosym,
+                structures: 1,
+                example: r.name.clone(),
+            }),
+        }
+        let wanted = match shown {
+            Some(name) => r.name == name,
+            None => picked.is_none(),
+        };
+        if wanted && picked.is_none() {
+            picked = Some(prep);
         }
     }
-    let Some(prep) = first else {
-        return Err(QeError::NoStructures {
-            patterns: settings.structures.patterns().join(", "),
+    let Some(prep) = picked else {
+        let names: Vec<&str> = structures
+            .iter()
+            .take(5)
+            .map(|(r, _)| r.name.as_str())
+            .collect();
+        return Err(QeError::UnknownStructure {
+            name: shown.unwrap_or("").to_string(),
+            count: structures.len(),
+            some: format!(
+                "{}{}",
+                names.join(", "),
+                if structures.len() > 5 { ", ..." } else { "" }
+            ),
         });
     };
+    classes.sort_by(|a, b| {
+        b.kpoints
+            .cmp(&a.kpoints)
+            .then(b.structures.cmp(&a.structures))
+    });
     Ok(PlanSummary {
         structures: structures.len(),
         first_structure: prep.name.clone(),
+        selected: shown.is_some(),
         pw_in: render_pw_input(&prep, &prep.initial, &format!("./{OUTDIR}"))?,
         kgrid: prep.kgrid.label(),
+        kpoints: prep.kgrid.nosym_kpoints(),
         pools: prep.pools,
         pseudopotentials: prep.pseudos.files.clone(),
         pseudo_family: prep.pseudos.family.clone(),
         policy: policy.describe(),
+        kpoint_classes: classes,
     })
 }
 
@@ -229,6 +359,20 @@ mod tests {
         );
         let summary = plan_summary(&settings, dir.path(), 4).unwrap();
         assert_eq!(summary.structures, 3);
+        assert_eq!(summary.kpoints, 36, "4x4x4 with nosym: (64 + 8)/2 k-points");
+        assert_eq!(summary.kpoint_classes.len(), 1);
+        assert_eq!(summary.kpoint_classes[0].structures, 3);
+        let shown =
+            plan_summary_for(&settings, dir.path(), 4, Some("structures/b.extxyz#1")).unwrap();
+        assert!(shown.selected && shown.first_structure == "structures/b.extxyz#1");
+        assert!(shown.to_string().contains("shown: structures/b.extxyz#1"));
+        let e = plan_summary_for(&settings, dir.path(), 4, Some("nope"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no structure named `nope`") && e.contains("structures/a.extxyz"),
+            "{e}"
+        );
         assert_eq!(summary.kgrid, "4x4x4");
         assert_eq!(summary.pools, 4);
         let text = summary.to_string();
@@ -244,6 +388,34 @@ mod tests {
             !text.contains("occupations = 'smearing'"),
             "allow_smearing: false removes it:\n{text}"
         );
+    }
+
+    #[test]
+    fn a_table_only_family_without_dir_is_an_error_saying_where_files_come_from() {
+        let s = Settings::from_json(&json!({
+            "structures": "x.extxyz",
+            "pseudopotentials": {"family": "sssp-efficiency-1.1"}
+        }))
+        .unwrap();
+        let e = check_pseudopotentials(&s, Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sssp-efficiency-1.1") && e.contains("pseudopotentials.dir"),
+            "{e}"
+        );
+        assert!(e.contains("materialscloud.org"), "{e}");
+        let with_dir = Settings::from_json(&json!({
+            "structures": "x.extxyz",
+            "pseudopotentials": {"family": "sssp-efficiency-1.1", "dir": "/pp"}
+        }))
+        .unwrap();
+        assert!(check_pseudopotentials(&with_dir, Path::new("/")).is_ok());
+        let debian = Settings::from_json(&json!({
+            "structures": "x.extxyz", "pseudopotentials": {"family": "qe-debian"}
+        }))
+        .unwrap();
+        assert!(check_pseudopotentials(&debian, Path::new("/")).is_ok());
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub enum Restart {
     ChargeDensity,
     /// `restart_mode='restart'`: continue where pw.x stopped (after `max_seconds`).
     Full,
+    /// Run again from scratch, deliberately: the previous outdir is not used (a save that
+    /// may be half written, an interrupted run). Unlike `none`, allowed without edits.
+    FromScratch,
 }
 
 /// One failure kind or several.
@@ -298,6 +301,9 @@ impl RecoveryPolicy {
                 Restart::None => {}
                 Restart::ChargeDensity => actions.push("restart from the charge density".into()),
                 Restart::Full => actions.push("restart pw.x where it stopped".into()),
+                Restart::FromScratch => {
+                    actions.push("run again from scratch (not from the previous save)".into())
+                }
             }
             let uses = if h.max_uses == 1 {
                 "once".to_string()
@@ -364,6 +370,9 @@ pub struct AttemptRecord {
     /// The attempt's directory.
     #[serde(default)]
     pub directory: Option<String>,
+    /// What the attempt did that did not fail it (a non-zero exit after a complete output).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Everything the policy needs to decide: attempt 0's parameters and the attempts so far.
@@ -423,6 +432,7 @@ impl fmt::Display for FatalReport {
                     Restart::None => "",
                     Restart::ChargeDensity => ", from charge density",
                     Restart::Full => ", restarted",
+                    Restart::FromScratch => ", from scratch",
                 },
                 a.failure.map_or("ok".to_string(), |x| x.to_string()),
                 a.wall_seconds,
@@ -461,8 +471,12 @@ pub fn next_parameters(policy: &RecoveryPolicy, history: &History, structure: &s
     };
     if history.attempts.len() as u32 >= policy.max_attempts {
         return give_up(format!(
-            "{} attempts (the policy's budget) used; the last failed with {failure}",
-            history.attempts.len()
+            "{} attempts (the policy's budget) used; the last failed with {failure}{}",
+            history.attempts.len(),
+            last.message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
         ));
     }
     for h in &policy.handlers {
@@ -479,9 +493,13 @@ pub fn next_parameters(policy: &RecoveryPolicy, history: &History, structure: &s
         }
         let mut params = last.parameters.clone();
         let mut usable = true;
+        // a change is a value other than the one pw.x ran with (set, or reported: pools)
+        let mut changed = false;
         for (key, edit) in &h.set {
+            let current = params.get(key).or(last.observed.get(key)).cloned();
             match edit.apply(params.get(key), last.observed.get(key)) {
                 EditResult::Value(v) => {
+                    changed |= current.as_ref() != Some(&v);
                     params.insert(key.clone(), v);
                 }
                 EditResult::Exhausted | EditResult::NoBase => {
@@ -490,7 +508,7 @@ pub fn next_parameters(policy: &RecoveryPolicy, history: &History, structure: &s
                 }
             }
         }
-        if !usable || (params == last.parameters && h.restart == Restart::None) {
+        if !usable || (!changed && h.restart == Restart::None) {
             continue;
         }
         return Decision::Retry {
@@ -500,8 +518,12 @@ pub fn next_parameters(policy: &RecoveryPolicy, history: &History, structure: &s
         };
     }
     give_up(format!(
-        "no handler left for {failure} in policy `{}`",
-        policy.name
+        "no handler left for {failure} in policy `{}`{}",
+        policy.name,
+        last.message
+            .as_deref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default()
     ))
 }
 
@@ -542,6 +564,7 @@ mod tests {
             wall_seconds: 1.0,
             observed: Params::new(),
             directory: None,
+            warnings: vec![],
         });
     }
 

@@ -19,6 +19,10 @@ pub struct PseudoEntry {
     /// Suggested charge-density cutoff, Ry (4 × ecutwfc when absent).
     #[serde(default)]
     pub ecutrho: Option<f64>,
+    /// The file's md5 checksum as the published table gives it (documentation: not checked
+    /// at run time).
+    #[serde(default)]
+    pub md5: Option<String>,
 }
 
 /// A pseudopotential family.
@@ -36,12 +40,18 @@ pub struct PseudoFamily {
     /// Where the files are when the step gives no `dir`.
     #[serde(default)]
     pub default_dir: Option<PathBuf>,
+    /// Where to get the files, for a family that ships none (said when `dir` is missing).
+    #[serde(default)]
+    pub files_from: Option<String>,
+    /// Where the table itself was checked against (a published copy).
+    #[serde(default)]
+    pub source: Option<String>,
     /// Element symbol → entry.
     pub elements: BTreeMap<String, PseudoEntry>,
 }
 
 /// The families shipped with flow: (name, YAML text).
-pub const BUILTIN_FAMILIES: [(&str, &str); 2] = [
+pub const BUILTIN_FAMILIES: [(&str, &str); 3] = [
     (
         "qe-debian",
         include_str!("../../../../recipes/pseudopotentials/qe-debian.yaml"),
@@ -49,6 +59,10 @@ pub const BUILTIN_FAMILIES: [(&str, &str); 2] = [
     (
         "sssp-efficiency-1.1",
         include_str!("../../../../recipes/pseudopotentials/sssp-efficiency-1.1.yaml"),
+    ),
+    (
+        "sssp-efficiency-1.3",
+        include_str!("../../../../recipes/pseudopotentials/sssp-efficiency-1.3.yaml"),
     ),
 ];
 
@@ -94,10 +108,12 @@ pub enum PseudoError {
         path: PathBuf,
     },
     /// No directory given and the family has no default.
-    #[error("pseudopotential family `{family}` has no default directory: set `pseudopotentials.dir` to your copy of its files")]
+    #[error("pseudopotential family `{family}` has no default directory: set `pseudopotentials.dir` to your copy of its files{}", files_from.as_ref().map(|f| format!(" ({f})")).unwrap_or_default())]
     NoDirectory {
         /// The family.
         family: String,
+        /// Where the files come from, when the family says.
+        files_from: Option<String>,
     },
 }
 
@@ -166,6 +182,7 @@ impl PseudoFamily {
             .map(Path::to_path_buf)
             .or_else(|| self.default_dir.clone())
             .ok_or_else(|| PseudoError::NoDirectory {
+                files_from: self.files_from.clone(),
                 family: self.family.clone(),
             })?;
         let mut files = Vec::new();
@@ -239,6 +256,50 @@ mod tests {
             assert_eq!(f.family, name);
             assert!(f.elements.contains_key("Si"));
         }
+    }
+
+    #[test]
+    fn sssp_tables_carry_checksums_and_say_where_they_came_from() {
+        let v11 = PseudoFamily::load("sssp-efficiency-1.1", Path::new(".")).unwrap();
+        let v13 = PseudoFamily::load("sssp-efficiency-1.3", Path::new(".")).unwrap();
+        for f in [&v11, &v13] {
+            assert_eq!(f.elements.len(), 45);
+            assert!(f.elements.values().all(|e| e
+                .md5
+                .as_ref()
+                .is_some_and(|m| m.len() == 32 && m.chars().all(|c| c.is_ascii_hexdigit()))));
+            assert!(f
+                .source
+                .as_deref()
+                .unwrap_or("")
+                .contains("aiida-wannier90-workflows"));
+            assert!(f
+                .files_from
+                .as_deref()
+                .unwrap_or("")
+                .contains("materialscloud.org"));
+            assert!(f.default_dir.is_none());
+        }
+        assert_eq!(v11.elements["Si"].file, "Si.pbe-n-rrkjus_psl.1.0.0.UPF");
+        assert_eq!(
+            v11.elements["Si"].md5.as_deref(),
+            Some("0b0bb1205258b0d07b9f9672cf965d36")
+        );
+        assert_eq!(
+            v13.elements["Cu"].file,
+            "Cu.paw.z_11.ld1.psl.v1.0.0-low.upf"
+        );
+        // 1.3 ships no cutoffs (none could be checked): the step must give them
+        assert!(v13.elements.values().all(|e| e.ecutwfc.is_none()));
+        let r = v13
+            .resolve(
+                &["Si".to_string()],
+                Some(Path::new("/pp")),
+                &BTreeMap::new(),
+                false,
+            )
+            .unwrap();
+        assert_eq!(r.ecutwfc, None);
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub struct ScfResult {
     pub total_magnetization: Option<f64>,
     /// Every attempt, the successful one last.
     pub attempts: Vec<AttemptRecord>,
+    /// What the successful attempt did that did not fail it (pw.x exited non-zero after a
+    /// complete output: the exit status is recorded here, the result kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl ScfResult {
@@ -89,6 +93,10 @@ impl ScfResult {
             smearing_added_by_recovery,
             scf_iterations: out.scf_iterations,
             total_magnetization: out.total_magnetization,
+            warnings: attempts
+                .last()
+                .map(|a| a.warnings.clone())
+                .unwrap_or_default(),
             attempts,
         }
     }
@@ -199,6 +207,7 @@ mod tests {
             scf_iterations: Some(5),
             total_magnetization: None,
             attempts: vec![],
+            warnings: vec![],
         }
     }
 

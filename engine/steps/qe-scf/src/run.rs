@@ -9,11 +9,13 @@
 //! attempt is handed to a callback so the engine can persist it, and a run can resume
 //! from a persisted [`History`].
 
-use crate::classify::{classify, ExitInfo};
+use crate::classify::{classify_attempt, exit_warning, save_write_started, ExitInfo, JOB_DONE};
 use crate::error::QeError;
 use crate::failure::Failure;
 use crate::input::{render_pw_input, PreparedStructure, OUTDIR, PREFIX};
-use crate::output::{highest_band_occupation, observed_values, parse_pw_output, sanitize};
+use crate::output::{
+    check_structure, highest_band_occupation, observed_values, parse_pw_output, sanitize,
+};
 use crate::params::Params;
 use crate::policy::{
     next_parameters, smearing_added_by_recovery, AttemptRecord, Decision, FatalReport, History,
@@ -54,6 +56,9 @@ pub struct RunOptions {
     pub max_force: f64,
     /// Keep `charge-density.dat` after success.
     pub keep_charge_density: bool,
+    /// Keep the last attempt's scratch (wavefunctions, mixing files, charge density) of a
+    /// structure the policy gave up on; by default it is removed.
+    pub keep_failed_scratch: bool,
     /// Extra environment for pw.x.
     pub env: Vec<(String, String)>,
 }
@@ -70,6 +75,7 @@ impl Default for RunOptions {
             max_seconds_fraction: MAX_SECONDS_FRACTION,
             max_force: 1000.0,
             keep_charge_density: false,
+            keep_failed_scratch: false,
             env: vec![],
         }
     }
@@ -82,6 +88,7 @@ impl RunOptions {
             pw_command: settings.pw_command.clone(),
             max_force: settings.max_force,
             keep_charge_density: settings.keep.charge_density,
+            keep_failed_scratch: settings.keep.scratch_on_failure,
             ..Default::default()
         }
     }
@@ -131,7 +138,16 @@ pub fn run_structure(
                 handler,
                 restart,
             } => (params, handler, restart),
-            Decision::GiveUp(report) => return Ok(StructureOutcome::Fatal(report)),
+            Decision::GiveUp(report) => {
+                // fatal.json keeps every attempt's parameters and message; the bulky
+                // scratch of the last attempt (earlier ones are gone already) goes
+                if !options.keep_failed_scratch {
+                    if let Some(d) = history.attempts.last().and_then(|a| a.directory.as_ref()) {
+                        remove_scratch(&Path::new(d).join(OUTDIR), false)?;
+                    }
+                }
+                return Ok(StructureOutcome::Fatal(report));
+            }
             Decision::Done => return finish_from_history(prep, &history, options),
         };
         let remaining = options
@@ -160,7 +176,7 @@ pub fn run_structure(
 
         let mut run_params = params.clone();
         let mut restart = restart;
-        if restart != Restart::None {
+        if matches!(restart, Restart::ChargeDensity | Restart::Full) {
             let previous = history
                 .attempts
                 .last()
@@ -191,10 +207,15 @@ pub fn run_structure(
         std::fs::write(dir.join("pw.in"), &input)
             .map_err(QeError::io("writing", dir.join("pw.in")))?;
 
+        // `npools` in the parameters (a policy halving -nk) overrides the planned pools
+        let pools = params
+            .get("npools")
+            .and_then(Value::as_u64)
+            .map_or(prep.pools, |n| n.clamp(1, u32::MAX as u64) as u32);
         let mut argv = options.launcher.clone();
         argv.push(options.pw_command.clone());
-        if prep.pools > 1 {
-            argv.extend(["-nk".to_string(), prep.pools.to_string()]);
+        if pools > 1 {
+            argv.extend(["-nk".to_string(), pools.to_string()]);
         }
         argv.extend(["-in".to_string(), "pw.in".to_string()]);
         let started = Instant::now();
@@ -203,6 +224,10 @@ pub fn run_structure(
 
         let stdout = read_lossy(&dir.join("pw.out"));
         let stderr = read_lossy(&dir.join("pw.err"));
+        // a non-root rank's error is only in CRASH
+        let crash = read_lossy(&dir.join("CRASH"));
+        let mut observed = observed_values(&stdout);
+        observed.insert("npools".into(), Value::from(pools));
         let mut record = AttemptRecord {
             attempt: n,
             parameters: params.clone(),
@@ -213,8 +238,9 @@ pub fn run_structure(
             message: None,
             exit_code: None,
             wall_seconds: wall,
-            observed: observed_values(&stdout),
+            observed,
             directory: Some(dir.display().to_string()),
+            warnings: vec![],
         };
         let mut parsed = None;
         let deadline_kill;
@@ -227,7 +253,15 @@ pub fn run_structure(
             Ok(exit) => {
                 record.exit_code = exit.code;
                 deadline_kill = exit.timed_out && remaining.is_some() && kill_after == remaining;
-                match classify(&stdout, &stderr, exit) {
+                match classify_attempt(&stdout, &stderr, &crash, exit) {
+                    Some(_)
+                        if deadline_kill
+                            && save_write_started(&stdout)
+                            && !stdout.contains(JOB_DONE) =>
+                    {
+                        record.failure = Some(Failure::WalltimeDuringWrite);
+                        record.message = Some("killed at the allocation's time limit while pw.x was writing its save (no `JOB DONE.`): the next attempt starts from scratch".into());
+                    }
                     Some(c) => {
                         record.failure = Some(if deadline_kill {
                             Failure::Walltime
@@ -240,8 +274,11 @@ pub fn run_structure(
                             c.message
                         });
                     }
-                    None => match check_result(&stdout, &dir, &params, options.max_force) {
-                        Ok(out) => parsed = Some(out),
+                    None => match check_result(prep, &stdout, &dir, &params, options.max_force) {
+                        Ok(out) => {
+                            record.warnings.extend(exit_warning(exit));
+                            parsed = Some(out);
+                        }
                         Err((f, why)) => {
                             record.failure = Some(f);
                             record.message = Some(why);
@@ -279,14 +316,22 @@ pub fn run_structure(
     }
 }
 
-/// Parses and checks a run that pw.x reports as successful.
+/// Parses and checks a run that pw.x reports as successful: the result must describe the
+/// structure that was sent ([`check_structure`]) and be physical ([`sanitize`]).
 fn check_result(
+    prep: &PreparedStructure,
     stdout: &str,
     dir: &Path,
     params: &Params,
     max_force: f64,
 ) -> Result<crate::output::ScfOutput, (Failure, String)> {
     let out = parse_pw_output(stdout).map_err(|e| (Failure::IncompleteOutput, e.0))?;
+    check_structure(stdout, &prep.structure).map_err(|why| {
+        (
+            Failure::StructureMismatch,
+            format!("{}: {why}", dir.join("pw.out").display()),
+        )
+    })?;
     sanitize(&out, max_force)?;
     if params.get("occupations").and_then(Value::as_str) == Some("smearing") {
         let xml = read_lossy(&dir.join(OUTDIR).join(format!("{PREFIX}.xml")));
@@ -317,7 +362,10 @@ fn finish_from_history(
         .unwrap_or_default();
     let params = last.map(|a| a.parameters.clone()).unwrap_or_default();
     match parse_pw_output(&stdout) {
-        Ok(out) if sanitize(&out, options.max_force).is_ok() => {
+        Ok(out)
+            if sanitize(&out, options.max_force).is_ok()
+                && check_structure(&stdout, &prep.structure).is_ok() =>
+        {
             let smeared = smearing_added_by_recovery(history, &params);
             Ok(StructureOutcome::Success(Box::new(ScfResult::new(
                 prep,
@@ -475,6 +523,7 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), QeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classify::classify;
 
     #[test]
     fn execute_times_out_and_kills_the_group() {

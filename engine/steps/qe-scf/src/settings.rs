@@ -149,13 +149,17 @@ fn hundredth() -> f64 {
     0.01
 }
 
-/// What stays on disk after a successful structure.
+/// What stays on disk after a structure ends.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub struct KeepSettings {
-    /// Keep `charge-density.dat` (default false).
+    /// Keep `charge-density.dat` after success (default false).
     #[serde(default)]
     pub charge_density: bool,
+    /// Keep the last attempt's scratch (wavefunctions, mixing files, charge density) of a
+    /// structure the policy gave up on (default false: removed; `fatal.json` stays).
+    #[serde(default)]
+    pub scratch_on_failure: bool,
 }
 
 /// Settings that are well-formed JSON but make no sense.

@@ -517,3 +517,104 @@ fn two_mpi_ranks_through_mpirun_use_two_pools() {
         r.energy_ev
     );
 }
+
+fn mpirun_two_ranks() -> RunOptions {
+    RunOptions {
+        launcher: vec![
+            "mpirun".into(),
+            "-np".into(),
+            "2".into(),
+            "--oversubscribe".into(),
+        ],
+        ranks: 2,
+        env: vec![
+            ("OMPI_ALLOW_RUN_AS_ROOT".into(), "1".into()),
+            ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM".into(), "1".into()),
+        ],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn more_pools_than_ranks_recover_by_halving_the_pools_for_real() {
+    require_pw_x();
+    let s = settings(json!({"ecutwfc": 18, "kpoints": {"grid": [2, 1, 1]}, "pools": 4}));
+    let (prep, policy) = prepare(&s, SI, "si");
+    assert_eq!(prep.pools, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let (outcome, seen) = run(
+        &prep,
+        &policy,
+        dir.path(),
+        History::default(),
+        &mpirun_two_ranks(),
+    );
+    assert_eq!(seen[0].failure, Some(Failure::Parallelization), "{seen:?}");
+    assert!(
+        seen[0]
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("invalid number of pools"),
+        "{:?}",
+        seen[0].message
+    );
+    assert_eq!(seen[1].parameters["npools"], json!(2));
+    success(outcome);
+    let pw_out = std::fs::read_to_string(dir.path().join("attempt-01/pw.out")).unwrap();
+    assert!(
+        pw_out.contains("npool     =       2"),
+        "two pools the second time"
+    );
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        total += if p.is_dir() {
+            dir_bytes(&p)
+        } else {
+            e.metadata().map(|m| m.len()).unwrap_or(0)
+        };
+    }
+    total
+}
+
+#[test]
+fn a_structure_given_up_on_leaves_its_report_not_its_scratch() {
+    require_pw_x();
+    let mut sizes = vec![];
+    for keep in [true, false] {
+        let s = settings(json!({
+            "ecutwfc": 18, "kpoints": {"grid": [3, 3, 3]},
+            "parameters": {"electron_maxstep": 1}, "max_attempts": 1,
+            "keep": {"scratch_on_failure": keep}
+        }));
+        let (prep, policy) = prepare(&s, SI, "si");
+        let dir = tempfile::tempdir().unwrap();
+        let (outcome, _) = run(
+            &prep,
+            &policy,
+            dir.path(),
+            History::default(),
+            &RunOptions::from_settings(&s),
+        );
+        let StructureOutcome::Fatal(report) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(report.attempts[0].failure, Some(Failure::ScfNotConverged));
+        assert!(
+            report.reason.contains("convergence NOT achieved"),
+            "{}",
+            report.reason
+        );
+        sizes.push(dir_bytes(dir.path()));
+    }
+    eprintln!(
+        "failed Si2 3x3x3 task directory: {} bytes with its scratch, {} bytes without",
+        sizes[0], sizes[1]
+    );
+    assert!(sizes[1] < sizes[0] / 4, "{sizes:?}");
+    assert!(sizes[1] < 200_000, "{sizes:?}");
+}

@@ -23,13 +23,30 @@ fn replay(
     script: &str,
     workdir: &Path,
 ) -> (StructureOutcome, Vec<flow_qe_scf::AttemptRecord>) {
-    let settings = Settings::from_json(&json!({
+    replay_with(
+        json!({"recovery": recovery}),
+        script,
+        workdir,
+        History::default(),
+    )
+}
+
+/// `replay` with more step settings and a history to resume from.
+fn replay_with(
+    extra: Value,
+    script: &str,
+    workdir: &Path,
+    history: History,
+) -> (StructureOutcome, Vec<flow_qe_scf::AttemptRecord>) {
+    let mut step = json!({
         "structures": "x.extxyz",
         "pseudopotentials": {"family": "qe-debian", "dir": "/nonexistent"},
         "ecutwfc": 18,
-        "recovery": recovery
-    }))
-    .unwrap();
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        step[k] = v.clone();
+    }
+    let settings = Settings::from_json(&step).unwrap();
     let policy = effective_policy(&settings, Path::new("/")).unwrap();
     let prep = prepare_structure(
         &settings,
@@ -44,19 +61,272 @@ fn replay(
     let options = RunOptions {
         pw_command: data_dir().join("fake-pw.sh").display().to_string(),
         env: vec![("FAKE_PW_SCRIPT".into(), script.into())],
+        ..RunOptions::from_settings(&settings)
+    };
+    let mut seen = vec![];
+    let outcome = run_structure(&prep, &policy, workdir, history, &options, &mut |a| {
+        seen.push(a.clone())
+    })
+    .unwrap();
+    (outcome, seen)
+}
+
+fn read(path: PathBuf) -> String {
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn too_many_pools_rerun_with_half_the_pools() {
+    let dir = tempfile::tempdir().unwrap();
+    let (outcome, seen) = replay_with(
+        json!({"pools": 4}),
+        "si_npools_out_of_range:1 si_npools_out_of_range:1 si_scf_ok:0",
+        dir.path(),
+        History::default(),
+    );
+    assert!(
+        matches!(outcome, StructureOutcome::Success(_)),
+        "{outcome:?}"
+    );
+    assert_eq!(seen[0].failure, Some(Failure::Parallelization));
+    let args: Vec<String> = (0..3)
+        .map(|i| read(dir.path().join(format!("attempt-{i:02}/pw.args"))))
+        .collect();
+    assert!(args[0].contains("-nk 4"), "{args:?}");
+    assert!(args[1].contains("-nk 2"), "{args:?}");
+    assert!(
+        !args[2].contains("-nk"),
+        "one pool: no -nk at all: {args:?}"
+    );
+    assert!(!read(dir.path().join("attempt-01/pw.in")).contains("npools"));
+}
+
+#[test]
+fn a_kill_during_the_save_write_never_restarts_from_that_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let (outcome, seen) = replay(
+        json!("default"),
+        "si_walltime_kill_during_write:sig15 si_scf_ok:0",
+        dir.path(),
+    );
+    assert!(
+        matches!(outcome, StructureOutcome::Success(_)),
+        "{outcome:?}"
+    );
+    assert_eq!(seen[0].failure, Some(Failure::WalltimeDuringWrite));
+    assert_eq!(
+        seen[0].error_class.map(|c| c.as_str()),
+        Some("walltime"),
+        "the engine escalates time on it"
+    );
+    assert_eq!(seen[1].restart, Restart::FromScratch);
+    let pw_in = read(dir.path().join("attempt-01/pw.in"));
+    assert!(
+        !pw_in.contains("restart_mode") && !pw_in.contains("startingpot"),
+        "{pw_in}"
+    );
+}
+
+#[test]
+fn the_allocation_ending_during_the_save_write_resumes_from_scratch() {
+    // flow's own deadline kills pw.x after "Writing output data file": the allocation ends
+    // (Interrupted, class walltime: the engine retries with more time) and the next one
+    // starts from scratch, not from the half-written save
+    let settings = Settings::from_json(&json!({
+        "structures": "x.extxyz",
+        "pseudopotentials": {"family": "qe-debian", "dir": "/nonexistent"},
+        "ecutwfc": 18,
+    }))
+    .unwrap();
+    let policy = effective_policy(&settings, Path::new("/")).unwrap();
+    let prep = prepare_structure(
+        &settings,
+        &policy,
+        parse_extxyz(SI).unwrap().remove(0),
+        "si",
+        Path::new("/"),
+        1,
+        false,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let options = RunOptions {
+        pw_command: data_dir().join("fake-pw.sh").display().to_string(),
+        env: vec![(
+            "FAKE_PW_SCRIPT".into(),
+            "si_walltime_kill_during_write:hang si_scf_ok:0".into(),
+        )],
+        deadline: Some(std::time::Instant::now() + std::time::Duration::from_secs(2)),
+        min_attempt_time: std::time::Duration::ZERO,
         ..Default::default()
     };
     let mut seen = vec![];
     let outcome = run_structure(
         &prep,
         &policy,
-        workdir,
+        dir.path(),
         History::default(),
         &options,
         &mut |a| seen.push(a.clone()),
     )
     .unwrap();
-    (outcome, seen)
+    let StructureOutcome::Interrupted { history, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(seen[0].failure, Some(Failure::WalltimeDuringWrite));
+    assert_eq!(seen[0].error_class.map(|c| c.as_str()), Some("walltime"));
+    // the next allocation
+    let options = RunOptions {
+        deadline: None,
+        ..options
+    };
+    let outcome = run_structure(&prep, &policy, dir.path(), history, &options, &mut |a| {
+        seen.push(a.clone())
+    })
+    .unwrap();
+    assert!(
+        matches!(outcome, StructureOutcome::Success(_)),
+        "{outcome:?}"
+    );
+    assert_eq!(seen[1].restart, Restart::FromScratch);
+    let pw_in = read(dir.path().join("attempt-01/pw.in"));
+    assert!(!pw_in.contains("restart_mode"), "{pw_in}");
+}
+
+#[test]
+fn a_clean_max_seconds_stop_still_restarts_fully_after_resuming() {
+    // an allocation ended after the clean stop; the next one resumes the history
+    let dir = tempfile::tempdir().unwrap();
+    let (_, seen) = replay_with(
+        json!({"max_attempts": 1}),
+        "si_max_cpu_time:255",
+        dir.path(),
+        History::default(),
+    );
+    assert_eq!(seen[0].failure, Some(Failure::Walltime));
+    let history = History {
+        initial: Default::default(),
+        attempts: seen,
+    };
+    let (outcome, seen) = replay_with(
+        json!({}),
+        "si_max_cpu_time:255 si_scf_ok:0",
+        dir.path(),
+        history,
+    );
+    assert!(
+        matches!(outcome, StructureOutcome::Success(_)),
+        "{outcome:?}"
+    );
+    assert_eq!(seen[0].restart, Restart::Full);
+}
+
+#[test]
+fn a_crash_file_alone_is_read_and_classified() {
+    let dir = tempfile::tempdir().unwrap();
+    let (outcome, seen) = replay(
+        json!("default"),
+        "si_crash_only_cholesky:1 si_scf_ok:0",
+        dir.path(),
+    );
+    let StructureOutcome::Success(r) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(seen[0].failure, Some(Failure::Diagonalization));
+    assert!(
+        seen[0].message.as_deref().unwrap().contains("from CRASH"),
+        "{:?}",
+        seen[0].message
+    );
+    assert_eq!(r.final_parameters["diagonalization"], json!("cg"));
+}
+
+#[test]
+fn a_complete_output_with_a_nonzero_exit_keeps_the_result_and_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (outcome, seen) = replay(
+        json!("default"),
+        "si_scf_ok:1:mpi_teardown_noise",
+        dir.path(),
+    );
+    let StructureOutcome::Success(r) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].exit_code, Some(1));
+    assert_eq!(r.warnings.len(), 1);
+    assert!(
+        r.warnings[0].contains("exited with status 1"),
+        "{:?}",
+        r.warnings
+    );
+}
+
+#[test]
+fn an_output_of_another_cell_is_never_stored_and_its_scratch_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (outcome, seen) = replay(json!("default"), "si_stale_other_cell:0", dir.path());
+    let StructureOutcome::Fatal(report) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(seen[0].failure, Some(Failure::StructureMismatch));
+    let message = seen[0].message.clone().unwrap();
+    assert!(
+        message.contains("attempt-00/pw.out") && message.contains("cell vector a(1)"),
+        "{message}"
+    );
+    assert!(report.reason.contains("cell vector"), "{}", report.reason);
+    let out = dir.path().join("attempt-00/out");
+    assert!(!out.join("pwscf.wfc1").exists());
+    assert!(!out.join("pwscf.save/wfc1.dat").exists());
+    assert!(!out.join("pwscf.save/charge-density.dat").exists());
+    assert!(
+        dir.path().join("attempt-00/pw.out").exists(),
+        "the evidence stays"
+    );
+}
+
+#[test]
+fn keep_scratch_on_failure_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (outcome, _) = replay_with(
+        json!({"keep": {"scratch_on_failure": true}}),
+        "si_exx_dexx_negative:1",
+        dir.path(),
+        History::default(),
+    );
+    let StructureOutcome::Fatal(report) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        report.reason.contains("dexx is negative"),
+        "pw.x's own message: {}",
+        report.reason
+    );
+    assert!(dir
+        .path()
+        .join("attempt-00/out/pwscf.save/charge-density.dat")
+        .exists());
+}
+
+#[test]
+fn an_interrupted_run_is_retried_once_from_scratch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (outcome, seen) = replay(
+        json!("default"),
+        "si_node_failure:1 si_scf_ok:0",
+        dir.path(),
+    );
+    assert!(
+        matches!(outcome, StructureOutcome::Success(_)),
+        "{outcome:?}"
+    );
+    assert_eq!(seen[0].failure, Some(Failure::Interrupted));
+    assert_eq!(seen[1].handler.as_deref(), Some("retry-interrupted"));
+    let dir = tempfile::tempdir().unwrap();
+    let (outcome, seen) = replay(json!("default"), "si_node_failure:1", dir.path());
+    assert!(matches!(outcome, StructureOutcome::Fatal(_)), "{outcome:?}");
+    assert_eq!(seen.len(), 2);
 }
 
 #[test]
