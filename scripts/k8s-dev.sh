@@ -43,7 +43,7 @@ logs=/var/log/flow-k8s-dev
 containerd_sock=$run/containerd.sock
 apiserver=https://127.0.0.1:6443
 admin_kubeconfig=$state/admin.kubeconfig
-pause_image=flow.local/pause:3
+pause_image=flow.local/pause:3.10
 daemons=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet)
 
 die() {
@@ -262,15 +262,15 @@ YAML
 # ---------------------------------------------------------------- images
 
 # A docker-archive tarball of one layer made from ROOTFS, imported into containerd's k8s.io
-# namespace as REF.
+# namespace as REF, running as USER, ENTRYPOINT a JSON list.
 import_rootfs() {
-    local rootfs=$1 ref=$2 user=$3 work
+    local rootfs=$1 ref=$2 user=$3 entrypoint=$4 work
     work=$(mktemp -d)
     tar --numeric-owner --owner=0 --group=0 --sort=name --mtime=@0 -C "$rootfs" -cf "$work/layer.tar" .
     local diff_id
     diff_id=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
     cat >"$work/config.json" <<JSON
-{"architecture":"amd64","os":"linux","config":{"User":"$user","Env":["PATH=/usr/local/bin:/usr/bin:/bin"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:$diff_id"]}}
+{"architecture":"amd64","os":"linux","config":{"User":"$user","Entrypoint":$entrypoint,"Env":["PATH=/usr/local/bin:/usr/bin:/bin"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:$diff_id"]}}
 JSON
     printf '[{"Config":"config.json","RepoTags":["%s"],"Layers":["layer.tar"]}]\n' "$ref" >"$work/manifest.json"
     tar -C "$work" -cf "$work/image.tar" manifest.json config.json layer.tar
@@ -308,7 +308,7 @@ int main(void) {
 C
     mkdir -p "$work/rootfs"
     gcc -O2 -static -o "$work/rootfs/pause" "$work/pause.c"
-    import_rootfs "$work/rootfs" "$pause_image" "65535:65535"
+    import_rootfs "$work/rootfs" "$pause_image" "65535:65535" '["/pause"]'
     rm -rf "$work"
     say "imported $pause_image"
 }
@@ -344,7 +344,7 @@ flow_image() {
     hash=$(cd "$rootfs" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
     ref=flow.local/flow:$hash
     if ! image_present "$ref"; then
-        import_rootfs "$rootfs" "$ref" "1000:1000"
+        import_rootfs "$rootfs" "$ref" "1000:1000" '["/usr/local/bin/flow"]'
     fi
     rm -rf "$work"
     echo "$ref"
@@ -411,6 +411,7 @@ up() {
         --client-ca-file="$pki/ca.crt" \
         --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
         --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+        --kubelet-preferred-address-types=Hostname \
         --service-account-issuer=https://kubernetes.default.svc.cluster.local \
         --service-account-key-file="$pki/sa.pub" \
         --service-account-signing-key-file="$pki/sa.key" \
@@ -443,7 +444,7 @@ up() {
     if ! live_pid kubelet >/dev/null; then
         start_daemon kubelet "$bin/kubelet" --config="$state/kubelet.yaml" \
             --kubeconfig="$state/kubelet.kubeconfig" --hostname-override=localhost \
-            --node-ip=127.0.0.1 --root-dir="$state/kubelet" --cert-dir="$pki"
+            --root-dir="$state/kubelet" --cert-dir="$pki"
     fi
     wait_for "node localhost" 120 "$logs/kubelet.log" node_ready
     restore_kernel_settings

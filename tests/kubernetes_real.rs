@@ -760,3 +760,93 @@ fn real_a_pod_past_its_deadline_is_walltime_and_succeeds_with_escalated_time() {
         c.pods()
     );
 }
+
+/// The 1,000-task campaign of `engine/benches/kubernetes_api.rs` against the real control
+/// plane: API requests (from the audit log) and the driver's CPU time. Not a test (it takes
+/// minutes: the node runs two pods at once); run it with
+/// `cargo test -p flow-engine --test kubernetes_real -- --ignored --nocapture real_bench`.
+/// `FLOW_K8S_BENCH_FLOW` names the driver binary to measure (default: this build's `flow`).
+#[test]
+#[ignore]
+fn real_bench_api_traffic_of_a_1000_task_campaign() {
+    const TASKS: usize = 1000;
+    const BATCH: usize = 100;
+    const MAX_RUNNING: usize = 50;
+    let Some(c) = RealCluster::start("bench") else {
+        return;
+    };
+    let dir = c.tempdir();
+    let d = dir.path();
+    campaign(
+        &c,
+        d,
+        "kbench",
+        &format!("  work:\n    kind: command\n    array: {{i: {{range: [0, {TASKS}]}}}}\n    command: 'true'\n    execution: {{batch_size: {BATCH}, max_running: {MAX_RUNNING}}}\n"),
+    );
+    let driver = std::env::var("FLOW_K8S_BENCH_FLOW")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_flow").to_string());
+    let start = std::time::Instant::now();
+    let log = std::fs::File::create(d.join("driver.log")).unwrap();
+    let child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("umask 0 && exec \"$0\" \"$@\"")
+        .arg(&driver)
+        .args(["run", "c.yaml"])
+        .current_dir(d)
+        .env("KUBECONFIG", d.join("kubeconfig"))
+        .env("NO_COLOR", "1")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: wait4 on our own child; usage is a valid out-pointer.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    std::mem::forget(child);
+    let wall = start.elapsed();
+    assert_eq!(
+        status,
+        0,
+        "{}",
+        std::fs::read_to_string(d.join("driver.log")).unwrap_or_default()
+    );
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let cpu = seconds(usage.ru_utime) + seconds(usage.ru_stime);
+    let requests = c.requests();
+    let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
+    for r in &requests {
+        let after_ns: Vec<&str> = r.path.split('/').skip_while(|p| *p != "namespaces").collect();
+        let resource = after_ns.get(2).copied().unwrap_or(r.path.as_str());
+        let sub = match (after_ns.len() > 3, r.path.rsplit('/').next()) {
+            (true, Some("log")) => "/<name>/log",
+            (true, _) => "/<name>",
+            _ => "",
+        };
+        let verb = match r.verb.as_str() {
+            "watch" => "WATCH",
+            "list" => "LIST",
+            _ => r.method.as_str(),
+        };
+        *kinds.entry(format!("{verb} {resource}{sub} ({})", r.code)).or_default() += 1;
+    }
+    println!("real kubernetes: {TASKS} tasks, batch_size {BATCH}, max_running {MAX_RUNNING}");
+    println!("  driver: {driver}");
+    println!("  flow run wall time: {:.1} s", wall.as_secs_f64());
+    println!(
+        "  driver CPU (user + sys): {cpu:.2} s, peak RSS {:.1} MB",
+        usage.ru_maxrss as f64 / 1024.0
+    );
+    println!("  Jobs created: {}", c.jobs().len());
+    println!("  API requests: {} in all", requests.len());
+    for (kind, n) in &kinds {
+        println!("    {kind}: {n}");
+    }
+    println!(
+        "  requests per task: {:.3}",
+        requests.len() as f64 / TASKS as f64
+    );
+    let (_, rows) = tasks(d, "kbench");
+    assert_eq!(rows.len(), TASKS);
+    assert!(rows.values().all(|r| r.state == TaskState::Succeeded));
+}
