@@ -304,9 +304,13 @@ impl RealCluster {
 
     /// Evict a pod through the Eviction API, as `kubectl drain` does: the API server adds
     /// the `DisruptionTarget` condition and deletes the pod gracefully.
-    pub fn evict_pod(&self, name: &str) {
+    /// `grace_seconds` overrides the pod's termination grace period (30 s).
+    pub fn evict_pod(&self, name: &str, grace_seconds: Option<u32>) {
+        let options = grace_seconds
+            .map(|g| format!(",\"deleteOptions\":{{\"gracePeriodSeconds\":{g}}}"))
+            .unwrap_or_default();
         let body = format!(
-            "{{\"apiVersion\":\"policy/v1\",\"kind\":\"Eviction\",\"metadata\":{{\"name\":\"{name}\",\"namespace\":\"{}\"}}}}",
+            "{{\"apiVersion\":\"policy/v1\",\"kind\":\"Eviction\",\"metadata\":{{\"name\":\"{name}\",\"namespace\":\"{}\"}}{options}}}",
             self.ns
         );
         let path = format!("/api/v1/namespaces/{}/pods/{name}/eviction", self.ns);
@@ -360,10 +364,7 @@ impl RealCluster {
 
 impl Drop for RealCluster {
     fn drop(&mut self) {
-        let _ = kubectl(
-            &["delete", "namespace", &self.ns, "--wait=false"],
-            None,
-        );
+        let _ = kubectl(&["delete", "namespace", &self.ns, "--wait=false"], None);
         let _ = kubectl(&["delete", "pv", &self.ns, "--wait=false"], None);
     }
 }
