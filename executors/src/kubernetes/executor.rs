@@ -489,6 +489,19 @@ impl KubernetesExecutor {
                     Some(own) if own.task_id == task_id && own.attempt == attempt => own.outcome,
                     _ => outcome,
                 };
+                // A short task can end before the watch ever saw its pod running (the real
+                // kubelet reports Pending, then Failed): the attempt still needs its job id
+                // (`flow logs` finds the pod by it), so it is started first.
+                if !job.started[n] {
+                    job.started[n] = true;
+                    self.queued.push(ExecutorEvent::Started {
+                        task_id: task_id.clone(),
+                        attempt,
+                        job_id: format!("{}_{n}", report.job),
+                        pid: None,
+                        at: outcome.started_at.unwrap_or_else(crate::task_runner::now),
+                    });
+                }
                 job.finish(n);
                 self.queued.push(ExecutorEvent::Finished {
                     task_id,

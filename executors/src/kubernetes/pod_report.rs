@@ -91,8 +91,12 @@ fn pod_state(pod: &Pod, name: &str) -> PodState {
         .as_ref()
         .and_then(|c| c.first())
         .cloned();
+    // A disrupted pod that still succeeded (an evicted pod's task finished within its
+    // termination grace period) is an end: the Job controller counts the index as
+    // succeeded and creates no replacement, so waiting for one would wait forever.
     if let Some(reason) = disruption(pod) {
-        if phase == "Failed" || pod.metadata.deletion_timestamp.is_some() {
+        if phase == "Failed" || (pod.metadata.deletion_timestamp.is_some() && phase != "Succeeded")
+        {
             return PodState::Disrupted { reason };
         }
     }
@@ -357,6 +361,31 @@ mod tests {
                 reason: "PreemptionByScheduler".into()
             }
         );
+    }
+
+    #[test]
+    fn an_evicted_pod_that_succeeded_in_its_grace_period_is_an_end() {
+        // What the real 1.34 control plane does: the Eviction API adds DisruptionTarget
+        // and deletes the pod; its task finishes before the grace period ends, the pod is
+        // Succeeded and the Job counts the index as completed (no replacement pod).
+        let condition = json!([{"type": "DisruptionTarget", "status": "True",
+            "reason": "EvictionByEvictionAPI"}]);
+        let mut evicted = pod(json!({"phase": "Running", "conditions": condition}));
+        evicted.metadata.deletion_timestamp =
+            Some(serde_json::from_value(json!("2026-12-02T07:58:40Z")).unwrap());
+        assert_eq!(
+            read_pod(&evicted).unwrap().state,
+            PodState::Disrupted {
+                reason: "EvictionByEvictionAPI".into()
+            }
+        );
+        let mut succeeded = pod(json!({"phase": "Succeeded", "conditions": condition,
+            "containerStatuses": terminated(0, "Completed", "")}));
+        succeeded.metadata.deletion_timestamp = evicted.metadata.deletion_timestamp.clone();
+        let PodState::Ended { outcome, .. } = read_pod(&succeeded).unwrap().state else {
+            panic!("a succeeded pod is an end")
+        };
+        assert!(outcome.succeeded());
     }
 
     #[test]
