@@ -658,6 +658,7 @@ fn drive(
                                     message: Some(message),
                                     started_at: Some(t),
                                     ended_at: Some(t),
+                                    usage: None,
                                 };
                                 changes.push(Change::Launched {
                                     task_id: slot.id.clone(),
@@ -719,6 +720,7 @@ fn drive(
                                 message: Some(e.to_string()),
                                 started_at: Some(t),
                                 ended_at: Some(now()),
+                                usage: None,
                             };
                             let done = finish(
                                 &mut slots[n],

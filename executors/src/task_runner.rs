@@ -5,7 +5,7 @@
 //! started), stdout and stderr go to the attempt's log files, and the outcome is written
 //! to `result_path` by atomic rename, so a reader never sees half a result.
 
-use crate::launch::{AttemptOutcome, TaskLaunch};
+use crate::launch::{AttemptOutcome, ResourceUsage, TaskLaunch};
 use flow_dsl::error_class::ErrorClass;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -72,6 +72,37 @@ pub fn group_alive(pgid: u32) -> bool {
     unsafe { libc::kill(-(pgid as i32), 0) == 0 }
 }
 
+/// Reap `pid` with `wait4` and return its exit status and the rusage of its process tree
+/// (the process and every descendant it waited for). Blocks unless `nohang`, in which case
+/// `Ok(None)` means it is still running. Only for a child that nothing else reaps: after
+/// this, `std::process::Child::wait` on it would fail.
+pub fn wait_with_usage(
+    pid: u32,
+    nohang: bool,
+) -> std::io::Result<Option<(ExitStatus, ResourceUsage)>> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: zeroed rusage is a valid value; wait4 writes status and rusage only.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let flags = if nohang { libc::WNOHANG } else { 0 };
+        // SAFETY: plain syscall on our own child with pointers to live locals.
+        let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, flags, &mut ru) };
+        if r == pid as libc::pid_t {
+            return Ok(Some((
+                ExitStatus::from_raw(status),
+                ResourceUsage::from_rusage(&ru),
+            )));
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// Translate an exit status into an outcome.
 pub fn outcome_of(
     status: ExitStatus,
@@ -112,6 +143,7 @@ pub fn outcome_of(
         message,
         started_at: Some(started),
         ended_at: Some(now()),
+        usage: None,
     }
 }
 
@@ -151,6 +183,7 @@ pub fn read_result(path: &Path) -> Option<AttemptOutcome> {
         message: (code != 0).then(|| format!("exit status {code}")),
         started_at: None,
         ended_at: None,
+        usage: None,
     })
 }
 
@@ -158,7 +191,8 @@ pub fn read_result(path: &Path) -> Option<AttemptOutcome> {
 /// result file, and return the outcome.
 pub fn run_to_completion(launch: &TaskLaunch) -> AttemptOutcome {
     let started = now();
-    let mut child = match spawn(launch, &[]) {
+    let spawner_rss_kib = ResourceUsage::own_peak_rss_kib();
+    let child = match spawn(launch, &[]) {
         Ok(c) => c,
         Err(e) => {
             let outcome = AttemptOutcome {
@@ -168,6 +202,7 @@ pub fn run_to_completion(launch: &TaskLaunch) -> AttemptOutcome {
                 message: Some(format!("cannot start {:?}: {e}", launch.argv.first())),
                 started_at: Some(started),
                 ended_at: Some(now()),
+                usage: None,
             };
             let _ = write_result(&launch.result_path, &outcome);
             return outcome;
@@ -176,11 +211,19 @@ pub fn run_to_completion(launch: &TaskLaunch) -> AttemptOutcome {
     let pgid = child.id();
     let deadline = launch.timeout.map(|t| std::time::Instant::now() + t);
     let mut timed_out = false;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
+    let (status, usage) = loop {
+        match wait_with_usage(pgid, true) {
+            Ok(Some((status, usage))) => {
+                break (
+                    status,
+                    Some(ResourceUsage {
+                        spawner_rss_kib,
+                        ..usage
+                    }),
+                )
+            }
             Ok(None) => {}
-            Err(_) => break ExitStatus::from_raw(1 << 8),
+            Err(_) => break (ExitStatus::from_raw(1 << 8), None),
         }
         if let Some(d) = deadline {
             if std::time::Instant::now() >= d && !timed_out {
@@ -193,9 +236,35 @@ pub fn run_to_completion(launch: &TaskLaunch) -> AttemptOutcome {
         std::thread::sleep(Duration::from_millis(20));
     };
     kill_group(pgid, libc::SIGKILL);
-    let outcome = outcome_of(status, timed_out, false, started);
+    drop(child); // reaped by wait4 above
+    let mut outcome = outcome_of(status, timed_out, false, started);
+    outcome.usage = usage;
     let _ = write_result(&launch.result_path, &outcome);
     outcome
+}
+
+/// Add `usage` to a result file that lacks it (the exit status a task's shell wrote, or a
+/// typed step's own result), keeping every other field; atomic like [`write_result`].
+pub fn add_usage_to_result(path: &Path, usage: &ResourceUsage) -> std::io::Result<()> {
+    let text = fs::read_to_string(path)?;
+    let mut doc: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let Some(map) = doc.as_object_mut() else {
+        return Ok(());
+    };
+    if map.get("usage").is_some_and(|u| !u.is_null()) {
+        return Ok(());
+    }
+    map.insert(
+        "usage".into(),
+        serde_json::to_value(usage).unwrap_or_default(),
+    );
+    let tmp = path.with_extension("json.usage.tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(doc.to_string().as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -220,6 +220,7 @@ fn ended_outcome(
         message,
         started_at,
         ended_at,
+        usage: None,
     }
 }
 
@@ -280,6 +281,7 @@ mod tests {
             message: Some("SCF did not converge".into()),
             started_at: Some(1.0),
             ended_at: Some(2.0),
+            usage: None,
         };
         let message = termination::encode("qe/si", 2, &own).unwrap();
         let report = read_pod(&pod(json!({"phase": "Failed",
