@@ -171,19 +171,30 @@ pub fn read_result(path: &Path) -> Option<AttemptOutcome> {
     if !text.ends_with('\n') {
         return None;
     }
-    if let Ok(o) = serde_json::from_str::<AttemptOutcome>(&text) {
-        return Some(o);
-    }
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    outcome_from_document(&v)
+}
+
+/// An outcome from a result document: a full [`AttemptOutcome`], or what a task's shell
+/// writes (`{"exit_code": N}`, perhaps with `usage` added). Without an `error_class` key the
+/// exit status decides: serde would read a missing class as "succeeded".
+pub fn outcome_from_document(v: &serde_json::Value) -> Option<AttemptOutcome> {
+    if v.get("error_class").is_some() {
+        if let Ok(o) = serde_json::from_value::<AttemptOutcome>(v.clone()) {
+            return Some(o);
+        }
+    }
     let code = v.get("exit_code")?.as_i64()? as i32;
     Some(AttemptOutcome {
         exit_code: Some(code),
         signal: None,
         error_class: (code != 0).then_some(ErrorClass::NonzeroExit),
         message: (code != 0).then(|| format!("exit status {code}")),
-        started_at: None,
-        ended_at: None,
-        usage: None,
+        started_at: v.get("started_at").and_then(|t| t.as_f64()),
+        ended_at: v.get("ended_at").and_then(|t| t.as_f64()),
+        usage: v
+            .get("usage")
+            .and_then(|u| serde_json::from_value(u.clone()).ok()),
     })
 }
 
@@ -304,6 +315,46 @@ mod tests {
         let o = run_to_completion(&launch(dir.path(), "exit 3", None));
         assert_eq!(o.error_class, Some(ErrorClass::NonzeroExit));
         assert_eq!(o.exit_code, Some(3));
+    }
+
+    #[test]
+    fn a_shell_written_exit_status_reads_as_a_failure_with_or_without_usage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        fs::write(&path, "{\"exit_code\":3}\n").unwrap();
+        let o = read_result(&path).unwrap();
+        assert_eq!(o.error_class, Some(ErrorClass::NonzeroExit), "{o:?}");
+        let usage = ResourceUsage {
+            max_rss_kib: Some(1024),
+            user_cpu_s: Some(0.5),
+            system_cpu_s: Some(0.25),
+            source: "rusage".into(),
+            spawner_rss_kib: None,
+        };
+        add_usage_to_result(&path, &usage).unwrap();
+        let o = read_result(&path).unwrap();
+        assert_eq!(o.error_class, Some(ErrorClass::NonzeroExit), "{o:?}");
+        assert_eq!(o.exit_code, Some(3));
+        assert_eq!(o.usage, Some(usage));
+        fs::write(&path, "{\"exit_code\":0}\n").unwrap();
+        assert!(read_result(&path).unwrap().succeeded());
+    }
+
+    #[test]
+    fn peak_memory_and_cpu_time_of_the_process_tree_are_measured() {
+        let dir = tempfile::tempdir().unwrap();
+        // A grandchild (python under sh) touches 200 MiB and burns some CPU.
+        let script = "python3 -c 'n = 200 * 1024 * 1024; b = bytearray(n); b[::4096] = b\"x\" * (n // 4096); sum(range(3000000))'; true";
+        let o = run_to_completion(&launch(dir.path(), script, None));
+        assert!(o.succeeded(), "{o:?}");
+        let usage = o.usage.expect("usage measured");
+        let mib = usage.max_rss_kib.unwrap() as f64 / 1024.0;
+        assert!((200.0..400.0).contains(&mib), "peak {mib} MiB for 200 MiB");
+        assert!(usage.cpu_s().unwrap() > 0.05, "{usage:?}");
+        assert_eq!(usage.source, "rusage");
+        // The result file carries it too (what Slurm and pods hand back).
+        let back = read_result(&dir.path().join("results/t1.json")).unwrap();
+        assert_eq!(back.usage.unwrap().max_rss_kib, usage.max_rss_kib);
     }
 
     #[test]
