@@ -5,6 +5,7 @@ pub mod cli;
 pub mod commands;
 pub mod compile;
 pub mod layout;
+pub mod notify;
 pub mod plan_render;
 pub mod progress;
 pub mod render;

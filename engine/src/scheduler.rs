@@ -9,6 +9,7 @@
 
 use crate::compile::{compile, Plan};
 use crate::layout::{write_atomic, Layout};
+use crate::notify::{notify_attempt, Counts, Failure, Notifier};
 use crate::progress::Progress;
 use crate::state::{self, Change, StateStore, TaskRow};
 use crate::steps::{self, Checked, StepEffect};
@@ -535,6 +536,12 @@ fn drive(
     // compute nodes often do not) use a local executor beside the campaign's.
     let mut driver_executor: Option<LocalExecutor> = None;
     let mut reporter = Progress::new(plan, opts.plain_progress, opts.quiet);
+    // notify: the campaign starts (webhook/command of `notify:`; never blocks).
+    let mut notifier = Notifier::for_campaign(campaign, layout.metadata().join("notify.log"));
+    notifier.start(
+        &progress_rows(plan, &progress).iter().map(|r| (r.step.clone(), r.total)).collect::<Vec<_>>(),
+        Counts::of_rows(&progress_rows(plan, &progress)),
+    );
     let window = match plan.executor {
         ExecutorKind::Local => {
             let (cpus, _, _) = crate::compile::local_capacity(campaign);
@@ -820,6 +827,12 @@ fn drive(
                     checked.cancelled_elsewhere =
                         !cancelling && checked.outcome.error_class == Some(ErrorClass::Cancelled);
                     let effect = checked.effect.clone();
+                    // notify: what this attempt's end may tell (gate decision, failure).
+                    let told = (
+                        checked.details.clone(),
+                        checked.outcome.error_class,
+                        checked.outcome.message.clone(),
+                    );
                     if let StepEffect::GateStop(message) = &effect {
                         progress[i].gate_stop = Some(message.clone());
                         store.set_step_info(
@@ -853,7 +866,9 @@ fn drive(
                     }
                     let done = finish(&mut slots[n], checked, campaign, &mut changes);
                     summary.ran += 1;
-                    account(&mut progress[i], &mut waiting, n, done);
+                    account(&mut progress[i], &mut waiting, n, done.clone());
+                    // notify: a gate decided; a task failed for good (first of its step).
+                    notify_attempt(&mut notifier, &campaign.steps[i].name, &task_id, &done, told, Counts::of_rows(&progress_rows(plan, &progress)));
                 }
             }
         }
@@ -945,6 +960,12 @@ fn drive(
         }
     }
     summary.failures.sort();
+    // notify: the campaign ended (waits a bounded time for queued messages).
+    notifier.end(
+        Counts::of_rows(&progress_rows(plan, &progress)),
+        summary.interrupted,
+        &summary.failures.iter().map(|(task, step, class, message)| Failure { step: step.clone(), task: task.clone(), class: class.clone(), message: message.clone() }).collect::<Vec<_>>(),
+    );
     Ok(summary)
 }
 
