@@ -120,19 +120,34 @@ fn the_report_of_a_campaign_with_retries_failures_a_gate_and_qe_scf_opens_in_chr
     std::fs::write(d.join("showcase.yaml"), SHOWCASE).unwrap();
     let out = flow(d, &["run", "showcase.yaml"]);
     // One task fails for good and the gate blocks production: the run says so.
-    assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let report = d.join("report.html");
-    let out = flow(d, &["report", "showcase.yaml", "-o", report.to_str().unwrap()]);
+    let out = flow(
+        d,
+        &["report", "showcase.yaml", "-o", report.to_str().unwrap()],
+    );
     assert_ok(&out);
     let html = std::fs::read_to_string(&report).unwrap();
     // Self-contained: nothing is fetched.
     for needle in ["<link", "src=\"http", "src='http", "@import", "url(http"] {
         assert!(!html.contains(needle), "the report loads `{needle}`");
     }
-    assert!(html.contains("ValueError: bad seed 4"), "first stderr lines of a failure");
+    assert!(
+        html.contains("ValueError: bad seed 4"),
+        "first stderr lines of a failure"
+    );
     assert!(html.contains("FAIL"), "the benchmark verdict");
     assert!(html.contains("2 converged"), "the qe-scf summary");
-    assert!(html.contains("blocked by gate"), "why production did not run");
+    assert!(
+        html.contains("blocked by gate"),
+        "why production did not run"
+    );
 
     let url = format!("file://{}", report.display());
     let dom = chromium(&["--dump-dom", &url]);
@@ -140,11 +155,24 @@ fn the_report_of_a_campaign_with_retries_failures_a_gate_and_qe_scf_opens_in_chr
     let errors = console_errors(&text(&dom.stderr));
     assert!(errors.is_empty(), "console errors: {errors:?}");
     // The script ran to its end (it counts the DAG's nodes) and caught no error.
-    assert!(dom_text.contains(r#"data-report-ready="5""#), "{}", &dom_text[..dom_text.len().min(2000)]);
-    assert!(!dom_text.contains("data-js-errors="), "script errors in the page");
+    assert!(
+        dom_text.contains(r#"data-report-ready="5""#),
+        "{}",
+        &dom_text[..dom_text.len().min(2000)]
+    );
+    assert!(
+        !dom_text.contains("data-js-errors="),
+        "script errors in the page"
+    );
     for step in ["prepare", "scf", "emt-env", "sanity", "production"] {
-        assert!(dom_text.contains(&format!(r#"id="step-{step}""#)), "no section for {step}");
-        assert!(dom_text.contains(&format!(r#"class="dag-node" data-step="{step}""#)), "no DAG node for {step}");
+        assert!(
+            dom_text.contains(&format!(r#"id="step-{step}""#)),
+            "no section for {step}"
+        );
+        assert!(
+            dom_text.contains(&format!(r#"class="dag-node" data-step="{step}""#)),
+            "no DAG node for {step}"
+        );
     }
 
     let shot = d.join("report.png");
@@ -155,7 +183,10 @@ fn the_report_of_a_campaign_with_retries_failures_a_gate_and_qe_scf_opens_in_chr
     ]);
     assert!(shot.exists(), "no screenshot: {}", text(&out.stderr));
     let (share, colours) = png_content(&shot);
-    assert!(share > 0.05, "the screenshot is nearly blank ({share:.3} of pixels drawn)");
+    assert!(
+        share > 0.05,
+        "the screenshot is nearly blank ({share:.3} of pixels drawn)"
+    );
     assert!(colours > 20, "the screenshot has {colours} colours");
 }
 
@@ -184,7 +215,13 @@ steps:
     )
     .unwrap();
     let out = flow(d, &["run", "t.yaml"]);
-    assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let (store, tasks) = campaign_state(&d.join("campaigns/v1_traced"));
     let attempts: u32 = tasks.values().map(|t| t.attempts).sum();
     assert_eq!(attempts, 5);
@@ -212,7 +249,12 @@ steps:
     let states = |step: &str| -> Vec<(String, i64)> {
         of(step)
             .iter()
-            .map(|r| (r["state"].as_str().unwrap().to_string(), r["exit_code"].as_i64().unwrap()))
+            .map(|r| {
+                (
+                    r["state"].as_str().unwrap().to_string(),
+                    r["exit_code"].as_i64().unwrap(),
+                )
+            })
             .collect()
     };
     assert_eq!(states("alloc"), [("succeeded".to_string(), 0)]);
@@ -243,13 +285,14 @@ steps:
     assert_eq!(store.attempts(&alloc_task.id).unwrap().len(), 1);
     let peak = of("alloc")[0]["peak_rss_mib"].as_f64().unwrap();
     // 150 MiB touched by python: the peak is at least that and within a factor 2.
-    assert!((150.0..300.0).contains(&peak), "peak {peak} MiB for 150 MiB");
-    let tsv_peak: f64 = lines
-        .iter()
-        .find(|l| l[col("step")] == "alloc")
-        .unwrap()[col("peak_rss_mib")]
-        .parse()
-        .unwrap();
+    assert!(
+        (150.0..300.0).contains(&peak),
+        "peak {peak} MiB for 150 MiB"
+    );
+    let tsv_peak: f64 = lines.iter().find(|l| l[col("step")] == "alloc").unwrap()
+        [col("peak_rss_mib")]
+    .parse()
+    .unwrap();
     assert!((tsv_peak - peak).abs() < 0.1);
     // --step filters; an unknown one is an error naming the steps.
     let flaky = flow(d, &["trace", "t.yaml", "--step", "flaky"]);
@@ -269,12 +312,16 @@ fn webhook(refuse: usize) -> (String, std::sync::mpsc::Receiver<serde_json::Valu
         let mut seen = 0;
         for stream in listener.incoming().take(50) {
             let Ok(mut stream) = stream else { continue };
-            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
             let mut buf = Vec::new();
             let mut chunk = [0u8; 8192];
             // Headers, then Content-Length bytes of body.
             let body = loop {
-                let Ok(n) = stream.read(&mut chunk) else { break None };
+                let Ok(n) = stream.read(&mut chunk) else {
+                    break None;
+                };
                 if n == 0 {
                     break None;
                 }
@@ -292,8 +339,15 @@ fn webhook(refuse: usize) -> (String, std::sync::mpsc::Receiver<serde_json::Valu
                 }
             };
             seen += 1;
-            let status = if seen <= refuse { "500 Internal Server Error" } else { "200 OK" };
-            let _ = stream.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok").as_bytes());
+            let status = if seen <= refuse {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let _ = stream.write_all(
+                format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                    .as_bytes(),
+            );
             if seen > refuse {
                 if let Some(body) = body.and_then(|b| serde_json::from_slice(&b).ok()) {
                     let _ = tx.send(body);
@@ -336,7 +390,13 @@ steps:
     .unwrap();
     assert_ok(&flow(d, &["validate", "n.yaml"]));
     let out = flow(d, &["run", "n.yaml"]);
-    assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while got.len() < 3 && Instant::now() < deadline {
@@ -349,7 +409,13 @@ steps:
     // first POST was answered 500 and retried.
     assert_eq!(kinds, ["start", "failure", "end"], "{got:#?}");
     for b in &got {
-        assert!(b["text"].as_str().unwrap().starts_with("flow: campaign noisy v1"), "{b}");
+        assert!(
+            b["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("flow: campaign noisy v1"),
+            "{b}"
+        );
         assert_eq!(b["schema"], "flow-notify-v1");
         assert_eq!(b["campaign"], "noisy");
     }
@@ -359,8 +425,14 @@ steps:
     assert_eq!(got[2]["counts"]["blocked"], 1);
     assert_eq!(got[2]["failures"].as_array().unwrap().len(), 2);
     let log = std::fs::read_to_string(d.join("campaigns/v1_noisy/metadata/notify.log")).unwrap();
-    assert!(log.contains("start: webhook try 1 failed: HTTP 500"), "{log}");
-    assert!(log.contains("start: webhook answered HTTP 200 (try 2)"), "{log}");
+    assert!(
+        log.contains("start: webhook try 1 failed: HTTP 500"),
+        "{log}"
+    );
+    assert!(
+        log.contains("start: webhook answered HTTP 200 (try 2)"),
+        "{log}"
+    );
     // The command got the same events on stdin.
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&events)
         .unwrap()
@@ -412,7 +484,10 @@ fn the_report_of_40000_tasks_is_binned_small_and_loads() {
         }
     }
     store
-        .insert_tasks(rows.iter().map(|(id, s, i)| (id.as_str(), s.as_str(), *i, "{}".to_string())))
+        .insert_tasks(
+            rows.iter()
+                .map(|(id, s, i)| (id.as_str(), s.as_str(), *i, "{}".to_string())),
+        )
         .unwrap();
     let t0 = 1_795_000_000.0;
     let mut changes = Vec::new();
@@ -451,7 +526,11 @@ fn the_report_of_40000_tasks_is_binned_small_and_loads() {
                     spawner_rss_kib: None,
                 }),
             },
-            state: if fail { TaskState::Failed } else { TaskState::Succeeded },
+            state: if fail {
+                TaskState::Failed
+            } else {
+                TaskState::Succeeded
+            },
             retries: 0,
             infra_retries: 0,
             not_before: None,
@@ -466,7 +545,10 @@ fn the_report_of_40000_tasks_is_binned_small_and_loads() {
     let render_time = started.elapsed();
     let html = std::fs::read_to_string(d.join("big.html")).unwrap();
     assert!(html.len() < 5 * 1024 * 1024, "{} bytes", html.len());
-    assert!(html.contains("timeline binned"), "40,000 attempts are binned");
+    assert!(
+        html.contains("timeline binned"),
+        "40,000 attempts are binned"
+    );
     assert!(html.contains("40001 attempts"), "the count is said");
     eprintln!(
         "40,001-task report: {} KiB, written in {:.2} s (debug build)",
@@ -474,9 +556,15 @@ fn the_report_of_40000_tasks_is_binned_small_and_loads() {
         render_time.as_secs_f64()
     );
     let t = Instant::now();
-    let dom = chromium(&["--dump-dom", &format!("file://{}", d.join("big.html").display())]);
+    let dom = chromium(&[
+        "--dump-dom",
+        &format!("file://{}", d.join("big.html").display()),
+    ]);
     let load = t.elapsed();
     assert!(text(&dom.stdout).contains(r#"data-report-ready="2""#));
     assert!(console_errors(&text(&dom.stderr)).is_empty());
-    eprintln!("chromium --dump-dom of it: {:.2} s (browser start included)", load.as_secs_f64());
+    eprintln!(
+        "chromium --dump-dom of it: {:.2} s (browser start included)",
+        load.as_secs_f64()
+    );
 }

@@ -126,10 +126,7 @@ pub fn run(command: Command) -> i32 {
 
 /// `flow plan --output FORMAT`: the same as `--format FORMAT` unless the format is
 /// `manifests` (then `--output` is its directory).
-fn plan_output_alias(
-    format: PlanFormat,
-    output: Option<PathBuf>,
-) -> (PlanFormat, Option<PathBuf>) {
+fn plan_output_alias(format: PlanFormat, output: Option<PathBuf>) -> (PlanFormat, Option<PathBuf>) {
     if format == PlanFormat::Manifests {
         return (format, output);
     }
@@ -766,8 +763,9 @@ fn cancel(file: &Path, state_dir: Option<PathBuf>, output: OutputFormat) -> i32 
     let Ok(campaign) = load(file) else { return 1 };
     // What was done, in words or as one JSON document (`action`: asked-driver,
     // deleted-jobs, cancelled-jobs, nothing-running).
-    let say = |action: &str, text: String, driver: Option<(&str, i64)>, jobs: Option<usize>| {
-        match output {
+    let say =
+        |action: &str, text: String, driver: Option<(&str, i64)>, jobs: Option<usize>| match output
+        {
             OutputFormat::Text => println!("{text}"),
             OutputFormat::Json => print_json(&serde_json::json!({
                 "campaign": campaign.name,
@@ -776,8 +774,7 @@ fn cancel(file: &Path, state_dir: Option<PathBuf>, output: OutputFormat) -> i32 
                 "jobs": jobs,
                 "message": text,
             })),
-        }
-    };
+        };
     let Ok(store) = open_state(&campaign, state_dir.as_ref()) else {
         return 1;
     };

@@ -111,9 +111,9 @@ impl NotifySettings {
             Some(list) => list
                 .iter()
                 .map(|e| {
-                    e.as_str()
-                        .and_then(EventKind::parse)
-                        .ok_or_else(|| format!("notify.events: unknown event {e} (start, failure, gate, end)"))
+                    e.as_str().and_then(EventKind::parse).ok_or_else(|| {
+                        format!("notify.events: unknown event {e} (start, failure, gate, end)")
+                    })
                 })
                 .collect::<Result<HashSet<_>, _>>()?,
             None => [
@@ -627,11 +627,16 @@ fn run_command(command: &str, body: &str, timeout: Duration) -> Result<(), Strin
                     let _ = e.read_to_string(&mut err);
                 }
                 let first = err.lines().next().unwrap_or("").to_string();
-                return Err(format!("{status}{}", if first.is_empty() { String::new() } else { format!(": {first}") }));
+                return Err(format!(
+                    "{status}{}",
+                    if first.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {first}")
+                    }
+                ));
             }
-            Ok(None) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Ok(None) => {
                 flow_executors::task_runner::kill_group(child.id(), libc::SIGKILL);
                 let _ = child.wait();
@@ -694,8 +699,10 @@ pub fn post_json(url: &str, body: &str, timeout: Duration) -> Result<u16, String
         .ok_or_else(|| format!("{} has no address", t.host))?;
     let tcp = TcpStream::connect_timeout(&addr, timeout)
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    tcp.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    tcp.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    tcp.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     let request = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: flow/{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         t.path,
@@ -825,7 +832,11 @@ mod tests {
         let out = dir.path().join("events.jsonl");
         let settings = NotifySettings {
             webhook: None,
-            command: Some(format!("cat >> {}; echo >> {}", out.display(), out.display())),
+            command: Some(format!(
+                "cat >> {}; echo >> {}",
+                out.display(),
+                out.display()
+            )),
             events: [EventKind::Failure, EventKind::End].into_iter().collect(),
             failure_interval: Duration::from_secs(3600),
         };
@@ -876,12 +887,19 @@ mod tests {
         for _ in 0..200 {
             n.start(&[], Counts::default());
         }
-        assert!(t0.elapsed() < Duration::from_millis(500), "{:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t0.elapsed()
+        );
         assert!(n.dropped > 0, "a full queue drops events");
         drop(n);
         std::thread::sleep(Duration::from_millis(2500));
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.contains("webhook try 1 failed"), "{text}");
-        assert!(text.contains("dropped, the delivery queue is full"), "{text}");
+        assert!(
+            text.contains("dropped, the delivery queue is full"),
+            "{text}"
+        );
     }
 }

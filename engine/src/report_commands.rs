@@ -90,13 +90,14 @@ pub fn report(file: &Path, out: Option<&Path>, state_dir: Option<&PathBuf>) -> i
             return 1;
         }
     };
-    let html = match crate::report::render(&plan, &layout, &store, flow_executors::task_runner::now()) {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return 1;
-        }
-    };
+    let html =
+        match crate::report::render(&plan, &layout, &store, flow_executors::task_runner::now()) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return 1;
+            }
+        };
     let path = out.map_or_else(|| layout.qa().join("report.html"), Path::to_path_buf);
     match write_atomic(&path, html.as_bytes()) {
         Ok(()) => {

@@ -539,7 +539,10 @@ fn drive(
     // notify: the campaign starts (webhook/command of `notify:`; never blocks).
     let mut notifier = Notifier::for_campaign(campaign, layout.metadata().join("notify.log"));
     notifier.start(
-        &progress_rows(plan, &progress).iter().map(|r| (r.step.clone(), r.total)).collect::<Vec<_>>(),
+        &progress_rows(plan, &progress)
+            .iter()
+            .map(|r| (r.step.clone(), r.total))
+            .collect::<Vec<_>>(),
         Counts::of_rows(&progress_rows(plan, &progress)),
     );
     let window = match plan.executor {
@@ -868,7 +871,14 @@ fn drive(
                     summary.ran += 1;
                     account(&mut progress[i], &mut waiting, n, done.clone());
                     // notify: a gate decided; a task failed for good (first of its step).
-                    notify_attempt(&mut notifier, &campaign.steps[i].name, &task_id, &done, told, Counts::of_rows(&progress_rows(plan, &progress)));
+                    notify_attempt(
+                        &mut notifier,
+                        &campaign.steps[i].name,
+                        &task_id,
+                        &done,
+                        told,
+                        Counts::of_rows(&progress_rows(plan, &progress)),
+                    );
                 }
             }
         }
@@ -964,7 +974,16 @@ fn drive(
     notifier.end(
         Counts::of_rows(&progress_rows(plan, &progress)),
         summary.interrupted,
-        &summary.failures.iter().map(|(task, step, class, message)| Failure { step: step.clone(), task: task.clone(), class: class.clone(), message: message.clone() }).collect::<Vec<_>>(),
+        &summary
+            .failures
+            .iter()
+            .map(|(task, step, class, message)| Failure {
+                step: step.clone(),
+                task: task.clone(),
+                class: class.clone(),
+                message: message.clone(),
+            })
+            .collect::<Vec<_>>(),
     );
     Ok(summary)
 }

@@ -679,7 +679,9 @@ impl StateStore {
     ) -> Result<Vec<(f64, Option<String>, String)>, StateError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT at, task_id, COALESCE(detail, '') FROM events WHERE kind = ?1 ORDER BY seq")
+            .prepare(
+                "SELECT at, task_id, COALESCE(detail, '') FROM events WHERE kind = ?1 ORDER BY seq",
+            )
             .map_err(sql(&self.path))?;
         let rows = stmt
             .query_map([kind], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))

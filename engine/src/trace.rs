@@ -288,7 +288,11 @@ mod tests {
         assert_eq!(lines.len(), 4);
         assert_eq!(lines[0].split('\t').count(), TSV_COLUMNS.len());
         assert!(lines[2].contains("\tx=1\t"), "{}", lines[2]);
-        assert!(lines[2].contains("1970-01-01T00:00:11.000Z"), "{}", lines[2]);
+        assert!(
+            lines[2].contains("1970-01-01T00:00:11.000Z"),
+            "{}",
+            lines[2]
+        );
     }
 
     #[test]

@@ -188,7 +188,13 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 
 /// The first non-empty lines of an attempt's stderr (at most [`STDERR_LINES`], each cut at
 /// 300 characters); empty when there is no log.
-pub fn stderr_head(layout: &Layout, step: &str, index: u64, task: &str, attempt: u32) -> Vec<String> {
+pub fn stderr_head(
+    layout: &Layout,
+    step: &str,
+    index: u64,
+    task: &str,
+    attempt: u32,
+) -> Vec<String> {
     use std::io::{BufRead, BufReader};
     let (_, err) = layout.log_files(step, index, task, attempt);
     let Ok(file) = std::fs::File::open(err) else {
@@ -308,12 +314,14 @@ fn failures(
     let mut by_class: BTreeMap<String, ClassFailures> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.state == "failed") {
         let class = r.error_class.clone().unwrap_or_else(|| "unknown".into());
-        let entry = by_class.entry(class.clone()).or_insert_with(|| ClassFailures {
-            class,
-            attempts: 0,
-            final_tasks: 0,
-            examples: Vec::new(),
-        });
+        let entry = by_class
+            .entry(class.clone())
+            .or_insert_with(|| ClassFailures {
+                class,
+                attempts: 0,
+                final_tasks: 0,
+                examples: Vec::new(),
+            });
         entry.attempts += 1;
         if entry.examples.len() < EXAMPLES_PER_CLASS {
             entry.examples.push(FailureExample {
@@ -438,14 +446,21 @@ fn qe_summary(
     q
 }
 
-fn timeline(rows: &[TraceRow], step_of: &HashMap<&str, usize>, n_steps: usize, now: f64) -> Timeline {
+fn timeline(
+    rows: &[TraceRow],
+    step_of: &HashMap<&str, usize>,
+    n_steps: usize,
+    now: f64,
+) -> Timeline {
     let spans: Vec<(usize, f64, f64, f64, &TraceRow)> = rows
         .iter()
         .filter_map(|r| {
             let step = *step_of.get(r.step.as_str())?;
             let started = r.started.or(r.submitted)?;
             let submitted = r.submitted.unwrap_or(started).min(started);
-            let ended = r.ended.unwrap_or(if r.state == "running" { now } else { started });
+            let ended = r
+                .ended
+                .unwrap_or(if r.state == "running" { now } else { started });
             Some((step, submitted, started, ended.max(started), r))
         })
         .collect();
@@ -523,7 +538,12 @@ fn timeline(rows: &[TraceRow], step_of: &HashMap<&str, usize>, n_steps: usize, n
 }
 
 /// Gather the report of a campaign.
-pub fn collect(plan: &Plan, layout: &Layout, store: &StateStore, now: f64) -> anyhow::Result<ReportData> {
+pub fn collect(
+    plan: &Plan,
+    layout: &Layout,
+    store: &StateStore,
+    now: f64,
+) -> anyhow::Result<ReportData> {
     let campaign = plan.campaign;
     let records = store.attempt_records()?;
     let tasks = store.load_tasks()?;
@@ -560,8 +580,7 @@ pub fn collect(plan: &Plan, layout: &Layout, store: &StateStore, now: f64) -> an
                 blocked_reason = t.message.clone();
             }
         }
-        *counts.entry("pending".into()).or_default() +=
-            planned.task_count.saturating_sub(in_db);
+        *counts.entry("pending".into()).or_default() += planned.task_count.saturating_sub(in_db);
         let step_rows = &by_step[pos];
         let attempts = step_rows.len() as u64;
         let mut tasks_seen: HashMap<&str, ()> = HashMap::new();

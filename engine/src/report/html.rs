@@ -147,7 +147,8 @@ fn step_section(out: &mut String, s: &StepReport) {
     let _ = write!(
         out,
         r#"<div><h4>Resources: used against requested</h4><table><tr><th></th><th class="num">requested</th><th class="num">used (median)</th><th class="num">used (max)</th></tr><tr><td>memory</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr><tr><td>cores</td><td class="num">{}</td><td class="num" colspan="2">CPU time {} median, efficiency {}</td></tr><tr><td>wall time</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr></table><p class="muted">{} attempt(s) measured</p>"#,
-        r.requested_mem_mib.map_or("-".into(), |m| format!("{m} MiB")),
+        r.requested_mem_mib
+            .map_or("-".into(), |m| format!("{m} MiB")),
         opt(r.peak_rss_median_mib, " MiB", 1),
         opt(r.peak_rss_max_mib, " MiB", 1),
         r.requested_cpus.map_or("-".into(), |c| c.to_string()),
@@ -216,11 +217,7 @@ fn benchmark(out: &mut String, b: &serde_json::Value) {
         out,
         r#"<h4>MD benchmark</h4><p><span class="verdict {class}">{}</span> overhead {} ({})</p>"#,
         esc(verdict),
-        opt(
-            b.get("overhead_percent").and_then(|v| v.as_f64()),
-            "%",
-            2
-        ),
+        opt(b.get("overhead_percent").and_then(|v| v.as_f64()), "%", 2),
         opt(b.get("overhead_s").and_then(|v| v.as_f64()), " s", 3)
     );
     if let Some(summary) = b.get("summary").and_then(|v| v.as_str()) {

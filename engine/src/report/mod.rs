@@ -15,7 +15,12 @@ use crate::layout::Layout;
 use crate::state::StateStore;
 
 /// The report page of a campaign, as of `now`.
-pub fn render(plan: &Plan, layout: &Layout, store: &StateStore, now: f64) -> anyhow::Result<String> {
+pub fn render(
+    plan: &Plan,
+    layout: &Layout,
+    store: &StateStore,
+    now: f64,
+) -> anyhow::Result<String> {
     let data = data::collect(plan, layout, store, now)?;
     Ok(html::render(&data))
 }
