@@ -376,6 +376,6 @@ pub fn render(data: &ReportData) -> String {
     for s in &data.steps {
         step_section(&mut out, s);
     }
-    let _ = write!(out, "</main><script>{SCRIPT}</script></body></html>\n");
+    let _ = writeln!(out, "</main><script>{SCRIPT}</script></body></html>");
     out
 }

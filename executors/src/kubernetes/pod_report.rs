@@ -37,6 +37,9 @@ pub struct PodReport {
     pub state: PodState,
 }
 
+// `Ended` carries two outcomes (with their resource usage); a pod's state is read once per
+// watch event and not stored in bulk, so the size difference costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum PodState {
     /// Not started yet (scheduling, pulling the image) and nothing wrong seen.
