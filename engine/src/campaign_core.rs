@@ -619,6 +619,7 @@ impl CampaignCore {
             message: Some(message),
             started_at: None,
             ended_at: Some(now),
+            usage: None,
         };
         self.ended(slot, attempt, EndedAttempt::plain(outcome), now);
     }

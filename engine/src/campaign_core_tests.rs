@@ -43,6 +43,7 @@ fn ok() -> EndedAttempt {
             message: None,
             started_at: Some(0.0),
             ended_at: Some(1.0),
+            usage: None,
         })
     }
 }

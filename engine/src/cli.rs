@@ -40,7 +40,11 @@ pub enum ExecutorArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Parse, merge and schema-check a campaign; report every error with its location.
-    Validate { file: PathBuf },
+    Validate {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
     /// Compile the campaign and show what would run, without running anything.
     Plan {
         file: PathBuf,
@@ -51,7 +55,8 @@ pub enum Command {
         explain: bool,
         #[arg(long, value_enum)]
         executor: Option<ExecutorArg>,
-        /// Directory for `--format manifests`.
+        /// Directory for `--format manifests`; `--output json` (or text, dot, mermaid) is
+        /// the same as `--format json`, like every other command's `--output`.
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Validate every recorded output in full (HDF5 through the library), not only
@@ -103,6 +108,31 @@ pub enum Command {
         failed: bool,
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+    /// One row per attempt: task, step, parameters, job id, state, error class, exit code,
+    /// submit/start/end, duration, peak memory, CPU time, and what it requested.
+    Trace {
+        file: PathBuf,
+        /// Only this step's attempts.
+        #[arg(long)]
+        step: Option<String>,
+        /// `text` is tab-separated values with a header line.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// Write a self-contained HTML report: step graph, timeline, durations, failures,
+    /// resources used against requested, gate figures and results.
+    Report {
+        file: PathBuf,
+        /// Where to write it (default: report.html in the campaign's qa/ directory).
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
     /// Show the logs of a task attempt (task id or a unique prefix).
     Logs {
@@ -118,6 +148,8 @@ pub enum Command {
         file: PathBuf,
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
     },
     /// The recipe library.
     Recipes {
@@ -153,6 +185,9 @@ pub struct EnvTarget {
     /// A root directory, instead of the machine's.
     #[arg(long)]
     pub root: Option<PathBuf>,
+    /// `json`: one document on stdout (list and doctor).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,9 +205,16 @@ pub enum EnvAction {
 #[derive(Debug, Subcommand)]
 pub enum RecipesAction {
     /// List machine recipes.
-    List,
+    List {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
     /// Print a machine recipe.
-    Show { name: String },
+    Show {
+        name: String,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
 }
 
 #[derive(Debug, Subcommand)]

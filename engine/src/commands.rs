@@ -35,7 +35,7 @@ fn load(file: &Path) -> Result<Campaign, i32> {
 /// Dispatch a parsed command line.
 pub fn run(command: Command) -> i32 {
     match command {
-        Command::Validate { file } => validate(&file),
+        Command::Validate { file, output } => validate(&file, output),
         Command::Plan {
             file,
             format,
@@ -46,16 +46,21 @@ pub fn run(command: Command) -> i32 {
             state_dir,
             structure,
             task,
-        } => plan(
-            &file,
-            format,
-            explain,
-            executor_kind(executor),
-            output.as_deref(),
-            verify,
-            state_dir.as_ref(),
-            crate::steps::QeFocus::from_args(structure, task),
-        ),
+        } => {
+            // `--output json` (text, dot, mermaid) is `--format json`; with `--format
+            // manifests` the value is the directory.
+            let (format, output) = plan_output_alias(format, output);
+            plan(
+                &file,
+                format,
+                explain,
+                executor_kind(executor),
+                output.as_deref(),
+                verify,
+                state_dir.as_ref(),
+                crate::steps::QeFocus::from_args(structure, task),
+            )
+        }
         Command::Run {
             file,
             executor,
@@ -79,14 +84,30 @@ pub fn run(command: Command) -> i32 {
             step,
             failed,
             state_dir,
-        } => retry(&file, step, failed, state_dir),
+            output,
+        } => retry(&file, step, failed, state_dir, output),
+        Command::Trace {
+            file,
+            step,
+            output,
+            state_dir,
+        } => crate::report_commands::trace(&file, step.as_deref(), output, state_dir.as_ref()),
+        Command::Report {
+            file,
+            out,
+            state_dir,
+        } => crate::report_commands::report(&file, out.as_deref(), state_dir.as_ref()),
         Command::Logs {
             file,
             task,
             attempt,
             state_dir,
         } => logs(&file, &task, attempt, state_dir),
-        Command::Cancel { file, state_dir } => cancel(&file, state_dir),
+        Command::Cancel {
+            file,
+            state_dir,
+            output,
+        } => cancel(&file, state_dir, output),
         Command::Recipes { action } => recipes_cmd(action),
         Command::Env { action } => env_cmd(action),
         Command::Init { machine, output } => init(&machine, &output),
@@ -109,24 +130,89 @@ pub fn run(command: Command) -> i32 {
     }
 }
 
-fn validate(file: &Path) -> i32 {
-    let Ok(campaign) = load(file) else { return 1 };
-    match compile(&campaign, None) {
-        Ok(plan) => {
+/// `flow plan --output FORMAT`: the same as `--format FORMAT` unless the format is
+/// `manifests` (then `--output` is its directory).
+fn plan_output_alias(format: PlanFormat, output: Option<PathBuf>) -> (PlanFormat, Option<PathBuf>) {
+    if format == PlanFormat::Manifests {
+        return (format, output);
+    }
+    let named = match output.as_ref().and_then(|o| o.to_str()) {
+        Some("json") => Some(PlanFormat::Json),
+        Some("text") => Some(PlanFormat::Text),
+        Some("dot") => Some(PlanFormat::Dot),
+        Some("mermaid") => Some(PlanFormat::Mermaid),
+        _ => None,
+    };
+    match named {
+        Some(f) => (f, None),
+        None => (format, output),
+    }
+}
+
+/// A diagnostic as JSON (`flow validate --output json`).
+pub fn diagnostic_json(d: &flow_dsl::diagnostic::Diagnostic) -> serde_json::Value {
+    serde_json::json!({
+        "file": d.span.as_ref().map(|s| s.file.name.clone()),
+        "line": d.span.as_ref().map(|s| s.line),
+        "column": d.span.as_ref().map(|s| s.col),
+        "field": d.field,
+        "message": d.message,
+        "expected": d.expected,
+        "help": d.help,
+    })
+}
+
+fn validate(file: &Path, output: OutputFormat) -> i32 {
+    let result = load_campaign(file).and_then(|campaign| {
+        let plan = compile(&campaign, None)?;
+        Ok((
+            plan.order.len(),
+            plan.total_tasks(),
+            campaign.machine.name.clone(),
+        ))
+    });
+    match (output, result) {
+        (OutputFormat::Text, Ok((steps, tasks, machine))) => {
             println!(
-                "{}: ok ({} steps, {} tasks, machine {})",
+                "{}: ok ({steps} steps, {tasks} tasks, machine {machine})",
                 file.display(),
-                plan.order.len(),
-                plan.total_tasks(),
-                campaign.machine.name
             );
             0
         }
-        Err(d) => {
-            eprintln!("{d}");
+        (OutputFormat::Text, Err(d)) => {
+            eprint!("{d}");
+            eprintln!();
             1
         }
+        (OutputFormat::Json, result) => {
+            let ok = result.is_ok();
+            let doc = match result {
+                Ok((steps, tasks, machine)) => serde_json::json!({
+                    "file": file.display().to_string(),
+                    "ok": true,
+                    "steps": steps,
+                    "tasks": tasks,
+                    "machine": machine,
+                    "diagnostics": [],
+                }),
+                Err(d) => serde_json::json!({
+                    "file": file.display().to_string(),
+                    "ok": false,
+                    "steps": null,
+                    "tasks": null,
+                    "machine": null,
+                    "diagnostics": d.0.iter().map(diagnostic_json).collect::<Vec<_>>(),
+                }),
+            };
+            print_json(&doc);
+            i32::from(!ok)
+        }
     }
+}
+
+/// Print one JSON document on stdout.
+pub fn print_json(doc: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(doc).unwrap_or_default());
 }
 
 /// Per step: what is done (outputs checked), what will run and why, read from the state
@@ -386,7 +472,13 @@ fn status_once(file: &Path, output: OutputFormat, state_dir: Option<&PathBuf>) -
     0
 }
 
-fn retry(file: &Path, step: Option<String>, failed_only: bool, state_dir: Option<PathBuf>) -> i32 {
+fn retry(
+    file: &Path,
+    step: Option<String>,
+    failed_only: bool,
+    state_dir: Option<PathBuf>,
+    output: OutputFormat,
+) -> i32 {
     let Ok(campaign) = load(file) else { return 1 };
     if let Some(s) = &step {
         if campaign.step(s).is_none() {
@@ -433,6 +525,15 @@ fn retry(file: &Path, step: Option<String>, failed_only: bool, state_dir: Option
         .flat_map(|&i| plan.tasks(i).map(|t| t.id))
         .collect();
     match store.requeue_ids(states, &ids, flow_executors::task_runner::now()) {
+        Ok(n) if output == OutputFormat::Json => {
+            print_json(&serde_json::json!({
+                "campaign": campaign.name,
+                "requeued": n,
+                "step": step,
+                "states": states.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            }));
+            0
+        }
         Ok(n) => {
             println!(
                 "re-queued {n} task(s); run `flow run {}` to execute them",
@@ -524,8 +625,22 @@ fn logs(file: &Path, task: &str, attempt: Option<u32>, state_dir: Option<PathBuf
     0
 }
 
-fn cancel(file: &Path, state_dir: Option<PathBuf>) -> i32 {
+fn cancel(file: &Path, state_dir: Option<PathBuf>, output: OutputFormat) -> i32 {
     let Ok(campaign) = load(file) else { return 1 };
+    // What was done, in words or as one JSON document (`action`: asked-driver,
+    // deleted-jobs, cancelled-jobs, nothing-running).
+    let say =
+        |action: &str, text: String, driver: Option<(&str, i64)>, jobs: Option<usize>| match output
+        {
+            OutputFormat::Text => println!("{text}"),
+            OutputFormat::Json => print_json(&serde_json::json!({
+                "campaign": campaign.name,
+                "action": action,
+                "driver": driver.map(|(host, pid)| serde_json::json!({"host": host, "pid": pid})),
+                "jobs": jobs,
+                "message": text,
+            })),
+        };
     let Ok(store) = open_state(&campaign, state_dir.as_ref()) else {
         return 1;
     };
@@ -540,7 +655,12 @@ fn cancel(file: &Path, state_dir: Option<PathBuf>) -> i32 {
                 );
                 return 1;
             }
-            println!("asked the driver (pid {pid} on {host}) to cancel; it stops its tasks within a few seconds");
+            say(
+                "asked-driver",
+                format!("asked the driver (pid {pid} on {host}) to cancel; it stops its tasks within a few seconds"),
+                Some((host.as_str(), pid)),
+                None,
+            );
             0
         }
         _ => {
@@ -553,9 +673,14 @@ fn cancel(file: &Path, state_dir: Option<PathBuf>) -> i32 {
                     .and_then(|mut ex| Ok(ex.delete_campaign_jobs()?))
                 {
                     Ok(n) => {
-                        println!(
-                            "no driver is running; deleted {n} Kubernetes Job(s) of campaign {} (and their pods)",
-                            campaign.name
+                        say(
+                            "deleted-jobs",
+                            format!(
+                                "no driver is running; deleted {n} Kubernetes Job(s) of campaign {} (and their pods)",
+                                campaign.name
+                            ),
+                            None,
+                            Some(n),
                         );
                         0
                     }
@@ -576,9 +701,14 @@ fn cancel(file: &Path, state_dir: Option<PathBuf>) -> i32 {
                     Ok(jobs.len())
                 }) {
                     Ok(n) => {
-                        println!(
-                            "no driver is running; cancelled {n} Slurm job(s) of campaign {}",
-                            campaign.name
+                        say(
+                            "cancelled-jobs",
+                            format!(
+                                "no driver is running; cancelled {n} Slurm job(s) of campaign {}",
+                                campaign.name
+                            ),
+                            None,
+                            Some(n),
                         );
                         0
                     }
@@ -588,7 +718,12 @@ fn cancel(file: &Path, state_dir: Option<PathBuf>) -> i32 {
                     }
                 };
             }
-            println!("no driver is running for campaign {}", campaign.name);
+            say(
+                "nothing-running",
+                format!("no driver is running for campaign {}", campaign.name),
+                None,
+                None,
+            );
             0
         }
     }
@@ -596,7 +731,36 @@ fn cancel(file: &Path, state_dir: Option<PathBuf>) -> i32 {
 
 fn recipes_cmd(action: RecipesAction) -> i32 {
     match action {
-        RecipesAction::List => {
+        RecipesAction::List {
+            output: OutputFormat::Json,
+        } => {
+            let cwd = std::env::current_dir().ok();
+            let list: Vec<serde_json::Value> = recipes::machine_names(cwd.as_deref())
+                .into_iter()
+                .map(|name| {
+                    let source = recipes::find_machine(&name, cwd.as_deref()).map(|f| f.source);
+                    match flow_dsl::load::load_machine_recipe(&name) {
+                        Ok(m) => serde_json::json!({
+                            "name": name,
+                            "executor": m.executor.as_str(),
+                            "description": m.description,
+                            "source": source,
+                            "valid": true,
+                        }),
+                        Err(_) => serde_json::json!({
+                            "name": name,
+                            "executor": null,
+                            "description": null,
+                            "source": source,
+                            "valid": false,
+                        }),
+                    }
+                })
+                .collect();
+            print_json(&serde_json::json!({ "recipes": list }));
+            0
+        }
+        RecipesAction::List { .. } => {
             let cwd = std::env::current_dir().ok();
             for name in recipes::machine_names(cwd.as_deref()) {
                 match flow_dsl::load::load_machine_recipe(&name) {
@@ -610,8 +774,16 @@ fn recipes_cmd(action: RecipesAction) -> i32 {
             }
             0
         }
-        RecipesAction::Show { name } => {
+        RecipesAction::Show { name, output } => {
             match recipes::find_machine(&name, std::env::current_dir().ok().as_deref()) {
+                Some(found) if output == OutputFormat::Json => {
+                    print_json(&serde_json::json!({
+                        "name": name,
+                        "source": found.source,
+                        "text": found.text,
+                    }));
+                    0
+                }
                 Some(found) => {
                     println!("# {}", found.source);
                     print!("{}", found.text);
@@ -647,8 +819,31 @@ fn env_cmd(action: EnvAction) -> i32 {
     match action {
         EnvAction::List(t) => {
             let Ok(root) = env_root_of(&t) else { return 1 };
-            println!("root {}", root.path().display());
             let listing = flow_mlip::list_environments(&root);
+            if t.output == OutputFormat::Json {
+                let envs: Vec<serde_json::Value> = listing
+                    .iter()
+                    .map(|env| {
+                        serde_json::json!({
+                            "name": env.name,
+                            "file": env.file.display().to_string(),
+                            "requires_python": env.requires_python.as_ref().ok(),
+                            "error": env.requires_python.as_ref().err(),
+                            "dependencies": env.dependencies,
+                            "builds": env.builds.iter().map(|(dir, marker)| serde_json::json!({
+                                "dir": dir.display().to_string(),
+                                "complete": marker.is_some(),
+                            })).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                print_json(&serde_json::json!({
+                    "root": root.path().display().to_string(),
+                    "environments": envs,
+                }));
+                return 0;
+            }
+            println!("root {}", root.path().display());
             if listing.is_empty() {
                 println!(
                     "no environment files in {}/environments",
@@ -700,10 +895,17 @@ fn env_cmd(action: EnvAction) -> i32 {
         EnvAction::Doctor(t) => {
             let Ok(root) = env_root_of(&t) else { return 1 };
             let checks = flow_mlip::doctor(&root);
-            print!("{}", flow_mlip::render_doctor(&checks));
             let failed = checks
                 .iter()
                 .any(|c| matches!(c.status, flow_mlip::env_catalog::CheckStatus::Fail));
+            match t.output {
+                OutputFormat::Text => print!("{}", flow_mlip::render_doctor(&checks)),
+                OutputFormat::Json => print_json(&serde_json::json!({
+                    "root": root.path().display().to_string(),
+                    "ok": !failed,
+                    "checks": checks,
+                })),
+            }
             i32::from(failed)
         }
         EnvAction::Bootstrap(t) => {

@@ -12,6 +12,7 @@ use crate::campaign_lock::CampaignLock;
 use crate::compile::{compile, Plan};
 use crate::freshness::{check_output, params_json, OutputCheck};
 use crate::layout::{write_atomic, Layout};
+use crate::notify::{notify_attempt, Counts, Failure, Notifier};
 use crate::progress::{Progress, ProgressRow};
 use crate::state::{self, Change, StateStore};
 use crate::steps::{self, StepEffect};
@@ -416,6 +417,18 @@ fn drive(
     // compute nodes often do not) use a local executor beside the campaign's.
     let mut driver_executor: Option<LocalExecutor> = None;
     let mut reporter = Progress::new(plan, opts.plain_progress, opts.quiet);
+    // notify: the campaign starts (webhook/command of `notify:`; never blocks).
+    let mut notifier = Notifier::for_campaign(campaign, layout.metadata().join("notify.log"));
+    {
+        let rows = progress_rows(plan, &core);
+        notifier.start(
+            &rows
+                .iter()
+                .map(|r| (r.step.clone(), r.total))
+                .collect::<Vec<_>>(),
+            Counts::of_rows(&rows),
+        );
+    }
     let window = window(plan);
     let mut last_beat = Instant::now();
     let mut last_commit = Instant::now();
@@ -550,7 +563,22 @@ fn drive(
                     {
                         merge_step_info(store, &campaign.steps[i].name, &info)?;
                     }
-                    core.ended(slot, attempt, ended, now());
+                    // notify: what this attempt's end may tell (gate decision, failure).
+                    let told = (
+                        ended.details.clone(),
+                        ended.outcome.error_class,
+                        ended.outcome.message.clone(),
+                    );
+                    if let Some(decision) = core.ended(slot, attempt, ended, now()) {
+                        notify_attempt(
+                            &mut notifier,
+                            &campaign.steps[i].name,
+                            &task_id,
+                            &decision,
+                            told,
+                            Counts::of_rows(&progress_rows(plan, &core)),
+                        );
+                    }
                     summary.ran += 1;
                 }
             }
@@ -643,6 +671,21 @@ fn drive(
         }
     }
     summary.failures.sort();
+    // notify: the campaign ended (waits a bounded time for queued messages).
+    notifier.end(
+        Counts::of_rows(&progress_rows(plan, &core)),
+        summary.interrupted,
+        &summary
+            .failures
+            .iter()
+            .map(|(task, step, class, message)| Failure {
+                step: step.clone(),
+                task: task.clone(),
+                class: class.clone(),
+                message: message.clone(),
+            })
+            .collect::<Vec<_>>(),
+    );
     Ok(summary)
 }
 

@@ -37,12 +37,14 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE lease (id INTEGER PRIMARY KEY CHECK (id = 1), host TEXT NOT NULL, pid INTEGER NOT NULL,
                          started REAL NOT NULL, heartbeat REAL NOT NULL);",
     // 1 -> 2: what a success produced and consumed (staleness), what its id was made of
-    // (plan reasons), when an attempt was submitted apart from when it started.
+    // (plan reasons), when an attempt was submitted apart from when it started, and
+    // what it used (`ResourceUsage` JSON).
     "ALTER TABLE tasks ADD COLUMN product TEXT;
      ALTER TABLE tasks ADD COLUMN consumed TEXT;
      ALTER TABLE tasks ADD COLUMN work TEXT;
      ALTER TABLE tasks ADD COLUMN started REAL;
      ALTER TABLE attempts ADD COLUMN submitted REAL;
+     ALTER TABLE attempts ADD COLUMN usage TEXT;
      CREATE INDEX tasks_by_step_params ON tasks (step, params);",
 ];
 
@@ -127,6 +129,32 @@ pub struct AttemptRow {
     pub error_class: Option<String>,
     pub message: Option<String>,
     pub details: Option<String>,
+}
+
+/// One attempt joined with its task, as [`StateStore::attempt_records`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    pub task_id: String,
+    pub step: String,
+    pub index: u64,
+    /// The task's parameters, JSON object text.
+    pub params: String,
+    /// The task's current state (of its latest attempt).
+    pub task_state: TaskState,
+    pub attempt: u32,
+    pub executor: String,
+    pub job_id: Option<String>,
+    /// When the attempt was handed to the executor.
+    pub submitted: Option<f64>,
+    pub started: Option<f64>,
+    pub ended: Option<f64>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub error_class: Option<String>,
+    pub message: Option<String>,
+    pub details: Option<String>,
+    /// `flow_executors::ResourceUsage` JSON.
+    pub usage: Option<String>,
 }
 
 /// A change the scheduler wants persisted; applied in groups by [`StateStore::apply`].
@@ -535,11 +563,15 @@ impl StateStore {
                     product,
                 } => {
                     let class = outcome.error_class.map(|c| c.as_str().to_string());
+                    let usage = outcome
+                        .usage
+                        .as_ref()
+                        .and_then(|u| serde_json::to_string(u).ok());
                     tx.prepare_cached(
                         "UPDATE attempts SET ended = ?3, exit_code = ?4, signal = ?5, error_class = ?6, message = ?7, details = ?8,
-                         started = COALESCE(started, ?9) WHERE task_id = ?1 AND attempt = ?2",
+                         started = COALESCE(started, ?9), usage = ?10 WHERE task_id = ?1 AND attempt = ?2",
                     )
-                    .and_then(|mut s| s.execute(params![task_id, attempt, outcome.ended_at, outcome.exit_code, outcome.signal, class, outcome.message, details, outcome.started_at]))
+                    .and_then(|mut s| s.execute(params![task_id, attempt, outcome.ended_at, outcome.exit_code, outcome.signal, class, outcome.message, details, outcome.started_at, usage]))
                     .map_err(sql(&path))?;
                     tx.prepare_cached(
                         "UPDATE tasks SET state = ?2, retries = ?3, infra_retries = ?4, error_class = ?5, message = ?6, not_before = ?7,
@@ -660,6 +692,72 @@ impl StateStore {
                     details: r.get(9)?,
                 })
             })
+            .map_err(sql(&self.path))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql(&self.path))
+    }
+
+    /// Every attempt with its task (step, index, parameters, state), by step, task index and
+    /// attempt: what `flow trace` and `flow report` read. Works on a layout-1 database too
+    /// (no `submitted`/`usage` there).
+    pub fn attempt_records(&self) -> Result<Vec<AttemptRecord>, StateError> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql(&self.path))?;
+        let extra = if version >= 2 {
+            "a.submitted, a.usage"
+        } else {
+            "NULL, NULL"
+        };
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT a.task_id, t.step, t.idx, t.params, t.state, a.attempt, a.executor, a.job_id, {extra},
+                        a.started, a.ended, a.exit_code, a.signal, a.error_class, a.message, a.details
+                 FROM attempts a JOIN tasks t ON t.id = a.task_id
+                 ORDER BY t.step, t.idx, a.attempt"
+            ))
+            .map_err(sql(&self.path))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let state: String = r.get(4)?;
+                Ok(AttemptRecord {
+                    task_id: r.get(0)?,
+                    step: r.get(1)?,
+                    index: r.get::<_, i64>(2)? as u64,
+                    params: r.get(3)?,
+                    task_state: TaskState::parse(&state).unwrap_or(TaskState::Pending),
+                    attempt: r.get::<_, i64>(5)? as u32,
+                    executor: r.get(6)?,
+                    job_id: r.get(7)?,
+                    submitted: r.get(8)?,
+                    usage: r.get(9)?,
+                    started: r.get(10)?,
+                    ended: r.get(11)?,
+                    exit_code: r.get(12)?,
+                    signal: r.get(13)?,
+                    error_class: r.get(14)?,
+                    message: r.get(15)?,
+                    details: r.get(16)?,
+                })
+            })
+            .map_err(sql(&self.path))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql(&self.path))
+    }
+
+    /// Events of the given kind, oldest first: (time, task id, detail).
+    pub fn events_of_kind(
+        &self,
+        kind: &str,
+    ) -> Result<Vec<(f64, Option<String>, String)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT at, task_id, COALESCE(detail, '') FROM events WHERE kind = ?1 ORDER BY seq",
+            )
+            .map_err(sql(&self.path))?;
+        let rows = stmt
+            .query_map([kind], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .map_err(sql(&self.path))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(sql(&self.path))
     }

@@ -247,6 +247,8 @@ pub fn post_process(
         Some(doc) => match serde_json::from_value::<AttemptOutcome>(doc.clone()) {
             Ok(own) => AttemptOutcome {
                 signal: outcome.signal,
+                // What the executor measured of the process tree beats the task's own word.
+                usage: outcome.usage.clone().or_else(|| own.usage.clone()),
                 ..own
             },
             Err(_) => outcome,

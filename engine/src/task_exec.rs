@@ -26,6 +26,7 @@ fn failure(class: ErrorClass, message: String, started: f64) -> TypedResult {
             message: Some(message),
             started_at: Some(started),
             ended_at: Some(now()),
+            usage: None,
         },
         details: serde_json::Value::Null,
         final_failure: false,
@@ -134,13 +135,24 @@ pub fn run_launch(launch: &TaskLaunch) -> i32 {
         }
     }
     let outcome = run_to_completion(launch);
-    let own = if launch.writes_result {
+    let mut own = if launch.writes_result {
         flow_executors::task_runner::read_result(&launch.result_path)
     } else {
         None
     };
-    if own.is_none() {
-        let _ = write_result(&launch.result_path, &outcome);
+    match (&mut own, &outcome.usage) {
+        // The task wrote its own result (a shell's exit status, a typed step's document):
+        // what it used, measured here, is added to it.
+        (Some(own), Some(usage)) if own.usage.is_none() => {
+            if flow_executors::task_runner::add_usage_to_result(&launch.result_path, usage).is_ok()
+            {
+                own.usage = Some(usage.clone());
+            }
+        }
+        (Some(_), _) => {}
+        (None, _) => {
+            let _ = write_result(&launch.result_path, &outcome);
+        }
     }
     write_termination_message(launch, own.as_ref().unwrap_or(&outcome));
     outcome.exit_code.unwrap_or(1)

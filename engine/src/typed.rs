@@ -16,6 +16,7 @@ fn outcome(class: Option<ErrorClass>, message: Option<String>, started: f64) -> 
         message,
         started_at: Some(started),
         ended_at: Some(now()),
+        usage: None,
     }
 }
 

@@ -85,6 +85,63 @@ pub struct JobRef {
     pub batch_key: String,
 }
 
+/// What an attempt used, as measured where it ran.
+///
+/// Locally and inside `flow task run-manifest` (Slurm array elements, pods) the figures are
+/// `wait4`'s rusage of the attempt's process tree: CPU time summed over every process that
+/// was waited for, and the peak resident set size of the largest one (Linux's `ru_maxrss`
+/// semantics, not the sum). On Slurm, sacct's MaxRSS/TotalCPU replace them when accounting
+/// answers for that element.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResourceUsage {
+    /// Peak resident set size, KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rss_kib: Option<u64>,
+    /// User CPU seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_cpu_s: Option<f64>,
+    /// System CPU seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_cpu_s: Option<f64>,
+    /// Where the figures come from: `rusage` or `sacct`.
+    pub source: String,
+    /// The peak memory of the process that spawned the attempt, KiB, when that was the
+    /// driver: Linux carries a spawner's high-water mark across `exec` into the child's
+    /// `ru_maxrss`, so `max_rss_kib` is never below it and a smaller task reads as this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spawner_rss_kib: Option<u64>,
+}
+
+impl ResourceUsage {
+    /// User + system CPU seconds, when known.
+    pub fn cpu_s(&self) -> Option<f64> {
+        match (self.user_cpu_s, self.system_cpu_s) {
+            (None, None) => None,
+            (u, s) => Some(u.unwrap_or(0.0) + s.unwrap_or(0.0)),
+        }
+    }
+
+    /// From a `struct rusage` filled by `wait4`/`getrusage` (Linux: `ru_maxrss` in KiB).
+    pub fn from_rusage(ru: &libc::rusage) -> ResourceUsage {
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        ResourceUsage {
+            max_rss_kib: Some(ru.ru_maxrss.max(0) as u64),
+            user_cpu_s: Some(secs(ru.ru_utime)),
+            system_cpu_s: Some(secs(ru.ru_stime)),
+            source: "rusage".into(),
+            spawner_rss_kib: None,
+        }
+    }
+
+    /// This process's own peak resident set size, KiB (`getrusage(RUSAGE_SELF)`).
+    pub fn own_peak_rss_kib() -> Option<u64> {
+        // SAFETY: zeroed rusage is valid; getrusage only writes it.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+        (r == 0).then_some(ru.ru_maxrss.max(0) as u64)
+    }
+}
+
 /// What happened to an attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptOutcome {
@@ -96,6 +153,9 @@ pub struct AttemptOutcome {
     /// Unix seconds.
     pub started_at: Option<f64>,
     pub ended_at: Option<f64>,
+    /// Peak memory and CPU time, where the executor could measure them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<ResourceUsage>,
 }
 
 impl AttemptOutcome {
@@ -109,6 +169,7 @@ impl AttemptOutcome {
             message: Some(message.to_string()),
             started_at: None,
             ended_at: Some(at),
+            usage: None,
         }
     }
 

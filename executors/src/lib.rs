@@ -15,7 +15,9 @@ pub mod safe_name;
 pub mod slurm;
 pub mod task_runner;
 
-pub use launch::{AttemptOutcome, Batch, ExecutorEvent, JobRef, Resources, TaskLaunch};
+pub use launch::{
+    AttemptOutcome, Batch, ExecutorEvent, JobRef, ResourceUsage, Resources, TaskLaunch,
+};
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@
 //! shell (see the engine's launch builder) or by `flow task exec`.
 
 use crate::launch::{AttemptOutcome, Batch, ExecutorEvent, JobRef, Resources, TaskLaunch};
-use crate::task_runner::{kill_group, now, outcome_of, spawn};
+use crate::task_runner::{kill_group, now, outcome_of, spawn, wait_with_usage};
 use crate::{Executor, ExecutorError};
 use flow_dsl::error_class::ErrorClass;
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -156,8 +156,9 @@ fn worker(shared: Arc<Shared>, tx: Sender<ExecutorEvent>) {
             extra.push(("CUDA_VISIBLE_DEVICES".to_string(), ids.join(",")));
         }
         let started = now();
+        let spawner_rss_kib = crate::launch::ResourceUsage::own_peak_rss_kib();
         let outcome = match spawn(launch, &extra) {
-            Ok(mut child) => {
+            Ok(child) => {
                 let pgid = child.id();
                 lock(&shared.pool)
                     .running
@@ -172,7 +173,10 @@ fn worker(shared: Arc<Shared>, tx: Sender<ExecutorEvent>) {
                 if let Some(t) = launch.timeout {
                     lock(&shared.deadlines).push((Instant::now() + t, pgid));
                 }
-                let status = child.wait();
+                // wait4, not Child::wait: the rusage of the task's process tree comes back
+                // with its exit status.
+                let status = wait_with_usage(pgid, false);
+                drop(child);
                 // Anything the task left behind in its group goes with it.
                 kill_group(pgid, libc::SIGKILL);
                 let timed_out = lock(&shared.timed_out).remove(&pgid);
@@ -180,7 +184,22 @@ fn worker(shared: Arc<Shared>, tx: Sender<ExecutorEvent>) {
                 lock(&shared.deadlines).retain(|(_, p)| *p != pgid);
                 lock(&shared.pool).running.remove(&launch.task_id);
                 match status {
-                    Ok(status) => outcome_of(status, timed_out, cancelled, started),
+                    Ok(Some((status, usage))) => AttemptOutcome {
+                        usage: Some(crate::launch::ResourceUsage {
+                            spawner_rss_kib,
+                            ..usage
+                        }),
+                        ..outcome_of(status, timed_out, cancelled, started)
+                    },
+                    Ok(None) => AttemptOutcome {
+                        exit_code: None,
+                        signal: None,
+                        error_class: Some(ErrorClass::LaunchFailed),
+                        message: Some("wait4 returned without a status".into()),
+                        started_at: Some(started),
+                        ended_at: Some(now()),
+                        usage: None,
+                    },
                     Err(e) => AttemptOutcome {
                         exit_code: None,
                         signal: None,
@@ -188,6 +207,7 @@ fn worker(shared: Arc<Shared>, tx: Sender<ExecutorEvent>) {
                         message: Some(format!("waiting for the process failed: {e}")),
                         started_at: Some(started),
                         ended_at: Some(now()),
+                        usage: None,
                     },
                 }
             }
@@ -201,6 +221,7 @@ fn worker(shared: Arc<Shared>, tx: Sender<ExecutorEvent>) {
                 )),
                 started_at: Some(started),
                 ended_at: Some(now()),
+                usage: None,
             },
         };
         {
@@ -359,6 +380,7 @@ impl Executor for LocalExecutor {
                     message: Some("cancelled before it started".into()),
                     started_at: None,
                     ended_at: Some(now()),
+                    usage: None,
                 },
             });
         }

@@ -5,7 +5,7 @@
 //! started), stdout and stderr go to the attempt's log files, and the outcome is written
 //! to `result_path` by atomic rename, so a reader never sees half a result.
 
-use crate::launch::{AttemptOutcome, TaskLaunch};
+use crate::launch::{AttemptOutcome, ResourceUsage, TaskLaunch};
 use flow_dsl::error_class::ErrorClass;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -72,6 +72,37 @@ pub fn group_alive(pgid: u32) -> bool {
     unsafe { libc::kill(-(pgid as i32), 0) == 0 }
 }
 
+/// Reap `pid` with `wait4` and return its exit status and the rusage of its process tree
+/// (the process and every descendant it waited for). Blocks unless `nohang`, in which case
+/// `Ok(None)` means it is still running. Only for a child that nothing else reaps: after
+/// this, `std::process::Child::wait` on it would fail.
+pub fn wait_with_usage(
+    pid: u32,
+    nohang: bool,
+) -> std::io::Result<Option<(ExitStatus, ResourceUsage)>> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: zeroed rusage is a valid value; wait4 writes status and rusage only.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let flags = if nohang { libc::WNOHANG } else { 0 };
+        // SAFETY: plain syscall on our own child with pointers to live locals.
+        let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, flags, &mut ru) };
+        if r == pid as libc::pid_t {
+            return Ok(Some((
+                ExitStatus::from_raw(status),
+                ResourceUsage::from_rusage(&ru),
+            )));
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// Translate an exit status into an outcome.
 pub fn outcome_of(
     status: ExitStatus,
@@ -112,6 +143,7 @@ pub fn outcome_of(
         message,
         started_at: Some(started),
         ended_at: Some(now()),
+        usage: None,
     }
 }
 
@@ -139,18 +171,30 @@ pub fn read_result(path: &Path) -> Option<AttemptOutcome> {
     if !text.ends_with('\n') {
         return None;
     }
-    if let Ok(o) = serde_json::from_str::<AttemptOutcome>(&text) {
-        return Some(o);
-    }
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    outcome_from_document(&v)
+}
+
+/// An outcome from a result document: a full [`AttemptOutcome`], or what a task's shell
+/// writes (`{"exit_code": N}`, perhaps with `usage` added). Without an `error_class` key the
+/// exit status decides: serde would read a missing class as "succeeded".
+pub fn outcome_from_document(v: &serde_json::Value) -> Option<AttemptOutcome> {
+    if v.get("error_class").is_some() {
+        if let Ok(o) = serde_json::from_value::<AttemptOutcome>(v.clone()) {
+            return Some(o);
+        }
+    }
     let code = v.get("exit_code")?.as_i64()? as i32;
     Some(AttemptOutcome {
         exit_code: Some(code),
         signal: None,
         error_class: (code != 0).then_some(ErrorClass::NonzeroExit),
         message: (code != 0).then(|| format!("exit status {code}")),
-        started_at: None,
-        ended_at: None,
+        started_at: v.get("started_at").and_then(|t| t.as_f64()),
+        ended_at: v.get("ended_at").and_then(|t| t.as_f64()),
+        usage: v
+            .get("usage")
+            .and_then(|u| serde_json::from_value(u.clone()).ok()),
     })
 }
 
@@ -158,7 +202,8 @@ pub fn read_result(path: &Path) -> Option<AttemptOutcome> {
 /// result file, and return the outcome.
 pub fn run_to_completion(launch: &TaskLaunch) -> AttemptOutcome {
     let started = now();
-    let mut child = match spawn(launch, &[]) {
+    let spawner_rss_kib = ResourceUsage::own_peak_rss_kib();
+    let child = match spawn(launch, &[]) {
         Ok(c) => c,
         Err(e) => {
             let outcome = AttemptOutcome {
@@ -168,6 +213,7 @@ pub fn run_to_completion(launch: &TaskLaunch) -> AttemptOutcome {
                 message: Some(format!("cannot start {:?}: {e}", launch.argv.first())),
                 started_at: Some(started),
                 ended_at: Some(now()),
+                usage: None,
             };
             let _ = write_result(&launch.result_path, &outcome);
             return outcome;
@@ -176,11 +222,19 @@ pub fn run_to_completion(launch: &TaskLaunch) -> AttemptOutcome {
     let pgid = child.id();
     let deadline = launch.timeout.map(|t| std::time::Instant::now() + t);
     let mut timed_out = false;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
+    let (status, usage) = loop {
+        match wait_with_usage(pgid, true) {
+            Ok(Some((status, usage))) => {
+                break (
+                    status,
+                    Some(ResourceUsage {
+                        spawner_rss_kib,
+                        ..usage
+                    }),
+                )
+            }
             Ok(None) => {}
-            Err(_) => break ExitStatus::from_raw(1 << 8),
+            Err(_) => break (ExitStatus::from_raw(1 << 8), None),
         }
         if let Some(d) = deadline {
             if std::time::Instant::now() >= d && !timed_out {
@@ -193,9 +247,35 @@ pub fn run_to_completion(launch: &TaskLaunch) -> AttemptOutcome {
         std::thread::sleep(Duration::from_millis(20));
     };
     kill_group(pgid, libc::SIGKILL);
-    let outcome = outcome_of(status, timed_out, false, started);
+    drop(child); // reaped by wait4 above
+    let mut outcome = outcome_of(status, timed_out, false, started);
+    outcome.usage = usage;
     let _ = write_result(&launch.result_path, &outcome);
     outcome
+}
+
+/// Add `usage` to a result file that lacks it (the exit status a task's shell wrote, or a
+/// typed step's own result), keeping every other field; atomic like [`write_result`].
+pub fn add_usage_to_result(path: &Path, usage: &ResourceUsage) -> std::io::Result<()> {
+    let text = fs::read_to_string(path)?;
+    let mut doc: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let Some(map) = doc.as_object_mut() else {
+        return Ok(());
+    };
+    if map.get("usage").is_some_and(|u| !u.is_null()) {
+        return Ok(());
+    }
+    map.insert(
+        "usage".into(),
+        serde_json::to_value(usage).unwrap_or_default(),
+    );
+    let tmp = path.with_extension("json.usage.tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(doc.to_string().as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
@@ -235,6 +315,46 @@ mod tests {
         let o = run_to_completion(&launch(dir.path(), "exit 3", None));
         assert_eq!(o.error_class, Some(ErrorClass::NonzeroExit));
         assert_eq!(o.exit_code, Some(3));
+    }
+
+    #[test]
+    fn a_shell_written_exit_status_reads_as_a_failure_with_or_without_usage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        fs::write(&path, "{\"exit_code\":3}\n").unwrap();
+        let o = read_result(&path).unwrap();
+        assert_eq!(o.error_class, Some(ErrorClass::NonzeroExit), "{o:?}");
+        let usage = ResourceUsage {
+            max_rss_kib: Some(1024),
+            user_cpu_s: Some(0.5),
+            system_cpu_s: Some(0.25),
+            source: "rusage".into(),
+            spawner_rss_kib: None,
+        };
+        add_usage_to_result(&path, &usage).unwrap();
+        let o = read_result(&path).unwrap();
+        assert_eq!(o.error_class, Some(ErrorClass::NonzeroExit), "{o:?}");
+        assert_eq!(o.exit_code, Some(3));
+        assert_eq!(o.usage, Some(usage));
+        fs::write(&path, "{\"exit_code\":0}\n").unwrap();
+        assert!(read_result(&path).unwrap().succeeded());
+    }
+
+    #[test]
+    fn peak_memory_and_cpu_time_of_the_process_tree_are_measured() {
+        let dir = tempfile::tempdir().unwrap();
+        // A grandchild (python under sh) touches 200 MiB and burns some CPU.
+        let script = "python3 -c 'n = 200 * 1024 * 1024; b = bytearray(n); b[::4096] = b\"x\" * (n // 4096); sum(range(3000000))'; true";
+        let o = run_to_completion(&launch(dir.path(), script, None));
+        assert!(o.succeeded(), "{o:?}");
+        let usage = o.usage.expect("usage measured");
+        let mib = usage.max_rss_kib.unwrap() as f64 / 1024.0;
+        assert!((200.0..400.0).contains(&mib), "peak {mib} MiB for 200 MiB");
+        assert!(usage.cpu_s().unwrap() > 0.05, "{usage:?}");
+        assert_eq!(usage.source, "rusage");
+        // The result file carries it too (what Slurm and pods hand back).
+        let back = read_result(&dir.path().join("results/t1.json")).unwrap();
+        assert_eq!(back.usage.unwrap().max_rss_kib, usage.max_rss_kib);
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct PodReport {
     pub state: PodState,
 }
 
+// `Ended` carries two outcomes (with their resource usage); a pod's state is read once per
+// watch event and not stored in bulk, so the size difference costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum PodState {
     /// Not started yet (scheduling, pulling the image) and nothing wrong seen.
@@ -224,6 +227,7 @@ fn ended_outcome(
         message,
         started_at,
         ended_at,
+        usage: None,
     }
 }
 
@@ -284,6 +288,7 @@ mod tests {
             message: Some("SCF did not converge".into()),
             started_at: Some(1.0),
             ended_at: Some(2.0),
+            usage: None,
         };
         let message = termination::encode("qe/si", 2, &own).unwrap();
         let report = read_pod(&pod(json!({"phase": "Failed",

@@ -82,6 +82,7 @@ mod tests {
             message: Some(message.to_string()),
             started_at: Some(1.5),
             ended_at: Some(2.5),
+            usage: None,
         }
     }
 

@@ -867,6 +867,7 @@ impl SlurmExecutor {
                     )),
                     started_at: None,
                     ended_at: Some(now_unix()),
+                    usage: None,
                 };
                 finish(&mut self.events, is_array, &job_id, i, element, outcome);
             }
@@ -913,6 +914,7 @@ impl SlurmExecutor {
                         message: Some(message),
                         started_at: None,
                         ended_at: Some(now_unix()),
+                        usage: None,
                     },
                 };
                 finish(
@@ -988,6 +990,7 @@ impl SlurmExecutor {
                     )),
                     started_at: None,
                     ended_at: Some(now_unix()),
+                    usage: None,
                 },
             };
             let is_array = array.is_array;
@@ -1229,6 +1232,7 @@ fn slurm_outcome(
         message: Some(message),
         started_at: record.started_at,
         ended_at: record.ended_at.or_else(|| Some(now_unix())),
+        usage: None,
     }
 }
 

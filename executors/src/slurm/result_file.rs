@@ -19,6 +19,15 @@ enum ResultDocument {
 
 /// Parse a result document.
 pub fn parse_result(text: &str) -> Result<AttemptOutcome, String> {
+    // A task's shell writes only its exit status (`{"exit_code": 3}`): without an
+    // `error_class` the status decides (serde alone would read it as a success).
+    if let Ok(doc) = serde_json::from_str::<serde_json::Value>(text) {
+        if doc.get("outcome").is_none() && doc.get("error_class").is_none() {
+            if let Some(o) = crate::task_runner::outcome_from_document(&doc) {
+                return Ok(o);
+            }
+        }
+    }
     match serde_json::from_str::<ResultDocument>(text) {
         Ok(ResultDocument::Wrapped { outcome }) | Ok(ResultDocument::Flat(outcome)) => Ok(outcome),
         Err(e) => Err(format!("unreadable result file: {e}")),
@@ -49,6 +58,10 @@ mod tests {
         let wrapped = r#"{"task_id": "t", "outcome": {"exit_code": 0, "signal": null, "error_class": null, "message": null, "started_at": null, "ended_at": null}}"#;
         assert!(parse_result(wrapped).unwrap().succeeded());
         assert!(parse_result("{").is_err());
+        // What a task's shell writes: its exit status decides.
+        let bare = parse_result("{\"exit_code\":3}\n").unwrap();
+        assert_eq!(bare.error_class, Some(ErrorClass::NonzeroExit));
+        assert!(parse_result("{\"exit_code\":0}\n").unwrap().succeeded());
         assert!(read_result(Path::new("/nonexistent/flow/result.json")).is_none());
     }
 }
