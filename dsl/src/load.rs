@@ -25,10 +25,10 @@ pub const BUILTIN_VARIABLES: &[&str] = &[
     "base_dir",
 ];
 
-/// Read and parse one YAML file into a node tree.
+/// Read and parse one YAML file into a node tree (regular files of at most 64 MiB only).
 pub fn read_yaml(path: &Path) -> Result<Node, Diagnostics> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| {
+    let bytes = yaml_loader::read_capped(path).map_err(|e| {
         Diagnostics::from(Diagnostic::new(
             None,
             "",
@@ -37,6 +37,24 @@ pub fn read_yaml(path: &Path) -> Result<Node, Diagnostics> {
     })?;
     let text = yaml_loader::decode_utf8(&name, bytes)?;
     yaml_loader::parse(&SourceFile::new(name, text))
+}
+
+/// Whether `bytes` look like a machine file: the first line that is not blank, a comment,
+/// a directive or `---` starts with the top-level key `machine:`. Anything else (a
+/// credentials file, `/etc/shadow`, a `.env`) is refused before a line of it could be quoted.
+pub fn looks_like_machine_file(bytes: &[u8]) -> bool {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    bytes
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .find(|l| {
+            let t = l.trim_ascii();
+            !(t.is_empty() || t.starts_with(b"#") || t.starts_with(b"%") || t == b"---")
+        })
+        .is_some_and(|l| {
+            let l = l.strip_prefix(b"--- ").unwrap_or(l);
+            l.starts_with(b"machine:") || l.starts_with(b"\"machine\":") || l.starts_with(b"'machine':")
+        })
 }
 
 /// Load, validate and resolve a campaign file.
@@ -191,17 +209,29 @@ pub fn load_machine(
         reference.contains('/') || reference.ends_with(".yaml") || reference.ends_with(".yml");
     let root = if is_path {
         let path = expand_home(reference, base_dir);
-        let node = read_yaml(&path).map_err(|d| {
-            if d.0.iter().all(|x| x.span.is_none()) {
-                Diagnostics::from(Diagnostic::at(
-                    &at.span,
-                    "campaign.machine",
-                    format!("cannot read machine file `{reference}` (paths are relative to the campaign file)"),
-                ))
-            } else {
-                d
-            }
+        let bytes = yaml_loader::read_capped(&path).map_err(|e| {
+            let why = match e {
+                yaml_loader::ReadError::Io(_) => String::new(),
+                other => format!(": {other}"),
+            };
+            Diagnostics::from(Diagnostic::at(
+                &at.span,
+                "campaign.machine",
+                format!("cannot read machine file `{reference}` (paths are relative to the campaign file){why}"),
+            ))
         })?;
+        if !looks_like_machine_file(&bytes) {
+            return Err(Diagnostic::at(
+                &at.span,
+                "campaign.machine",
+                format!("`{reference}` is not a machine file: its first key is not `machine:` (flow shows nothing of its contents)"),
+            )
+            .expected("a YAML file that starts with `machine:`, or a recipe name")
+            .into());
+        }
+        let name = path.display().to_string();
+        let text = yaml_loader::decode_utf8(&name, bytes)?;
+        let node = yaml_loader::parse(&SourceFile::new(name, text))?;
         (node, path.display().to_string())
     } else {
         let found = recipes::find_machine(reference, Some(base_dir)).ok_or_else(|| {
@@ -615,21 +645,87 @@ fn param_value(n: &Node) -> ParamValue {
     }
 }
 
+/// Why an array element cannot be a parameter value, if it cannot.
+fn bad_element(item: &Node) -> Option<&'static str> {
+    match &item.value {
+        Value::Float { value, text } if value.is_nan() => {
+            let _ = text;
+            Some("is not a number (NaN): it equals nothing, so output names and exclusions cannot use it")
+        }
+        Value::Float { value, .. } if value.is_infinite() => Some(
+            "is infinite (or too large for a 64-bit float): output names and commands would read `inf`",
+        ),
+        Value::Str(s) if s.contains('\0') => Some("contains a NUL character, which no command or file name can hold"),
+        _ => None,
+    }
+}
+
+/// A value as errors show it: control characters escaped, at most 60 characters.
+fn shown_text(text: &str) -> String {
+    let cut: String = text.chars().take(60).collect();
+    let escaped: String = cut.escape_debug().collect();
+    if cut.len() < text.len() {
+        format!("{escaped}...")
+    } else {
+        escaped
+    }
+}
+
 fn parse_values(n: &Node, field: &str, diags: &mut Diagnostics) -> Option<ParamValues> {
     if let Some(items) = n.as_seq() {
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            if let Some(why) = bad_element(item) {
+                diags.push(
+                    Diagnostic::at(
+                        &item.span,
+                        format!("{field}[{i}]"),
+                        format!("`{}` {why}", shown_text(&item.scalar_text().unwrap_or_default())),
+                    )
+                    .expected("a finite number, a string, or a boolean"),
+                );
+                ok = false;
+            }
+        }
+        if !ok {
+            return None;
+        }
         return Some(ParamValues::List(items.iter().map(param_value).collect()));
     }
     let range = n.get("range")?.as_seq()?;
-    let ints: Vec<i64> = range
-        .iter()
-        .filter_map(|r| match r.value {
-            Value::Int(i) => Some(i),
-            _ => None,
-        })
-        .collect();
+    let mut ints: Vec<i64> = Vec::new();
+    for (i, r) in range.iter().enumerate() {
+        let role = ["start", "stop", "step"].get(i).copied().unwrap_or("bound");
+        match r.value {
+            Value::Int(v) => ints.push(v),
+            Value::Float { .. } | Value::Str(_) | Value::Bool(_) | Value::Null => {
+                let text = r.scalar_text().unwrap_or_default();
+                let why = if matches!(r.value, Value::Float { .. })
+                    && text.chars().all(|c| c.is_ascii_digit() || c == '-' || c == '+')
+                {
+                    "is outside the 64-bit integer range"
+                } else {
+                    "is not an integer"
+                };
+                diags.push(
+                    Diagnostic::at(
+                        &r.span,
+                        format!("{field}.range"),
+                        format!("the range {role} `{text}` {why}"),
+                    )
+                    .expected(format!(
+                        "a whole number from {} to {}, written without a decimal point or exponent",
+                        i64::MIN,
+                        i64::MAX
+                    )),
+                );
+            }
+            _ => {}
+        }
+    }
     let (start, stop, step) = match ints.as_slice() {
-        [a, b] => (*a, *b, 1),
-        [a, b, c] => (*a, *b, *c),
+        [a, b] if range.len() == 2 => (*a, *b, 1),
+        [a, b, c] if range.len() == 3 => (*a, *b, *c),
         _ => return None,
     };
     if step == 0 {
