@@ -185,7 +185,7 @@ pub fn substitute(rendered: &str, values: &[String]) -> Result<String, String> {
                 }
                 Frame::Backtick => {
                     return Err(format!(
-                        "a value is interpolated inside backticks, where quoting cannot protect it; use `$(...)` instead of `` `...` ``, or {SAFE_WAY}"
+                        "a value is interpolated inside backticks, where quoting cannot protect it; use `$(...)` instead of backticks, or {SAFE_WAY}"
                     ))
                 }
                 Frame::Brace(_) => {
@@ -526,8 +526,13 @@ fn check_reevaluation(words: &[String], current: &str) -> Result<(), String> {
         false
     };
     if reruns {
+        let safe = if SHELLS.contains(&base) {
+            format!("pass it as an argument after the script and use \"$1\" there: `{base} -c 'echo \"$1\"' {base} {{{{p}}}}`")
+        } else {
+            "run the command directly, without it".to_string()
+        };
         return Err(format!(
-            "a value is interpolated into the arguments of `{base}`, which runs them as shell code a second time, so no quoting can protect it; pass it as an argument instead: `{base} ... '\"$1\"' _ {{{{name}}}}` for `sh -c`, or use the value directly without `{base}`"
+            "a value is interpolated into code that `{base}` runs a second time, where no quoting can protect it; {safe}"
         ));
     }
     Ok(())

@@ -160,7 +160,13 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
             Ok(ev) => ev,
             Err(e) => {
                 let m = e.marker();
-                let span = Span::new(file, m.line().max(1), m.col() + 1);
+                let mut span = Span::new(file, m.line().max(1), m.col() + 1);
+                if e.info().contains("tab") {
+                    // The scanner reports a tab at the token before it: point at the tab.
+                    if let Some((line, col)) = first_indenting_tab(file, span.line) {
+                        span = Span::new(file, line, col);
+                    }
+                }
                 let mut d = Diagnostic::at(&span, "", format!("invalid YAML: {}", e.info()));
                 if file.line_text(span.line).is_some_and(|l| l.contains('\t')) {
                     d = d.help("YAML does not allow tabs for indentation; use spaces");
@@ -311,6 +317,18 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
         return Err(errors);
     }
     Ok(root.unwrap_or_else(|| Node::new(Value::Null, Span::new(file, 1, 1))))
+}
+
+/// The first tab in a line's leading whitespace, at or after line `from` (1-based).
+fn first_indenting_tab(file: &SourceFile, from: usize) -> Option<(usize, usize)> {
+    file.text
+        .lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find_map(|(i, l)| {
+            let lead = l.len() - l.trim_start_matches([' ', '\t']).len();
+            l[..lead].find('\t').map(|c| (i + 1, c + 1))
+        })
 }
 
 /// Nodes in a tree (what a copy of it costs).
