@@ -56,7 +56,9 @@ pub fn looks_like_machine_file(bytes: &[u8]) -> bool {
         })
         .is_some_and(|l| {
             let l = l.strip_prefix(b"--- ").unwrap_or(l);
-            l.starts_with(b"machine:") || l.starts_with(b"\"machine\":") || l.starts_with(b"'machine':")
+            l.starts_with(b"machine:")
+                || l.starts_with(b"\"machine\":")
+                || l.starts_with(b"'machine':")
         })
 }
 
@@ -133,13 +135,7 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, Diagnostics> {
     if let Some(entries) = root.get("steps").and_then(Node::as_map) {
         for (key, node) in entries {
             if let Some(step) = build_step(
-                key,
-                node,
-                &defaults,
-                job_types,
-                &machine,
-                max_tasks,
-                &mut diags,
+                key, node, &defaults, job_types, &machine, max_tasks, &mut diags,
             ) {
                 steps.push(step);
             }
@@ -556,6 +552,10 @@ fn build_step(
         max_running: eu("max_running").map(|v| v as u32),
         max_infrastructure_retries: eu("max_infrastructure_retries").unwrap_or(5) as u32,
         on_retry,
+        max_log_bytes: e
+            .get("max_log_size")
+            .and_then(|n| memory_of(n, &field("execution.max_log_size"), diags))
+            .map(|mb| mb.saturating_mul(1024 * 1024).max(1024 * 1024)),
     };
 
     let needs = node
@@ -572,12 +572,10 @@ fn build_step(
         Some("all-completed") => Condition::AllCompleted,
         _ => Condition::AllSucceeded,
     };
-    let array = node
-        .get("array")
-        .and_then(|a| {
-            let at = node.key("array").map_or(&a.span, |k| &k.span);
-            parse_array(a, at, &field("array"), max_tasks, diags)
-        });
+    let array = node.get("array").and_then(|a| {
+        let at = node.key("array").map_or(&a.span, |k| &k.span);
+        parse_array(a, at, &field("array"), max_tasks, diags)
+    });
     let template = |k: &str| {
         node.get(k).and_then(|n| {
             n.as_str().map(|t| Template {
@@ -707,7 +705,10 @@ fn parse_values(n: &Node, field: &str, diags: &mut Diagnostics) -> Option<ParamV
                     Diagnostic::at(
                         &item.span,
                         format!("{field}[{i}]"),
-                        format!("`{}` {why}", shown_text(&item.scalar_text().unwrap_or_default())),
+                        format!(
+                            "`{}` {why}",
+                            shown_text(&item.scalar_text().unwrap_or_default())
+                        ),
                     )
                     .expected("a finite number, a string, or a boolean"),
                 );
@@ -728,7 +729,9 @@ fn parse_values(n: &Node, field: &str, diags: &mut Diagnostics) -> Option<ParamV
             _ => {
                 let text = r.scalar_text().unwrap_or_default();
                 let why = if matches!(r.value, Value::Float { .. })
-                    && text.chars().all(|c| c.is_ascii_digit() || c == '-' || c == '+')
+                    && text
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || c == '-' || c == '+')
                 {
                     "is outside the 64-bit integer range"
                 } else if r.scalar_text().is_none() {
@@ -1078,7 +1081,11 @@ fn check_strings(node: &Node, field: &str, diags: &mut Diagnostics) {
                     format!("{field}.{}", k.name)
                 };
                 if k.name.contains('\0') {
-                    diags.push(Diagnostic::at(&k.span, &f, "the key contains a NUL character"));
+                    diags.push(Diagnostic::at(
+                        &k.span,
+                        &f,
+                        "the key contains a NUL character",
+                    ));
                 }
                 check_strings(v, &f, diags);
             }

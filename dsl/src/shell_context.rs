@@ -29,7 +29,10 @@ pub const MARK_END: char = '\u{E001}';
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Frame {
     /// Top level or the inside of `$(...)` (`subst`), with the `( )` depth of subshells.
-    Code { subst: bool, parens: u32 },
+    Code {
+        subst: bool,
+        parens: u32,
+    },
     Double,
     Single,
     /// `$'...'` (bash ANSI-C quoting; dash reads it differently).
@@ -503,16 +506,23 @@ fn check_reevaluation(words: &[String], current: &str) -> Result<(), String> {
     if !current.is_empty() {
         all.push(current);
     }
-    let Some(first_real) = all
-        .iter()
-        .position(|w| !w.contains('=') && !["env", "exec", "command", "nohup", "time", "sudo", "srun", "mpirun"].contains(w))
-    else {
+    let Some(first_real) = all.iter().position(|w| {
+        !w.contains('=')
+            && ![
+                "env", "exec", "command", "nohup", "time", "sudo", "srun", "mpirun",
+            ]
+            .contains(w)
+    }) else {
         return Ok(());
     };
     let program = all[first_real].trim_matches(['"', '\'']);
     let base = program.rsplit('/').next().unwrap_or(program);
     // The word the value lands in.
-    let at = if current.is_empty() { all.len() } else { all.len() - 1 };
+    let at = if current.is_empty() {
+        all.len()
+    } else {
+        all.len() - 1
+    };
     let reruns = if REEVALUATING.contains(&base) {
         at > first_real
     } else if SHELLS.contains(&base) {
@@ -658,7 +668,9 @@ fn copy_heredocs(
                     j += 2;
                     continue;
                 }
-                if doc.expanding && (c == '`' || (c == '$' && matches!(chars.get(j + 1), Some('(' | '{')))) {
+                if doc.expanding
+                    && (c == '`' || (c == '$' && matches!(chars.get(j + 1), Some('(' | '{'))))
+                {
                     expansion_before = true;
                 }
                 out.push(c);
@@ -707,7 +719,10 @@ mod tests {
             sub("echo \"$(echo \"{}\")\"", "$(x)").unwrap(),
             "echo \"$(echo \"\\$(x)\")\""
         );
-        assert_eq!(sub("echo $(( {} + 1 ))", "-3").unwrap(), "echo $(( -3 + 1 ))");
+        assert_eq!(
+            sub("echo $(( {} + 1 ))", "-3").unwrap(),
+            "echo $(( -3 + 1 ))"
+        );
     }
 
     #[test]

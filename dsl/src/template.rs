@@ -7,10 +7,10 @@
 //! Helpers: `{{pad realization 4}}` -> `0007`, `{{fixed redshift 3}}` -> `1.100`; widths and
 //! digits are bounded by [`MAX_WIDTH`].
 
+use crate::shell_context::{self, MARK_END, MARK_START};
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
 };
-use crate::shell_context::{self, MARK_END, MARK_START};
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
@@ -220,11 +220,22 @@ mod tests {
     #[test]
     fn widths_and_digits_are_bounded() {
         let data = json!({"z": 1.5, "i": 3});
-        for t in ["{{fixed z 70000}}", "{{pad i 70000}}", "{{fixed z -1}}", "{{pad i 1.5}}"] {
+        for t in [
+            "{{fixed z 70000}}",
+            "{{pad i 70000}}",
+            "{{fixed z -1}}",
+            "{{pad i 1.5}}",
+        ] {
             let e = render(TemplateKind::Path, t, &data).unwrap_err();
-            assert!(e.contains("must be a whole number from 0 to 64"), "{t}: {e}");
+            assert!(
+                e.contains("must be a whole number from 0 to 64"),
+                "{t}: {e}"
+            );
         }
-        assert_eq!(render(TemplateKind::Path, "{{fixed z 0}}", &data).unwrap(), "2");
+        assert_eq!(
+            render(TemplateKind::Path, "{{fixed z 0}}", &data).unwrap(),
+            "2"
+        );
     }
 
     #[test]

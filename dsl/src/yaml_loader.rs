@@ -39,7 +39,10 @@ impl std::fmt::Display for ReadError {
         match self {
             ReadError::Io(e) => write!(f, "{e}"),
             ReadError::NotRegular(what) => {
-                write!(f, "it is {what}, not a regular file (flow reads only regular files)")
+                write!(
+                    f,
+                    "it is {what}, not a regular file (flow reads only regular files)"
+                )
             }
             ReadError::TooLarge(n) => write!(
                 f,
@@ -335,7 +338,12 @@ fn first_indenting_tab(file: &SourceFile, from: usize) -> Option<(usize, usize)>
 fn node_count(node: &Node) -> usize {
     match &node.value {
         Value::Seq(items) => 1 + items.iter().map(node_count).sum::<usize>(),
-        Value::Map(entries) => 1 + entries.iter().map(|(_, v)| 1 + node_count(v)).sum::<usize>(),
+        Value::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(_, v)| 1 + node_count(v))
+                .sum::<usize>()
+        }
         _ => 1,
     }
 }

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod commands;
 pub mod compile;
+pub mod confined_path;
 pub mod layout;
 pub mod plan_render;
 pub mod progress;
