@@ -58,13 +58,16 @@ impl ParamValues {
     pub fn len(&self) -> u64 {
         match self {
             ParamValues::Range { start, stop, step } => {
-                if *step > 0 && stop > start {
-                    ((stop - start) as u64).div_ceil(*step as u64)
+                // i128: `stop - start` of extreme bounds does not fit an i64.
+                let span = if *step > 0 && stop > start {
+                    (*stop as i128 - *start as i128) as u128
                 } else if *step < 0 && start > stop {
-                    ((start - stop) as u64).div_ceil(step.unsigned_abs())
+                    (*start as i128 - *stop as i128) as u128
                 } else {
                     0
-                }
+                };
+                let n = span.div_ceil(step.unsigned_abs() as u128);
+                u64::try_from(n).unwrap_or(u64::MAX)
             }
             ParamValues::List(v) => v.len() as u64,
         }
@@ -74,7 +77,9 @@ impl ParamValues {
     }
     pub fn get(&self, i: u64) -> ParamValue {
         match self {
-            ParamValues::Range { start, step, .. } => ParamValue::int(start + step * i as i64),
+            ParamValues::Range { start, step, .. } => {
+                ParamValue::int((*start as i128 + *step as i128 * i as i128) as i64)
+            }
             ParamValues::List(v) => v[i as usize].clone(),
         }
     }
@@ -103,16 +108,25 @@ pub struct ArraySpec {
 impl ArraySpec {
     /// Elements before include/exclude.
     pub fn base_len(&self) -> u64 {
+        u64::try_from(self.base_len_u128()).unwrap_or(u64::MAX)
+    }
+
+    /// Elements before include/exclude, without overflow (a product of four 10^6-value
+    /// ranges is 10^24): what the loader checks against `campaign.max_tasks`.
+    pub fn base_len_u128(&self) -> u128 {
         match self.combine {
-            Combine::Product => self.params.iter().map(|(_, v)| v.len()).product(),
-            Combine::Zip => self.params.first().map_or(0, |(_, v)| v.len()),
+            Combine::Product => self
+                .params
+                .iter()
+                .fold(1u128, |acc, (_, v)| acc.saturating_mul(v.len() as u128)),
+            Combine::Zip => self.params.first().map_or(0, |(_, v)| v.len() as u128),
         }
     }
 
     pub fn len(&self) -> u64 {
         match &self.selection {
             Some(sel) => sel.len() as u64 + self.extra.len() as u64,
-            None => self.base_len() + self.extra.len() as u64,
+            None => self.base_len().saturating_add(self.extra.len() as u64),
         }
     }
 

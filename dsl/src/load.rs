@@ -15,6 +15,9 @@ use crate::yaml_loader;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+/// Tasks one step's array may have unless `campaign.max_tasks` says otherwise.
+pub const DEFAULT_MAX_TASKS: u64 = 100_000_000;
+
 /// Template variables every task has, besides its array parameters.
 pub const BUILTIN_VARIABLES: &[&str] = &[
     "task_id",
@@ -25,10 +28,10 @@ pub const BUILTIN_VARIABLES: &[&str] = &[
     "base_dir",
 ];
 
-/// Read and parse one YAML file into a node tree.
+/// Read and parse one YAML file into a node tree (regular files of at most 64 MiB only).
 pub fn read_yaml(path: &Path) -> Result<Node, Diagnostics> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| {
+    let bytes = yaml_loader::read_capped(path).map_err(|e| {
         Diagnostics::from(Diagnostic::new(
             None,
             "",
@@ -37,6 +40,26 @@ pub fn read_yaml(path: &Path) -> Result<Node, Diagnostics> {
     })?;
     let text = yaml_loader::decode_utf8(&name, bytes)?;
     yaml_loader::parse(&SourceFile::new(name, text))
+}
+
+/// Whether `bytes` look like a machine file: the first line that is not blank, a comment,
+/// a directive or `---` starts with the top-level key `machine:`. Anything else (a
+/// credentials file, `/etc/shadow`, a `.env`) is refused before a line of it could be quoted.
+pub fn looks_like_machine_file(bytes: &[u8]) -> bool {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    bytes
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .find(|l| {
+            let t = l.trim_ascii();
+            !(t.is_empty() || t.starts_with(b"#") || t.starts_with(b"%") || t == b"---")
+        })
+        .is_some_and(|l| {
+            let l = l.strip_prefix(b"--- ").unwrap_or(l);
+            l.starts_with(b"machine:")
+                || l.starts_with(b"\"machine\":")
+                || l.starts_with(b"'machine':")
+        })
 }
 
 /// Load, validate and resolve a campaign file.
@@ -100,10 +123,20 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, Diagnostics> {
     let defaults = merge(machine_defaults, campaign_defaults);
     let job_types = machine_root.at_pointer("/machine/job_types");
 
+    let max_tasks = match root.at_pointer("/campaign/max_tasks").map(|n| &n.value) {
+        Some(Value::Int(n)) if *n > 0 => *n as u64,
+        _ => DEFAULT_MAX_TASKS,
+    };
+    check_strings(&root, "", &mut diags);
+    check_strings(&machine_root, "", &mut diags);
+    check_sbatch_values(&machine_root, "machine", &mut diags);
+
     let mut steps = Vec::new();
     if let Some(entries) = root.get("steps").and_then(Node::as_map) {
         for (key, node) in entries {
-            if let Some(step) = build_step(key, node, &defaults, job_types, &machine, &mut diags) {
+            if let Some(step) = build_step(
+                key, node, &defaults, job_types, &machine, max_tasks, &mut diags,
+            ) {
                 steps.push(step);
             }
         }
@@ -194,17 +227,29 @@ pub fn load_machine(
         reference.contains('/') || reference.ends_with(".yaml") || reference.ends_with(".yml");
     let root = if is_path {
         let path = expand_home(reference, base_dir);
-        let node = read_yaml(&path).map_err(|d| {
-            if d.0.iter().all(|x| x.span.is_none()) {
-                Diagnostics::from(Diagnostic::at(
-                    &at.span,
-                    "campaign.machine",
-                    format!("cannot read machine file `{reference}` (paths are relative to the campaign file)"),
-                ))
-            } else {
-                d
-            }
+        let bytes = yaml_loader::read_capped(&path).map_err(|e| {
+            let why = match e {
+                yaml_loader::ReadError::Io(_) => String::new(),
+                other => format!(": {other}"),
+            };
+            Diagnostics::from(Diagnostic::at(
+                &at.span,
+                "campaign.machine",
+                format!("cannot read machine file `{reference}` (paths are relative to the campaign file){why}"),
+            ))
         })?;
+        if !looks_like_machine_file(&bytes) {
+            return Err(Diagnostic::at(
+                &at.span,
+                "campaign.machine",
+                format!("`{reference}` is not a machine file: its first key is not `machine:` (flow shows nothing of its contents)"),
+            )
+            .expected("a YAML file that starts with `machine:`, or a recipe name")
+            .into());
+        }
+        let name = path.display().to_string();
+        let text = yaml_loader::decode_utf8(&name, bytes)?;
+        let node = yaml_loader::parse(&SourceFile::new(name, text))?;
         (node, path.display().to_string())
     } else {
         let found = recipes::find_machine(reference, Some(base_dir)).ok_or_else(|| {
@@ -396,6 +441,7 @@ fn build_step(
     defaults: &Node,
     job_types: Option<&Node>,
     machine: &Machine,
+    max_tasks: u64,
     diags: &mut Diagnostics,
 ) -> Option<Step> {
     let name = key.name.clone();
@@ -433,6 +479,10 @@ fn build_step(
         None => declared.clone(),
     };
     let r = &resources_node;
+    check_sbatch_values(r, &field("resources"), diags);
+    if kind == StepKind::MdBenchmark {
+        check_gate(node, &field("gate"), diags);
+    }
     let rs = |k: &str| r.get(k).and_then(Node::scalar_text);
     let ru = |k: &str, dflt: u32| match r.get(k).map(|n| &n.value) {
         Some(Value::Int(i)) => *i as u32,
@@ -505,6 +555,10 @@ fn build_step(
         max_running: eu("max_running").map(|v| v as u32),
         max_infrastructure_retries: eu("max_infrastructure_retries").unwrap_or(5) as u32,
         on_retry,
+        max_log_bytes: e
+            .get("max_log_size")
+            .and_then(|n| memory_of(n, &field("execution.max_log_size"), diags))
+            .map(|mb| mb.saturating_mul(1024 * 1024).max(1024 * 1024)),
     };
 
     let needs = node
@@ -521,9 +575,10 @@ fn build_step(
         Some("all-completed") => Condition::AllCompleted,
         _ => Condition::AllSucceeded,
     };
-    let array = node
-        .get("array")
-        .and_then(|a| parse_array(a, &field("array"), diags));
+    let array = node.get("array").and_then(|a| {
+        let at = node.key("array").map_or(&a.span, |k| &k.span);
+        parse_array(a, at, &field("array"), max_tasks, diags)
+    });
     let template = |k: &str| {
         node.get(k).and_then(|n| {
             n.as_str().map(|t| Template {
@@ -618,21 +673,93 @@ fn param_value(n: &Node) -> ParamValue {
     }
 }
 
+/// Why an array element cannot be a parameter value, if it cannot.
+fn bad_element(item: &Node) -> Option<&'static str> {
+    match &item.value {
+        Value::Float { value, text } if value.is_nan() => {
+            let _ = text;
+            Some("is not a number (NaN): it equals nothing, so output names and exclusions cannot use it")
+        }
+        Value::Float { value, .. } if value.is_infinite() => Some(
+            "is infinite (or too large for a 64-bit float): output names and commands would read `inf`",
+        ),
+        Value::Str(s) if s.contains('\0') => Some("contains a NUL character, which no command or file name can hold"),
+        _ => None,
+    }
+}
+
+/// A value as errors show it: control characters escaped, at most 60 characters.
+fn shown_text(text: &str) -> String {
+    let cut: String = text.chars().take(60).collect();
+    let escaped: String = cut.escape_debug().collect();
+    if cut.len() < text.len() {
+        format!("{escaped}...")
+    } else {
+        escaped
+    }
+}
+
 fn parse_values(n: &Node, field: &str, diags: &mut Diagnostics) -> Option<ParamValues> {
     if let Some(items) = n.as_seq() {
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            if let Some(why) = bad_element(item) {
+                diags.push(
+                    Diagnostic::at(
+                        &item.span,
+                        format!("{field}[{i}]"),
+                        format!(
+                            "`{}` {why}",
+                            shown_text(&item.scalar_text().unwrap_or_default())
+                        ),
+                    )
+                    .expected("a finite number, a string, or a boolean"),
+                );
+                ok = false;
+            }
+        }
+        if !ok {
+            return None;
+        }
         return Some(ParamValues::List(items.iter().map(param_value).collect()));
     }
     let range = n.get("range")?.as_seq()?;
-    let ints: Vec<i64> = range
-        .iter()
-        .filter_map(|r| match r.value {
-            Value::Int(i) => Some(i),
-            _ => None,
-        })
-        .collect();
+    let mut ints: Vec<i64> = Vec::new();
+    for (i, r) in range.iter().enumerate() {
+        let role = ["start", "stop", "step"].get(i).copied().unwrap_or("bound");
+        match r.value {
+            Value::Int(v) => ints.push(v),
+            _ => {
+                let text = r.scalar_text().unwrap_or_default();
+                let why = if matches!(r.value, Value::Float { .. })
+                    && text
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || c == '-' || c == '+')
+                {
+                    "is outside the 64-bit integer range"
+                } else if r.scalar_text().is_none() {
+                    "is a list or a map, not an integer"
+                } else {
+                    "is not an integer"
+                };
+                diags.push(
+                    Diagnostic::at(
+                        &r.span,
+                        format!("{field}.range"),
+                        format!("the range {role} `{text}` {why}"),
+                    )
+                    .expected(format!(
+                        "a whole number from {} to {}, written without a decimal point or exponent",
+                        i64::MIN,
+                        i64::MAX
+                    )),
+                );
+            }
+        }
+    }
     let (start, stop, step) = match ints.as_slice() {
-        [a, b] => (*a, *b, 1),
-        [a, b, c] => (*a, *b, *c),
+        [a, b] if range.len() == 2 => (*a, *b, 1),
+        [a, b, c] if range.len() == 3 => (*a, *b, *c),
         _ => return None,
     };
     if step == 0 {
@@ -655,7 +782,13 @@ fn parse_values(n: &Node, field: &str, diags: &mut Diagnostics) -> Option<ParamV
     Some(values)
 }
 
-fn parse_array(node: &Node, field: &str, diags: &mut Diagnostics) -> Option<ArraySpec> {
+fn parse_array(
+    node: &Node,
+    at: &Span,
+    field: &str,
+    max_tasks: u64,
+    diags: &mut Diagnostics,
+) -> Option<ArraySpec> {
     let entries = node.as_map()?;
     let mut params = Vec::new();
     let mut combine = Combine::Product;
@@ -727,6 +860,31 @@ fn parse_array(node: &Node, field: &str, diags: &mut Diagnostics) -> Option<Arra
         selection: None,
         extra: Vec::new(),
     };
+    // The count comes from the sizes alone: nothing is enumerated before it is known.
+    let count = spec.base_len_u128();
+    if count > max_tasks as u128 {
+        let sizes: Vec<String> = spec
+            .params
+            .iter()
+            .map(|(n, v)| format!("{n}: {}", v.len()))
+            .collect();
+        let how = match spec.combine {
+            Combine::Product => "the product of",
+            Combine::Zip => "zipped from",
+        };
+        diags.push(
+            Diagnostic::at(
+                at,
+                field,
+                format!(
+                    "the array has {count} tasks ({how} {}), more than campaign.max_tasks ({max_tasks})",
+                    sizes.join(", ")
+                ),
+            )
+            .help("split the campaign, or raise `campaign.max_tasks` if this many tasks are meant"),
+        );
+        return None;
+    }
     let names: Vec<String> = spec.params.iter().map(|(n, _)| n.clone()).collect();
     let element_of =
         |m: &Node, what: &str, diags: &mut Diagnostics| -> Option<Vec<(String, ParamValue)>> {
@@ -842,7 +1000,13 @@ fn check_needs(steps: &[Step], diags: &mut Diagnostics) {
             members.sort();
             let first = &steps[members[0]];
             let cycle: Vec<&str> = members.iter().map(|i| steps[*i].name.as_str()).collect();
-            let span = first.needs.first().map_or(&first.span, |(_, s)| s);
+            // Point at the entry of `needs` that closes the cycle, not at the first entry.
+            let span = first
+                .needs
+                .iter()
+                .find(|(n, _)| cycle.contains(&n.as_str()))
+                .or(first.needs.first())
+                .map_or(&first.span, |(_, s)| s);
             diags.push(
                 Diagnostic::at(
                     span,
@@ -883,6 +1047,143 @@ pub fn sample_template_data(step: &Step) -> serde_json::Map<String, serde_json::
     data
 }
 
+/// Control characters (line breaks, tabs, escapes) and Unicode direction controls, which
+/// make a file name display as something it is not.
+pub fn is_unsafe_name_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+fn describe_char(c: char) -> String {
+    match c {
+        '\n' => "a line break".to_string(),
+        '\r' => "a carriage return".to_string(),
+        '\t' => "a tab".to_string(),
+        c if c.is_control() => format!("the control character U+{:04X}", c as u32),
+        c => format!("the direction control U+{:04X}", c as u32),
+    }
+}
+
+/// NUL is refused in every string of a file: no command, variable or file name can hold it.
+fn check_strings(node: &Node, field: &str, diags: &mut Diagnostics) {
+    match &node.value {
+        Value::Str(s) if s.contains('\0') => diags.push(
+            Diagnostic::at(&node.span, field, "the text contains a NUL character")
+                .expected("text without NUL (`\\0`) characters"),
+        ),
+        Value::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_strings(item, &format!("{field}[{i}]"), diags);
+            }
+        }
+        Value::Map(entries) => {
+            for (k, v) in entries {
+                let f = if field.is_empty() {
+                    k.name.clone()
+                } else {
+                    format!("{field}.{}", k.name)
+                };
+                if k.name.contains('\0') {
+                    diags.push(Diagnostic::at(
+                        &k.span,
+                        &f,
+                        "the key contains a NUL character",
+                    ));
+                }
+                check_strings(v, &f, diags);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Values written into `#SBATCH` lines (partition, account, qos, constraint, extra) must not
+/// hold a line break or another control character: it would end the line and start another.
+fn check_sbatch_values(node: &Node, field: &str, diags: &mut Diagnostics) {
+    let mut check = |n: &Node, f: String| {
+        if let Some(text) = n.as_str() {
+            if let Some(c) = text.chars().find(|c| c.is_control()) {
+                diags.push(
+                    Diagnostic::at(
+                        &n.span,
+                        f,
+                        format!(
+                            "the value `{}` holds {}, which would end its #SBATCH line and start another",
+                            shown_text(text),
+                            describe_char(c)
+                        ),
+                    )
+                    .expected("one line of printable text"),
+                );
+            }
+        }
+    };
+    let mut visit = |shape: &Node, prefix: &str| {
+        for key in ["partition", "account", "qos", "constraint"] {
+            if let Some(n) = shape.get(key) {
+                check(n, format!("{prefix}.{key}"));
+            }
+        }
+        for (i, n) in shape
+            .get("extra")
+            .and_then(Node::as_seq)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            check(n, format!("{prefix}.extra[{i}]"));
+        }
+    };
+    if field == "machine" {
+        let m = node.get("machine").unwrap_or(node);
+        if let Some(slurm) = m.get("slurm") {
+            visit(slurm, "machine.slurm");
+        }
+        for (k, shape) in m
+            .get("job_types")
+            .and_then(Node::as_map)
+            .unwrap_or_default()
+        {
+            visit(shape, &format!("machine.job_types.{}", k.name));
+        }
+    } else {
+        visit(node, field);
+    }
+}
+
+/// A percentage as the md-benchmark gate takes it: `5%`, "5%" or 5.
+fn percent_of(n: &Node) -> Option<f64> {
+    match &n.value {
+        Value::Int(i) => Some(*i as f64),
+        Value::Float { value, .. } => Some(*value),
+        Value::Str(s) => s.trim().trim_end_matches('%').trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// `pass_below` above `marginal_below` would leave no MARGINAL band and make the gate read
+/// differently from what it says.
+fn check_gate(step: &Node, field: &str, diags: &mut Diagnostics) {
+    let Some(gate) = step.get("gate") else {
+        return;
+    };
+    let pass = gate.get("pass_below");
+    let marginal = gate.get("marginal_below");
+    let p = pass.and_then(percent_of).unwrap_or(5.0);
+    let m = marginal.and_then(percent_of).unwrap_or(10.0);
+    if p > m {
+        let at = pass.or(marginal).map_or(&gate.span, |n| &n.span);
+        diags.push(
+            Diagnostic::at(
+                at,
+                format!("{field}.pass_below"),
+                format!("pass_below ({p}%) is above marginal_below ({m}%)"),
+            )
+            .expected("pass_below at most marginal_below (PASS below the first, MARGINAL below the second)"),
+        );
+    }
+}
+
 /// Whether a rendered output path stays inside the campaign directory.
 pub fn is_confined(rendered: &str) -> bool {
     let p = Path::new(rendered);
@@ -917,9 +1218,39 @@ fn check_templates(step: &Step, diags: &mut Diagnostics) {
         } else {
             // Parameter values that end up in the path must not carry separators: checked
             // once per distinct value, not once per task.
+            if let Some(c) = text.chars().find(|c| is_unsafe_name_char(*c)) {
+                diags.push(
+                    Diagnostic::at(
+                        &out.span,
+                        &out.field,
+                        format!(
+                            "the output path contains {}, which file names must not hold",
+                            describe_char(c)
+                        ),
+                    )
+                    .expected("printable characters without line breaks or direction controls"),
+                );
+            }
             if let Some(array) = &step.array {
                 for (name, values) in &array.params {
                     if !text.contains(name.as_str()) {
+                        continue;
+                    }
+                    if let Some((bad, c)) = values.iter().find_map(|v| {
+                        v.text
+                            .chars()
+                            .find(|c| is_unsafe_name_char(*c))
+                            .map(|c| (v.text.clone(), c))
+                    }) {
+                        diags.push(Diagnostic::at(
+                            &out.span,
+                            &out.field,
+                            format!(
+                                "parameter `{name}` has the value `{}`, which holds {}: file names must not",
+                                shown_text(&bad),
+                                describe_char(c)
+                            ),
+                        ));
                         continue;
                     }
                     if let Some(bad) = values.iter().find(|v| {

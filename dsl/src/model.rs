@@ -118,6 +118,9 @@ pub struct Execution {
     pub max_running: Option<u32>,
     pub max_infrastructure_retries: u32,
     pub on_retry: OnRetry,
+    /// Bytes each of an attempt's stdout/stderr logs may reach before it is rotated
+    /// (`execution.max_log_size`; `None`: the executor's default, 64 MiB).
+    pub max_log_bytes: Option<u64>,
 }
 
 /// What one task asks for, after the job type and overrides are merged.

@@ -121,9 +121,10 @@ impl Node {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Float { value, .. } => {
-                serde_json::Number::from_f64(*value).map_or(J::Null, J::Number)
-            }
+            // JSON has no NaN or infinity: such a value is its text, and the typed checks
+            // of the loader say why it cannot be used where it stands.
+            Value::Float { value, text } => serde_json::Number::from_f64(*value)
+                .map_or_else(|| J::String(text.clone()), J::Number),
             Value::Str(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
             Value::Map(entries) => J::Object(

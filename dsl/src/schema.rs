@@ -206,7 +206,40 @@ pub fn validate(kind: DocumentKind, root: &Node) -> Result<(), Diagnostics> {
                 out.push(d);
             }
             ValidationErrorKind::PropertyNames { .. } => {
-                out.push(Diagnostic::at(&node.span, field.clone(), error.to_string()));
+                // The validator stops at the first bad name: report every one, at its key.
+                let rule = trail
+                    .iter()
+                    .rev()
+                    .find(|n| n.get("pattern").is_some())
+                    .copied();
+                let pattern = rule
+                    .and_then(|r| r.get("pattern"))
+                    .and_then(Json::as_str)
+                    .and_then(|p| regex::Regex::new(p).ok());
+                let what = rule
+                    .and_then(|r| r.get("description"))
+                    .and_then(Json::as_str)
+                    .map(first_sentence);
+                let mut reported = false;
+                if let (Some(re), Some(entries)) = (&pattern, node.as_map()) {
+                    for (k, _) in entries {
+                        if !re.is_match(&k.name) {
+                            let mut d = Diagnostic::at(
+                                &k.span,
+                                join_field(&field, &k.name),
+                                format!("`{}` is not a valid name here", k.name.escape_debug()),
+                            );
+                            if let Some(w) = &what {
+                                d = d.expected(w.clone());
+                            }
+                            out.push(d);
+                            reported = true;
+                        }
+                    }
+                }
+                if !reported {
+                    out.push(Diagnostic::at(&node.span, field.clone(), error.to_string()));
+                }
             }
             _ => {
                 out.push(Diagnostic::at(&node.span, field.clone(), error.to_string()));

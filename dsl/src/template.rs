@@ -1,25 +1,40 @@
 //! Templates in commands and output names (handlebars, strict).
 //!
-//! Two flavours: command templates shell-quote every `{{value}}` they interpolate (so a
-//! parameter holding `$(rm -rf ~)` reaches the program as data), path templates do not.
-//! Helpers: `{{pad realization 4}}` -> `0007`, `{{fixed redshift 3}}` -> `1.100`.
+//! Two flavours: command templates write every `{{value}}` they interpolate in the form
+//! that is literal data where it stands in the shell text (unquoted, inside the author's
+//! double or single quotes, in a here-document...; see [`crate::shell_context`]), so a
+//! parameter holding `$(rm -rf ~)` reaches the program as data; path templates do not quote.
+//! Helpers: `{{pad realization 4}}` -> `0007`, `{{fixed redshift 3}}` -> `1.100`; widths and
+//! digits are bounded by [`MAX_WIDTH`].
 
+use crate::shell_context::{self, MARK_END, MARK_START};
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
 };
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
-/// Quote a value for a POSIX shell: bare when it is made of safe characters only.
+/// The largest width of `pad` and digit count of `fixed`.
+pub const MAX_WIDTH: i64 = 64;
+
+/// Quote a value for a POSIX shell as one unquoted word: bare when it is made of safe
+/// characters only.
 pub fn shell_quote(value: &str) -> String {
-    let safe = !value.is_empty()
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.,/:=+@%".contains(c));
-    if safe {
-        value.to_string()
-    } else {
-        format!("'{}'", value.replace('\'', "'\\''"))
-    }
+    shell_context::quote_word(value)
+}
+
+thread_local! {
+    /// Values a command template interpolated, in order, while it renders on this thread.
+    static INTERPOLATED: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The command registry's escape: keep the value aside and leave a marker in its place.
+fn mark_value(value: &str) -> String {
+    INTERPOLATED.with(|v| {
+        let mut v = v.borrow_mut();
+        v.push(value.to_string());
+        format!("{MARK_START}{}{MARK_END}", v.len() - 1)
+    })
 }
 
 fn param_as_f64(h: &Helper, idx: usize, name: &str) -> Result<f64, RenderErrorReason> {
@@ -39,6 +54,16 @@ fn param_as_f64(h: &Helper, idx: usize, name: &str) -> Result<f64, RenderErrorRe
     .ok_or_else(|| RenderErrorReason::Other(format!("`{name}` needs a number, got {v}")))
 }
 
+/// A width or digit count: a whole number from 0 to [`MAX_WIDTH`].
+fn bounded(n: f64, helper: &str, what: &str) -> Result<usize, RenderErrorReason> {
+    if n.fract() != 0.0 || !(0.0..=MAX_WIDTH as f64).contains(&n) {
+        return Err(RenderErrorReason::Other(format!(
+            "the {what} of `{helper}` must be a whole number from 0 to {MAX_WIDTH}, got {n}"
+        )));
+    }
+    Ok(n as usize)
+}
+
 fn pad_helper(
     h: &Helper,
     _: &Handlebars,
@@ -47,11 +72,17 @@ fn pad_helper(
     out: &mut dyn Output,
 ) -> HelperResult {
     let value = param_as_f64(h, 0, "pad")?;
-    let width = param_as_f64(h, 1, "pad")? as usize;
+    let width = bounded(param_as_f64(h, 1, "pad")?, "pad", "width")?;
     if value.fract() != 0.0 {
         return Err(
             RenderErrorReason::Other(format!("`pad` needs an integer, got {value}")).into(),
         );
+    }
+    if value.abs() >= 9.007_199_254_740_992e15 {
+        return Err(RenderErrorReason::Other(format!(
+            "`pad` needs an integer of at most 2^53, got {value}"
+        ))
+        .into());
     }
     let v = value as i64;
     let s = if v < 0 {
@@ -71,7 +102,7 @@ fn fixed_helper(
     out: &mut dyn Output,
 ) -> HelperResult {
     let value = param_as_f64(h, 0, "fixed")?;
-    let digits = param_as_f64(h, 1, "fixed")? as usize;
+    let digits = bounded(param_as_f64(h, 1, "fixed")?, "fixed", "digits")?;
     out.write(&format!("{value:.digits$}"))?;
     Ok(())
 }
@@ -80,7 +111,7 @@ fn registry(quote: bool) -> Handlebars<'static> {
     let mut hb = Handlebars::new();
     hb.set_strict_mode(true);
     if quote {
-        hb.register_escape_fn(shell_quote);
+        hb.register_escape_fn(mark_value);
     } else {
         hb.register_escape_fn(handlebars::no_escape);
     }
@@ -113,12 +144,24 @@ pub fn render(kind: TemplateKind, text: &str, data: &serde_json::Value) -> Resul
     if kind == TemplateKind::Command && text.contains("{{{") {
         return Err("`{{{...}}}` would insert a value without shell quoting; use `{{...}}`".into());
     }
-    let reg = match kind {
-        TemplateKind::Command => command_registry(),
-        TemplateKind::Path => path_registry(),
-    };
-    reg.render_template(text, data)
-        .map_err(|e| describe(&e, data))
+    match kind {
+        TemplateKind::Path => path_registry()
+            .render_template(text, data)
+            .map_err(|e| describe(&e, data)),
+        TemplateKind::Command => {
+            if text.contains([MARK_START, MARK_END]) {
+                return Err(
+                    "the command contains the private-use characters U+E000/U+E001, which flow reserves"
+                        .into(),
+                );
+            }
+            INTERPOLATED.with(|v| v.borrow_mut().clear());
+            let rendered = command_registry().render_template(text, data);
+            let values = INTERPOLATED.with(|v| std::mem::take(&mut *v.borrow_mut()));
+            let rendered = rendered.map_err(|e| describe(&e, data))?;
+            shell_context::substitute(&rendered, &values)
+        }
+    }
 }
 
 fn describe(e: &handlebars::RenderError, data: &serde_json::Value) -> String {
@@ -162,6 +205,37 @@ mod tests {
         let out = render(TemplateKind::Command, "echo {{x}}", &data).unwrap();
         assert_eq!(out, "echo 'a b'\\''; $(touch /tmp/pwned) `id`\nnext'");
         assert!(render(TemplateKind::Command, "echo {{{x}}}", &data).is_err());
+    }
+
+    #[test]
+    fn values_are_quoted_for_the_place_they_stand_in() {
+        let data = json!({"p": "$(touch /tmp/x) `id` \" ' ; \n"});
+        let out = render(TemplateKind::Command, "echo \"value={{p}}\" '{{p}}'", &data).unwrap();
+        assert_eq!(
+            out,
+            "echo \"value=\\$(touch /tmp/x) \\`id\\` \\\" ' ; \n\" '$(touch /tmp/x) `id` \" '\\'' ; \n'"
+        );
+    }
+
+    #[test]
+    fn widths_and_digits_are_bounded() {
+        let data = json!({"z": 1.5, "i": 3});
+        for t in [
+            "{{fixed z 70000}}",
+            "{{pad i 70000}}",
+            "{{fixed z -1}}",
+            "{{pad i 1.5}}",
+        ] {
+            let e = render(TemplateKind::Path, t, &data).unwrap_err();
+            assert!(
+                e.contains("must be a whole number from 0 to 64"),
+                "{t}: {e}"
+            );
+        }
+        assert_eq!(
+            render(TemplateKind::Path, "{{fixed z 0}}", &data).unwrap(),
+            "2"
+        );
     }
 
     #[test]

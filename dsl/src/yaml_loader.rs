@@ -2,6 +2,11 @@
 //!
 //! Stricter than YAML where silence would lose work: duplicate keys, several documents,
 //! non-scalar keys and nesting deeper than [`MAX_DEPTH`] are errors, all located.
+//!
+//! Bounded on hostile input: only regular files are read, never more than [`MAX_BYTES`];
+//! aliases may expand to at most [`MAX_ALIAS_NODES`] nodes (a "billion laughs" document is
+//! refused at the alias that crosses the budget), and a document holds at most
+//! [`MAX_NODES`] values, so memory stays a small multiple of the file size.
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::node::{Key, Node, Value};
@@ -12,8 +17,81 @@ use std::sync::Arc;
 
 /// Deeper documents are rejected (a guard against stack exhaustion on hostile input).
 pub const MAX_DEPTH: usize = 128;
-/// Larger files are rejected before parsing.
+/// Larger files are rejected before parsing (and never read past this size).
 pub const MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Nodes that aliases (`*name`) may add to a document, all aliases together.
+pub const MAX_ALIAS_NODES: usize = 100_000;
+/// Values (scalars, lists, maps) in one document, aliases included.
+pub const MAX_NODES: usize = 2_000_000;
+
+/// Why a file could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(std::io::Error),
+    /// Not a regular file (a device such as /dev/zero, a FIFO, a directory, a socket).
+    NotRegular(&'static str),
+    /// Larger than [`MAX_BYTES`].
+    TooLarge(u64),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "{e}"),
+            ReadError::NotRegular(what) => {
+                write!(
+                    f,
+                    "it is {what}, not a regular file (flow reads only regular files)"
+                )
+            }
+            ReadError::TooLarge(n) => write!(
+                f,
+                "it is {} MB, larger than flow reads ({} MB)",
+                n / 1_000_000,
+                MAX_BYTES / 1_000_000
+            ),
+        }
+    }
+}
+
+/// Read a regular file of at most [`MAX_BYTES`]. Devices, FIFOs and directories are refused
+/// before a byte is read (the open does not wait for a FIFO's writer), and a file that grows
+/// while it is read is cut off at the cap and refused.
+pub fn read_capped(path: &std::path::Path) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(ReadError::Io)?;
+    let meta = file.metadata().map_err(ReadError::Io)?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        return Err(ReadError::NotRegular(if ft.is_dir() {
+            "a directory"
+        } else if ft.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if ft.is_char_device() || ft.is_block_device() {
+            "a device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        }));
+    }
+    if meta.len() > MAX_BYTES as u64 {
+        return Err(ReadError::TooLarge(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() > MAX_BYTES {
+        return Err(ReadError::TooLarge(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
 
 /// Decode bytes as UTF-8, locating the first invalid byte.
 pub fn decode_utf8(name: &str, bytes: Vec<u8>) -> Result<String, Diagnostic> {
@@ -70,7 +148,10 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
     }
     let mut parser = Parser::new_from_str(&file.text);
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    // Each anchored node with its size in nodes (what an alias to it costs).
+    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
+    let mut alias_nodes = 0usize;
+    let mut nodes = 0usize;
     let mut root: Option<Node> = None;
     let mut documents = 0usize;
     let mut errors = Diagnostics::default();
@@ -82,7 +163,13 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
             Ok(ev) => ev,
             Err(e) => {
                 let m = e.marker();
-                let span = Span::new(file, m.line().max(1), m.col() + 1);
+                let mut span = Span::new(file, m.line().max(1), m.col() + 1);
+                if e.info().contains("tab") {
+                    // The scanner reports a tab at the token before it: point at the tab.
+                    if let Some((line, col)) = first_indenting_tab(file, span.line) {
+                        span = Span::new(file, line, col);
+                    }
+                }
                 let mut d = Diagnostic::at(&span, "", format!("invalid YAML: {}", e.info()));
                 if file.line_text(span.line).is_some_and(|l| l.contains('\t')) {
                     d = d.help("YAML does not allow tabs for indentation; use spaces");
@@ -91,6 +178,7 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
             }
         };
         let span = span_of(raw_span);
+        let event_span = span.clone();
         let completed: Option<(Node, usize)> = match event {
             Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => None,
             Event::DocumentStart(_) => {
@@ -105,17 +193,34 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
                 None
             }
             Event::Alias(id) => match anchors.get(&id) {
-                Some(node) => Some((Node::new(node.value.clone(), span), 0)),
+                Some((node, size)) => {
+                    alias_nodes = alias_nodes.saturating_add(*size);
+                    nodes = nodes.saturating_add(*size);
+                    if alias_nodes > MAX_ALIAS_NODES {
+                        return Err(Diagnostic::at(
+                            &span,
+                            "",
+                            format!(
+                                "aliases expand to more than {MAX_ALIAS_NODES} values (an alias bomb?)"
+                            ),
+                        )
+                        .help("write the repeated values out, or use fewer nested aliases")
+                        .into());
+                    }
+                    Some((Node::new(node.value.clone(), span), 0))
+                }
                 None => {
                     errors.push(Diagnostic::at(&span, "", "alias to an unknown anchor"));
                     return Err(errors);
                 }
             },
             Event::Scalar(text, style, anchor, _tag) => {
+                nodes += 1;
                 let value = resolve_scalar(&text, style);
                 Some((Node::new(value, span), anchor))
             }
             Event::SequenceStart(anchor, _) => {
+                nodes += 1;
                 if stack.len() >= MAX_DEPTH {
                     return Err(Diagnostic::at(
                         &span,
@@ -128,6 +233,7 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
                 None
             }
             Event::MappingStart(anchor, _) => {
+                nodes += 1;
                 if stack.len() >= MAX_DEPTH {
                     return Err(Diagnostic::at(
                         &span,
@@ -140,23 +246,35 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq(s, items, anchor)) => {
+                Some(Frame::Seq(s, mut items, anchor)) => {
+                    items.shrink_to_fit();
                     Some((Node::new(Value::Seq(items), s), anchor))
                 }
                 _ => None,
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map(s, entries, _, anchor, _)) => {
+                Some(Frame::Map(s, mut entries, _, anchor, _)) => {
+                    entries.shrink_to_fit();
                     Some((Node::new(Value::Map(entries), s), anchor))
                 }
                 _ => None,
             },
         };
+        if nodes > MAX_NODES {
+            return Err(Diagnostic::at(
+                &event_span,
+                "",
+                format!("the document holds more than {MAX_NODES} values"),
+            )
+            .help("generate long lists with `range:` or read them from files (`structures:`, `inputs:`)")
+            .into());
+        }
         let Some((node, anchor)) = completed else {
             continue;
         };
         if anchor != 0 {
-            anchors.insert(anchor, node.clone());
+            let size = node_count(&node);
+            anchors.insert(anchor, (node.clone(), size));
         }
         match stack.last_mut() {
             None => root = Some(node),
@@ -204,6 +322,32 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
     Ok(root.unwrap_or_else(|| Node::new(Value::Null, Span::new(file, 1, 1))))
 }
 
+/// The first tab in a line's leading whitespace, at or after line `from` (1-based).
+fn first_indenting_tab(file: &SourceFile, from: usize) -> Option<(usize, usize)> {
+    file.text
+        .lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find_map(|(i, l)| {
+            let lead = l.len() - l.trim_start_matches([' ', '\t']).len();
+            l[..lead].find('\t').map(|c| (i + 1, c + 1))
+        })
+}
+
+/// Nodes in a tree (what a copy of it costs).
+fn node_count(node: &Node) -> usize {
+    match &node.value {
+        Value::Seq(items) => 1 + items.iter().map(node_count).sum::<usize>(),
+        Value::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(_, v)| 1 + node_count(v))
+                .sum::<usize>()
+        }
+        _ => 1,
+    }
+}
+
 /// YAML 1.2 core schema: quoted scalars are strings; plain ones may be null, bool or numbers.
 fn resolve_scalar(text: &str, style: ScalarStyle) -> Value {
     if style != ScalarStyle::Plain {
@@ -213,6 +357,24 @@ fn resolve_scalar(text: &str, style: ScalarStyle) -> Value {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
         "false" | "False" | "FALSE" => return Value::Bool(false),
+        ".nan" | ".NaN" | ".NAN" => {
+            return Value::Float {
+                value: f64::NAN,
+                text: text.to_string(),
+            }
+        }
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Value::Float {
+                value: f64::INFINITY,
+                text: text.to_string(),
+            }
+        }
+        "-.inf" | "-.Inf" | "-.INF" => {
+            return Value::Float {
+                value: f64::NEG_INFINITY,
+                text: text.to_string(),
+            }
+        }
         _ => {}
     }
     let looks_numeric = text
@@ -277,6 +439,38 @@ mod tests {
             assert!(load(text).is_err(), "{text:?} should fail");
         }
         assert_eq!(load("").unwrap().value, Value::Null);
+    }
+
+    #[test]
+    fn alias_bombs_are_refused_quickly() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let started = std::time::Instant::now();
+        let e = load(&text).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(
+            e.0[0].headline().starts_with("t.yaml:5:")
+                && e.0[0].message.contains("aliases expand to more than"),
+            "{}",
+            e.0[0].headline()
+        );
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        assert!(matches!(
+            read_capped(std::path::Path::new("/dev/zero")),
+            Err(ReadError::NotRegular("a device"))
+        ));
+        assert!(matches!(
+            read_capped(std::path::Path::new("/")),
+            Err(ReadError::NotRegular("a directory"))
+        ));
     }
 
     #[test]

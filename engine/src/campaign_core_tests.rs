@@ -18,6 +18,7 @@ fn execution(max_retries: u32) -> Execution {
         max_running: None,
         max_infrastructure_retries: 2,
         on_retry: OnRetry::default(),
+        max_log_bytes: None,
     }
 }
 

@@ -86,6 +86,10 @@ pub enum Command {
         /// Directory for the state database when the campaign is on a network file system.
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// Set an unusable (empty or corrupt) state database aside as `state.db.corrupt-<time>`
+        /// and start the state over: tasks it recorded as done run again.
+        #[arg(long)]
+        reset_state: bool,
     },
     /// Per-step counts by state, failures with their reason, elapsed time and ETA.
     Status {

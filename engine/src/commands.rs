@@ -66,7 +66,13 @@ pub fn run(command: Command) -> i32 {
             executor,
             detach,
             state_dir,
+            reset_state,
         } => {
+            if reset_state {
+                if let Err(code) = reset_state_db(&file, state_dir.as_ref()) {
+                    return code;
+                }
+            }
             if detach {
                 detach_run(&file, executor, state_dir)
             } else {
@@ -398,6 +404,39 @@ fn detach_run(file: &Path, executor: Option<ExecutorArg>, state_dir: Option<Path
     }
 }
 
+/// `flow run --reset-state`: set the state database aside, if there is one.
+fn reset_state_db(file: &Path, state_dir: Option<&PathBuf>) -> Result<(), i32> {
+    let campaign = load(file).map_err(|_| 1)?;
+    let layout = Layout::new(&campaign.campaign_dir);
+    let (db, _) = state_location(&layout, state_dir);
+    match crate::state::set_aside(&db) {
+        Ok(Some(aside)) => {
+            eprintln!(
+                "note: the state database {} was set aside as {}; the state starts over",
+                db.display(),
+                aside.display()
+            );
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(1)
+        }
+    }
+}
+
+/// Copy a log file to stdout without holding it in memory.
+fn stream_file(path: &Path) -> bool {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    let _ = std::io::copy(&mut f, &mut lock);
+    true
+}
+
 fn open_state(campaign: &Campaign, state_dir: Option<&PathBuf>) -> Result<StateStore, i32> {
     let layout = Layout::new(&campaign.campaign_dir);
     let (db, _) = state_location(&layout, state_dir);
@@ -441,6 +480,10 @@ fn status_once(file: &Path, output: OutputFormat, state_dir: Option<&PathBuf>) -
     let (db, _) = state_location(&layout, state_dir);
     let store = match StateStore::open_readonly(&db) {
         Ok(s) if db.exists() => s,
+        Err(e @ crate::state::StateError::Corrupt { .. }) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
         _ => {
             // The database may be on another machine's disk: the driver's snapshot.
             if let Ok(text) = std::fs::read_to_string(layout.status_snapshot()) {
@@ -591,9 +634,17 @@ fn logs(file: &Path, task: &str, attempt: Option<u32>, state_dir: Option<PathBuf
     }
     for (label, path) in [("stdout", out), ("stderr", err)] {
         println!("--- {label} ({}) ---", path.display());
-        match std::fs::read_to_string(&path) {
-            Ok(t) => print!("{t}"),
-            Err(_) => println!("(none)"),
+        let mut rotated = path.as_os_str().to_os_string();
+        rotated.push(".1");
+        let rotated = PathBuf::from(rotated);
+        if rotated.exists() {
+            println!(
+                "(the log was rotated: the part before is in {})",
+                rotated.display()
+            );
+        }
+        if !stream_file(&path) {
+            println!("(none)");
         }
     }
     // On Kubernetes the pods' own logs say what happened around the task (a failed start,

@@ -6,6 +6,7 @@ pub mod campaign_lock;
 pub mod cli;
 pub mod commands;
 pub mod compile;
+pub mod confined_path;
 pub mod environments;
 pub mod freshness;
 pub mod layout;

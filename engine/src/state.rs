@@ -72,6 +72,8 @@ pub enum StateError {
         started: String,
         age: f64,
     },
+    #[error("state database {path} {why}; flow does not replace it: move it away, or run `flow run FILE --reset-state` to keep it as {path}.corrupt-<time> and start the state over (tasks it recorded as done would run again)")]
+    Corrupt { path: String, why: String },
     #[error("state database {path} was written by a newer flow (layout {found}, this flow knows {known}); upgrade flow")]
     TooNew {
         path: String,
@@ -221,6 +223,100 @@ fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {
     }
 }
 
+/// An existing database file must be an SQLite database: a 0-byte or foreign file (a disk
+/// that filled up, a copy cut short) is refused by name instead of being silently replaced
+/// by an empty state, which would rerun every finished task.
+fn check_database_file(path: &Path) -> Result<(), StateError> {
+    use std::io::Read;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let corrupt = |why: &str| StateError::Corrupt {
+        path: path.display().to_string(),
+        why: why.to_string(),
+    };
+    if !meta.is_file() {
+        return Err(corrupt("is not a regular file"));
+    }
+    if meta.len() == 0 {
+        return Err(corrupt("is empty (0 bytes)"));
+    }
+    let mut header = [0u8; 16];
+    let read = std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .is_ok();
+    if !read || &header != b"SQLite format 3\0" {
+        return Err(corrupt("is not an SQLite database (its header is wrong)"));
+    }
+    Ok(())
+}
+
+fn corrupt_or_sql(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {
+    move |source| match source.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            StateError::Corrupt {
+                path: path.display().to_string(),
+                why: format!("is damaged ({source})"),
+            }
+        }
+        _ => StateError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        },
+    }
+}
+
+fn directory_writable(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// A path for an SQLite `file:` URI (`%`, `?` and `#` escaped).
+fn uri_path(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = String::new();
+    for c in abs.to_string_lossy().chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Move a database that cannot be used aside (with its `-wal`/`-shm` files) so the next
+/// open starts a new state: what `flow run --reset-state` does. Returns the new name.
+pub fn set_aside(path: &Path) -> Result<Option<PathBuf>, StateError> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(None);
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
+    for suffix in ["", "-wal", "-shm"] {
+        let from = PathBuf::from(format!("{}{suffix}", path.display()));
+        if std::fs::symlink_metadata(&from).is_ok() {
+            let to = PathBuf::from(format!("{}{suffix}", aside.display()));
+            std::fs::rename(&from, &to).map_err(|source| StateError::Io {
+                path: from.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    Ok(Some(aside))
+}
+
 impl StateStore {
     /// Open (creating and migrating) the database for writing.
     pub fn open(path: &Path) -> Result<StateStore, StateError> {
@@ -230,14 +326,15 @@ impl StateStore {
                 source,
             })?;
         }
-        let conn = Connection::open(path).map_err(sql(path))?;
+        check_database_file(path)?;
+        let conn = Connection::open(path).map_err(corrupt_or_sql(path))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(sql(path))?;
         // WAL lets status readers work while the driver writes. It needs shared memory that
         // network file systems do not provide; the caller keeps the file on a local disk.
         let _mode: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(sql(path))?;
+            .map_err(corrupt_or_sql(path))?;
         conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
             .map_err(sql(path))?;
         let mut store = StateStore {
@@ -248,12 +345,37 @@ impl StateStore {
         Ok(store)
     }
 
-    /// Open read-only (never blocks the driver, never writes).
+    /// Open read-only (never blocks the driver, never writes). A database in a directory
+    /// this process cannot write (a read-only file system, an archive) is opened as
+    /// immutable: SQLite then needs no `-shm`/`-wal` files, which is right for a campaign
+    /// no driver runs on.
     pub fn open_readonly(path: &Path) -> Result<StateStore, StateError> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(sql(path))?;
+        check_database_file(path)?;
+        let conn = if directory_writable(path) {
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        } else {
+            let uri = format!("file:{}?immutable=1", uri_path(path));
+            Connection::open_with_flags(
+                uri,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+            )
+        }
+        .map_err(corrupt_or_sql(path))?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(sql(path))?;
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'tasks'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(corrupt_or_sql(path))?;
+        if tables == 0 {
+            return Err(StateError::Corrupt {
+                path: path.display().to_string(),
+                why: "is an SQLite database without flow's tables".into(),
+            });
+        }
         Ok(StateStore {
             conn,
             path: path.to_path_buf(),
@@ -763,10 +885,11 @@ impl StateStore {
     }
 
     /// Task ids starting with `prefix`.
+    /// The prefix is matched literally (`%` and `_` are not wildcards).
     pub fn find_tasks(&self, prefix: &str) -> Result<Vec<String>, StateError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id FROM tasks WHERE id LIKE ?1 || '%' LIMIT 5")
+            .prepare("SELECT id FROM tasks WHERE substr(id, 1, length(?1)) = ?1 LIMIT 5")
             .map_err(sql(&self.path))?;
         let rows = stmt
             .query_map([prefix], |r| r.get(0))

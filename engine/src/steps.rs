@@ -105,6 +105,7 @@ pub fn describe_launch(
     let task = plan.task(step_index, index);
     debug_assert_eq!(task.id, task_id);
     let result_path = layout.result_file(&step.name, index, task_id, attempt);
+    let result_path = crate::confined_path::layout_path(&campaign.campaign_dir, &result_path)?;
     if prepare {
         if let Some(dir) = result_path.parent() {
             std::fs::create_dir_all(dir)
@@ -113,6 +114,10 @@ pub fn describe_launch(
         let _ = std::fs::remove_file(&result_path);
     }
     let (stdout_path, stderr_path) = layout.log_files(&step.name, index, task_id, attempt);
+    let (stdout_path, stderr_path) = (
+        crate::confined_path::layout_path(&campaign.campaign_dir, &stdout_path)?,
+        crate::confined_path::layout_path(&campaign.campaign_dir, &stderr_path)?,
+    );
     let mut env: Vec<(String, String)> = vec![
         ("FLOW_SEED".into(), task.seed.to_string()),
         ("FLOW_STEP".into(), step.name.clone()),
@@ -124,6 +129,12 @@ pub fn describe_launch(
     ];
     env.extend(campaign.machine.setup.env.iter().cloned());
     env.extend(step.env.iter().cloned());
+    env.extend(step.execution.max_log_bytes.map(|b| {
+        (
+            flow_executors::task_runner::LOG_LIMIT_VAR.to_string(),
+            b.to_string(),
+        )
+    }));
     let timeout = step.execution.timeout;
 
     if step.kind.runs_user_command() {
@@ -140,7 +151,7 @@ pub fn describe_launch(
         }
         let rendered = command_for(plan, step_index, &task, attempt)?;
         if let (true, Some(tmp)) = (prepare, &rendered.output_tmp) {
-            let abs = campaign.campaign_dir.join(tmp);
+            let abs = crate::confined_path::output_path(campaign, step, tmp)?;
             if let Some(dir) = abs.parent() {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -148,7 +159,10 @@ pub fn describe_launch(
             let _ = std::fs::remove_file(&abs);
         }
         let workdir = match &step.workdir {
-            Some(w) => campaign.campaign_dir.join(w),
+            Some(w) => crate::confined_path::layout_path(
+                &campaign.campaign_dir,
+                &campaign.campaign_dir.join(w),
+            )?,
             None => campaign.campaign_dir.clone(),
         };
         let mut script = String::with_capacity(rendered.command.len() + 128);
@@ -345,8 +359,13 @@ fn check(
                 Ok(s) => s,
                 Err(e) => return (invalid(&outcome, e), details_text, effect),
             };
-            let final_path = campaign.campaign_dir.join(&final_rel);
-            let tmp_path = campaign.campaign_dir.join(&tmp_rel);
+            let (final_path, tmp_path) = match (
+                crate::confined_path::output_path(campaign, step, &final_rel),
+                crate::confined_path::output_path(campaign, step, &tmp_rel),
+            ) {
+                (Ok(f), Ok(t)) => (f, t),
+                (Err(e), _) | (_, Err(e)) => return (invalid(&outcome, e), details_text, effect),
+            };
             let published = if !tmp_path.exists() && final_path.exists() {
                 // Ingested after a crash that happened between validation and bookkeeping:
                 // the rename already happened; validate what is there, exactly as a fresh

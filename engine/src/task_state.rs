@@ -138,6 +138,7 @@ mod tests {
             max_running: None,
             max_infrastructure_retries: 2,
             on_retry: OnRetry::default(),
+            max_log_bytes: None,
         }
     }
 

@@ -4,6 +4,13 @@
 //! The process gets its own process group (so a timeout or a cancel kills everything it
 //! started), stdout and stderr go to the attempt's log files, and the outcome is written
 //! to `result_path` by atomic rename, so a reader never sees half a result.
+//!
+//! Logs are bounded: while the process lives, a watcher thread checks each log every
+//! 250 ms and, past the limit (`FLOW_LOG_LIMIT` in the launch's environment, from the
+//! step's `execution.max_log_size`; [`DEFAULT_LOG_LIMIT`] otherwise), copies it to
+//! `<log>.1` (replacing an older part) and truncates it; the task keeps appending (the log
+//! is opened `O_APPEND`). A log never holds much more than the limit plus 250 ms of output,
+//! and the disk holds at most about twice the limit per stream.
 
 use crate::launch::{AttemptOutcome, ResourceUsage, TaskLaunch};
 use flow_dsl::error_class::ErrorClass;
@@ -19,6 +26,60 @@ pub fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The launch environment variable that carries a step's log limit in bytes.
+pub const LOG_LIMIT_VAR: &str = "FLOW_LOG_LIMIT";
+/// Bytes a log may reach before it is rotated, when the step does not say.
+pub const DEFAULT_LOG_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// The log limit of a launch.
+pub fn log_limit(launch: &TaskLaunch) -> u64 {
+    launch
+        .env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == LOG_LIMIT_VAR)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(DEFAULT_LOG_LIMIT)
+}
+
+/// Rotate `path` when it is larger than `limit`: its content becomes `<path>.1` and it
+/// starts again empty, with a line saying so. Returns whether it rotated.
+pub fn rotate_log(path: &Path, limit: u64) -> std::io::Result<bool> {
+    let len = fs::metadata(path)?.len();
+    if len <= limit {
+        return Ok(false);
+    }
+    let mut old = path.as_os_str().to_os_string();
+    old.push(".1");
+    fs::copy(path, &old)?;
+    let f = OpenOptions::new().write(true).open(path)?;
+    f.set_len(0)?;
+    let mut f = OpenOptions::new().append(true).open(path)?;
+    writeln!(
+        f,
+        "[flow: this log passed {limit} bytes; the part before is in {}]",
+        Path::new(&old).display()
+    )?;
+    Ok(true)
+}
+
+/// Watch the logs of process `pid` until it is gone, rotating them past `limit`.
+fn watch_logs(pid: u32, paths: [std::path::PathBuf; 2], limit: u64) {
+    let _ = std::thread::Builder::new()
+        .name("flow-log-limit".into())
+        .spawn(move || loop {
+            // SAFETY: kill(2) with signal 0 only checks that the process exists.
+            let alive = unsafe { libc::kill(pid as i32, 0) } == 0;
+            for p in &paths {
+                let _ = rotate_log(p, limit);
+            }
+            if !alive {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        });
 }
 
 fn open_log(path: &Path) -> std::io::Result<File> {
@@ -50,7 +111,13 @@ pub fn spawn(launch: &TaskLaunch, extra_env: &[(String, String)]) -> std::io::Re
     for (k, v) in launch.env.iter().chain(extra_env) {
         cmd.env(k, v);
     }
-    cmd.spawn()
+    let child = cmd.spawn()?;
+    watch_logs(
+        child.id(),
+        [launch.stdout_path.clone(), launch.stderr_path.clone()],
+        log_limit(launch),
+    );
+    Ok(child)
 }
 
 /// Signal a whole process group (negative pid); errors (already gone) are ignored.
@@ -368,6 +435,29 @@ mod tests {
         ));
         assert_eq!(o.error_class, Some(ErrorClass::Timeout));
         assert!(t0.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn logs_past_their_limit_are_rotated() {
+        let dir = tempfile::tempdir().unwrap();
+        // 3 MB in 64 KiB writes over about a second, with a 1 MiB limit.
+        let mut l = launch(
+            dir.path(),
+            "i=0; while [ $i -lt 48 ]; do head -c 65536 /dev/zero | tr '\\0' x; i=$((i+1)); sleep 0.02; done",
+            None,
+        );
+        l.env
+            .push((LOG_LIMIT_VAR.into(), (1024 * 1024).to_string()));
+        let o = run_to_completion(&l);
+        assert_eq!(o.exit_code, Some(0), "{o:?}");
+        std::thread::sleep(Duration::from_millis(400));
+        let out = fs::metadata(dir.path().join("logs/out")).unwrap().len();
+        let part = fs::metadata(dir.path().join("logs/out.1")).unwrap().len();
+        assert!(out <= 2 * 1024 * 1024, "the log holds {out} bytes");
+        assert!(part <= 2 * 1024 * 1024, "the old part holds {part} bytes");
+        assert!(fs::read_to_string(dir.path().join("logs/out"))
+            .unwrap()
+            .starts_with("[flow: this log passed 1048576 bytes"));
     }
 
     #[test]
