@@ -401,17 +401,13 @@ impl CampaignCore {
 
     /// The digest of what step `i`'s tasks consume now: every upstream step's products.
     pub fn consumed_digest(&self, i: usize) -> String {
-        let mut h = blake3::Hasher::new();
-        for &u in &self.steps[i].upstream {
-            h.update(self.steps[u].name.as_bytes());
-            h.update(b"\0");
+        consumed_digest_of(self.steps[i].upstream.iter().map(|&u| {
             let s = &self.state[u];
             let tasks = self.tasks[s.first..s.first + s.len]
                 .iter()
                 .map(|t| (t.id.as_str(), t.state, t.product.as_deref()));
-            h.update(product_digest(tasks).as_bytes());
-        }
-        h.finalize().to_hex()[..16].to_string()
+            (self.steps[u].name.as_str(), product_digest(tasks))
+        }))
     }
 
     /// One turn: retries whose delay is over become ready; steps blocked by their needs
@@ -831,6 +827,18 @@ impl CampaignCore {
             });
         }
     }
+}
+
+/// What a step's tasks consumed: each upstream step's name and product digest, in `needs`
+/// order. The one definition for the core (at launch) and `freshness` (at plan time).
+pub fn consumed_digest_of<'a>(upstream: impl Iterator<Item = (&'a str, String)>) -> String {
+    let mut h = blake3::Hasher::new();
+    for (name, products) in upstream {
+        h.update(name.as_bytes());
+        h.update(b"\0");
+        h.update(products.as_bytes());
+    }
+    h.finalize().to_hex()[..16].to_string()
 }
 
 /// The digest of a step's products: every task's id, state and product, in task order.

@@ -12,8 +12,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A lock silent this long is taken over even if its holder looks alive elsewhere.
-pub const STALE_AFTER: Duration = Duration::from_secs(120);
+/// A lock silent this long is taken over even if its holder looks alive elsewhere (the
+/// database lease's limit: one judgement, `state::driver_alive`).
+pub const STALE_AFTER: Duration = crate::state::LEASE_STALE_AFTER;
 
 /// What a lock file says.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -28,11 +29,7 @@ impl LockHolder {
     /// Whether this holder still drives: on this host a live process, elsewhere a fresh
     /// heartbeat.
     pub fn alive(&self, host: &str, now: f64) -> bool {
-        if self.host == host {
-            crate::state::process_alive(self.pid)
-        } else {
-            now - self.heartbeat < STALE_AFTER.as_secs_f64()
-        }
+        crate::state::driver_alive(&self.host, self.pid, self.heartbeat, host, now)
     }
 }
 

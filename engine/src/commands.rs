@@ -24,7 +24,8 @@ fn executor_kind(arg: Option<ExecutorArg>) -> Option<ExecutorKind> {
     })
 }
 
-fn load(file: &Path) -> Result<Campaign, i32> {
+/// Load a campaign file; diagnostics are printed, the exit code returned.
+pub(crate) fn load(file: &Path) -> Result<Campaign, i32> {
     load_campaign(file).map_err(|d| {
         eprint!("{d}");
         eprintln!();
@@ -437,7 +438,11 @@ fn stream_file(path: &Path) -> bool {
     true
 }
 
-fn open_state(campaign: &Campaign, state_dir: Option<&PathBuf>) -> Result<StateStore, i32> {
+/// Open a campaign's state read-only; errors are printed, the exit code returned.
+pub(crate) fn open_state(
+    campaign: &Campaign,
+    state_dir: Option<&PathBuf>,
+) -> Result<StateStore, i32> {
     let layout = Layout::new(&campaign.campaign_dir);
     let (db, _) = state_location(&layout, state_dir);
     if !db.exists() {

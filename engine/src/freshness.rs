@@ -9,7 +9,7 @@
 //! cancelled. The plan predicts staleness: a consumer of a step whose products will change
 //! (it has tasks to run) will run too, as it will at run time (`campaign_core`).
 
-use crate::campaign_core::product_digest;
+use crate::campaign_core::{consumed_digest_of, product_digest};
 use crate::compile::{Plan, WorkComponents};
 use crate::state::TaskRow;
 use crate::task_state::TaskState;
@@ -311,10 +311,7 @@ fn consumed_digest(
     ids: &[Vec<String>],
     verdicts: &[Vec<Verdict>],
 ) -> String {
-    let mut h = blake3::Hasher::new();
-    for &u in &plan.steps[i].upstream {
-        h.update(plan.campaign.steps[u].name.as_bytes());
-        h.update(b"\0");
+    consumed_digest_of(plan.steps[i].upstream.iter().map(|&u| {
         let items = ids[u].iter().zip(&verdicts[u]).map(|(id, v)| match v {
             Verdict::Done { product, .. } => {
                 (id.as_str(), TaskState::Succeeded, product.as_deref())
@@ -323,9 +320,8 @@ fn consumed_digest(
             Verdict::Blocked(_) => (id.as_str(), TaskState::Blocked, None),
             Verdict::Run(..) => (id.as_str(), TaskState::Pending, None),
         });
-        h.update(product_digest(items).as_bytes());
-    }
-    h.finalize().to_hex()[..16].to_string()
+        (plan.campaign.steps[u].name.as_str(), product_digest(items))
+    }))
 }
 
 fn plan_contains(plan: &Plan, row: &TaskRow) -> bool {

@@ -25,5 +25,6 @@ pub mod task_exec;
 pub mod task_id;
 pub mod task_spec;
 pub mod task_state;
+pub mod time_text;
 pub mod trace;
 pub mod typed;

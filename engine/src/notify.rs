@@ -172,40 +172,39 @@ impl Counts {
     }
 }
 
-/// The driver's one call after an attempt was decided: a gate's decision (from the
-/// attempt's details, `{"gate": {"action", "message"}}`) and a failure for good are told.
-/// `told` is (details JSON, error class, message) of the attempt.
+/// The driver's one call after an attempt was decided: a gate's decision and a failure for
+/// good are told. `counts` is asked only when something is sent (it sums every step).
 pub fn notify_attempt(
     notifier: &mut Notifier,
     step: &str,
     task: &str,
     decision: &crate::task_state::Decision,
-    told: (
-        Option<String>,
-        Option<flow_dsl::error_class::ErrorClass>,
-        Option<String>,
-    ),
-    counts: Counts,
+    ended: &crate::campaign_core::EndedAttempt,
+    counts: impl Fn() -> Counts,
 ) {
-    let (details, class, message) = told;
-    if let Some(gate) = details
-        .as_deref()
-        .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-        .and_then(|d| d.get("gate").cloned())
-    {
-        let action = gate.get("action").and_then(|v| v.as_str()).unwrap_or("");
-        let text = gate.get("message").and_then(|v| v.as_str()).unwrap_or("");
-        notifier.gate(step, action, text, counts);
+    use crate::campaign_core::GateEffect;
+    let gate = match &ended.gate {
+        GateEffect::None => None,
+        GateEffect::Continue => Some(("continue", "")),
+        GateEffect::Warn(m) => Some(("warn", m.as_str())),
+        GateEffect::Stop(m) => Some(("stop", m.as_str())),
+    };
+    if let Some((action, text)) = gate {
+        notifier.gate(step, action, text, counts());
     }
     if *decision == crate::task_state::Decision::Failed {
         notifier.failure(
             Failure {
                 step: step.to_string(),
                 task: task.to_string(),
-                class: class.map(|c| c.as_str().to_string()).unwrap_or_default(),
-                message: message.unwrap_or_default(),
+                class: ended
+                    .outcome
+                    .error_class
+                    .map(|c| c.as_str().to_string())
+                    .unwrap_or_default(),
+                message: ended.outcome.message.clone().unwrap_or_default(),
             },
-            counts,
+            counts(),
         );
     }
 }
@@ -266,6 +265,12 @@ fn log_line(path: &Path, line: &str) {
 
 impl Notifier {
     /// A notifier that does nothing.
+    /// Whether the campaign configured any notification (the driver skips the work of
+    /// telling otherwise).
+    pub fn enabled(&self) -> bool {
+        self.settings.is_some()
+    }
+
     pub fn disabled() -> Notifier {
         Notifier {
             campaign: String::new(),

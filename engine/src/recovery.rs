@@ -131,8 +131,7 @@ fn ingest(
             .map(|d| d.as_secs_f64())
             .or_else(|| Some(now()));
     }
-    let ended =
-        crate::scheduler::ended_attempt(plan, layout, t.step, t.index, &t.id, t.attempts, outcome);
+    let ended = steps::ended_attempt(plan, layout, t.step, t.index, &t.id, t.attempts, outcome);
     core.ended(n, t.attempts, ended, now());
 }
 

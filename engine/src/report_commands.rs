@@ -3,35 +3,17 @@
 use crate::cli::OutputFormat;
 use crate::compile::compile;
 use crate::layout::{write_atomic, Layout};
-use crate::scheduler::state_location;
 use crate::state::StateStore;
-use flow_dsl::load::load_campaign;
 use std::path::{Path, PathBuf};
 
-/// Load, compile and open the state read-only; errors are printed, the code returned.
+/// Load the campaign and open its state read-only; errors are printed, the code returned.
 fn open(
     file: &Path,
     state_dir: Option<&PathBuf>,
 ) -> Result<(flow_dsl::model::Campaign, Layout, StateStore), i32> {
-    let campaign = load_campaign(file).map_err(|d| {
-        eprint!("{d}");
-        eprintln!();
-        1
-    })?;
+    let campaign = crate::commands::load(file)?;
     let layout = Layout::new(&campaign.campaign_dir);
-    let (db, _) = state_location(&layout, state_dir);
-    if !db.exists() {
-        eprintln!(
-            "error: campaign {} has not run yet (no state at {}); start it with `flow run`",
-            campaign.name,
-            db.display()
-        );
-        return Err(1);
-    }
-    let store = StateStore::open_readonly(&db).map_err(|e| {
-        eprintln!("error: {e}");
-        1
-    })?;
+    let store = crate::commands::open_state(&campaign, state_dir)?;
     Ok((campaign, layout, store))
 }
 

@@ -7,7 +7,7 @@
 //! executors; post-process each ended attempt (output validation, publishing, typed
 //! results: I/O) and feed it to the core; commit in groups. Every decision is the core's.
 
-use crate::campaign_core::{CampaignCore, CoreStep, CoreTask, EndedAttempt, GateEffect, Notice};
+use crate::campaign_core::{CampaignCore, CoreStep, CoreTask, Notice};
 use crate::campaign_lock::CampaignLock;
 use crate::compile::{compile, Plan};
 use crate::freshness::{check_output, params_json, OutputCheck};
@@ -15,7 +15,7 @@ use crate::layout::{write_atomic, Layout};
 use crate::notify::{notify_attempt, Counts, Failure, Notifier};
 use crate::progress::{Progress, ProgressRow};
 use crate::state::{self, Change, StateStore};
-use crate::steps::{self, StepEffect};
+use crate::steps;
 use crate::task_id::SCHEME;
 use crate::task_state::{RetryCounters, TaskState};
 use anyhow::{anyhow, bail, Context, Result};
@@ -23,7 +23,7 @@ use flow_dsl::error_class::ErrorClass;
 use flow_dsl::model::{Campaign, ExecutorKind};
 use flow_executors::local::{LocalCapacity, LocalExecutor};
 use flow_executors::task_runner::now;
-use flow_executors::{AttemptOutcome, Batch, Executor, ExecutorEvent, TaskLaunch};
+use flow_executors::{Batch, Executor, ExecutorEvent, TaskLaunch};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -207,46 +207,6 @@ fn window(plan: &Plan) -> usize {
             .max_submitted
             .unwrap_or(u64::MAX)
             .min(1_000_000) as usize,
-    }
-}
-
-/// Post-process an ended attempt (the step's checks: they read files) into what the core
-/// is fed.
-pub fn ended_attempt(
-    plan: &Plan,
-    layout: &Layout,
-    step_index: usize,
-    index: u64,
-    task_id: &str,
-    attempt: u32,
-    outcome: AttemptOutcome,
-) -> EndedAttempt {
-    let checked = steps::post_process(plan, layout, step_index, index, task_id, attempt, outcome);
-    let product = if checked.outcome.succeeded() {
-        steps::product_of(
-            plan,
-            step_index,
-            task_id,
-            attempt,
-            checked.details.as_deref(),
-        )
-    } else {
-        None
-    };
-    let is_gate = plan.campaign.steps[step_index].kind == flow_dsl::model::StepKind::MdBenchmark;
-    let gate = match &checked.effect {
-        StepEffect::GateStop(m) => GateEffect::Stop(m.clone()),
-        StepEffect::Warn(m) => GateEffect::Warn(m.clone()),
-        StepEffect::None if is_gate => GateEffect::Continue,
-        StepEffect::None => GateEffect::None,
-    };
-    EndedAttempt {
-        cancelled_elsewhere: checked.outcome.error_class == Some(ErrorClass::Cancelled),
-        outcome: checked.outcome,
-        details: checked.details,
-        final_failure: checked.final_failure,
-        gate,
-        product,
     }
 }
 
@@ -554,7 +514,8 @@ fn drive(
                         continue; // A stale report of an older attempt.
                     }
                     let (i, index) = (task.step, task.index);
-                    let ended = ended_attempt(plan, layout, i, index, &task_id, attempt, outcome);
+                    let ended =
+                        steps::ended_attempt(plan, layout, i, index, &task_id, attempt, outcome);
                     if let Some(info) = ended
                         .details
                         .as_deref()
@@ -564,19 +525,16 @@ fn drive(
                         merge_step_info(store, &campaign.steps[i].name, &info)?;
                     }
                     // notify: what this attempt's end may tell (gate decision, failure).
-                    let told = (
-                        ended.details.clone(),
-                        ended.outcome.error_class,
-                        ended.outcome.message.clone(),
-                    );
-                    if let Some(decision) = core.ended(slot, attempt, ended, now()) {
+                    let told = notifier.enabled().then(|| ended.clone());
+                    let decision = core.ended(slot, attempt, ended, now());
+                    if let (Some(decision), Some(told)) = (decision, told) {
                         notify_attempt(
                             &mut notifier,
                             &campaign.steps[i].name,
                             &task_id,
                             &decision,
-                            told,
-                            Counts::of_rows(&progress_rows(plan, &core)),
+                            &told,
+                            || Counts::of_rows(&progress_rows(plan, &core)),
                         );
                     }
                     summary.ran += 1;

@@ -506,13 +506,9 @@ impl StateStore {
         host: &str,
         now: f64,
     ) -> Result<Option<(String, i64, f64)>, StateError> {
-        Ok(self.lease()?.filter(|(h, p, beat)| {
-            if h == host {
-                process_alive(*p as u32)
-            } else {
-                now - beat < LEASE_STALE_AFTER.as_secs_f64()
-            }
-        }))
+        Ok(self
+            .lease()?
+            .filter(|(h, p, beat)| driver_alive(h, *p as u32, *beat, host, now)))
     }
 
     /// The current lease holder, if any: (host, pid, heartbeat).
@@ -930,33 +926,16 @@ impl StateStore {
         tx.commit().map_err(sql(&path))?;
         Ok(n)
     }
+}
 
-    /// Re-queue tasks in the given states (optionally of one step). Returns how many.
-    pub fn requeue(
-        &mut self,
-        states: &[TaskState],
-        step: Option<&str>,
-        now: f64,
-    ) -> Result<usize, StateError> {
-        let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(sql(&path))?;
-        let mut n = 0;
-        for s in states {
-            n += tx
-                .execute(
-                    "UPDATE tasks SET state = 'pending', retries = 0, infra_retries = 0, not_before = NULL, updated = ?3
-                     WHERE state = ?1 AND (?2 IS NULL OR step = ?2)",
-                    params![s.as_str(), step, now],
-                )
-                .map_err(sql(&path))?;
-        }
-        tx.execute(
-            "INSERT INTO events (at, kind, detail) VALUES (?1, 'retry', ?2)",
-            params![now, format!("{n} task(s) re-queued")],
-        )
-        .map_err(sql(&path))?;
-        tx.commit().map_err(sql(&path))?;
-        Ok(n)
+/// Whether a driver that holds a lease or lock still drives: on this host (`here`) its pid
+/// runs; elsewhere its heartbeat is younger than [`LEASE_STALE_AFTER`]. The one judgement
+/// for the database lease, the campaign lock and `flow status`.
+pub fn driver_alive(holder_host: &str, pid: u32, heartbeat: f64, here: &str, now: f64) -> bool {
+    if holder_host == here {
+        process_alive(pid)
+    } else {
+        now - heartbeat < LEASE_STALE_AFTER.as_secs_f64()
     }
 }
 
@@ -983,25 +962,8 @@ pub fn hostname() -> String {
 }
 
 fn format_time(unix: f64) -> String {
-    let secs = unix as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let (y, m, d, hh, mm, ss) = crate::time_text::civil_utc(unix as i64);
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
 }
 
 /// File systems where SQLite's locking and WAL shared memory cannot be trusted.
@@ -1111,7 +1073,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.load_tasks().unwrap()["a"].state, TaskState::Failed);
-        assert_eq!(s.requeue(&[TaskState::Failed], None, 2.0).unwrap(), 1);
+        assert_eq!(
+            s.requeue_ids(
+                &[TaskState::Failed],
+                &["a".to_string(), "b".to_string()],
+                2.0
+            )
+            .unwrap(),
+            1
+        );
         assert_eq!(s.load_tasks().unwrap()["a"].state, TaskState::Pending);
     }
 

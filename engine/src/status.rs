@@ -91,12 +91,7 @@ pub fn driver_state(store: &StateStore, layout: &Layout, now: f64) -> DriverStat
         return DriverState::NotRunning;
     };
     let age = now - beat;
-    let alive = if h == host {
-        crate::state::process_alive(pid as u32)
-    } else {
-        age < crate::state::LEASE_STALE_AFTER.as_secs_f64()
-    };
-    if alive {
+    if crate::state::driver_alive(&h, pid as u32, beat, &host, now) {
         DriverState::Running {
             host: h,
             pid,

@@ -7,6 +7,7 @@
 //! kinds (`qe-scf`, `build-env`, `md-benchmark`) run `flow task exec SPEC`, which calls the
 //! step's crate and writes a full result (outcome + details) atomically.
 
+use crate::campaign_core::{EndedAttempt, GateEffect};
 use crate::compile::Plan;
 use crate::layout::{write_atomic, Layout};
 use crate::render::{command_for, output_for};
@@ -286,7 +287,47 @@ pub fn post_process(
         outcome,
         details,
         effect,
-        cancelled_elsewhere: false,
+    }
+}
+
+/// Post-process an ended attempt (the step's checks: they read files) into what the core
+/// is fed.
+pub fn ended_attempt(
+    plan: &Plan,
+    layout: &Layout,
+    step_index: usize,
+    index: u64,
+    task_id: &str,
+    attempt: u32,
+    outcome: AttemptOutcome,
+) -> EndedAttempt {
+    let checked = post_process(plan, layout, step_index, index, task_id, attempt, outcome);
+    let product = if checked.outcome.succeeded() {
+        product_of(
+            plan,
+            step_index,
+            task_id,
+            attempt,
+            checked.details.as_deref(),
+        )
+    } else {
+        None
+    };
+    let is_gate = plan.campaign.steps[step_index].kind == flow_dsl::model::StepKind::MdBenchmark;
+    let gate = match &checked.effect {
+        StepEffect::GateStop(m) => GateEffect::Stop(m.clone()),
+        StepEffect::Warn(m) => GateEffect::Warn(m.clone()),
+        // A benchmark that decided (it succeeded) and neither warns nor stops passes.
+        StepEffect::None if is_gate && checked.outcome.succeeded() => GateEffect::Continue,
+        StepEffect::None => GateEffect::None,
+    };
+    EndedAttempt {
+        cancelled_elsewhere: checked.outcome.error_class == Some(ErrorClass::Cancelled),
+        outcome: checked.outcome,
+        details: checked.details,
+        final_failure: checked.final_failure,
+        gate,
+        product,
     }
 }
 
@@ -299,22 +340,6 @@ pub struct Checked {
     pub effect: StepEffect,
     /// The step already retried on its own terms: do not retry.
     pub final_failure: bool,
-    /// Cancelled by someone other than flow (scancel, an administrator): retried like a
-    /// killed task, though recorded as cancelled.
-    pub cancelled_elsewhere: bool,
-}
-
-impl Checked {
-    /// An outcome with nothing to add.
-    pub fn plain(outcome: AttemptOutcome) -> Checked {
-        Checked {
-            outcome,
-            details: None,
-            effect: StepEffect::None,
-            final_failure: false,
-            cancelled_elsewhere: false,
-        }
-    }
 }
 
 fn check(
