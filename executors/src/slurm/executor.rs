@@ -975,6 +975,11 @@ impl SlurmExecutor {
                         None => continue, // the result file may still be on its way
                     }
                 }
+                // The task's own result says it failed, but no source has Slurm's final
+                // state yet (sacct lags, or the job is still completing): Slurm may yet say
+                // OUT_OF_MEMORY or TIMEOUT, which decides the retry. Wait for it up to the
+                // grace period, then go by the result file.
+                (_, Some(_)) if waited < grace => continue,
                 (_, Some(result)) => result,
                 // Slurm still sees it alive (squeue raced with it): look again next cycle.
                 (Some(_), None) => continue,
@@ -1008,9 +1013,19 @@ impl SlurmExecutor {
         unresolved: &[(usize, usize)],
     ) -> Result<HashMap<(String, Option<u32>), ElementRecord>, ExecutorError> {
         let mut records: HashMap<(String, Option<u32>), ElementRecord> = HashMap::new();
-        let insert = |records: &mut HashMap<_, _>, list: Vec<ElementRecord>| {
+        // A final record is never replaced by a later source's non-final one: sacct lags
+        // slurmctld (slurmdbd is written asynchronously), so scontrol may know the end
+        // state (OUT_OF_MEMORY, TIMEOUT) while sacct still says RUNNING.
+        let insert = |records: &mut HashMap<(String, Option<u32>), ElementRecord>,
+                      list: Vec<ElementRecord>| {
             for r in list {
-                records.insert((r.array_job_id.clone(), r.index), r);
+                let key = (r.array_job_id.clone(), r.index);
+                let keep_old = records
+                    .get(&key)
+                    .is_some_and(|old: &ElementRecord| old.state.is_final() && !r.state.is_final());
+                if !keep_old {
+                    records.insert(key, r);
+                }
             }
         };
         let ids: Vec<String> = arrays
@@ -1050,10 +1065,9 @@ impl SlurmExecutor {
             let array = &self.arrays[a];
             unresolved.iter().any(|&(ua, i)| {
                 ua == a
-                    && !records.contains_key(&(
-                        array.job.job_id.clone(),
-                        array.is_array.then_some(i as u32),
-                    ))
+                    && !records
+                        .get(&(array.job.job_id.clone(), array.is_array.then_some(i as u32)))
+                        .is_some_and(|r| r.state.is_final())
             })
         };
         let mut forgotten = Vec::new();
@@ -1088,7 +1102,9 @@ impl SlurmExecutor {
                     }
                     let key = (array.job.job_id.clone(), array.is_array.then_some(i as u32));
                     if let Some(record) = self.jobcomp.records.get(&key) {
-                        records.entry(key).or_insert_with(|| record.clone());
+                        if !records.get(&key).is_some_and(|r| r.state.is_final()) {
+                            records.insert(key, record.clone());
+                        }
                     }
                 }
             }
