@@ -88,6 +88,9 @@ pub struct Plan<'c> {
     pub order: Vec<usize>,
     /// Indexed like `campaign.steps`.
     pub steps: Vec<PlannedStep>,
+    /// Tasks created while the campaign runs (adaptive steps: one per asked evaluation),
+    /// by (step index, task index). Static steps never have any.
+    pub dynamic: std::sync::RwLock<std::collections::HashMap<(usize, u64), PlannedTask>>,
 }
 
 impl<'c> Plan<'c> {
@@ -111,6 +114,14 @@ impl<'c> Plan<'c> {
 
     /// Task `i` of a step, with its id and seed.
     pub fn task(&self, step_index: usize, i: u64) -> PlannedTask {
+        if let Some(t) = self
+            .dynamic
+            .read()
+            .ok()
+            .and_then(|d| d.get(&(step_index, i)).cloned())
+        {
+            return t;
+        }
         let params = self.params(step_index, i);
         let id = task_id::task_id(&self.steps[step_index].digest, &params);
         let seed = task_seed(&id);
@@ -222,6 +233,8 @@ pub fn compile(
         );
         let task_count = match step.kind {
             StepKind::QeScf => structures.len() as u64,
+            // Created as the algorithm asks (`adaptive_step`).
+            StepKind::Adaptive => 0,
             _ => step.array.as_ref().map_or(1, |a| a.len()),
         };
         let max_array = campaign.machine.slurm.max_array_size.max(1);
@@ -234,6 +247,13 @@ pub fn compile(
                 .min(max_array),
         }
         .max(1);
+        // Adaptive: one submission per ask (its evaluations), capped like any array.
+        let batch_size = match &step.adaptive {
+            Some(a) if executor != ExecutorKind::Local => {
+                (a.batch * a.replicates as u64).min(max_array).max(1)
+            }
+            _ => batch_size,
+        };
         planned[i] = Some(PlannedStep {
             index: i,
             task_count,
@@ -264,6 +284,7 @@ pub fn compile(
             .into_iter()
             .map(|p| p.expect("every step is planned in topological order"))
             .collect(),
+        dynamic: Default::default(),
     })
 }
 

@@ -1,6 +1,8 @@
 //! flow's engine: compile a campaign into a plan, persist state in SQLite, schedule task
 //! attempts on an executor, and the `flow` command line.
 
+pub mod adaptive_state;
+pub mod adaptive_step;
 pub mod cli;
 pub mod commands;
 pub mod compile;

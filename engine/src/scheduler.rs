@@ -120,6 +120,30 @@ struct Slot {
     escalation: (u32, u32),
 }
 
+impl Slot {
+    /// A task that exists in the state database (or is new, without a row).
+    fn from_row(
+        id: String,
+        step: usize,
+        index: u64,
+        row: Option<&TaskRow>,
+        escalation: (u32, u32),
+    ) -> Slot {
+        Slot {
+            id,
+            step,
+            index,
+            state: row.map_or(TaskState::Pending, |r| r.state),
+            attempts: row.map_or(0, |r| r.attempts),
+            counters: RetryCounters {
+                retries: row.map_or(0, |r| r.retries),
+                infrastructure_retries: row.map_or(0, |r| r.infra_retries),
+            },
+            escalation,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct StepProgress {
     total: u64,
@@ -132,6 +156,8 @@ struct StepProgress {
     ready: VecDeque<usize>,
     /// Set when a gate (md-benchmark) stopped everything downstream.
     gate_stop: Option<String>,
+    /// adaptive: the step's tasks may still grow (its loop is not done).
+    open_ended: bool,
 }
 
 impl StepProgress {
@@ -139,10 +165,10 @@ impl StepProgress {
         self.succeeded + self.failed + self.blocked + self.cancelled
     }
     fn complete(&self) -> bool {
-        self.finals() == self.total
+        !self.open_ended && self.finals() == self.total
     }
     fn all_succeeded(&self) -> bool {
-        self.succeeded == self.total
+        !self.open_ended && self.succeeded == self.total
     }
 }
 
@@ -337,12 +363,25 @@ fn drive(
             }
         }
     }
+    // adaptive: the evaluations of committed asks are slots like any other.
+    let (mut adaptive, adaptive_slots) = crate::adaptive_step::AdaptiveSteps::load(plan, store)?;
+    for s in adaptive_slots {
+        let escalation = escalations.get(&s.id).copied().unwrap_or((0, 0));
+        let row = known.get(&s.id);
+        slots.push(Slot::from_row(
+            s.id.clone(),
+            s.step,
+            s.index,
+            row,
+            escalation,
+        ));
+    }
     store.insert_tasks(
         new_rows
             .iter()
             .map(|(id, st, idx, p)| (id.as_str(), st.as_str(), *idx, p.clone())),
     )?;
-    let by_id: HashMap<String, usize> = slots
+    let mut by_id: HashMap<String, usize> = slots
         .iter()
         .enumerate()
         .map(|(n, s)| (s.id.clone(), n))
@@ -490,6 +529,9 @@ fn drive(
             progress[i].gate_stop = Some(stop.to_string());
         }
     }
+    for (i, p) in progress.iter_mut().enumerate() {
+        p.open_ended = adaptive.open_ended(i); // adaptive
+    }
     for (n, s) in slots.iter().enumerate() {
         let p = &mut progress[s.step];
         p.total += 1;
@@ -580,6 +622,30 @@ fn drive(
                 }
                 if !upstream_open(plan, &progress, i) {
                     continue;
+                }
+                if adaptive.is_adaptive(i) {
+                    // adaptive: tell what ended, ask for more; new evaluations are ready.
+                    let new = adaptive.advance(
+                        plan,
+                        layout,
+                        store,
+                        i,
+                        &|id| by_id.get(id).map(|&n| slots[n].state),
+                        &mut |s| {
+                            s.apply(&changes, now())?;
+                            changes.clear();
+                            Ok(())
+                        },
+                    )?;
+                    for s in new {
+                        let n = slots.len();
+                        by_id.insert(s.id.clone(), n);
+                        slots.push(Slot::from_row(s.id, s.step, s.index, None, (0, 0)));
+                        progress[i].total += 1;
+                        progress[i].ready.push_back(n);
+                        summary.total += 1;
+                    }
+                    progress[i].open_ended = adaptive.open_ended(i);
                 }
                 let step = &campaign.steps[i];
                 let planned = &plan.steps[i];
@@ -905,6 +971,7 @@ fn drive(
             reporter.update(&progress_rows(plan, &progress));
         }
     }
+    adaptive.close();
     store.apply(&changes, now())?;
     write_status_snapshot(plan, layout, &progress);
     reporter.finish(&progress_rows(plan, &progress));

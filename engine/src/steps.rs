@@ -360,6 +360,27 @@ fn check(
                 Err(e) => (invalid(&outcome, e.to_string()), details_text, effect),
             }
         }
+        StepKind::Adaptive => {
+            // An evaluation counts when its output holds a finite objective.
+            let data = crate::render::template_data(plan, step_index, &task);
+            let Some(settings) = &step.adaptive else {
+                return (outcome, details_text, effect);
+            };
+            match output_for(plan, step_index, &task, &data, attempt) {
+                Ok(Some((out, _))) => {
+                    let path = campaign.campaign_dir.join(&out);
+                    match flow_adaptive::read_objective(&path, &settings.objective_key) {
+                        Ok(e) => {
+                            let d = serde_json::json!({"output": out, "objective": e.loss, "diagnostics": e.diagnostics});
+                            (outcome, Some(d.to_string()), effect)
+                        }
+                        Err(e) => (invalid(&outcome, e), details_text, effect),
+                    }
+                }
+                Ok(None) => (outcome, details_text, effect),
+                Err(e) => (invalid(&outcome, e), details_text, effect),
+            }
+        }
         StepKind::Command if step.output.is_none() => (outcome, details_text, effect),
         StepKind::Command => {
             let data = crate::render::template_data(plan, step_index, &task);
@@ -742,6 +763,9 @@ pub fn plan_details(plan: &Plan) -> String {
                     step.name
                 )),
             }
+        }
+        if let Some(a) = &step.adaptive {
+            out.push_str(&crate::adaptive_step::plan_text(plan, i, a));
         }
         if step.kind == StepKind::QeScf {
             let ranks = step.resources.ranks().max(1) as u32;
