@@ -241,6 +241,9 @@ impl AdaptiveSteps {
                         flush(store)?;
                         flushed = true;
                     }
+                    // Started (and caught up with the committed history) before this tell
+                    // is committed: the replay must not contain it.
+                    l.process(plan, layout)?;
                     store.commit_tells(
                         &step_name,
                         &l.key,
@@ -558,4 +561,33 @@ pub fn plan_text(plan: &Plan, step_index: usize, a: &AdaptiveSettings) -> String
         }
     }
     out
+}
+
+/// `flow status`: `{trials_asked, trials_done, trials_failed, trials_running, best:
+/// {param_id, params, loss}}` of a step's latest loop, from the committed tells.
+pub fn status_summary(
+    store: &StateStore,
+    step: &flow_dsl::model::Step,
+) -> Option<serde_json::Value> {
+    let settings = step.adaptive.as_ref()?;
+    let key = store.adaptive_latest_key(&step.name).ok()??;
+    let h = store.adaptive_history(&step.name, &key).ok()?;
+    let state = AdaptiveLoop::new(settings.loop_config(), h.asks, h.tells, h.finished).ok()?;
+    let done = state
+        .tells()
+        .iter()
+        .filter(|t| t.state == flow_adaptive::TrialState::Complete)
+        .count();
+    let failed = state.tells().len() - done;
+    let best = state
+        .best()
+        .map(|b| serde_json::json!({"param_id": b.param_id, "params": b.params, "loss": b.loss}));
+    Some(serde_json::json!({
+        "trials_asked": state.asks().len(),
+        "trials_done": done,
+        "trials_failed": failed,
+        "trials_running": state.asks().len() - state.tells().len(),
+        "budget": settings.trials,
+        "best": best,
+    }))
 }

@@ -476,6 +476,26 @@ fn status_once(file: &Path, output: OutputFormat, state_dir: Option<&PathBuf>) -
         {
             text.push_str(&format!("  gate stopped dependents: {gate}\n"));
         }
+        let adaptive = crate::adaptive_step::status_summary(&store, step);
+        if let Some(a) = &adaptive {
+            text.push_str(&format!(
+                "  trials: {} done, {} running, {} failed of {} (budget {}){}\n",
+                a["trials_done"],
+                a["trials_running"],
+                a["trials_failed"],
+                a["trials_asked"],
+                a["budget"],
+                match a.get("best").filter(|b| !b.is_null()) {
+                    Some(b) => format!(
+                        "; best loss {} at {} ({})",
+                        b["loss"],
+                        b["params"],
+                        b["param_id"].as_str().unwrap_or("")
+                    ),
+                    None => String::new(),
+                }
+            ));
+        }
         if let Some(bench) = info.get(&step.name).and_then(|v| v.get("benchmark")) {
             text.push_str(&format!("  benchmark: {bench}\n"));
         }
@@ -504,6 +524,7 @@ fn status_once(file: &Path, output: OutputFormat, state_dir: Option<&PathBuf>) -
             "name": step.name, "kind": step.kind.as_str(), "total": total, "counts": counts,
             "failures": failures.iter().map(|f| serde_json::json!({"task": f.id, "state": f.state.as_str(), "attempts": f.attempts, "error_class": f.error_class, "message": f.message})).collect::<Vec<_>>(),
             "info": info.get(&step.name),
+            "adaptive": adaptive,
         }));
     }
     match output {
