@@ -122,6 +122,8 @@ fn plans_of_the_examples() {
         "dft_factory.yaml",
         "mlip_sanity.yaml",
         "test_campaign.yaml",
+        "calibration.yaml",
+        "calibration_aks.yaml",
     ] {
         let out = flow(&dir, &["plan", example]);
         assert_eq!(
