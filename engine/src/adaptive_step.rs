@@ -494,35 +494,6 @@ fn start_algorithm(
     Ok(p)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use flow_adaptive::{Aggregate, Direction, LoopConfig};
-    use serde_json::json;
-
-    #[test]
-    fn indices_start_a_fresh_range_per_ask_and_repeated_sets_share_tasks() {
-        let config = LoopConfig {
-            trials: 4,
-            batch: 2,
-            replicates: 2,
-            aggregate: Aggregate::Mean,
-            direction: Direction::Minimize,
-        };
-        let mut l = AdaptiveLoop::new(config, vec![], vec![], false).unwrap();
-        let a = |x: f64| json!({"x": x}).as_object().unwrap().clone();
-        let asked = l.plan_asks(2, vec![a(1.0), a(1.0)]);
-        l.push_asks(asked);
-        let asked = l.plan_asks(2, vec![a(2.0), a(1.0)]);
-        l.push_asks(asked);
-        let idx: Vec<u64> = assign_indices(&l, 4)
-            .into_iter()
-            .map(|(_, i, _)| i)
-            .collect();
-        assert_eq!(idx, [0, 1, 4, 5]);
-    }
-}
-
 /// `flow plan`: the space, the budget, and the commands of the first batch's first
 /// parameter set (an example set from the space: the algorithm asks when the loop starts).
 pub fn plan_text(plan: &Plan, step_index: usize, a: &AdaptiveSettings) -> String {
@@ -590,4 +561,33 @@ pub fn status_summary(
         "budget": settings.trials,
         "best": best,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flow_adaptive::{Aggregate, Direction, LoopConfig};
+    use serde_json::json;
+
+    #[test]
+    fn indices_start_a_fresh_range_per_ask_and_repeated_sets_share_tasks() {
+        let config = LoopConfig {
+            trials: 4,
+            batch: 2,
+            replicates: 2,
+            aggregate: Aggregate::Mean,
+            direction: Direction::Minimize,
+        };
+        let mut l = AdaptiveLoop::new(config, vec![], vec![], false).unwrap();
+        let a = |x: f64| json!({"x": x}).as_object().unwrap().clone();
+        let asked = l.plan_asks(2, vec![a(1.0), a(1.0)]);
+        l.push_asks(asked);
+        let asked = l.plan_asks(2, vec![a(2.0), a(1.0)]);
+        l.push_asks(asked);
+        let idx: Vec<u64> = assign_indices(&l, 4)
+            .into_iter()
+            .map(|(_, i, _)| i)
+            .collect();
+        assert_eq!(idx, [0, 1, 4, 5]);
+    }
 }
