@@ -634,6 +634,19 @@ fn build_step(
         });
     }
 
+    let adaptive = if kind == StepKind::Adaptive {
+        match flow_adaptive::AdaptiveSettings::from_json(&node.to_json()) {
+            Ok(settings) => Some(settings),
+            Err(e) => {
+                let span = &node_along(node, &e.field).span;
+                diags.push(Diagnostic::at(span, field(&e.field), e.message));
+                None
+            }
+        }
+    } else {
+        None
+    };
+
     Some(Step {
         name: name.clone(),
         kind,
@@ -656,8 +669,32 @@ fn build_step(
         },
         settings: node.to_json(),
         node: node.clone(),
+        adaptive,
         provenance,
     })
+}
+
+/// The deepest node along a field path (`space.beta.uniform`, `space.model[1]`), for
+/// locating errors of typed settings.
+fn node_along<'n>(node: &'n Node, path: &str) -> &'n Node {
+    let mut cur = node;
+    for part in path.split('.') {
+        let (key, index) = match part.split_once('[') {
+            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        match cur.get(key) {
+            Some(next) => cur = next,
+            None => return cur,
+        }
+        if let Some(i) = index {
+            match cur.as_seq().and_then(|items| items.get(i)) {
+                Some(next) => cur = next,
+                None => return cur,
+            }
+        }
+    }
+    cur
 }
 
 fn param_value(n: &Node) -> ParamValue {
@@ -1040,6 +1077,13 @@ pub fn sample_template_data(step: &Step) -> serde_json::Map<String, serde_json::
             }
         }
     }
+    if let Some(adaptive) = &step.adaptive {
+        for (k, v) in adaptive.space.example() {
+            data.insert(k, v);
+        }
+        data.insert("param_id".into(), "0123456789abcdef".into());
+        data.insert("replicate".into(), 0.into());
+    }
     if step.kind == StepKind::QeScf {
         data.insert("structure".into(), "structure.extxyz".into());
         data.insert("structure_digest".into(), "0123456789abcdef".into());
@@ -1197,6 +1241,25 @@ fn check_templates(step: &Step, diags: &mut Diagnostics) {
         // The array itself is wrong (reported): its parameters are unknown here.
         return;
     }
+    if step.kind == StepKind::Adaptive {
+        let Some(out) = &step.output else { return };
+        for var in ["param_id", "replicate"] {
+            if !out.text.contains(var) {
+                diags.push(
+                    Diagnostic::at(
+                        &out.span,
+                        &out.field,
+                        format!("the output path does not use `{{{{{var}}}}}`: two evaluations would write the same file"),
+                    )
+                    .expected("a path with {{param_id}} and {{replicate}}, e.g. trials/{{param_id}}/r{{replicate}}.json"),
+                );
+            }
+        }
+        if step.adaptive.is_none() {
+            // The settings are wrong (reported): the space's variables are unknown here.
+            return;
+        }
+    }
     let mut data = sample_template_data(step);
     if let Some(out) = &step.output {
         let text = &out.text;
@@ -1299,4 +1362,62 @@ pub fn load_campaign_text(name: &str, text: &str, dir: &Path) -> Result<Campaign
         ))
     })?;
     load_campaign(&path)
+}
+
+#[cfg(test)]
+mod adaptive_tests {
+    use super::*;
+
+    const ISSUE_EXAMPLE: &str = r#"campaign: {name: cal, version: v1, machine: local}
+steps:
+  opt-env: {kind: build-env, environment: optuna}
+  calibrate:
+    kind: adaptive
+    needs: [opt-env]
+    algorithm:
+      optuna: {sampler: tpe, seed: 1, direction: minimize}
+      environment: optuna
+    space:
+      beta: {uniform: [0.1, 1.0]}
+      gamma: {log_uniform: [0.01, 0.5]}
+      n: {int: [1, 10]}
+      model: [sir, seir]
+    trials: 64
+    batch: 8
+    replicates: 3
+    command: python sim.py --beta {{beta}} --gamma {{gamma}} --n {{n}} --model {{model}} --seed {{seed}} --out {{output}}
+    output: trials/{{param_id}}/r{{replicate}}.json
+    objective: {key: loss, aggregate: mean}
+"#;
+
+    #[test]
+    fn the_issue_example_loads_with_its_typed_settings() {
+        let dir = tempfile_dir();
+        let c = load_campaign_text("c.yaml", ISSUE_EXAMPLE, &dir).unwrap();
+        let step = c.step("calibrate").unwrap();
+        assert_eq!(step.kind, StepKind::Adaptive);
+        let a = step.adaptive.as_ref().unwrap();
+        assert_eq!((a.trials, a.batch, a.replicates), (64, 8, 3));
+        assert_eq!(a.space.params.len(), 4);
+        assert_eq!(a.environment.as_deref(), Some("optuna"));
+    }
+
+    #[test]
+    fn unknown_template_variables_and_arrays_are_located_errors() {
+        let dir = tempfile_dir();
+        let text = ISSUE_EXAMPLE.replace("--n {{n}}", "--n {{m}}");
+        let e = load_campaign_text("c.yaml", &text, &dir).unwrap_err();
+        assert!(e.to_string().contains("steps.calibrate.command"), "{e}");
+        let text = ISSUE_EXAMPLE.replace(
+            "    trials: 64\n",
+            "    trials: 64\n    array: {x: [1, 2]}\n",
+        );
+        assert!(load_campaign_text("c.yaml", &text, &dir).is_err());
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("flow-dsl-adaptive-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
 }

@@ -17,6 +17,8 @@ pub enum StepKind {
     BuildEnv,
     MdBenchmark,
     QeScf,
+    /// An ask/tell loop (`flow_adaptive`): its tasks are created as the algorithm asks.
+    Adaptive,
 }
 
 impl StepKind {
@@ -27,6 +29,7 @@ impl StepKind {
             StepKind::BuildEnv => "build-env",
             StepKind::MdBenchmark => "md-benchmark",
             StepKind::QeScf => "qe-scf",
+            StepKind::Adaptive => "adaptive",
         }
     }
     pub fn parse(s: &str) -> Option<StepKind> {
@@ -36,13 +39,17 @@ impl StepKind {
             StepKind::BuildEnv,
             StepKind::MdBenchmark,
             StepKind::QeScf,
+            StepKind::Adaptive,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
     }
     /// Kinds whose work is a shell command the user wrote.
     pub fn runs_user_command(self) -> bool {
-        matches!(self, StepKind::Command | StepKind::MockGeneration)
+        matches!(
+            self,
+            StepKind::Command | StepKind::MockGeneration | StepKind::Adaptive
+        )
     }
 }
 
@@ -196,6 +203,8 @@ pub struct Step {
     pub settings: serde_json::Value,
     /// The step node as written, for locating errors in kind-specific settings.
     pub node: Node,
+    /// Adaptive steps: the loop's settings, checked at load time.
+    pub adaptive: Option<flow_adaptive::AdaptiveSettings>,
     pub provenance: Vec<Provenance>,
 }
 

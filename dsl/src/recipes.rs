@@ -20,6 +20,10 @@ pub const EMBEDDED_MACHINES: &[(&str, &str)] = &[
         "generic-k8s",
         include_str!("../../recipes/machines/generic-k8s.yaml"),
     ),
+    (
+        "aks-gpu",
+        include_str!("../../recipes/machines/aks-gpu.yaml"),
+    ),
 ];
 
 /// A machine recipe found by name: its display name and text.

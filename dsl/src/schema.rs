@@ -44,6 +44,10 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
         "steps/mock-generation.schema.json",
         include_str!("../../schemas/steps/mock-generation.schema.json"),
     ),
+    (
+        "steps/adaptive.schema.json",
+        include_str!("../../schemas/steps/adaptive.schema.json"),
+    ),
 ];
 
 /// Which document a file must match.

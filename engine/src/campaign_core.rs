@@ -182,8 +182,12 @@ impl StepCounts {
 #[derive(Debug, Default)]
 struct StepState {
     counts: StepCounts,
-    first: usize,
-    len: usize,
+    /// Its tasks' slots (a step's tasks need not be contiguous: adaptive steps add some
+    /// while the campaign runs).
+    slots: Vec<usize>,
+    /// Its task list may still grow (an adaptive loop that is not done): it is not complete
+    /// whatever its counts say.
+    open_ended: bool,
     ready: VecDeque<usize>,
     /// The gate: the task whose success said stop, and its message.
     gate: Option<(usize, String)>,
@@ -228,8 +232,7 @@ pub struct CampaignCore {
 }
 
 impl CampaignCore {
-    /// A core over `tasks`, which must be grouped by step in step-index order (all tasks of
-    /// step 0, then step 1, ...). `order` is a topological order of the steps.
+    /// A core over `tasks` (in any order). `order` is a topological order of the steps.
     ///
     /// Initial states: succeeded and failed tasks stay; blocked and cancelled tasks are
     /// pending again (their upstream may have been retried; a cancelled run resumes);
@@ -245,14 +248,9 @@ impl CampaignCore {
         let mut state: Vec<StepState> = (0..steps.len()).map(|_| StepState::default()).collect();
         let mut waiting = BinaryHeap::new();
         let mut started = vec![false; tasks.len()];
-        let mut seen_step = vec![false; steps.len()];
         for (n, t) in tasks.iter_mut().enumerate() {
             let s = &mut state[t.step];
-            if !seen_step[t.step] {
-                seen_step[t.step] = true;
-                s.first = n;
-            }
-            s.len += 1;
+            s.slots.push(n);
             s.counts.total += 1;
             match t.state {
                 TaskState::Succeeded => {
@@ -342,14 +340,63 @@ impl CampaignCore {
         if self.in_flight() > 0 || !self.waiting.is_empty() {
             return false;
         }
+        if self.cancelling {
+            return true;
+        }
+        if self.order.iter().any(|&i| self.growing(i)) {
+            return false;
+        }
         let ready: usize = self.state.iter().map(|s| s.ready.len()).sum();
-        ready == 0 || self.cancelling || !self.any_step_can_progress()
+        ready == 0 || !self.any_step_can_progress()
+    }
+
+    /// Step `i` may still get tasks in this run: its list is open-ended and its needs are
+    /// done (the driver asks its loop for more every turn).
+    pub fn growing(&self, i: usize) -> bool {
+        self.state[i].open_ended && self.upstream_open(i) && self.blocking_reason(i).is_none()
+    }
+
+    /// Mark a step's task list as open-ended (may still grow) or closed.
+    pub fn set_open_ended(&mut self, i: usize, open_ended: bool) {
+        self.state[i].open_ended = open_ended;
+    }
+
+    /// Add a task to a step while the campaign runs (an adaptive step's evaluation); it is
+    /// ready at once. Its row must already be in the store. Returns its slot.
+    pub fn add_task(&mut self, task: CoreTask) -> usize {
+        let n = self.tasks.len();
+        let s = &mut self.state[task.step];
+        s.slots.push(n);
+        s.counts.total += 1;
+        match task.state {
+            TaskState::Succeeded => {
+                s.counts.succeeded += 1;
+                s.counts.skipped += 1;
+            }
+            TaskState::Failed => s.counts.failed += 1,
+            _ => s.ready.push_back(n),
+        }
+        let mut task = task;
+        if !matches!(task.state, TaskState::Succeeded | TaskState::Failed) {
+            task.state = TaskState::Pending;
+        }
+        self.tasks.push(task);
+        self.started.push(false);
+        n
+    }
+
+    /// The slots of step `i`'s tasks.
+    pub fn step_slots(&self, i: usize) -> &[usize] {
+        &self.state[i].slots
     }
 
     /// Whether a step's needs are all done (as its condition requires).
     pub fn upstream_open(&self, i: usize) -> bool {
         let step = &self.steps[i];
         step.upstream.iter().all(|&u| {
+            if self.state[u].open_ended {
+                return false;
+            }
             let c = &self.state[u].counts;
             match step.condition {
                 Condition::AllSucceeded => c.succeeded == c.total,
@@ -372,8 +419,10 @@ impl CampaignCore {
             }
             if step.condition == Condition::AllSucceeded && up.counts.failed + up.counts.blocked > 0
             {
-                let failed_task = self.tasks[up.first..up.first + up.len]
+                let failed_task = up
+                    .slots
                     .iter()
+                    .map(|&n| &self.tasks[n])
                     .find(|t| t.state == TaskState::Failed)
                     .map(|t| format!("; first failed task {}", t.id))
                     .unwrap_or_default();
@@ -387,6 +436,14 @@ impl CampaignCore {
                 && up.counts.total > 0
             {
                 return Some(format!("blocked: upstream step {name} never ran"));
+            }
+            // An open-ended step that cannot run will never close.
+            if up.open_ended {
+                if let Some(reason) = self.blocking_reason(u) {
+                    return Some(format!(
+                        "blocked: upstream step {name} cannot run ({reason})"
+                    ));
+                }
             }
         }
         None
@@ -403,8 +460,10 @@ impl CampaignCore {
     pub fn consumed_digest(&self, i: usize) -> String {
         consumed_digest_of(self.steps[i].upstream.iter().map(|&u| {
             let s = &self.state[u];
-            let tasks = self.tasks[s.first..s.first + s.len]
+            let tasks = s
+                .slots
                 .iter()
+                .map(|&n| &self.tasks[n])
                 .map(|t| (t.id.as_str(), t.state, t.product.as_deref()));
             (self.steps[u].name.as_str(), product_digest(tasks))
         }))
@@ -469,9 +528,9 @@ impl CampaignCore {
         }
         let now_digest = self.consumed_digest(i);
         self.state[i].consumed_now = Some(now_digest.clone());
-        let (first, len) = (self.state[i].first, self.state[i].len);
         let mut stale = 0;
-        for n in first..first + len {
+        for k in 0..self.state[i].slots.len() {
+            let n = self.state[i].slots[k];
             let t = &self.tasks[n];
             if t.state != TaskState::Succeeded {
                 continue;

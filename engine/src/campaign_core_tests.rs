@@ -258,3 +258,72 @@ fn recovery_events_lost_and_adopted() {
     assert_eq!(subs[0].tasks, vec![(1, 2)]);
     assert_eq!(core.task(1).counters, RetryCounters::default());
 }
+
+#[test]
+fn an_open_ended_step_grows_holds_its_dependents_and_keeps_the_run_alive() {
+    // `a` (adaptive, no tasks yet) -> `b`; tasks given in any order (b's first).
+    let mut core = two_steps(vec![CoreTask::new("b0", 1, 0)]);
+    core.set_open_ended(0, true);
+    assert!(core.growing(0));
+    assert!(!core.upstream_open(1), "an open-ended step is not complete");
+    assert!(!core.finished(), "the loop may still ask");
+    assert!(core.tick(0.0, 10).is_empty());
+    // The loop asks: two evaluations, launched at once.
+    let e0 = core.add_task(CoreTask::new("a-e0", 0, 0));
+    let e1 = core.add_task(CoreTask::new("a-e1", 0, 1));
+    assert_eq!(core.step_slots(0), [e0, e1]);
+    assert_eq!(core.counts(0).total, 2);
+    let subs = core.tick(1.0, 10);
+    assert_eq!(subs.len(), 1);
+    assert_eq!(subs[0].tasks, vec![(e0, 1), (e1, 1)]);
+    core.ended(e0, 1, ok(), 2.0);
+    core.ended(e1, 1, ok(), 2.0);
+    // Both succeeded, but the loop is not done: b waits.
+    assert!(core.tick(3.0, 10).is_empty());
+    assert!(!core.finished());
+    core.set_open_ended(0, false);
+    let subs = core.tick(4.0, 10);
+    assert_eq!(subs.len(), 1);
+    assert_eq!(subs[0].step, 1);
+    core.ended(subs[0].tasks[0].0, 1, ok(), 5.0);
+    assert!(core.finished());
+    assert_eq!(core.counts(1).succeeded, 1);
+}
+
+#[test]
+fn an_open_ended_step_that_cannot_run_blocks_its_dependents_and_the_run_ends() {
+    // `a` -> `b` (open-ended) -> `c`; a fails for good.
+    let mut core = CampaignCore::new(
+        vec![
+            step("a", vec![]),
+            step("b", vec![0]),
+            CoreStep {
+                execution: execution(0),
+                ..step("c", vec![1])
+            },
+        ],
+        vec![0, 1, 2],
+        vec![CoreTask::new("a0", 0, 0), CoreTask::new("c0", 2, 0)],
+        "test",
+        0.0,
+    );
+    core.set_open_ended(1, true);
+    let subs = core.tick(0.0, 10);
+    core.ended(subs[0].tasks[0].0, 1, failed(ErrorClass::NonzeroExit), 1.0);
+    let subs = core.tick(100.0, 10);
+    core.ended(
+        subs[0].tasks[0].0,
+        2,
+        failed(ErrorClass::NonzeroExit),
+        101.0,
+    );
+    assert_eq!(core.counts(0).failed, 1);
+    assert!(!core.growing(1));
+    core.tick(200.0, 10);
+    assert_eq!(core.counts(2).blocked, 1);
+    assert!(core
+        .blocking_reason(2)
+        .unwrap()
+        .contains("upstream step b cannot run"));
+    assert!(core.finished());
+}

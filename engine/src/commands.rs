@@ -242,6 +242,8 @@ fn done_counts(
     let (Ok(rows), Ok(details)) = (store.load_tasks(), store.success_details()) else {
         return out;
     };
+    // adaptive: the evaluations asked so far are tasks of the plan too.
+    let _ = crate::adaptive_step::AdaptiveSteps::load(plan, &store);
     let fresh = crate::freshness::assess(plan, &rows, &details, verify);
     for (i, f) in fresh.steps.into_iter().enumerate() {
         out.insert(campaign.steps[i].name.clone(), f);

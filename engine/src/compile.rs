@@ -14,7 +14,11 @@ use std::path::{Path, PathBuf};
 pub struct PlannedStep {
     /// Index into `campaign.steps`.
     pub index: usize,
+    /// Tasks known at plan time.
     pub task_count: u64,
+    /// Its tasks are created while the campaign runs (adaptive: one per asked evaluation,
+    /// registered in [`Plan::dynamic`]), after its `task_count` static ones (none).
+    pub open_ended: bool,
     /// Indices of the steps it needs.
     pub upstream: Vec<usize>,
     /// Digest of the step's work (see [`task_id`]).
@@ -31,6 +35,8 @@ pub struct PlannedStep {
     pub batch_size: u64,
     /// The environment the step runs in (or, for build-env, builds), and its root.
     pub env: Option<EnvBinding>,
+    /// adaptive: the environment its algorithm runs in (`algorithm.environment`).
+    pub algorithm_env: Option<EnvBinding>,
     /// What the step's task ids are made of, digest by digest (stored with each task so a
     /// later plan can say which of them changed).
     pub components: WorkComponents,
@@ -107,6 +113,9 @@ pub struct Plan<'c> {
     pub order: Vec<usize>,
     /// Indexed like `campaign.steps`.
     pub steps: Vec<PlannedStep>,
+    /// Tasks created while the campaign runs (adaptive steps: one per asked evaluation),
+    /// by (step index, task index). Static steps never have any.
+    pub dynamic: std::sync::RwLock<std::collections::HashMap<(usize, u64), PlannedTask>>,
 }
 
 impl<'c> Plan<'c> {
@@ -118,8 +127,9 @@ impl<'c> Plan<'c> {
         self.campaign.steps.iter().position(|s| s.name == name)
     }
 
+    /// Tasks of every step now: planned, and registered by adaptive steps so far.
     pub fn total_tasks(&self) -> u64 {
-        self.steps.iter().map(|s| s.task_count).sum()
+        (0..self.steps.len()).map(|i| self.task_total(i)).sum()
     }
 
     /// Parameters of task `i` of a step.
@@ -130,6 +140,16 @@ impl<'c> Plan<'c> {
 
     /// Task `i` of a step, with its id and seed.
     pub fn task(&self, step_index: usize, i: u64) -> PlannedTask {
+        if self.steps[step_index].open_ended {
+            if let Some(t) = self
+                .dynamic
+                .read()
+                .ok()
+                .and_then(|d| d.get(&(step_index, i)).cloned())
+            {
+                return t;
+            }
+        }
         let params = self.params(step_index, i);
         let id = task_id::task_id(&self.steps[step_index].digest, &params);
         let seed = task_seed(
@@ -147,8 +167,37 @@ impl<'c> Plan<'c> {
     }
 
     /// Every task of a step, in order.
+    /// Every task of a step: the planned ones, then those registered while it runs (an
+    /// adaptive step's evaluations, in index order).
     pub fn tasks(&self, step_index: usize) -> impl Iterator<Item = PlannedTask> + '_ {
-        (0..self.steps[step_index].task_count).map(move |i| self.task(step_index, i))
+        let registered = self.registered(step_index);
+        (0..self.steps[step_index].task_count)
+            .chain(registered)
+            .map(move |i| self.task(step_index, i))
+    }
+
+    /// How many tasks a step has now (planned and registered).
+    pub fn task_total(&self, step_index: usize) -> u64 {
+        self.steps[step_index].task_count + self.registered(step_index).len() as u64
+    }
+
+    /// Indices of the tasks registered for an open-ended step, in order.
+    fn registered(&self, step_index: usize) -> Vec<u64> {
+        if !self.steps[step_index].open_ended {
+            return Vec::new();
+        }
+        let mut out: Vec<u64> = self
+            .dynamic
+            .read()
+            .map(|d| {
+                d.keys()
+                    .filter(|(s, _)| *s == step_index)
+                    .map(|(_, i)| *i)
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_unstable();
+        out
     }
 }
 
@@ -244,7 +293,7 @@ pub fn compile(
             settings: task_id::settings_digest(step),
             inputs: input_digest.finalize().to_hex()[..16].to_string(),
             upstream: up.finalize().to_hex()[..16].to_string(),
-            environment: bindings[i]
+            environment: bindings.tasks[i]
                 .as_ref()
                 .map(|b| b.digest.clone())
                 .unwrap_or_default(),
@@ -257,6 +306,8 @@ pub fn compile(
         );
         let task_count = match step.kind {
             StepKind::QeScf => structures.len() as u64,
+            // Created as the algorithm asks (`adaptive_step`).
+            StepKind::Adaptive => 0,
             _ => step.array.as_ref().map_or(1, |a| a.len()),
         };
         let max_array = campaign.machine.slurm.max_array_size.max(1);
@@ -269,9 +320,17 @@ pub fn compile(
                 .min(max_array),
         }
         .max(1);
+        // Adaptive: one submission per ask (its evaluations), capped like any array.
+        let batch_size = match &step.adaptive {
+            Some(a) if executor != ExecutorKind::Local => {
+                (a.batch * a.replicates as u64).min(max_array).max(1)
+            }
+            _ => batch_size,
+        };
         planned[i] = Some(PlannedStep {
             index: i,
             task_count,
+            open_ended: step.kind == StepKind::Adaptive,
             upstream: upstream[i].clone(),
             digest,
             ids_digest: blake3::hash(b""),
@@ -279,7 +338,8 @@ pub fn compile(
             structure_refs,
             structure_digests,
             batch_size,
-            env: bindings[i].clone(),
+            env: bindings.tasks[i].clone(),
+            algorithm_env: bindings.algorithm[i].clone(),
             components,
         });
         // The digest over all task ids (streamed: no per-task memory).
@@ -301,6 +361,7 @@ pub fn compile(
             .into_iter()
             .map(|p| p.expect("every step is planned in topological order"))
             .collect(),
+        dynamic: Default::default(),
     })
 }
 

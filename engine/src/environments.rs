@@ -83,7 +83,7 @@ fn provided(campaign: &Campaign, step: &Step) -> Option<EnvBinding> {
 /// The environment a using step asks for, and the field that names it.
 fn wanted(step: &Step, providers: &[(usize, EnvBinding)]) -> Option<(String, &'static str)> {
     match step.kind {
-        StepKind::Command | StepKind::MockGeneration => step
+        StepKind::Command | StepKind::MockGeneration | StepKind::Adaptive => step
             .uses_environment
             .clone()
             .map(|name| (name, "environment")),
@@ -100,12 +100,16 @@ fn wanted(step: &Step, providers: &[(usize, EnvBinding)]) -> Option<(String, &'s
     }
 }
 
-/// Bind every step to its environment. `upstream[i]` are the direct needs of step `i`.
-pub fn bind(
-    campaign: &Campaign,
-    upstream: &[Vec<usize>],
-    diags: &mut Diagnostics,
-) -> Vec<Option<EnvBinding>> {
+/// The environments of every step: the one its tasks run in (or a build-env step provides),
+/// and, for adaptive steps, the one its algorithm runs in (`algorithm.environment`).
+#[derive(Debug, Default)]
+pub struct Bindings {
+    pub tasks: Vec<Option<EnvBinding>>,
+    pub algorithm: Vec<Option<EnvBinding>>,
+}
+
+/// Bind every step to its environment(s). `upstream[i]` are the direct needs of step `i`.
+pub fn bind(campaign: &Campaign, upstream: &[Vec<usize>], diags: &mut Diagnostics) -> Bindings {
     let n = campaign.steps.len();
     let provided: Vec<Option<EnvBinding>> = campaign
         .steps
@@ -117,6 +121,7 @@ pub fn bind(
         })
         .collect();
     let mut out = vec![None; n];
+    let mut algorithm = vec![None; n];
     for (i, step) in campaign.steps.iter().enumerate() {
         if let Some(p) = &provided[i] {
             out[i] = Some(EnvBinding {
@@ -138,32 +143,51 @@ pub fn bind(
             }
             queue.extend(upstream[u].iter().copied());
         }
-        let Some((name, field)) = wanted(step, &providers) else {
-            continue;
-        };
+        if let Some(name) = step.adaptive.as_ref().and_then(|a| a.environment.clone()) {
+            algorithm[i] = resolve(campaign, step, &name, "algorithm", &providers, diags);
+        }
+        if let Some((name, field)) = wanted(step, &providers) {
+            out[i] = resolve(campaign, step, &name, field, &providers, diags);
+        }
+    }
+    Bindings {
+        tasks: out,
+        algorithm,
+    }
+}
+
+/// The binding of environment `name` that `step` asks for in `field`: the nearest provider
+/// among its needs, else a build in the machine's root, else a located error.
+fn resolve(
+    campaign: &Campaign,
+    step: &Step,
+    name: &str,
+    field: &str,
+    providers: &[(usize, EnvBinding)],
+    diags: &mut Diagnostics,
+) -> Option<EnvBinding> {
+    let name = name.to_string();
+    {
         if let Some((u, p)) = providers.iter().find(|(_, p)| p.name == name) {
-            out[i] = Some(EnvBinding {
+            return Some(EnvBinding {
                 provider: Some(*u),
                 ..p.clone()
             });
-            continue;
         }
         let root = machine_root(campaign);
         let built = root.as_ref().and_then(|r| {
             flow_mlip::locate_built_environment(&flow_mlip::EnvRoot::new(r.clone()), &name).ok()
         });
         match built {
-            Some((dir, _)) => {
-                out[i] = Some(EnvBinding {
-                    name,
-                    root,
-                    provider: None,
-                    digest: dir
-                        .file_name()
-                        .map(|f| f.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                })
-            }
+            Some((dir, _)) => Some(EnvBinding {
+                name,
+                root,
+                provider: None,
+                digest: dir
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            }),
             None => {
                 let span = step.node.get(field).map_or(&step.span, |n| &n.span);
                 let others: Vec<String> = providers
@@ -192,8 +216,8 @@ pub fn bind(
                         "add the build-env step that builds `{name}` to `needs`, or build it once with `flow env warm`"
                     )),
                 );
+                None
             }
         }
     }
-    out
 }

@@ -326,7 +326,8 @@ fn consumed_digest(
 
 fn plan_contains(plan: &Plan, row: &TaskRow) -> bool {
     plan.step_index(&row.step).is_some_and(|i| {
-        row.index < plan.steps[i].task_count && plan.task(i, row.index).id == row.id
+        (row.index < plan.steps[i].task_count || plan.steps[i].open_ended)
+            && plan.task(i, row.index).id == row.id
     })
 }
 

@@ -1,6 +1,8 @@
 //! flow's engine: compile a campaign into a plan, persist state in SQLite, schedule task
 //! attempts on an executor, and the `flow` command line.
 
+pub mod adaptive_state;
+pub mod adaptive_step;
 pub mod campaign_core;
 pub mod campaign_lock;
 pub mod cli;

@@ -24,17 +24,22 @@ pub struct StepSummary {
 
 pub fn summarize(plan: &Plan, index: usize) -> StepSummary {
     let (step, planned) = plan.step(index);
+    // adaptive: the budget bounds what the loop can ask (one submission per ask).
+    let (most_tasks, batches) = match &step.adaptive {
+        Some(a) => (a.trials * a.replicates as u64, a.batches()),
+        None => (planned.task_count, planned.batches()),
+    };
     let submissions = match plan.executor {
-        ExecutorKind::Local => planned.task_count,
+        ExecutorKind::Local => most_tasks,
         _ if crate::steps::runs_on_driver(step) => 0,
-        _ => planned.batches(),
+        _ => batches,
     };
     let hours = step
         .resources
         .time
         .or(step.execution.timeout)
         .map(|d| d.as_secs_f64() / 3600.0);
-    let n = planned.task_count as f64;
+    let n = most_tasks as f64;
     StepSummary {
         submissions,
         throttle: step.execution.max_running,
@@ -79,11 +84,22 @@ pub fn text(plan: &Plan, done: &DoneCounts, explain: bool) -> String {
         plan.executor.as_str()
     );
     let _ = writeln!(out, "directory {}", c.campaign_dir.display());
+    let evaluations: u64 = c
+        .steps
+        .iter()
+        .filter_map(|s| s.adaptive.as_ref())
+        .map(|a| a.trials * a.replicates as u64)
+        .sum();
     let _ = writeln!(
         out,
-        "{} steps, {} tasks",
+        "{} steps, {} tasks{}",
         plan.order.len(),
-        plan.total_tasks()
+        plan.total_tasks(),
+        if evaluations > 0 {
+            format!(" (adaptive steps: up to {evaluations} evaluations in all, asked as their loops run)")
+        } else {
+            String::new()
+        }
     );
     let mut total_core = 0.0;
     let mut total_gpu = 0.0;
@@ -112,6 +128,16 @@ pub fn text(plan: &Plan, done: &DoneCounts, explain: bool) -> String {
         }
         let fresh = done.get(&step.name);
         let mut tasks_line = format!("   tasks: {}", planned.task_count);
+        if let Some(a) = &step.adaptive {
+            tasks_line = format!(
+                "   tasks: up to {} evaluations ({} trials × {} replicate(s), asked by the algorithm in batches of {}); {} asked so far",
+                a.trials * a.replicates as u64,
+                a.trials,
+                a.replicates,
+                a.batch,
+                plan.task_total(i)
+            );
+        }
         if step.array.is_some() {
             tasks_line.push_str(&format!(" = {}", array_text(step)));
         }
@@ -306,7 +332,14 @@ pub fn json(plan: &Plan, done: &DoneCounts) -> serde_json::Value {
                 "kind": step.kind.as_str(),
                 "needs": step.needs.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
                 "condition": step.condition,
-                "tasks": planned.task_count,
+                "tasks": plan.task_total(i),
+                "adaptive": step.adaptive.as_ref().map(|a| json!({
+                    "max_evaluations": a.trials * a.replicates as u64,
+                    "trials": a.trials,
+                    "batch": a.batch,
+                    "replicates": a.replicates,
+                    "asked": plan.task_total(i),
+                })),
                 "done": done.get(&step.name).map_or(0, |f| f.done),
                 "to_run": done.get(&step.name).map_or(planned.task_count, |f| f.to_run),
                 "reasons": done.get(&step.name).map_or_else(

@@ -259,6 +259,9 @@ fn drive(
     let mut tasks: Vec<CoreTask> = Vec::with_capacity(plan.total_tasks() as usize);
     let mut changes: Vec<Change> = Vec::new();
     let mut redone = 0usize;
+    // adaptive: the evaluations of committed asks are tasks like any other (their rows
+    // were inserted with their ask); registering them puts them in the plan.
+    let (mut adaptive, _) = crate::adaptive_step::AdaptiveSteps::load(plan, store)?;
     for i in 0..campaign.steps.len() {
         let work = serde_json::to_string(&plan.steps[i].components)?;
         for t in plan.tasks(i) {
@@ -346,7 +349,10 @@ fn drive(
         executor.name(),
         now(),
     );
-    let by_id: HashMap<String, usize> = core
+    for i in 0..campaign.steps.len() {
+        core.set_open_ended(i, adaptive.open_ended(i));
+    }
+    let mut by_id: HashMap<String, usize> = core
         .tasks()
         .iter()
         .enumerate()
@@ -397,6 +403,35 @@ fn drive(
     let mut summary = RunSummary::default();
 
     loop {
+        // adaptive: each loop whose step may run tells what ended and asks for more; the
+        // outcomes it reads are committed before any tell that depends on them.
+        for &i in &plan.order {
+            if core.cancelling() || !core.growing(i) {
+                continue;
+            }
+            if core.pending_changes() > 0 {
+                store.apply(&core.take_changes(), now())?;
+                last_commit = Instant::now();
+            }
+            let new = adaptive.advance(plan, layout, store, i, &|id| {
+                by_id.get(id).map(|&n| core.task(n).state)
+            })?;
+            for t in new {
+                let slot = core.add_task(CoreTask::new(t.id.clone(), t.step, t.index));
+                by_id.insert(t.id, slot);
+            }
+            core.set_open_ended(i, adaptive.open_ended(i));
+            let step_busy = core
+                .step_slots(i)
+                .iter()
+                .any(|&n| !core.task(n).state.is_final());
+            if core.growing(i) && !step_busy {
+                bail!(
+                    "step {}: its loop waits for evaluations but none is pending or running (the committed history and the tasks disagree; `flow status` shows them)",
+                    campaign.steps[i].name
+                );
+            }
+        }
         let t = now();
         for sub in core.tick(t, window) {
             let step = &campaign.steps[sub.step];
@@ -582,6 +617,7 @@ fn drive(
             reporter.update(&progress_rows(plan, &core));
         }
     }
+    adaptive.close();
     store.apply(&core.take_changes(), now())?;
     write_status_snapshot(plan, layout, &core);
     reporter.finish(&progress_rows(plan, &core));

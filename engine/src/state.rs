@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Version of the database layout; `migrate` upgrades older files step by step.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -46,6 +46,19 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE attempts ADD COLUMN submitted REAL;
      ALTER TABLE attempts ADD COLUMN usage TEXT;
      CREATE INDEX tasks_by_step_params ON tasks (step, params);",
+    // 2 -> 3: adaptive steps (see `adaptive_state.rs`): every ask and tell, committed before
+    // it takes effect. `loop_key` is the step's work digest: a changed step starts afresh.
+    "CREATE TABLE adaptive_asks (step TEXT NOT NULL, loop_key TEXT NOT NULL, trial INTEGER NOT NULL,
+                                 batch INTEGER NOT NULL, asked_n INTEGER NOT NULL,
+                                 param_id TEXT NOT NULL, params TEXT NOT NULL, at REAL NOT NULL,
+                                 PRIMARY KEY (step, loop_key, trial));
+     CREATE TABLE adaptive_tells (step TEXT NOT NULL, loop_key TEXT NOT NULL, trial INTEGER NOT NULL,
+                                  param_id TEXT NOT NULL, state TEXT NOT NULL, loss REAL,
+                                  result TEXT NOT NULL, at REAL NOT NULL,
+                                  PRIMARY KEY (step, loop_key, trial));
+     CREATE TABLE adaptive_loops (step TEXT NOT NULL, loop_key TEXT NOT NULL,
+                                  finished INTEGER NOT NULL DEFAULT 0,
+                                  PRIMARY KEY (step, loop_key));",
 ];
 
 /// A lease older than this is taken over even if its holder looks alive elsewhere.
@@ -216,7 +229,7 @@ pub struct StateStore {
     path: PathBuf,
 }
 
-fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {
+pub(crate) fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {
     move |source| StateError::Sqlite {
         path: path.display().to_string(),
         source,
@@ -380,6 +393,17 @@ impl StateStore {
             conn,
             path: path.to_path_buf(),
         })
+    }
+
+    /// The connection and the file's path, for stores of one step kind kept in their own
+    /// module (`adaptive_state.rs`).
+    pub(crate) fn connection(&mut self) -> (&mut Connection, &Path) {
+        (&mut self.conn, &self.path)
+    }
+
+    /// Read-only access to the connection (status readers).
+    pub(crate) fn connection_ref(&self) -> (&Connection, &Path) {
+        (&self.conn, &self.path)
     }
 
     pub fn path(&self) -> &Path {

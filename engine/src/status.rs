@@ -126,6 +126,8 @@ pub fn report(
         campaign.campaign_dir.display(),
         driver.text()
     );
+    // adaptive: the evaluations asked so far are tasks of their step (registered in the plan).
+    let _ = crate::adaptive_step::AdaptiveSteps::load(plan, store);
     let mut steps_json = Vec::new();
     let mut campaign_first = f64::MAX;
     let mut campaign_last: f64 = 0.0;
@@ -138,6 +140,7 @@ pub fn report(
         let mut missing_examples: Vec<String> = Vec::new();
         let grouped = step.array.as_ref().is_some_and(|a| a.params.len() > 1);
         let mut groups: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+        let total = plan.task_total(i);
         for t in plan.tasks(i) {
             let row = rows.get(&t.id);
             let label: &'static str = match row {
@@ -207,7 +210,6 @@ pub fn report(
                 g.2 += u64::from(label == "failed");
             }
         }
-        let total = plan.steps[i].task_count;
         let done = counts.get("succeeded").copied().unwrap_or(0);
         let finals: u64 = ["succeeded", "failed", "blocked", "cancelled"]
             .iter()
@@ -270,6 +272,10 @@ pub fn report(
         if let Some(bench) = info.get(&step.name).and_then(|v| v.get("benchmark")) {
             text.push_str(&format!("  benchmark: {bench}\n"));
         }
+        let adaptive = crate::adaptive_step::status_summary(store, step);
+        if let Some(a) = &adaptive {
+            text.push_str(&crate::adaptive_step::status_line(a));
+        }
         if let Some(line) = crate::steps::qe_results_line(layout, step) {
             text.push_str(&line);
         }
@@ -302,6 +308,7 @@ pub fn report(
             "elapsed_s": elapsed,
             "eta_s": eta,
             "info": info.get(&step.name),
+            "adaptive": adaptive,
         }));
     }
     let elapsed = (campaign_first < f64::MAX).then(|| {

@@ -416,6 +416,27 @@ fn check(
                 Err(e) => (invalid(&outcome, e), details_text, effect),
             }
         }
+        StepKind::Adaptive => {
+            // An evaluation counts when its output holds a finite objective.
+            let data = crate::render::template_data(plan, step_index, &task);
+            let Some(settings) = &step.adaptive else {
+                return (outcome, details_text, effect);
+            };
+            match output_for(plan, step_index, &task, &data, attempt) {
+                Ok(Some((out, _))) => {
+                    let path = campaign.campaign_dir.join(&out);
+                    match flow_adaptive::read_objective(&path, &settings.objective_key) {
+                        Ok(e) => {
+                            let d = serde_json::json!({"output": out, "objective": e.loss, "diagnostics": e.diagnostics});
+                            (outcome, Some(d.to_string()), effect)
+                        }
+                        Err(e) => (invalid(&outcome, e), details_text, effect),
+                    }
+                }
+                Ok(None) => (outcome, details_text, effect),
+                Err(e) => (invalid(&outcome, e), details_text, effect),
+            }
+        }
         StepKind::Command if step.output.is_none() => (outcome, details_text, effect),
         StepKind::Command => {
             let data = crate::render::template_data(plan, step_index, &task);
@@ -518,8 +539,17 @@ pub fn environment_variables(
     step_index: usize,
     name: &str,
 ) -> Result<Vec<(String, String)>, String> {
+    environment_variables_of(plan, plan.steps[step_index].env.as_ref(), name)
+}
+
+/// The variables of environment `name` as `binding` locates it (a step's own binding, or
+/// an adaptive step's algorithm binding).
+pub fn environment_variables_of(
+    plan: &Plan,
+    binding: Option<&crate::environments::EnvBinding>,
+    name: &str,
+) -> Result<Vec<(String, String)>, String> {
     let machine = &plan.campaign.machine;
-    let binding = plan.steps[step_index].env.as_ref();
     let root = binding
         .and_then(|b| b.root.clone())
         .map(flow_mlip::EnvRoot::new)
@@ -902,6 +932,9 @@ pub fn plan_details_for(plan: &Plan, focus: &QeFocus) -> Result<String, String> 
                     step.name
                 )),
             }
+        }
+        if let Some(a) = &step.adaptive {
+            out.push_str(&crate::adaptive_step::plan_text(plan, i, a));
         }
         if step.kind == StepKind::QeScf {
             let ranks = step.resources.ranks().max(1) as u32;

@@ -170,7 +170,10 @@ mod tests {
             text.starts_with("environment `sevennet` not found"),
             "{text}"
         );
-        assert!(text.ends_with("available: chgnet, emt, mace"), "{text}");
+        assert!(
+            text.ends_with("available: chgnet, emt, mace, optuna"),
+            "{text}"
+        );
     }
 
     #[test]

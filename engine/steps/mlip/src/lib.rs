@@ -41,7 +41,7 @@ pub use md_benchmark::{run_md_benchmark, BenchmarkOutcome, BenchmarkRun, MdBench
 pub use model_string::{parse_model_string, ModelSpec};
 
 /// The recipe library's environment files, shipped in the binary so `flow` can seed a root.
-pub const RECIPE_ENVIRONMENTS: [(&str, &str); 3] = [
+pub const RECIPE_ENVIRONMENTS: [(&str, &str); 4] = [
     (
         "emt",
         include_str!("../../../../recipes/environments/emt.py"),
@@ -53,5 +53,9 @@ pub const RECIPE_ENVIRONMENTS: [(&str, &str); 3] = [
     (
         "mace",
         include_str!("../../../../recipes/environments/mace.py"),
+    ),
+    (
+        "optuna",
+        include_str!("../../../../recipes/environments/optuna.py"),
     ),
 ];
