@@ -65,21 +65,56 @@ pub fn rotate_log(path: &Path, limit: u64) -> std::io::Result<bool> {
     Ok(true)
 }
 
-/// Watch the logs of process `pid` until it is gone, rotating them past `limit`.
+/// A process whose logs are watched, and its limit.
+struct Watched {
+    pid: u32,
+    paths: [std::path::PathBuf; 2],
+    limit: u64,
+}
+
+/// The processes whose logs the one watcher thread rotates.
+static WATCHED: std::sync::Mutex<Vec<Watched>> = std::sync::Mutex::new(Vec::new());
+static WATCHER: std::sync::Once = std::sync::Once::new();
+
+/// Watch the logs of process `pid` until it is gone, rotating them past `limit`. One
+/// thread of the process watches every task's logs every 250 ms (a thread per task would
+/// cost a thread start per task and hundreds of sleeping threads).
 fn watch_logs(pid: u32, paths: [std::path::PathBuf; 2], limit: u64) {
-    let _ = std::thread::Builder::new()
-        .name("flow-log-limit".into())
-        .spawn(move || loop {
-            // SAFETY: kill(2) with signal 0 only checks that the process exists.
-            let alive = unsafe { libc::kill(pid as i32, 0) } == 0;
-            for p in &paths {
-                let _ = rotate_log(p, limit);
-            }
-            if !alive {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        });
+    if let Ok(mut w) = WATCHED.lock() {
+        w.push(Watched { pid, paths, limit });
+    }
+    WATCHER.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("flow-log-limit".into())
+            .spawn(|| loop {
+                std::thread::sleep(Duration::from_millis(250));
+                let watched: Vec<(u32, [std::path::PathBuf; 2], u64)> = match WATCHED.lock() {
+                    Ok(w) => w
+                        .iter()
+                        .map(|w| (w.pid, w.paths.clone(), w.limit))
+                        .collect(),
+                    Err(_) => return,
+                };
+                let mut gone = Vec::new();
+                for (pid, paths, limit) in &watched {
+                    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+                    let alive = unsafe { libc::kill(*pid as i32, 0) } == 0;
+                    for p in paths {
+                        let _ = rotate_log(p, *limit);
+                    }
+                    if !alive {
+                        gone.push((*pid, paths[0].clone()));
+                    }
+                }
+                if let Ok(mut w) = WATCHED.lock() {
+                    w.retain(|w| {
+                        !gone
+                            .iter()
+                            .any(|(pid, p)| *pid == w.pid && *p == w.paths[0])
+                    });
+                }
+            });
+    });
 }
 
 fn open_log(path: &Path) -> std::io::Result<File> {
