@@ -113,6 +113,54 @@ pub fn check_output(
     verify: bool,
 ) -> OutputCheck {
     let step = &plan.campaign.steps[step_index];
+    let kept = |recorded: Option<&str>| match recorded {
+        Some(p) => OutputCheck::Present {
+            product: p.to_string(),
+            changed: false,
+        },
+        None => OutputCheck::NoOutput,
+    };
+    match step.kind {
+        // qe-scf: what a success leaves is the result document in its work directory.
+        StepKind::QeScf => {
+            let task = plan.task(step_index, index);
+            let layout = crate::layout::Layout::new(&plan.campaign.campaign_dir);
+            let path = layout
+                .work_dir(&step.name, index, &task.id)
+                .join("result.json");
+            let rel = path
+                .strip_prefix(&plan.campaign.campaign_dir)
+                .unwrap_or(&path)
+                .to_path_buf();
+            if !path.is_file() {
+                return OutputCheck::Missing(format!("its result {} is gone", rel.display()));
+            }
+            if verify {
+                if let Err(e) = flow_qe_scf::results::read_result_json(&path) {
+                    return OutputCheck::Invalid(format!(
+                        "its result {} no longer reads: {e}",
+                        rel.display()
+                    ));
+                }
+            }
+            return kept(recorded);
+        }
+        // build-env: the environment it built must still be there.
+        StepKind::BuildEnv => {
+            let env_dir = details
+                .and_then(|d| d.get("env_dir"))
+                .and_then(|e| e.as_str());
+            if let Some(dir) = env_dir {
+                if !std::path::Path::new(dir).is_dir() {
+                    return OutputCheck::Missing(format!(
+                        "the environment it built ({dir}) is gone"
+                    ));
+                }
+            }
+            return kept(recorded);
+        }
+        _ => {}
+    }
     if step.output.is_none() || !step.kind.runs_user_command() {
         return OutputCheck::NoOutput;
     }
