@@ -33,6 +33,7 @@ pub mod manifest;
 pub mod quote;
 pub mod rate_limit;
 pub mod result_file;
+pub mod sacct_usage;
 pub mod script;
 pub mod slurm_cli;
 pub mod squeue_output;
