@@ -23,8 +23,11 @@
 #                         clusters often keep 300): short, so tests also see jobs that only
 #                         sacct and the jobcomp file still know.
 #   FLOW_SLURM_DEV_ACCOUNTING    1 (default): run slurmdbd on a local MariaDB so `sacct`
-#                         answers as on real clusters; 0: no accounting (final states come
-#                         from scontrol and the jobcomp file only).
+#                         answers as on real clusters (with per-step MaxRSS/TotalCPU from
+#                         jobacct_gather/linux, sampled every second, and association/QOS
+#                         limits enforced: AccountingStorageEnforce=limits,qos); 0: no
+#                         accounting (final states come from scontrol and the jobcomp file
+#                         only, usage from the tasks' own rusage).
 #
 # Tested on Debian 12 with slurm-wlm 22.05 (see shared/notes/slurm.md). Needs root.
 set -euo pipefail
@@ -132,8 +135,16 @@ accounting_lines() {
     if [ "$accounting" = 1 ]; then
         echo "AccountingStorageType=accounting_storage/slurmdbd"
         echo "AccountingStorageHost=localhost"
+        # Limits as on real clusters (jobs need an association; QOS MaxSubmitJobsPerUser and
+        # the like refuse at sbatch). root's association comes with the cluster.
+        echo "AccountingStorageEnforce=limits,qos"
+        # MaxRSS/TotalCPU of every step in sacct; sampled each second so short test tasks
+        # show their peak.
+        echo "JobAcctGatherType=jobacct_gather/linux"
+        echo "JobAcctGatherFrequency=task=1"
     else
         echo "AccountingStorageType=accounting_storage/none"
+        echo "JobAcctGatherType=jobacct_gather/none"
     fi
 }
 
@@ -202,6 +213,13 @@ start_slurmdbd() {
     if ! sacctmgr --noheader --parsable2 list cluster format=cluster | grep -qx flowdev; then
         sacctmgr --immediate add cluster flowdev >/dev/null || die "cannot register cluster flowdev"
     fi
+    # AccountingStorageEnforce=limits refuses jobs without an association: root's (account
+    # root) is made with the cluster; make sure it exists.
+    if ! sacctmgr --noheader --parsable2 list association cluster=flowdev user=root format=user |
+        grep -qx root; then
+        sacctmgr --immediate add user root account=root cluster=flowdev >/dev/null ||
+            die "cannot add the association of root on cluster flowdev"
+    fi
 }
 
 render_conf() {
@@ -231,7 +249,6 @@ SlurmdLogFile=$log_dir/slurmd.log
 JobCompType=jobcomp/filetxt
 JobCompLoc=$jobcomp
 $(accounting_lines)
-JobAcctGatherType=jobacct_gather/none
 MinJobAge=$min_job_age
 MaxArraySize=1001
 MaxJobCount=20000

@@ -314,3 +314,111 @@ fn array_elements_cancelled_outside_flow_are_retried_and_the_campaign_completes(
     lines.sort();
     assert_eq!(lines, (0..6).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_qos_submit_limit_is_absorbed_and_told_once_in_progress_status_and_report() {
+    require_slurm();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A QOS allowing 6 queued jobs per user; only jobs asking for it count, so the other
+    // tests running beside this one are not limited.
+    let qos = format!("flowcamp{}", std::process::id());
+    let sacctmgr = |args: &[&str]| {
+        let out = Command::new("sacctmgr")
+            .arg("--immediate")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "sacctmgr {args:?}: {}",
+            text(&out.stderr)
+        );
+    };
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let minus = format!("qos-={}", self.0);
+            let _ = Command::new("sacctmgr")
+                .args(["--immediate", "modify", "user", "root", "set", &minus])
+                .output();
+            let _ = Command::new("sacctmgr")
+                .args(["--immediate", "delete", "qos", &self.0])
+                .output();
+        }
+    }
+    sacctmgr(&["add", "qos", &qos, "MaxSubmitJobsPerUser=6"]);
+    let _cleanup = Cleanup(qos.clone());
+    sacctmgr(&["modify", "user", "root", "set", &format!("qos+={qos}")]);
+    let t = Instant::now();
+    while !text(
+        &Command::new("scontrol")
+            .args(["show", "assoc_mgr", "flags=qos", &format!("qos={qos}")])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .contains(&format!("QOS={qos}("))
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "slurmctld does not know QOS {qos}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::write(
+        d.join("machine.yaml"),
+        format!(
+            "machine:\n  name: dev-slurm\n  executor: slurm\n  root: {}\n  slurm: {{qos: {qos}, max_array_size: 4, max_submitted: 1000, poll_interval: 1s, submit_rate: 20/s, result_grace: 10s}}\n  job_types:\n    small: {{nodes: 1, tasks_per_node: 1, cpus_per_task: 1, mem: 200M, time: 10m}}\n  defaults:\n    resources: {{job_type: small}}\n",
+            d.join("rootstock").display()
+        ),
+    )
+    .unwrap();
+    let name = unique("qos");
+    std::fs::write(
+        d.join("c.yaml"),
+        format!("campaign: {{name: {name}, version: v1, machine: machine.yaml, output: out}}\nsteps:\n  work:\n    kind: command\n    array: {{i: {{range: [0, 16]}}}}\n    command: sleep 1; echo {{{{i}}}} > {{{{output}}}}\n    output: data/{{{{i}}}}.txt\n    execution: {{batch_size: 4}}\n"),
+    )
+    .unwrap();
+    let out = flow(d, &["run", "c.yaml"]);
+    assert_ok(&out);
+    let progress = text(&out.stderr);
+    assert_eq!(
+        progress.matches("max_submitted: 4").count(),
+        1,
+        "the notice comes once: {progress}"
+    );
+    assert!(progress.contains("job submit limit"), "{progress}");
+    for i in 0..16 {
+        assert!(
+            d.join(format!("out/v1_{name}/data/{i}.txt")).exists(),
+            "task {i}"
+        );
+    }
+    let status = flow(d, &["status", "c.yaml"]);
+    let shown = text(&status.stdout);
+    assert!(shown.contains("16/16 succeeded"), "{shown}");
+    assert!(
+        shown.contains("note: ") && shown.contains("max_submitted: 4"),
+        "{shown}"
+    );
+    let json = flow(d, &["status", "c.yaml", "--output", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["notes"].as_array().map(Vec::len), Some(1), "{doc}");
+    let report = flow(d, &["report", "c.yaml", "-o", "report.html"]);
+    assert_ok(&report);
+    let html = std::fs::read_to_string(d.join("report.html")).unwrap();
+    assert!(
+        html.contains("max_submitted: 4"),
+        "the report shows the notice"
+    );
+    // Every attempt has sacct's usage (the dev cluster gathers accounting).
+    let trace = flow(d, &["trace", "c.yaml", "--output", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&trace.stdout).unwrap();
+    let attempts = doc["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 16);
+    for a in attempts {
+        assert_eq!(a["usage_source"], "sacct", "{a}");
+        assert!(a["peak_rss_mib"].as_f64().is_some_and(|m| m > 0.0), "{a}");
+    }
+}

@@ -574,6 +574,19 @@ fn drive(
                     }
                     summary.ran += 1;
                 }
+                // Once per executor (e.g. sbatch refusing for a QOS submit limit): shown in
+                // progress, kept as an event for `flow status` and `flow report`.
+                ExecutorEvent::Notice { kind, message } => {
+                    reporter.note(&format!("{}: {message}", executor.name()));
+                    store.apply(
+                        &[Change::Event {
+                            task_id: None,
+                            kind,
+                            detail: message,
+                        }],
+                        now(),
+                    )?;
+                }
             }
         }
         for notice in core.take_notices() {

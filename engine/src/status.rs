@@ -322,11 +322,20 @@ pub fn report(
     if let Some(e) = elapsed {
         text.push_str(&format!("\nelapsed {}\n", duration(e)));
     }
+    // What the executor said once (a scheduler's submit limit and how flow adapted).
+    let mut notes: Vec<String> = Vec::new();
+    for (_, _, detail) in store.events_of_kind("submit-limit").unwrap_or_default() {
+        if !notes.contains(&detail) {
+            text.push_str(&format!("\nnote: {detail}\n"));
+            notes.push(detail);
+        }
+    }
     let doc = serde_json::json!({
         "campaign": {"name": campaign.name, "version": campaign.version, "directory": campaign.campaign_dir.display().to_string()},
         "driver": driver.json(),
         "elapsed_s": elapsed,
         "steps": steps_json,
+        "notes": notes,
     });
     Ok((doc, text))
 }

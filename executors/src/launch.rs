@@ -194,4 +194,14 @@ pub enum ExecutorEvent {
         attempt: u32,
         outcome: AttemptOutcome,
     },
+    /// Something about the campaign's submissions the user should hear about once (not a
+    /// task's end): e.g. `submit-limit` when the scheduler refuses submissions for a
+    /// per-user/QOS limit and the executor adapted its window. The engine prints it and
+    /// records it as an event of that kind.
+    Notice {
+        /// A short stable name (`submit-limit`), the state database's event kind.
+        kind: String,
+        /// One line for people: what happened, how the executor adapted, what to change.
+        message: String,
+    },
 }

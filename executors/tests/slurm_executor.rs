@@ -646,3 +646,191 @@ fn a_job_scontrol_has_forgotten_is_read_from_the_jobcomp_file() {
     );
     assert_eq!(second.call_counts().get("sacct"), None);
 }
+
+/// Whether sacct answers on this cluster (`scripts/slurm-dev.sh up` runs slurmdbd unless
+/// FLOW_SLURM_DEV_ACCOUNTING=0).
+fn accounting_works() -> bool {
+    Command::new("sacct")
+        .args([
+            "--noheader",
+            "--parsable2",
+            "--format=JobID",
+            "--starttime=now-60",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn sacct_reports_peak_memory_and_cpu_time_of_every_element() {
+    require_slurm();
+    assert!(
+        accounting_works(),
+        "sacct does not answer; scripts/slurm-dev.sh up runs slurmdbd unless FLOW_SLURM_DEV_ACCOUNTING=0"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let campaign = campaign_name("usage");
+    let _cleanup = CleanupGuard {
+        campaign: campaign.clone(),
+        dir: dir.path().to_path_buf(),
+    };
+    let mut executor = executor(&campaign, dir.path(), test_config());
+    // 150 MiB in one string (vec zero-fills it, so every page is touched), some CPU, then
+    // held for 3 s: jobacct_gather samples each second on the dev cluster.
+    const HOLD: &str =
+        "my $x = ''; vec($x, (150 << 20) - 1, 8) = 1; my $i = 0; $i++ while $i < 2e7; sleep 3";
+    let tasks = vec![
+        launch(dir.path(), "big-0", 1, &["perl", "-e", HOLD]),
+        launch(dir.path(), "big-1", 1, &["perl", "-e", HOLD]),
+        launch(dir.path(), "small", 1, &["true"]),
+    ];
+    let mut b = batch(&campaign, "usage", "usage-b0", tasks);
+    b.resources.mem_mb = 600;
+    executor.submit(b).expect("submit");
+    let mut observed = Observed::default();
+    poll_until_finished(&mut executor, 3, Duration::from_secs(120), &mut observed);
+    let truth_kib = 150.0 * 1024.0;
+    for task in ["big-0", "big-1"] {
+        let outcome = &observed.finished[task];
+        assert!(outcome.succeeded(), "{task}: {outcome:?}");
+        let usage = outcome.usage.as_ref().expect("usage from sacct");
+        assert_eq!(usage.source, "sacct", "{usage:?}");
+        let rss = usage.max_rss_kib.expect("MaxRSS") as f64;
+        assert!(
+            (0.5 * truth_kib..=3.0 * truth_kib).contains(&rss),
+            "{task}: peak RSS {rss} KiB, truth {truth_kib} KiB"
+        );
+        let cpu = usage.cpu_s().expect("CPU time");
+        assert!(cpu > 0.0, "{task}: {usage:?}");
+        eprintln!("{task}: sacct MaxRSS {rss} KiB (truth {truth_kib}), CPU {cpu:.3} s");
+    }
+    // A success that used next to nothing still has its record.
+    let small = &observed.finished["small"];
+    assert!(small.succeeded(), "{small:?}");
+    assert_eq!(
+        small.usage.as_ref().map(|u| u.source.as_str()),
+        Some("sacct")
+    );
+    // One sacct per polling cycle at most, never one per element.
+    let polls = executor.call_counts().get("squeue").copied().unwrap_or(0);
+    let saccts = executor.call_counts().get("sacct").copied().unwrap_or(0);
+    assert!(saccts <= polls, "{:?}", executor.call_counts());
+}
+
+/// A QOS with `MaxSubmitJobsPerUser`, allowed to root's association, removed on drop. Only
+/// jobs asking for it (`--qos`) count against its limit, so parallel tests are unaffected.
+struct SubmitLimitQos {
+    name: String,
+}
+
+impl SubmitLimitQos {
+    fn create(max_submit: u32) -> Self {
+        let name = format!("flowlimit{}", std::process::id());
+        let sacctmgr = |args: &[&str]| {
+            let output = Command::new("sacctmgr")
+                .arg("--immediate")
+                .args(args)
+                .output()
+                .expect("sacctmgr");
+            assert!(
+                output.status.success(),
+                "sacctmgr {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let qos = SubmitLimitQos { name: name.clone() };
+        sacctmgr(&[
+            "add",
+            "qos",
+            &name,
+            &format!("MaxSubmitJobsPerUser={max_submit}"),
+        ]);
+        sacctmgr(&["modify", "user", "root", "set", &format!("qos+={name}")]);
+        // slurmdbd pushes the change to slurmctld; wait until it knows the QOS.
+        let start = std::time::Instant::now();
+        loop {
+            let output = Command::new("scontrol")
+                .args(["show", "assoc_mgr", "flags=qos", &format!("qos={name}")])
+                .output()
+                .expect("scontrol");
+            if String::from_utf8_lossy(&output.stdout).contains(&format!("QOS={name}(")) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "slurmctld does not know QOS {name} (is AccountingStorageEnforce=limits,qos set? run scripts/slurm-dev.sh up)"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        qos
+    }
+}
+
+impl Drop for SubmitLimitQos {
+    fn drop(&mut self) {
+        let qos_minus = format!("qos-={}", self.name);
+        let _ = Command::new("sacctmgr")
+            .args(["--immediate", "modify", "user", "root", "set", &qos_minus])
+            .output();
+        let _ = Command::new("sacctmgr")
+            .args(["--immediate", "delete", "qos", &self.name])
+            .output();
+    }
+}
+
+#[test]
+fn a_qos_submit_limit_holds_arrays_back_shrinks_the_window_and_says_so_once() {
+    require_slurm();
+    assert!(
+        accounting_works(),
+        "QOS limits need slurmdbd (scripts/slurm-dev.sh up)"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let campaign = campaign_name("qoslimit");
+    let _cleanup = CleanupGuard {
+        campaign: campaign.clone(),
+        dir: dir.path().to_path_buf(),
+    };
+    let qos = SubmitLimitQos::create(6);
+    let mut config = test_config();
+    config.qos = Some(qos.name.clone());
+    config.max_array_size = 4;
+    config.max_submitted = Some(1000); // far above what the QOS allows
+    let mut executor = executor(&campaign, dir.path(), config);
+    let mut observed = Observed::default();
+    for b in 0..4 {
+        let tasks = (0..4)
+            .map(|i| launch(dir.path(), &format!("q{b}-{i}"), 1, &["sleep", "2"]))
+            .collect();
+        // Refusals for the limit are absorbed: no error, the arrays wait.
+        executor
+            .submit(batch(&campaign, "qos", &format!("qos-b{b}"), tasks))
+            .expect("submit is not failed by a submit limit");
+    }
+    assert_eq!(
+        executor.tracked_jobs().len(),
+        1,
+        "only 4 of 6 fit, the next 4 not"
+    );
+    assert_eq!(executor.learned_window(), Some(4));
+    assert!(executor.submit_limit_message().is_some());
+    poll_until_finished(&mut executor, 16, Duration::from_secs(180), &mut observed);
+    for (task, outcome) in &observed.finished {
+        assert!(outcome.succeeded(), "{task}: {outcome:?}");
+    }
+    // The notice is collected by the first poll (the refusal came during submit).
+    assert_eq!(observed.notices.len(), 1, "{:?}", observed.notices);
+    let (kind, message) = &observed.notices[0];
+    assert_eq!(kind, "submit-limit");
+    assert!(
+        message.contains("QOSMaxSubmitJobPerUserLimit") || message.contains("job submit limit"),
+        "{message}"
+    );
+    assert!(message.contains("from 1000 to 4"), "{message}");
+    assert!(message.contains("max_submitted: 4"), "{message}");
+    // With the window shrunk, sbatch is not refused again and again: 4 arrays and about
+    // one refusal (another when Slurm still counts a completing job).
+    let sbatch = executor.call_counts().get("sbatch").copied().unwrap_or(0);
+    eprintln!("qos limit: {sbatch} sbatch calls for 4 arrays; notice: {message}");
+    assert!(sbatch <= 7, "{sbatch} sbatch calls");
+}

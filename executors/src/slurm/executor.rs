@@ -20,6 +20,7 @@ use super::job_tag::JobTag;
 use super::manifest::{manifest_hash, manifest_text, parse_manifest, write_atomically};
 use super::rate_limit::RateLimiter;
 use super::result_file::read_result;
+use super::sacct_usage::merge_usage;
 use super::script::{render_script, ScriptRequest, DEFAULT_TEMPLATE};
 use super::slurm_cli::{CommandOutput, SlurmCli, SlurmCommandError, TransientRetry};
 use super::squeue_output::{parse_squeue, pending_reason_is_permanent, SqueueRow, SQUEUE_FORMAT};
@@ -219,6 +220,12 @@ pub struct SlurmExecutor {
     jobcomp: JobcompReader,
     /// sbatch's last "submit limit reached" message, while arrays wait because of it.
     submit_limit: Option<String>,
+    /// The window Slurm accepted: elements this executor had in the queue when sbatch
+    /// refused for a per-user/QOS submit limit. Arrays wait until they fit under it (and
+    /// `max_submitted`), so sbatch is not refused again and again.
+    learned_window: Option<u64>,
+    /// Whether the submit-limit notice was sent (once per executor).
+    limit_notice_sent: bool,
 }
 
 fn path_component(text: &str) -> String {
@@ -283,6 +290,8 @@ impl SlurmExecutor {
             sacct_works: None,
             jobcomp: JobcompReader::default(),
             submit_limit: None,
+            learned_window: None,
+            limit_notice_sent: false,
         })
     }
 
@@ -300,6 +309,51 @@ impl SlurmExecutor {
     /// (`max_submitted` is set higher than the site allows); `None` otherwise.
     pub fn submit_limit_message(&self) -> Option<&str> {
         self.submit_limit.as_deref()
+    }
+
+    /// The submission window learned from a submit-limit refusal (elements in the queue
+    /// when sbatch refused), when it is below `max_submitted`.
+    pub fn learned_window(&self) -> Option<u64> {
+        self.learned_window
+    }
+
+    /// The window in force: `max_submitted` and the learned one, whichever is smaller.
+    fn window(&self) -> Option<u64> {
+        match (
+            self.config.max_submitted.map(u64::from),
+            self.learned_window,
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// sbatch refused for a per-user/QOS submit limit with `in_queue` of this executor's
+    /// elements queued: shrink the window to what Slurm accepted and, the first time, tell
+    /// the engine which limit, how the window changed and which `max_submitted` avoids it.
+    fn absorb_submit_limit(&mut self, message: &str, array_len: usize) {
+        let in_queue = self.in_queue();
+        let before = self.window();
+        if in_queue > 0 {
+            self.learned_window = Some(self.learned_window.map_or(in_queue, |w| w.min(in_queue)));
+        }
+        if self.limit_notice_sent {
+            return;
+        }
+        self.limit_notice_sent = true;
+        let before = before.map_or_else(|| "unlimited".to_string(), |w| w.to_string());
+        let text = match self.learned_window {
+            Some(window) => format!(
+                "Slurm refused a submission: \"{message}\". flow holds the remaining arrays back and submits them as jobs drain, its submission window shrunk from {before} to {window} queued elements; set `max_submitted: {window}` (or lower) in the machine's slurm: block to avoid the refusals"
+            ),
+            None => format!(
+                "Slurm refused a submission: \"{message}\" with none of this campaign's jobs queued (other jobs of yours count against the limit, or one array of {array_len} elements exceeds it). flow holds the array back and retries each polling cycle; lower `max_array_size` (and set `max_submitted`) in the machine's slurm: block if it never goes through"
+            ),
+        };
+        self.events.push(ExecutorEvent::Notice {
+            kind: "submit-limit".into(),
+            message: text,
+        });
     }
 
     /// Number of arrays waiting for room under `max_submitted` or the step's cap.
@@ -488,11 +542,11 @@ impl SlurmExecutor {
     fn submit_waiting(&mut self) -> SubmitRound {
         let mut round = SubmitRound::default();
         let mut kept = VecDeque::new();
-        let limit = self.config.max_submitted.map(u64::from);
         while let Some(array) = self.waiting.pop_front() {
             let result = match self.already_submitted(&array) {
                 Ok(Some(job)) => Ok(job),
                 Ok(None) => {
+                    let limit = self.window();
                     if !fits_window(self.in_queue(), array.tasks.len() as u64, limit) {
                         kept.push_back(array);
                         kept.extend(self.waiting.drain(..));
@@ -515,7 +569,8 @@ impl SlurmExecutor {
                         Ok(Submission::Created(job)) => Ok(job),
                         Ok(Submission::AtSubmitLimit(message)) => {
                             // The site's limit is lower than `max_submitted` says: wait for
-                            // the queue to drain, as the window would.
+                            // the queue to drain, under the window Slurm accepted.
+                            self.absorb_submit_limit(&message, array.tasks.len());
                             self.submit_limit = Some(message);
                             kept.push_back(array);
                             kept.extend(self.waiting.drain(..));
@@ -634,11 +689,15 @@ impl SlurmExecutor {
             .map_err(cli_error)?;
         if !output.success {
             let _ = std::fs::remove_file(&record_path);
+            // sbatch may say it in two lines (`QOSMaxSubmitJobPerUserLimit`, then `Batch job
+            // submission failed: ...`): both, without the prefix.
             let message = output
                 .stderr
-                .trim()
-                .trim_start_matches("sbatch: error: ")
-                .to_string();
+                .lines()
+                .map(|l| l.trim().trim_start_matches("sbatch: error: ").trim())
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
             if is_submit_limit(&message) {
                 return Ok(Submission::AtSubmitLimit(message));
             }
@@ -887,10 +946,22 @@ impl SlurmExecutor {
 
     /// Report elements that left the queue: from their result files first, then from
     /// Slurm's records; nothing waits forever.
+    ///
+    /// Usage: where sacct answers, every ended element (successes too) takes its MaxRSS and
+    /// CPU time from sacct's record of its steps ([`merge_usage`] over the task's own rusage
+    /// from the result file). sacct lags slurmctld, so an element whose result file decided
+    /// it is held until sacct has its final `.batch` step record, at most `result_grace`
+    /// after it left the queue; then it is reported with what is known (the rusage the job
+    /// wrapper recorded, if any). All of this costs one sacct per cycle for every array with
+    /// ended elements, never one call per element.
     fn resolve_left(&mut self, now: Instant) -> Result<(), ExecutorError> {
         let mut unresolved: Vec<(usize, usize)> = Vec::new();
         // Failed attempts whose cause Slurm may know better (TIMEOUT, OOM...).
         let mut failed_results: HashMap<(usize, usize), AttemptOutcome> = HashMap::new();
+        // Decided by their result file, held (up to `result_grace`) for sacct's usage.
+        let mut awaiting_usage: Vec<((usize, usize), AttemptOutcome)> = Vec::new();
+        let want_usage =
+            self.config.accounting != AccountingSource::Scontrol && self.sacct_works != Some(false);
         for (a, array) in self.arrays.iter_mut().enumerate() {
             for (i, element) in array.elements.iter_mut().enumerate() {
                 if !matches!(element.status, ElementStatus::Left(_)) {
@@ -904,6 +975,10 @@ impl SlurmExecutor {
                     Some(Ok(outcome)) if slurm_may_know_better(&outcome) => {
                         unresolved.push((a, i));
                         failed_results.insert((a, i), outcome);
+                        continue;
+                    }
+                    Some(Ok(outcome)) if want_usage => {
+                        awaiting_usage.push(((a, i), outcome));
                         continue;
                     }
                     Some(Ok(outcome)) => outcome,
@@ -927,16 +1002,43 @@ impl SlurmExecutor {
                 );
             }
         }
-        if unresolved.is_empty() {
+        if unresolved.is_empty() && awaiting_usage.is_empty() {
             return Ok(());
         }
         let wanted: Vec<usize> = {
-            let mut arrays: Vec<usize> = unresolved.iter().map(|(a, _)| *a).collect();
+            let mut arrays: Vec<usize> = unresolved
+                .iter()
+                .chain(awaiting_usage.iter().map(|(k, _)| k))
+                .map(|(a, _)| *a)
+                .collect();
+            arrays.sort_unstable();
             arrays.dedup();
             arrays
         };
         let records = self.final_records(&wanted, &unresolved)?;
         let grace = self.config.result_grace;
+        let sacct_answers = self.sacct_works != Some(false);
+        for ((a, i), mut outcome) in awaiting_usage {
+            let array = &mut self.arrays[a];
+            let key = (array.job.job_id.clone(), array.is_array.then_some(i as u32));
+            let element = &mut array.elements[i];
+            let ElementStatus::Left(since) = element.status else {
+                continue;
+            };
+            let record = records.get(&key);
+            let complete = record.is_some_and(|r| r.state.is_final() && r.steps_ended);
+            // sacct lags slurmctld: hold the end (the result file already decided it) until
+            // sacct has the element's final step record, never longer than the grace.
+            if sacct_answers && !complete && now.saturating_duration_since(since) < grace {
+                continue;
+            }
+            if complete {
+                outcome.usage = merge_usage(outcome.usage, record.and_then(|r| r.usage.as_ref()));
+            }
+            let is_array = array.is_array;
+            let job_id = array.job.job_id.clone();
+            finish(&mut self.events, is_array, &job_id, i, element, outcome);
+        }
         let vanish_after = grace.max(self.config.poll_interval * 3);
         for (a, i) in unresolved {
             let array = &mut self.arrays[a];
@@ -998,6 +1100,10 @@ impl SlurmExecutor {
                     usage: None,
                 },
             };
+            let mut outcome = outcome;
+            if let Some(record) = records.get(&key).filter(|r| r.state.is_final()) {
+                outcome.usage = merge_usage(outcome.usage, record.usage.as_ref());
+            }
             let is_array = array.is_array;
             let job_id = array.job.job_id.clone();
             finish(&mut self.events, is_array, &job_id, i, element, outcome);
@@ -1046,7 +1152,6 @@ impl SlurmExecutor {
             let args = vec![
                 "--noheader".to_string(),
                 "--parsable2".to_string(),
-                "--allocations".to_string(),
                 format!("--format={SACCT_FORMAT}"),
                 format!("--starttime=now-{lookback}"),
                 format!("--jobs={}", ids.join(",")),
@@ -1353,8 +1458,10 @@ impl Executor for SlurmExecutor {
     }
 
     /// Runs at most one polling cycle per `poll_interval` (sleeping up to `max_wait` for
-    /// it) and returns the events gathered. Cost per cycle: one squeue, plus one sacct (or
-    /// one scontrol per array with elements that left the queue without a result).
+    /// it) and returns the events gathered. Cost per cycle: one squeue, plus one sacct for
+    /// the arrays with elements that left the queue (their final states and usage), or
+    /// without accounting one scontrol per array with elements that left the queue without
+    /// a result. A `Notice` comes once when sbatch refuses for a per-user/QOS submit limit.
     fn poll(&mut self, max_wait: Duration) -> Result<Vec<ExecutorEvent>, ExecutorError> {
         if self.events.is_empty() {
             let now = Instant::now();

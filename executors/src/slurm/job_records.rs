@@ -4,6 +4,9 @@
 
 use super::array_indices::parse_array_indices;
 use super::job_state::{SlurmExitCode, SlurmJobState};
+use super::sacct_usage::{element_usage, LineUsage};
+use crate::launch::ResourceUsage;
+use std::collections::HashMap;
 
 /// What Slurm says about one array element (or a plain job, `index == None`).
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +19,13 @@ pub struct ElementRecord {
     pub started_at: Option<f64>,
     pub ended_at: Option<f64>,
     pub reason: Option<String>,
+    /// What the element used, from sacct's MaxRSS/UserCPU/SystemCPU/TotalCPU of its steps
+    /// (scontrol and jobcomp do not say).
+    pub usage: Option<ResourceUsage>,
+    /// Whether sacct has the final record of the element's `.batch` step: then its usage
+    /// figures are complete (slurmdbd is written asynchronously, the step's record may
+    /// arrive after the allocation's).
+    pub steps_ended: bool,
 }
 
 /// Split one `Key=Value Key=Value` line (scontrol `-o`, jobcomp filetxt) into pairs. Values
@@ -102,6 +112,8 @@ fn records_from_pairs(pairs: &[(String, String)]) -> Vec<ElementRecord> {
         reason: value(pairs, "Reason")
             .filter(|r| !r.is_empty() && *r != "None")
             .map(str::to_string),
+        usage: None,
+        steps_ended: false,
     };
     if indices.is_empty() {
         return vec![base];
@@ -115,28 +127,46 @@ fn records_from_pairs(pairs: &[(String, String)]) -> Vec<ElementRecord> {
         .collect()
 }
 
-/// The sacct fields flow asks for, in order (`--parsable2 --noheader --allocations`).
-pub const SACCT_FORMAT: &str = "JobID,State,ExitCode,Start,End";
+/// The sacct fields flow asks for, in order (`--parsable2 --noheader`, steps included).
+pub const SACCT_FORMAT: &str = "JobID,State,ExitCode,Start,End,MaxRSS,UserCPU,SystemCPU,TotalCPU";
 
-/// Records from `sacct -X -n -P -o SACCT_FORMAT`. `JobID` is `123` (plain job), `123_4`
-/// (array element) or `123_[5-9]` (elements that never started).
+/// Records from `sacct -n -P -o SACCT_FORMAT`. `JobID` is `123` (plain job), `123_4`
+/// (array element) or `123_[5-9]` (elements that never started); lines of steps
+/// (`123_4.batch`, `123_4.extern`, `123_4.0`) give the element's usage: the largest MaxRSS of
+/// its steps and the CPU time (see [`element_usage`]). Lines with the five first fields only
+/// (an older format) are read too, without usage.
 pub fn parse_sacct(output: &str) -> Vec<ElementRecord> {
     let mut records = Vec::new();
+    let mut steps: HashMap<(String, Option<u32>), (Vec<LineUsage>, bool)> = HashMap::new();
+    let mut allocations: Vec<LineUsage> = Vec::new();
     for line in output.lines().filter(|l| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split('|').collect();
         let [job_id, state, exit, start, end, ..] = fields.as_slice() else {
             continue;
         };
-        if job_id.contains('.') {
-            continue; // a job step (batch, extern), not the allocation
-        }
-        let (array_job_id, indices) = match job_id.split_once('_') {
+        let field = |i: usize| fields.get(i).copied().unwrap_or("");
+        let usage = LineUsage::parse(field(5), field(6), field(7), field(8));
+        let (element_id, step) = match job_id.split_once('.') {
+            Some((element, step)) => (element, Some(step)),
+            None => (*job_id, None),
+        };
+        let (array_job_id, indices) = match element_id.split_once('_') {
             Some((id, tasks)) => match parse_array_indices(tasks) {
                 Some(indices) => (id, indices),
                 None => continue,
             },
-            None => (*job_id, Vec::new()),
+            None => (element_id, Vec::new()),
         };
+        if let Some(step) = step {
+            // A step of one started element (never of a `[5-9]` range).
+            let key = (array_job_id.to_string(), indices.first().copied());
+            let entry = steps.entry(key).or_default();
+            entry.0.push(usage);
+            if step == "batch" && SlurmJobState::parse(state).is_final() {
+                entry.1 = true;
+            }
+            continue;
+        }
         let base = ElementRecord {
             array_job_id: array_job_id.to_string(),
             index: None,
@@ -145,15 +175,30 @@ pub fn parse_sacct(output: &str) -> Vec<ElementRecord> {
             started_at: epoch(Some(start)),
             ended_at: epoch(Some(end)),
             reason: None,
+            usage: None,
+            steps_ended: false,
         };
         if indices.is_empty() {
             records.push(base);
+            allocations.push(usage);
         } else {
-            records.extend(indices.into_iter().map(|i| ElementRecord {
-                index: Some(i),
-                ..base.clone()
-            }));
+            for i in indices {
+                records.push(ElementRecord {
+                    index: Some(i),
+                    ..base.clone()
+                });
+                allocations.push(usage);
+            }
         }
+    }
+    for (record, allocation) in records.iter_mut().zip(&allocations) {
+        let key = (record.array_job_id.clone(), record.index);
+        let (element_steps, ended) = steps
+            .get(&key)
+            .map(|(s, e)| (s.as_slice(), *e))
+            .unwrap_or((&[], false));
+        record.usage = element_usage(allocation, element_steps);
+        record.steps_ended = ended;
     }
     records
 }
@@ -238,5 +283,31 @@ JobId=1 ArrayJobId=1 ArrayTaskId=7-9%3 JobName=x JobState=PENDING Reason=JobArra
             classify_end(&records[4].state, records[4].exit),
             Some(ErrorClass::NodeFailure)
         );
+    }
+
+    #[test]
+    fn sacct_usage_of_steps() {
+        // As sacct 22.05 prints it with jobacct_gather/linux (steps after the allocation).
+        let text = "130_0|COMPLETED|0:0|10|14||00:01.200|00:00.300|00:01.500\n\
+130_0.batch|COMPLETED|0:0|10|14|153772K|00:01.190|00:00.290|00:01.480\n\
+130_0.extern|COMPLETED|0:0|10|14|912K|00:00.010|00:00.010|00:00.020\n\
+130_1|RUNNING|0:0|10|Unknown||00:00:00|00:00:00|00:00:00\n\
+130_1.batch|RUNNING|0:0|10|Unknown|||||\n\
+131|COMPLETED|0:0|10|12|||||\n";
+        let records = parse_sacct(text);
+        assert_eq!(records.len(), 3);
+        let done = &records[0];
+        assert_eq!((done.array_job_id.as_str(), done.index), ("130", Some(0)));
+        assert!(done.steps_ended);
+        let usage = done.usage.as_ref().expect("usage");
+        assert_eq!(usage.max_rss_kib, Some(153_772));
+        assert!((usage.cpu_s().unwrap() - 1.5).abs() < 1e-9);
+        assert_eq!(usage.source, "sacct");
+        // Still running: its batch step has not ended.
+        assert!(!records[1].steps_ended);
+        // A plain job without steps or figures.
+        assert_eq!(records[2].index, None);
+        assert_eq!(records[2].usage, None);
+        assert!(!records[2].steps_ended);
     }
 }

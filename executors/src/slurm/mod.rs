@@ -4,7 +4,8 @@
 //! [`array_plan`] (array sizes, the `max_submitted` window, the step-wide `max_running`
 //! shared through `%` throttles), [`script`] (the sbatch script from the handlebars
 //! template), [`manifest`] (one `TaskLaunch` per array index), [`squeue_output`] and
-//! [`job_records`] (squeue, scontrol, sacct and jobcomp parsing), [`job_state`] (every Slurm
+//! [`job_records`] (squeue, scontrol, sacct and jobcomp parsing), [`sacct_usage`] (MaxRSS and
+//! CPU times of sacct's step records), [`job_state`] (every Slurm
 //! end state to an `ErrorClass`), [`escalation`] (more time or memory on retry),
 //! [`rate_limit`] (one token bucket for every Slurm call), [`slurm_cli`] (transient-failure
 //! retries). [`executor`] puts them together behind the `Executor` trait.
@@ -33,6 +34,7 @@ pub mod manifest;
 pub mod quote;
 pub mod rate_limit;
 pub mod result_file;
+pub mod sacct_usage;
 pub mod script;
 pub mod slurm_cli;
 pub mod squeue_output;

@@ -115,6 +115,8 @@ pub struct Observed {
     pub finished: BTreeMap<String, AttemptOutcome>,
     pub started: BTreeMap<String, String>,
     pub duplicate_finishes: usize,
+    /// `Notice` events: (kind, message).
+    pub notices: Vec<(String, String)>,
 }
 
 /// One poll, its events recorded.
@@ -132,6 +134,9 @@ pub fn poll_once(executor: &mut SlurmExecutor, observed: &mut Observed) {
                 if observed.finished.insert(task_id, outcome).is_some() {
                     observed.duplicate_finishes += 1;
                 }
+            }
+            ExecutorEvent::Notice { kind, message } => {
+                observed.notices.push((kind, message));
             }
         }
     }
