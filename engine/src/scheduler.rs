@@ -193,21 +193,24 @@ pub fn core_steps(plan: &Plan) -> Vec<CoreStep> {
         .collect()
 }
 
-/// How many attempts the executor may hold at once.
-fn window(plan: &Plan) -> usize {
-    match plan.executor {
+/// How many attempts the executor may hold at once: local, a multiple of the cores; Slurm,
+/// the machine's `slurm.max_submitted`; Kubernetes, its `kubernetes.max_submitted` (never
+/// the Slurm block's).
+pub(crate) fn window(plan: &Plan) -> usize {
+    let limit = match plan.executor {
         ExecutorKind::Local => {
             let (cpus, _, _) = crate::compile::local_capacity(plan.campaign);
-            (cpus as usize * 32).max(64)
+            return (cpus as usize * 32).max(64);
         }
-        _ => plan
+        ExecutorKind::Slurm => plan.campaign.machine.slurm.max_submitted,
+        ExecutorKind::Kubernetes => plan
             .campaign
             .machine
-            .slurm
-            .max_submitted
-            .unwrap_or(u64::MAX)
-            .min(1_000_000) as usize,
-    }
+            .kubernetes
+            .get("max_submitted")
+            .and_then(|v| v.as_u64()),
+    };
+    limit.unwrap_or(u64::MAX).clamp(1, 1_000_000) as usize
 }
 
 /// The gate message a success's details carry, if its gate said stop.
@@ -741,4 +744,37 @@ fn write_status_snapshot(plan: &Plan, layout: &Layout, core: &CampaignCore) {
         "steps": progress_rows(plan, core),
     });
     let _ = write_atomic(&layout.status_snapshot(), doc.to_string().as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_window(machine: &str) -> usize {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.yaml"), machine).unwrap();
+        let campaign = flow_dsl::load::load_campaign_text(
+            "c.yaml",
+            "campaign: {name: w, version: v1, machine: m.yaml, output: out}\nsteps:\n  a: {kind: command, command: 'true'}\n",
+            dir.path(),
+        )
+        .unwrap();
+        let plan = compile(&campaign, None).unwrap();
+        window(&plan)
+    }
+
+    #[test]
+    fn each_backend_takes_its_own_window() {
+        let both = "  slurm: {max_submitted: 7}\n  kubernetes: {namespace: ns, image: img, max_submitted: 40}\n";
+        let kube = format!("machine:\n  name: k\n  executor: kubernetes\n{both}");
+        assert_eq!(plan_window(&kube), 40, "Kubernetes reads its own block");
+        let slurm = format!("machine:\n  name: s\n  executor: slurm\n{both}");
+        assert_eq!(plan_window(&slurm), 7);
+        let kube_unset = "machine:\n  name: k\n  executor: kubernetes\n  slurm: {max_submitted: 7}\n  kubernetes: {namespace: ns, image: img}\n";
+        assert_eq!(
+            plan_window(kube_unset),
+            1_000_000,
+            "never the Slurm block's"
+        );
+    }
 }

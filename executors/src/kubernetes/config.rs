@@ -102,6 +102,11 @@ pub struct KubernetesConfig {
     /// in-cluster service account when no kubeconfig exists).
     #[serde(default)]
     pub context: Option<String>,
+    /// Most task attempts handed to the cluster at once (pods of every Job not yet ended);
+    /// absent: no limit but the steps' `max_running`. Kubernetes' own counterpart of
+    /// `slurm.max_submitted`, which a Kubernetes run never reads.
+    #[serde(default)]
+    pub max_submitted: Option<u64>,
     /// Most API requests per second the driver makes (a token bucket shared by every call).
     #[serde(default = "default_api_requests_per_second")]
     pub api_requests_per_second: u32,
