@@ -429,8 +429,8 @@ fn start_algorithm(
     let campaign = plan.campaign;
     let step = &campaign.steps[step_index];
     let env = match &settings.environment {
-        Some(name) => crate::steps::environment_variables_of(
-            plan,
+        Some(name) => crate::environments::variables(
+            plan.campaign,
             plan.steps[step_index].algorithm_env.as_ref(),
             name,
         )
@@ -586,8 +586,8 @@ fn preview_first_batch(
         return Err("plan does not start a custom algorithm".into());
     }
     if let Some(name) = &a.environment {
-        crate::steps::environment_variables_of(
-            plan,
+        crate::environments::variables(
+            plan.campaign,
             plan.steps[step_index].algorithm_env.as_ref(),
             name,
         )

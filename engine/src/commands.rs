@@ -4,6 +4,7 @@
 use crate::cli::{
     Command, EnvAction, EnvTarget, ExecutorArg, OutputFormat, PlanFormat, RecipesAction, TaskAction,
 };
+use crate::cli_io::{load, open_state, print_json};
 use crate::compile::compile;
 use crate::layout::Layout;
 use crate::plan_render::{self, DoneCounts};
@@ -21,15 +22,6 @@ fn executor_kind(arg: Option<ExecutorArg>) -> Option<ExecutorKind> {
         ExecutorArg::Local => ExecutorKind::Local,
         ExecutorArg::Slurm => ExecutorKind::Slurm,
         ExecutorArg::Kubernetes => ExecutorKind::Kubernetes,
-    })
-}
-
-/// Load a campaign file; diagnostics are printed, the exit code returned.
-pub(crate) fn load(file: &Path) -> Result<Campaign, i32> {
-    load_campaign(file).map_err(|d| {
-        eprint!("{d}");
-        eprintln!();
-        1
     })
 }
 
@@ -215,11 +207,6 @@ fn validate(file: &Path, output: OutputFormat) -> i32 {
             i32::from(!ok)
         }
     }
-}
-
-/// Print one JSON document on stdout.
-pub fn print_json(doc: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(doc).unwrap_or_default());
 }
 
 /// Per step: what is done (outputs checked), what will run and why, read from the state
@@ -438,27 +425,6 @@ fn stream_file(path: &Path) -> bool {
     let mut lock = stdout.lock();
     let _ = std::io::copy(&mut f, &mut lock);
     true
-}
-
-/// Open a campaign's state read-only; errors are printed, the exit code returned.
-pub(crate) fn open_state(
-    campaign: &Campaign,
-    state_dir: Option<&PathBuf>,
-) -> Result<StateStore, i32> {
-    let layout = Layout::new(&campaign.campaign_dir);
-    let (db, _) = state_location(&layout, state_dir);
-    if !db.exists() {
-        eprintln!(
-            "error: campaign {} has not run yet (no state at {}); start it with `flow run`",
-            campaign.name,
-            db.display()
-        );
-        return Err(1);
-    }
-    StateStore::open_readonly(&db).map_err(|e| {
-        eprintln!("error: {e}");
-        1
-    })
 }
 
 fn status(file: &Path, output: OutputFormat, watch: bool, state_dir: Option<PathBuf>) -> i32 {

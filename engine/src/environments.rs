@@ -221,3 +221,38 @@ fn resolve(
         }
     }
 }
+
+/// The variables of environment `name` as `binding` locates it (a step's own binding, or
+/// an adaptive step's algorithm binding).
+pub fn variables(
+    campaign: &Campaign,
+    binding: Option<&EnvBinding>,
+    name: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let machine = &campaign.machine;
+    let root = binding
+        .and_then(|b| b.root.clone())
+        .map(flow_mlip::EnvRoot::new)
+        .ok_or_else(|| {
+            format!(
+                "environment `{name}`: neither its build-env step nor machine `{}` has a `root` for environments",
+                machine.name
+            )
+        })?;
+    let provider = binding
+        .and_then(|b| b.provider)
+        .map(|p| format!("its build-env step `{}`", campaign.steps[p].name))
+        .unwrap_or_else(|| "the machine's root".to_string());
+    let (env_dir, _) = flow_mlip::locate_built_environment(&root, name).map_err(|e| {
+        format!(
+            "environment `{name}` is not built under {} ({provider}): {e}",
+            root.path().display()
+        )
+    })?;
+    let inherited = std::env::var("PATH").ok();
+    Ok(flow_mlip::task_environment(
+        &root,
+        &env_dir,
+        inherited.as_deref(),
+    ))
+}

@@ -90,16 +90,7 @@ pub enum OutputCheck {
     Invalid(String),
 }
 
-/// The product fingerprint of a file: size, mtime and inode.
-pub fn file_product(path: &std::path::Path) -> std::io::Result<String> {
-    let f = flow_mock_generation::FileFingerprint::of(path)?;
-    Ok(format!(
-        "file:{}:{}:{}",
-        f.size_bytes,
-        f.modified_unix_ns,
-        f.inode.unwrap_or(0)
-    ))
-}
+pub use crate::fingerprint::file_product;
 
 /// Check a succeeded task's output against what was recorded with its success.
 /// `recorded` is the product fingerprint stored with the task; `details` the success's

@@ -11,9 +11,9 @@ fn open(
     file: &Path,
     state_dir: Option<&PathBuf>,
 ) -> Result<(flow_dsl::model::Campaign, Layout, StateStore), i32> {
-    let campaign = crate::commands::load(file)?;
+    let campaign = crate::cli_io::load(file)?;
     let layout = Layout::new(&campaign.campaign_dir);
-    let store = crate::commands::open_state(&campaign, state_dir)?;
+    let store = crate::cli_io::open_state(&campaign, state_dir)?;
     Ok((campaign, layout, store))
 }
 
@@ -52,7 +52,7 @@ pub fn trace(
     }
     match output {
         OutputFormat::Text => print!("{}", crate::trace::tsv(&rows)),
-        OutputFormat::Json => crate::commands::print_json(&serde_json::json!({
+        OutputFormat::Json => crate::cli_io::print_json(&serde_json::json!({
             "campaign": {"name": campaign.name, "version": campaign.version},
             "attempts": rows,
         })),

@@ -478,7 +478,7 @@ pub fn product_of(
         .and_then(|d| d.get("output"))
         .and_then(|o| o.as_str())
     {
-        return crate::freshness::file_product(&plan.campaign.campaign_dir.join(out)).ok();
+        return crate::fingerprint::file_product(&plan.campaign.campaign_dir.join(out)).ok();
     }
     match step.kind {
         StepKind::MdBenchmark => None,
@@ -539,42 +539,7 @@ pub fn environment_variables(
     step_index: usize,
     name: &str,
 ) -> Result<Vec<(String, String)>, String> {
-    environment_variables_of(plan, plan.steps[step_index].env.as_ref(), name)
-}
-
-/// The variables of environment `name` as `binding` locates it (a step's own binding, or
-/// an adaptive step's algorithm binding).
-pub fn environment_variables_of(
-    plan: &Plan,
-    binding: Option<&crate::environments::EnvBinding>,
-    name: &str,
-) -> Result<Vec<(String, String)>, String> {
-    let machine = &plan.campaign.machine;
-    let root = binding
-        .and_then(|b| b.root.clone())
-        .map(flow_mlip::EnvRoot::new)
-        .ok_or_else(|| {
-            format!(
-                "environment `{name}`: neither its build-env step nor machine `{}` has a `root` for environments",
-                machine.name
-            )
-        })?;
-    let provider = binding
-        .and_then(|b| b.provider)
-        .map(|p| format!("its build-env step `{}`", plan.campaign.steps[p].name))
-        .unwrap_or_else(|| "the machine's root".to_string());
-    let (env_dir, _) = flow_mlip::locate_built_environment(&root, name).map_err(|e| {
-        format!(
-            "environment `{name}` is not built under {} ({provider}): {e}",
-            root.path().display()
-        )
-    })?;
-    let inherited = std::env::var("PATH").ok();
-    Ok(flow_mlip::task_environment(
-        &root,
-        &env_dir,
-        inherited.as_deref(),
-    ))
+    crate::environments::variables(plan.campaign, plan.steps[step_index].env.as_ref(), name)
 }
 
 /// The Slurm executor of a plan: the machine's `slurm:` block and set-up, the campaign's

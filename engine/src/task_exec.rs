@@ -3,19 +3,12 @@
 //! path named in the spec/launch; the driver ingests it.
 
 use crate::task_spec::TaskSpec;
+use crate::typed::TypedResult;
 use flow_dsl::error_class::ErrorClass;
 use flow_executors::task_runner::{now, run_to_completion, write_result};
 use flow_executors::{AttemptOutcome, TaskLaunch};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-
-/// A typed step's answer: the outcome, and details stored with the attempt.
-pub struct TypedResult {
-    pub outcome: AttemptOutcome,
-    pub details: serde_json::Value,
-    /// The step already retried on its own terms (qe-scf's policy): the engine must not.
-    pub final_failure: bool,
-}
 
 fn failure(class: ErrorClass, message: String, started: f64) -> TypedResult {
     TypedResult {

@@ -1,12 +1,19 @@
 //! Dispatch of typed steps (qe-scf, build-env, md-benchmark) to their crates, inside
 //! `flow task exec`. Each returns the attempt's outcome and details for the state database.
 
-use crate::task_exec::TypedResult;
 use crate::task_spec::TaskSpec;
 use flow_dsl::error_class::ErrorClass;
 use flow_executors::task_runner::now;
 use flow_executors::AttemptOutcome;
 use std::time::{Duration, Instant};
+
+/// A typed step's answer: the outcome, and details stored with the attempt.
+pub struct TypedResult {
+    pub outcome: AttemptOutcome,
+    pub details: serde_json::Value,
+    /// The step already retried on its own terms (qe-scf's policy): the engine must not.
+    pub final_failure: bool,
+}
 
 fn outcome(class: Option<ErrorClass>, message: Option<String>, started: f64) -> AttemptOutcome {
     AttemptOutcome {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::env_build::{build_environment, find_uv, BuildOptions, BuildOutcome, CompletionMarker};
-use crate::env_root::{EnvRoot, COMPLETION_MARKER};
+use crate::env_root::{available_environments, environment_files, EnvRoot, COMPLETION_MARKER};
 use crate::environment_file::EnvironmentFile;
 use crate::error::{io_error, MlipError};
 use crate::process::run_checked;
@@ -24,29 +24,6 @@ pub struct EnvironmentListing {
     pub dependencies: Vec<String>,
     /// Built env directories `{name}-{hash}` with their markers (`None`: half-built).
     pub builds: Vec<(PathBuf, Option<CompletionMarker>)>,
-}
-
-/// The environment names available in `root` (file stems of `{root}/environments/*.py`),
-/// sorted; empty when the directory does not exist.
-pub fn available_environments(root: &EnvRoot) -> Vec<String> {
-    let mut names: Vec<String> = environment_files(root)
-        .iter()
-        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .collect();
-    names.sort();
-    names
-}
-
-fn environment_files(root: &EnvRoot) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(root.environments_dir()) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "py"))
-        .collect();
-    files.sort();
-    files
 }
 
 /// `flow env list`: every environment file of `root` and its builds.

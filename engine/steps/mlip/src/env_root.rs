@@ -101,6 +101,29 @@ pub fn task_environment(
     ]
 }
 
+/// The environment names available in `root` (file stems of `{root}/environments/*.py`),
+/// sorted; empty when the directory does not exist.
+pub fn available_environments(root: &EnvRoot) -> Vec<String> {
+    let mut names: Vec<String> = environment_files(root)
+        .iter()
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    names
+}
+
+pub(crate) fn environment_files(root: &EnvRoot) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(root.environments_dir()) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "py"))
+        .collect();
+    files.sort();
+    files
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -99,7 +99,7 @@ pub fn resolve_environment_file(
             text.to_string(),
         );
     }
-    let mut available = crate::env_catalog::available_environments(root);
+    let mut available = crate::env_root::available_environments(root);
     available.extend(
         crate::RECIPE_ENVIRONMENTS
             .iter()

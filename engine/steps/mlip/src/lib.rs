@@ -30,10 +30,9 @@ pub use env_build::{
     BuildOutcome, EnvPlan,
 };
 pub use env_catalog::{
-    available_environments, doctor, list_environments, locate_built_environment, render_doctor,
-    warm_all,
+    doctor, list_environments, locate_built_environment, render_doctor, warm_all,
 };
-pub use env_root::{task_environment, EnvRoot};
+pub use env_root::{available_environments, task_environment, EnvRoot};
 pub use environment_file::{resolve_environment_file, EnvironmentFile};
 pub use error::MlipError;
 pub use gate::{gate_decision, verdict, GateDecision, GateSettings, Verdict};

@@ -252,7 +252,7 @@ fn a_python_the_machine_lacks_is_a_clear_error() {
         "{text}"
     );
     assert_eq!(err.class(), flow_dsl::error_class::ErrorClass::LaunchFailed);
-    assert!(flow_mlip::env_catalog::available_environments(&root).contains(&"future".to_string()));
+    assert!(flow_mlip::available_environments(&root).contains(&"future".to_string()));
 }
 
 #[test]
