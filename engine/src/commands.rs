@@ -688,51 +688,34 @@ fn cancel(file: &Path, state_dir: Option<PathBuf>, output: OutputFormat) -> i32 
             0
         }
         _ => {
-            // No driver: cancel what the scheduler still holds for this campaign directly.
-            if campaign.machine.executor == ExecutorKind::Kubernetes {
+            // No driver: cancel what the backend still holds for this campaign directly.
+            if campaign.machine.executor != ExecutorKind::Local {
                 let Ok(plan) = compile(&campaign, None) else {
                     return 1;
                 };
-                return match crate::steps::kubernetes_executor_for(&plan)
-                    .and_then(|mut ex| Ok(ex.delete_campaign_jobs()?))
+                return match scheduler::make_executor(&plan)
+                    .and_then(|mut ex| Ok((ex.name(), ex.cancel_all()?)))
                 {
-                    Ok(n) => {
+                    Ok((backend, done)) => {
+                        let (action, verb, what) = match (done.deleted, backend) {
+                            (true, _) => ("deleted-jobs", "deleted", "Kubernetes Job(s)"),
+                            (false, "slurm") => ("cancelled-jobs", "cancelled", "Slurm job(s)"),
+                            (false, _) => ("cancelled-jobs", "cancelled", "job(s)"),
+                        };
                         say(
-                            "deleted-jobs",
+                            action,
                             format!(
-                                "no driver is running; deleted {n} Kubernetes Job(s) of campaign {} (and their pods)",
-                                campaign.name
+                                "no driver is running; {verb} {} {what} of campaign {}{}",
+                                done.jobs,
+                                campaign.name,
+                                if done.deleted {
+                                    " (and their pods)"
+                                } else {
+                                    ""
+                                }
                             ),
                             None,
-                            Some(n),
-                        );
-                        0
-                    }
-                    Err(e) => {
-                        eprintln!("error: {e:#}");
-                        1
-                    }
-                };
-            }
-            if campaign.machine.executor == ExecutorKind::Slurm {
-                let Ok(plan) = compile(&campaign, None) else {
-                    return 1;
-                };
-                return match crate::steps::slurm_executor_for(&plan).and_then(|mut ex| {
-                    use flow_executors::Executor;
-                    let jobs = ex.list_jobs()?;
-                    ex.cancel(&[])?;
-                    Ok(jobs.len())
-                }) {
-                    Ok(n) => {
-                        say(
-                            "cancelled-jobs",
-                            format!(
-                                "no driver is running; cancelled {n} Slurm job(s) of campaign {}",
-                                campaign.name
-                            ),
-                            None,
-                            Some(n),
+                            Some(done.jobs),
                         );
                         0
                     }

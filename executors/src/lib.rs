@@ -47,6 +47,15 @@ impl ExecutorError {
 }
 
 /// A backend that runs task attempts.
+/// What [`Executor::cancel_all`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CancelledJobs {
+    /// Backend jobs stopped (Slurm jobs or arrays, Kubernetes Jobs).
+    pub jobs: usize,
+    /// They were deleted (Kubernetes: a Job and its pods are removed), not only cancelled.
+    pub deleted: bool,
+}
+
 pub trait Executor: Send {
     /// Short name (`local`, `slurm`, `kubernetes`) recorded with every attempt.
     fn name(&self) -> &'static str;
@@ -65,6 +74,18 @@ pub trait Executor: Send {
 
     /// Cancel the given jobs (all of this campaign's when `jobs` is empty).
     fn cancel(&mut self, jobs: &[JobRef]) -> Result<(), ExecutorError>;
+
+    /// Stop everything the backend holds for this campaign, whether or not this executor
+    /// submitted it (`flow cancel` when no driver runs). By default: list the campaign's
+    /// jobs and cancel them all.
+    fn cancel_all(&mut self) -> Result<CancelledJobs, ExecutorError> {
+        let jobs = self.list_jobs()?.len();
+        self.cancel(&[])?;
+        Ok(CancelledJobs {
+            jobs,
+            deleted: false,
+        })
+    }
 
     /// Number of attempts currently submitted and not yet reported finished.
     fn in_flight(&self) -> usize;

@@ -681,6 +681,13 @@ fn annotation<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
 }
 
 impl Executor for KubernetesExecutor {
+    fn cancel_all(&mut self) -> Result<crate::CancelledJobs, ExecutorError> {
+        Ok(crate::CancelledJobs {
+            jobs: self.delete_campaign_jobs()?,
+            deleted: true,
+        })
+    }
+
     fn name(&self) -> &'static str {
         BACKEND
     }
