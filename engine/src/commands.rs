@@ -620,30 +620,33 @@ fn logs(file: &Path, task: &str, attempt: Option<u32>, state_dir: Option<PathBuf
             println!("(none)");
         }
     }
-    // On Kubernetes the pods' own logs say what happened around the task (a failed start,
-    // a deadline, `flow task`'s messages), as long as the pods exist.
-    if let Some((job, index)) = attempts
+    // The backend's own logs say what happened around the task (Kubernetes: a failed
+    // start, a deadline, `flow task`'s messages in the pods), as long as it keeps them.
+    if let Some((backend, job_id)) = attempts
         .iter()
-        .find(|a| a.attempt == n && a.executor == "kubernetes")
-        .and_then(|a| a.job_id.as_deref())
-        .and_then(|id| id.rsplit_once('_'))
-        .and_then(|(job, index)| Some((job.to_string(), index.parse::<usize>().ok()?)))
+        .find(|a| a.attempt == n && a.executor != "local")
+        .and_then(|a| Some((a.executor.clone(), a.job_id.clone()?)))
     {
         let logs = compile(&campaign, None)
             .map_err(|d| anyhow::anyhow!("{d}"))
-            .and_then(|plan| crate::steps::kubernetes_executor_for(&plan))
-            .and_then(|ex| Ok(ex.pod_logs(&job, index)?));
+            .and_then(|plan| {
+                if plan.executor.as_str() != backend {
+                    return Ok(flow_executors::AttemptLogs::default());
+                }
+                let ex = scheduler::make_executor(&plan)?;
+                Ok(ex.attempt_logs(&job_id)?)
+            });
         match logs {
-            Ok(logs) if logs.is_empty() => {
-                println!("--- pod log: no pod of Job {job} index {index} is left ---")
-            }
-            Ok(logs) => {
-                for (pod, log) in logs {
-                    println!("--- pod log ({pod}) ---");
+            Ok(found) => {
+                if let Some(m) = &found.none_left {
+                    println!("--- {} log: {m} ---", found.source_kind);
+                }
+                for (source, log) in found.logs {
+                    println!("--- {} log ({source}) ---", found.source_kind);
                     print!("{log}");
                 }
             }
-            Err(e) => println!("--- pod log: unavailable ({e:#}) ---"),
+            Err(e) => println!("--- {backend} log: unavailable ({e:#}) ---"),
         }
     }
     0

@@ -47,6 +47,18 @@ impl ExecutorError {
 }
 
 /// A backend that runs task attempts.
+/// What [`Executor::attempt_logs`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttemptLogs {
+    /// What the sources are (`pod`).
+    pub source_kind: String,
+    /// (source, text), e.g. a pod's name and its log.
+    pub logs: Vec<(String, String)>,
+    /// Said when the backend has logs of such attempts in general but none is left of this
+    /// one (a deleted pod).
+    pub none_left: Option<String>,
+}
+
 /// What [`Executor::cancel_all`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CancelledJobs {
@@ -74,6 +86,15 @@ pub trait Executor: Send {
 
     /// Cancel the given jobs (all of this campaign's when `jobs` is empty).
     fn cancel(&mut self, jobs: &[JobRef]) -> Result<(), ExecutorError>;
+
+    /// What the backend itself logged around one attempt, by source (Kubernetes: each pod
+    /// of the attempt's Job index, `job_id` being `JOB_INDEX`), for `flow logs`; a
+    /// message when nothing is left. By default the task's own log files say it all:
+    /// nothing more.
+    fn attempt_logs(&self, job_id: &str) -> Result<AttemptLogs, ExecutorError> {
+        let _ = job_id;
+        Ok(AttemptLogs::default())
+    }
 
     /// Stop everything the backend holds for this campaign, whether or not this executor
     /// submitted it (`flow cancel` when no driver runs). By default: list the campaign's

@@ -681,6 +681,23 @@ fn annotation<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
 }
 
 impl Executor for KubernetesExecutor {
+    fn attempt_logs(&self, job_id: &str) -> Result<crate::AttemptLogs, ExecutorError> {
+        let Some((job, index)) = job_id
+            .rsplit_once('_')
+            .and_then(|(job, index)| Some((job, index.parse::<usize>().ok()?)))
+        else {
+            return Ok(crate::AttemptLogs::default());
+        };
+        let logs = self.pod_logs(job, index)?;
+        Ok(crate::AttemptLogs {
+            source_kind: "pod".into(),
+            none_left: logs
+                .is_empty()
+                .then(|| format!("no pod of Job {job} index {index} is left")),
+            logs,
+        })
+    }
+
     fn cancel_all(&mut self) -> Result<crate::CancelledJobs, ExecutorError> {
         Ok(crate::CancelledJobs {
             jobs: self.delete_campaign_jobs()?,
