@@ -87,6 +87,13 @@ pub struct SimReport {
     pub peak_held_arrays: u64,
     pub driver_cpu_s: f64,
     pub peak_rss_mb: f64,
+    /// Peak RSS once the tasks are inserted and the core and the id map built.
+    pub rss_after_setup_mb: f64,
+    /// `size_of::<CoreTask>()`: the core's bytes per task before its heap strings.
+    pub core_task_bytes: usize,
+    /// Capacity of the driver's task id -> slot map (7/8 of its buckets; each bucket holds a
+    /// `String` and a `usize`).
+    pub id_map_capacity: usize,
     pub state_db_mb: f64,
     pub simulated_hours: f64,
     pub wall_s: f64,
@@ -207,6 +214,7 @@ pub fn run(config: &SimConfig, dir: &Path) -> Result<SimReport> {
         .map(|(n, t)| (t.id.clone(), n))
         .collect();
     phases.setup_s = wall.elapsed().as_secs_f64();
+    let rss_after_setup_mb = rusage().1;
 
     let window = config
         .cluster
@@ -272,8 +280,8 @@ pub fn run(config: &SimConfig, dir: &Path) -> Result<SimReport> {
                         };
                         let succeeded = outcome.succeeded();
                         let ended = EndedAttempt {
-                            // What a step with an output records: its fingerprint.
-                            product: succeeded.then(|| format!("{:016x}", slot as u64 ^ 0x5eed)),
+                            // What a command step records (`steps::product_of`).
+                            product: succeeded.then(|| format!("run:{task_id}:{attempt}")),
                             ..EndedAttempt::plain(outcome)
                         };
                         if core.ended(slot, attempt, ended, at).is_some() {
@@ -363,6 +371,9 @@ pub fn run(config: &SimConfig, dir: &Path) -> Result<SimReport> {
         peak_held_arrays: slurm.counters.peak_held_arrays,
         driver_cpu_s: 0.0,
         peak_rss_mb: 0.0,
+        rss_after_setup_mb,
+        core_task_bytes: std::mem::size_of::<CoreTask>(),
+        id_map_capacity: by_id.capacity(),
         state_db_mb: 0.0,
         simulated_hours: (seconds(now) - START) / 3600.0,
         wall_s: 0.0,
