@@ -77,7 +77,10 @@ fn every_task_ends_and_sbatch_calls_follow_arrays_not_tasks() {
     let retried = n(&v, "retries") + n(&v, "infrastructure_retries");
     assert!(sbatch >= 20, "{v}");
     assert!(sbatch <= 20 + retried, "{v}");
-    assert!(sbatch <= 20 * 3 * 4, "sbatch calls {sbatch} not O(arrays): {v}");
+    assert!(
+        sbatch <= 20 * 3 * 4,
+        "sbatch calls {sbatch} not O(arrays): {v}"
+    );
     assert!(sbatch * 5 <= 2000, "{v}");
     assert!(n(&v, "squeue_calls") > 0);
     assert!(v["state_db_mb"].as_f64().unwrap() > 0.0);
@@ -133,16 +136,33 @@ fn text_output_is_a_readable_summary() {
         text.starts_with("300 task(s) in 1 step(s): 300 succeeded, 0 failed"),
         "{text}"
     );
-    assert!(text.contains("6 sbatch call(s) (arrays of at most 50)"), "{text}");
+    assert!(
+        text.contains("6 sbatch call(s) (arrays of at most 50)"),
+        "{text}"
+    );
 }
 
 #[test]
 fn chained_steps_run_in_turn() {
     let out = sim(&[
-        "--tasks", "500", "--steps", "3", "--array-size", "100", "--fail", "0.02", "--seed",
-        "5", "--output", "json",
+        "--tasks",
+        "500",
+        "--steps",
+        "3",
+        "--array-size",
+        "100",
+        "--fail",
+        "0.02",
+        "--seed",
+        "5",
+        "--output",
+        "json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(n(&v, "tasks"), 1500);
     assert_eq!(n(&v, "succeeded") + n(&v, "failed"), 1500);

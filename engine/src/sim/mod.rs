@@ -149,7 +149,10 @@ pub fn rusage() -> (f64, f64) {
     }
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     // Linux reports ru_maxrss in KiB.
-    (tv(ru.ru_utime) + tv(ru.ru_stime), ru.ru_maxrss as f64 / 1024.0)
+    (
+        tv(ru.ru_utime) + tv(ru.ru_stime),
+        ru.ru_maxrss as f64 / 1024.0,
+    )
 }
 
 fn file_mb(path: &Path) -> f64 {
@@ -199,13 +202,7 @@ pub fn run(config: &SimConfig, dir: &Path) -> Result<SimReport> {
             work.clone(),
         )
     }))?;
-    let mut core = CampaignCore::new(
-        steps,
-        (0..config.steps).collect(),
-        tasks,
-        "slurm",
-        START,
-    );
+    let mut core = CampaignCore::new(steps, (0..config.steps).collect(), tasks, "slurm", START);
     // As the driver does: the executor reports task ids, the driver maps them to slots.
     let by_id: HashMap<String, usize> = core
         .tasks()
@@ -256,8 +253,7 @@ pub fn run(config: &SimConfig, dir: &Path) -> Result<SimReport> {
             let t = Instant::now();
             let reports = slurm.poll();
             phases.cluster_s += t.elapsed().as_secs_f64();
-            let t = Instant::now();
-            let mut fed = 0usize;
+            let mut t = Instant::now();
             for report in reports {
                 match report {
                     Report::Started {
@@ -289,10 +285,10 @@ pub fn run(config: &SimConfig, dir: &Path) -> Result<SimReport> {
                         }
                     }
                 }
-                fed += 1;
-                if fed % 1024 == 0 && core.pending_changes() >= COMMIT_EVERY {
+                if core.pending_changes() >= COMMIT_EVERY {
                     phases.core_s += t.elapsed().as_secs_f64();
                     commit(&mut core, &mut store, now, &mut phases)?;
+                    t = Instant::now();
                 }
             }
             phases.core_s += t.elapsed().as_secs_f64();
@@ -449,10 +445,13 @@ pub fn run(config: &SimConfig, dir: &Path) -> Result<SimReport> {
 
 /// Tasks per state, read back from the database with a connection of its own.
 fn stored_states(db: &Path) -> Result<HashMap<String, u64>> {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .with_context(|| format!("cannot open {}", db.display()))?;
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("cannot open {}", db.display()))?;
     let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM tasks GROUP BY state")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
     let mut out = HashMap::new();
     for row in rows {
         let (state, n) = row?;
