@@ -168,3 +168,25 @@ fn chained_steps_run_in_turn() {
     assert_eq!(n(&v, "succeeded") + n(&v, "failed"), 1500);
     assert!(n(&v, "sbatch_calls") >= 15);
 }
+
+#[test]
+fn a_run_that_cannot_end_exits_1() {
+    // Ends the cluster never reports leave attempts in flight: the simulator must say so
+    // rather than print a result.
+    let out = sim(&[
+        "--tasks",
+        "500",
+        "--array-size",
+        "100",
+        "--lose-reports",
+        "0.01",
+        "--seed",
+        "2",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in flight"), "{err}");
+}

@@ -56,6 +56,10 @@ struct Args {
     /// Probability that an attempt is preempted part-way.
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     preempt: f64,
+    /// Probability that an attempt's end is never reported (a fault injected to check that
+    /// flow-sim notices a run that cannot end: it exits 1).
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    lose_reports: f64,
     /// `max_retries` of the step.
     #[arg(long, default_value_t = 2)]
     max_retries: u32,
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
             run_time: args.run_time,
             fail: args.fail,
             preempt: args.preempt,
+            lose_reports: args.lose_reports,
         },
         max_retries: args.max_retries,
         max_infrastructure_retries: args.max_infra_retries,

@@ -44,6 +44,8 @@ pub struct ClusterModel {
     pub fail: f64,
     /// Probability that an attempt is preempted part-way.
     pub preempt: f64,
+    /// Probability that an end is never reported (a fault: the driver cannot finish).
+    pub lose_reports: f64,
 }
 
 /// One array element: the attempt of one task.
@@ -107,6 +109,8 @@ pub struct SlurmCounters {
     pub peak_in_queue: u64,
     /// Most arrays held back by the window at once.
     pub peak_held_arrays: u64,
+    /// Ends never reported (`lose_reports`).
+    pub lost_reports: u64,
 }
 
 pub struct SimSlurm {
@@ -322,19 +326,24 @@ impl SimSlurm {
                 )
             }
         };
-        self.reports.push(Report::Finished {
-            task_id: e.task_id,
-            attempt: e.attempt,
-            outcome: AttemptOutcome {
-                exit_code,
-                signal: None,
-                error_class: class,
-                message,
-                started_at: Some(seconds(started)),
-                ended_at: Some(seconds(self.now)),
-                usage: None,
-            },
-        });
+        // Drawn only when asked for, so runs without the fault keep their sequence.
+        if self.model.lose_reports > 0.0 && self.rng.unit() < self.model.lose_reports {
+            self.counters.lost_reports += 1;
+        } else {
+            self.reports.push(Report::Finished {
+                task_id: e.task_id,
+                attempt: e.attempt,
+                outcome: AttemptOutcome {
+                    exit_code,
+                    signal: None,
+                    error_class: class,
+                    message,
+                    started_at: Some(seconds(started)),
+                    ended_at: Some(seconds(self.now)),
+                    usage: None,
+                },
+            });
+        }
         if a.remaining == 0 {
             self.arrays[array] = None;
         }
@@ -362,6 +371,7 @@ mod tests {
             run_time: Dist::Fixed(100.0),
             fail: 0.0,
             preempt: 0.0,
+            lose_reports: 0.0,
         }
     }
 
