@@ -22,6 +22,7 @@ pub mod render;
 pub mod report;
 pub mod report_commands;
 pub mod scheduler;
+pub mod sim;
 pub mod state;
 pub mod status;
 pub mod steps;
