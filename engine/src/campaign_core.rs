@@ -216,11 +216,52 @@ impl Ord for Waiting {
     }
 }
 
+/// Task id -> slot, in about 20 bytes a task: the map keeps a 64-bit hash of each id (a
+/// `HashMap<String, usize>` of a million ids costs ~100 MB more), every hit is checked
+/// against the task's own id, and the rare ids whose hash another id already took are kept
+/// whole in `collided`.
+#[derive(Debug, Default)]
+struct SlotIndex {
+    by_hash: std::collections::HashMap<u64, u32>,
+    collided: std::collections::HashMap<String, usize>,
+}
+
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
+impl SlotIndex {
+    fn insert(&mut self, id: &str, slot: usize, tasks: &[CoreTask]) {
+        match self.by_hash.entry(id_hash(id)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(slot as u32);
+            }
+            std::collections::hash_map::Entry::Occupied(o) => {
+                if tasks[*o.get() as usize].id != id {
+                    self.collided.insert(id.to_string(), slot);
+                }
+            }
+        }
+    }
+
+    fn get(&self, id: &str, tasks: &[CoreTask]) -> Option<usize> {
+        let slot = *self.by_hash.get(&id_hash(id))? as usize;
+        if tasks.get(slot).is_some_and(|t| t.id == id) {
+            return Some(slot);
+        }
+        self.collided.get(id).copied()
+    }
+}
+
 /// The campaign core (see the module documentation).
 pub struct CampaignCore {
     steps: Vec<CoreStep>,
     order: Vec<usize>,
     tasks: Vec<CoreTask>,
+    slots: SlotIndex,
     /// Whether each task's attempt was started (not only submitted).
     started: Vec<bool>,
     state: Vec<StepState>,
@@ -275,10 +316,16 @@ impl CampaignCore {
                 }
             }
         }
+        let mut slots = SlotIndex::default();
+        slots.by_hash.reserve(tasks.len());
+        for (n, t) in tasks.iter().enumerate() {
+            slots.insert(&t.id, n, &tasks);
+        }
         CampaignCore {
             steps,
             order,
             tasks,
+            slots,
             started,
             state,
             waiting,
@@ -287,6 +334,11 @@ impl CampaignCore {
             cancelling: false,
             executor_name: executor_name.to_string(),
         }
+    }
+
+    /// The slot of the task with this id.
+    pub fn slot_of(&self, id: &str) -> Option<usize> {
+        self.slots.get(id, &self.tasks)
     }
 
     pub fn task(&self, slot: usize) -> &CoreTask {
@@ -380,7 +432,9 @@ impl CampaignCore {
         if !matches!(task.state, TaskState::Succeeded | TaskState::Failed) {
             task.state = TaskState::Pending;
         }
+        let id = task.id.clone();
         self.tasks.push(task);
+        self.slots.insert(&id, n, &self.tasks);
         self.started.push(false);
         n
     }

@@ -327,3 +327,24 @@ fn an_open_ended_step_that_cannot_run_blocks_its_dependents_and_the_run_ends() {
         .contains("upstream step b cannot run"));
     assert!(core.finished());
 }
+
+#[test]
+fn slots_are_found_by_id_including_added_tasks_and_hash_collisions() {
+    let mut core = two_steps(fresh());
+    assert_eq!(core.slot_of("a1"), Some(1));
+    assert_eq!(core.slot_of("b0"), Some(2));
+    assert_eq!(core.slot_of("nope"), None);
+    let n = core.add_task(CoreTask::new("late", 0, 9));
+    assert_eq!(core.slot_of("late"), Some(n));
+    // A hash another id already took: the id is kept whole and still found, and the
+    // first owner of the hash is not disturbed.
+    let tasks = vec![CoreTask::new("x", 0, 0), CoreTask::new("y", 0, 1)];
+    let mut index = SlotIndex::default();
+    index.by_hash.insert(id_hash("y"), 0); // pretend "y" hashes like "x"'s slot
+    index.insert("y", 1, &tasks);
+    assert_eq!(index.get("y", &tasks), Some(1));
+    index.insert("x", 0, &tasks);
+    assert_eq!(index.get("x", &tasks), Some(0));
+    assert_eq!(index.get("y", &tasks), Some(1));
+    assert_eq!(index.get("z", &tasks), None);
+}

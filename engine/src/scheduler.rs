@@ -24,7 +24,6 @@ use flow_dsl::model::{Campaign, ExecutorKind};
 use flow_executors::local::{LocalCapacity, LocalExecutor};
 use flow_executors::task_runner::now;
 use flow_executors::{Batch, Executor, ExecutorEvent, TaskLaunch};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -355,12 +354,6 @@ fn drive(
     for i in 0..campaign.steps.len() {
         core.set_open_ended(i, adaptive.open_ended(i));
     }
-    let mut by_id: HashMap<String, usize> = core
-        .tasks()
-        .iter()
-        .enumerate()
-        .map(|(n, t)| (t.id.clone(), n))
-        .collect();
     let recovered = crate::recovery::recover(plan, layout, &mut core, &rows, &adopted);
     drop(rows);
     store.apply(&core.take_changes(), now())?;
@@ -417,11 +410,10 @@ fn drive(
                 last_commit = Instant::now();
             }
             let new = adaptive.advance(plan, layout, store, i, &|id| {
-                by_id.get(id).map(|&n| core.task(n).state)
+                core.slot_of(id).map(|n| core.task(n).state)
             })?;
             for t in new {
-                let slot = core.add_task(CoreTask::new(t.id.clone(), t.step, t.index));
-                by_id.insert(t.id, slot);
+                core.add_task(CoreTask::new(t.id, t.step, t.index));
             }
             core.set_open_ended(i, adaptive.open_ended(i));
             let step_busy = core
@@ -535,7 +527,7 @@ fn drive(
                     pid,
                     at,
                 } => {
-                    if let Some(slot) = by_id.get(&task_id).copied() {
+                    if let Some(slot) = core.slot_of(&task_id) {
                         core.started(slot, attempt, job_id, pid, at);
                     }
                 }
@@ -544,7 +536,7 @@ fn drive(
                     attempt,
                     outcome,
                 } => {
-                    let Some(slot) = by_id.get(&task_id).copied() else {
+                    let Some(slot) = core.slot_of(&task_id) else {
                         continue;
                     };
                     let task = core.task(slot);

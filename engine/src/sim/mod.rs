@@ -92,8 +92,6 @@ pub struct SimReport {
     /// `size_of::<CoreTask>()`: the core's bytes per task before its heap strings.
     pub core_task_bytes: usize,
     /// Capacity of the driver's task id -> slot map (7/8 of its buckets; each bucket holds a
-    /// `String` and a `usize`).
-    pub id_map_capacity: usize,
     pub state_db_mb: f64,
     pub simulated_hours: f64,
     pub wall_s: f64,
@@ -203,13 +201,7 @@ pub fn run(config: &SimConfig, dir: &Path) -> Result<SimReport> {
         )
     }))?;
     let mut core = CampaignCore::new(steps, (0..config.steps).collect(), tasks, "slurm", START);
-    // As the driver does: the executor reports task ids, the driver maps them to slots.
-    let by_id: HashMap<String, usize> = core
-        .tasks()
-        .iter()
-        .enumerate()
-        .map(|(n, t)| (t.id.clone(), n))
-        .collect();
+    // As the driver does: the executor reports task ids, the core maps them to slots.
     phases.setup_s = wall.elapsed().as_secs_f64();
     let rss_after_setup_mb = rusage().1;
 
@@ -262,7 +254,7 @@ pub fn run(config: &SimConfig, dir: &Path) -> Result<SimReport> {
                         job_id,
                         at,
                     } => {
-                        if let Some(&slot) = by_id.get(&task_id) {
+                        if let Some(slot) = core.slot_of(&task_id) {
                             core.started(slot, attempt, job_id, None, at);
                         }
                     }
@@ -271,7 +263,7 @@ pub fn run(config: &SimConfig, dir: &Path) -> Result<SimReport> {
                         attempt,
                         outcome,
                     } => {
-                        let Some(&slot) = by_id.get(&task_id) else {
+                        let Some(slot) = core.slot_of(&task_id) else {
                             continue;
                         };
                         let succeeded = outcome.succeeded();
@@ -369,7 +361,6 @@ pub fn run(config: &SimConfig, dir: &Path) -> Result<SimReport> {
         peak_rss_mb: 0.0,
         rss_after_setup_mb,
         core_task_bytes: std::mem::size_of::<CoreTask>(),
-        id_map_capacity: by_id.capacity(),
         state_db_mb: 0.0,
         simulated_hours: (seconds(now) - START) / 3600.0,
         wall_s: 0.0,
