@@ -15,6 +15,7 @@ pub mod node;
 pub mod quantity;
 pub mod recipes;
 pub mod schema;
+pub mod secrets;
 pub mod shell_context;
 pub mod source;
 pub mod template;

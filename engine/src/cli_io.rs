@@ -10,11 +10,20 @@ use std::path::{Path, PathBuf};
 
 /// Load a campaign file; diagnostics are printed, the exit code returned.
 pub fn load(file: &Path) -> Result<Campaign, i32> {
-    load_campaign(file).map_err(|d| {
+    let campaign = load_campaign(file).map_err(|d| {
         eprint!("{d}");
         eprintln!();
         1
-    })
+    })?;
+    warn_about_secrets(&campaign);
+    Ok(campaign)
+}
+
+/// Say, on stderr, where a campaign writes a secret into a file.
+pub fn warn_about_secrets(campaign: &Campaign) {
+    for w in flow_dsl::secrets::literal_secret_warnings(campaign) {
+        eprintln!("{w}");
+    }
 }
 
 /// Open a campaign's state read-only; errors are printed, the exit code returned.

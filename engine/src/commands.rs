@@ -163,6 +163,7 @@ pub fn diagnostic_json(d: &flow_dsl::diagnostic::Diagnostic) -> serde_json::Valu
 
 fn validate(file: &Path, output: OutputFormat) -> i32 {
     let result = load_campaign(file).and_then(|campaign| {
+        crate::cli_io::warn_about_secrets(&campaign);
         let plan = compile(&campaign, None)?;
         Ok((
             plan.order.len(),

@@ -296,7 +296,8 @@ pub fn text(plan: &Plan, done: &DoneCounts, explain: bool) -> String {
                     Some(s) => format!("{}:{}", s.file.name, s.line),
                     None => "flow default".to_string(),
                 };
-                let _ = writeln!(out, "     {} = {}    ({origin})", p.path, p.value);
+                let value = flow_dsl::secrets::shown_value(&p.path, &p.value);
+                let _ = writeln!(out, "     {} = {value}    ({origin})", p.path);
             }
         }
     }

@@ -134,7 +134,8 @@ pub fn run(campaign: &Campaign, opts: &RunOptions) -> Result<RunSummary> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let snapshot = serde_json::to_vec_pretty(&campaign.snapshot)?;
+    // What flow keeps of the configuration shows no secret (`flow_dsl::secrets`).
+    let snapshot = serde_json::to_vec_pretty(&flow_dsl::secrets::masked(&campaign.snapshot))?;
     write_atomic(&layout.config_snapshot(), &snapshot)
         .context("cannot write the config snapshot")?;
 
