@@ -41,17 +41,7 @@ pub fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    // Owner-only: manifests carry the tasks' environments, which may hold secret values
-    // the campaign passes as literals (docs/security.md).
-    let mut file = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?
-    };
+    let mut file = std::fs::File::create(&tmp)?;
     file.write_all(content)?;
     file.sync_all()?;
     drop(file);
