@@ -1393,7 +1393,7 @@ steps:
     #[test]
     fn the_issue_example_loads_with_its_typed_settings() {
         let dir = tempfile_dir();
-        let c = load_campaign_text("c.yaml", ISSUE_EXAMPLE, &dir).unwrap();
+        let c = load_campaign_text("c.yaml", ISSUE_EXAMPLE, dir.path()).unwrap();
         let step = c.step("calibrate").unwrap();
         assert_eq!(step.kind, StepKind::Adaptive);
         let a = step.adaptive.as_ref().unwrap();
@@ -1406,18 +1406,18 @@ steps:
     fn unknown_template_variables_and_arrays_are_located_errors() {
         let dir = tempfile_dir();
         let text = ISSUE_EXAMPLE.replace("--n {{n}}", "--n {{m}}");
-        let e = load_campaign_text("c.yaml", &text, &dir).unwrap_err();
+        let e = load_campaign_text("c.yaml", &text, dir.path()).unwrap_err();
         assert!(e.to_string().contains("steps.calibrate.command"), "{e}");
         let text = ISSUE_EXAMPLE.replace(
             "    trials: 64\n",
             "    trials: 64\n    array: {x: [1, 2]}\n",
         );
-        assert!(load_campaign_text("c.yaml", &text, &dir).is_err());
+        assert!(load_campaign_text("c.yaml", &text, dir.path()).is_err());
     }
 
-    fn tempfile_dir() -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("flow-dsl-adaptive-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A directory of the test's own: tests run in parallel threads of one process, and
+    /// `load_campaign_text` writes the campaign file into it.
+    fn tempfile_dir() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
     }
 }
