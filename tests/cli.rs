@@ -244,7 +244,35 @@ fn kubernetes_manifests_of_every_batch_validate_against_the_official_schema() {
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(files.len(), 3, "2,500 tasks in Jobs of 1,000");
-    for f in &files {
+    // An adaptive step's first batch (an example set here: no Optuna is built under this
+    // home) is a Job like any other, and passes the same checks.
+    copy_dir(&root().join("examples"), &d.join("examples"));
+    let home = d.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = flow_cmd(
+        &d.join("examples"),
+        &[
+            "plan",
+            "calibration_aks.yaml",
+            "--format",
+            "manifests",
+            "-o",
+            "../m-aks",
+        ],
+    )
+    .env("HOME", &home)
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let aks: Vec<PathBuf> = std::fs::read_dir(d.join("m-aks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(aks.len(), 1, "the calibrate step's first batch: {aks:?}");
+    let job: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&aks[0]).unwrap()).unwrap();
+    assert_eq!(job["spec"]["completions"], 2, "one set x 2 replicates");
+    for f in files.iter().chain(&aks) {
         let check = Command::new("kubernetes-validate")
             .args(["--strict", "-k", "1.33.0"])
             .arg(f)

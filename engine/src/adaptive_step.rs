@@ -617,6 +617,33 @@ fn preview_first_batch(
         .collect()
 }
 
+/// `flow plan --format manifests`: register the first batch's evaluations in the plan so
+/// their Job can be rendered like any step's: the sets the seeded algorithm proposes now
+/// when it can be asked, else one example set from the space. Nothing is committed.
+pub fn register_first_batch(plan: &Plan, step_index: usize, a: &AdaptiveSettings) {
+    if plan.task_total(step_index) > 0 {
+        return;
+    }
+    let sets = preview_first_batch(plan, step_index, a).unwrap_or_else(|_| vec![a.space.example()]);
+    let Ok(mut dynamic) = plan.dynamic.write() else {
+        return;
+    };
+    let mut index = 0u64;
+    let mut seen = std::collections::HashSet::new();
+    for set in &sets {
+        let pid = flow_adaptive::param_id(set);
+        if !seen.insert(pid.clone()) {
+            continue;
+        }
+        for r in 0..a.replicates {
+            let key = (pid.clone(), r);
+            let t = evaluation_task(plan, step_index, set, &key, index);
+            dynamic.insert((step_index, index), t);
+            index += 1;
+        }
+    }
+}
+
 /// The commands of a parameter set's evaluations (at most three replicates shown).
 fn evaluation_lines(
     plan: &Plan,

@@ -723,8 +723,10 @@ fn kubernetes_jobs(
     let size = planned.batch_size.max(1);
     let mut jobs = Vec::new();
     let mut start = 0;
-    while start < planned.task_count {
-        let end = (start + size).min(planned.task_count);
+    // Planned tasks, or an adaptive step's registered evaluations (indices from 0).
+    let count = plan.task_total(step_index);
+    while start < count {
+        let end = (start + size).min(count);
         let mut tasks = Vec::new();
         for i in start..end {
             let t = plan.task(step_index, i);
@@ -771,7 +773,11 @@ pub fn write_kubernetes_manifests(plan: &Plan, dir: &std::path::Path) -> Result<
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut n = 0;
     for &i in &plan.order {
-        if plan.steps[i].task_count == 0 || runs_on_driver(&plan.campaign.steps[i]) {
+        // adaptive: the first batch's Job (its evaluations exist only once asked).
+        if let Some(a) = &plan.campaign.steps[i].adaptive {
+            crate::adaptive_step::register_first_batch(plan, i, a);
+        }
+        if plan.task_total(i) == 0 || runs_on_driver(&plan.campaign.steps[i]) {
             continue;
         }
         for job in kubernetes_jobs(plan, i, false)? {
