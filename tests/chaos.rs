@@ -85,20 +85,6 @@ steps:
 const STRICT: (&str, &str) = ("-1000%", "-999%");
 const RELAXED: (&str, &str) = ("1000%", "2000%");
 
-/// A seeded xorshift: the moments of the kills and the choice of damaged outputs.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 struct Chaos {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
@@ -150,7 +136,7 @@ impl Chaos {
     /// what it printed.
     fn run_with_kills(&mut self, kills: usize) -> (i32, String) {
         for _ in 0..kills {
-            let wait = Duration::from_millis(400 + self.rng.below(3000));
+            let wait = Duration::from_millis(400 + self.rng.below(3000) as u64);
             let mut child = flow_cmd(&self.dir, &["run", "c.yaml"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -371,20 +357,20 @@ fn kills_damage_gate_relaxing_and_edits_never_lose_or_redo_verified_work() {
     // Round 2: delete two command outputs, corrupt a catalog, delete an SCF result.
     let before = c.snapshot();
     let mut exempt: HashSet<String> = HashSet::new();
-    let a = c.rng.below(12) as usize;
-    let b = (a + 1 + c.rng.below(11) as usize) % 12;
+    let a = c.rng.below(12);
+    let b = (a + 1 + c.rng.below(11)) % 12;
     for n in [a, b] {
         exempt.insert(c.gen_id(n));
         std::fs::remove_file(&c.gen_outputs()[n]).unwrap();
     }
-    let mock = c.mock_outputs()[c.rng.below(6) as usize].clone();
+    let mock = c.mock_outputs()[c.rng.below(6)].clone();
     let len = std::fs::metadata(&mock).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(&mock).unwrap();
     f.set_len(len / 3).unwrap();
     drop(f);
     exempt.extend(c.ids_of("mocks")); // which one is damaged: checked through the truth
     let scf = c.scf_results();
-    std::fs::remove_file(&scf[c.rng.below(scf.len() as u64) as usize]).unwrap();
+    std::fs::remove_file(&scf[c.rng.below(scf.len())]).unwrap();
     exempt.extend(c.ids_of("scf"));
     exempt.extend(c.ids_of("qa")); // consumes gen and mocks: stale
     let plan = text(&flow(&c.dir, &["plan", "c.yaml"]).stdout);

@@ -5,6 +5,9 @@
 //! Nothing may panic; every load error must be located. `FLOW_FUZZ_ROUNDS` bounds it.
 //! (`fuzz/` holds the same target for cargo-fuzz, which needs a nightly toolchain.)
 
+mod support;
+use support::Rng;
+
 use flow_dsl::load::load_campaign;
 use std::path::{Path, PathBuf};
 
@@ -27,19 +30,6 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
     }
     out.sort();
     out
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 const TOKENS: &[&[u8]] = &[

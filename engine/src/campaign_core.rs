@@ -256,6 +256,39 @@ impl SlotIndex {
     }
 }
 
+/// Count task `n` into its step as [`CampaignCore::new`] describes its initial states:
+/// succeeded and failed stay (a success may hold the step's gate), an adopted running task
+/// counts as submitted, anything else is pending: ready, or waiting for its `not_before`.
+fn admit(
+    s: &mut StepState,
+    waiting: &mut BinaryHeap<Waiting>,
+    n: usize,
+    t: &mut CoreTask,
+    now: f64,
+) {
+    s.slots.push(n);
+    s.counts.total += 1;
+    match t.state {
+        TaskState::Succeeded => {
+            s.counts.succeeded += 1;
+            s.counts.skipped += 1;
+            if let Some(m) = &t.gate_stop {
+                s.gate = Some((n, m.clone()));
+            }
+        }
+        TaskState::Failed => s.counts.failed += 1,
+        // Its job is still in the backend: its events will come.
+        TaskState::Running if t.adopted => s.counts.submitted += 1,
+        _ => {
+            t.state = TaskState::Pending;
+            match t.not_before {
+                Some(nb) if nb > now => waiting.push(Waiting(nb, n)),
+                _ => s.ready.push_back(n),
+            }
+        }
+    }
+}
+
 /// The campaign core (see the module documentation).
 pub struct CampaignCore {
     steps: Vec<CoreStep>,
@@ -288,33 +321,9 @@ impl CampaignCore {
     ) -> CampaignCore {
         let mut state: Vec<StepState> = (0..steps.len()).map(|_| StepState::default()).collect();
         let mut waiting = BinaryHeap::new();
-        let mut started = vec![false; tasks.len()];
+        let started = vec![false; tasks.len()];
         for (n, t) in tasks.iter_mut().enumerate() {
-            let s = &mut state[t.step];
-            s.slots.push(n);
-            s.counts.total += 1;
-            match t.state {
-                TaskState::Succeeded => {
-                    s.counts.succeeded += 1;
-                    s.counts.skipped += 1;
-                    if let Some(m) = &t.gate_stop {
-                        s.gate = Some((n, m.clone()));
-                    }
-                }
-                TaskState::Failed => s.counts.failed += 1,
-                TaskState::Running if t.adopted => {
-                    // Its job is still in the backend: its events will come.
-                    s.counts.submitted += 1;
-                    started[n] = false;
-                }
-                _ => {
-                    t.state = TaskState::Pending;
-                    match t.not_before {
-                        Some(nb) if nb > now => waiting.push(Waiting(nb, n)),
-                        _ => s.ready.push_back(n),
-                    }
-                }
-            }
+            admit(&mut state[t.step], &mut waiting, n, t, now);
         }
         let mut slots = SlotIndex::default();
         slots.by_hash.reserve(tasks.len());
@@ -415,23 +424,16 @@ impl CampaignCore {
 
     /// Add a task to a step while the campaign runs (an adaptive step's evaluation); it is
     /// ready at once. Its row must already be in the store. Returns its slot.
-    pub fn add_task(&mut self, task: CoreTask) -> usize {
+    pub fn add_task(&mut self, mut task: CoreTask) -> usize {
         let n = self.tasks.len();
-        let s = &mut self.state[task.step];
-        s.slots.push(n);
-        s.counts.total += 1;
-        match task.state {
-            TaskState::Succeeded => {
-                s.counts.succeeded += 1;
-                s.counts.skipped += 1;
-            }
-            TaskState::Failed => s.counts.failed += 1,
-            _ => s.ready.push_back(n),
-        }
-        let mut task = task;
-        if !matches!(task.state, TaskState::Succeeded | TaskState::Failed) {
-            task.state = TaskState::Pending;
-        }
+        // No clock here: a retry delay it carries is waited for in full.
+        admit(
+            &mut self.state[task.step],
+            &mut self.waiting,
+            n,
+            &mut task,
+            f64::NEG_INFINITY,
+        );
         let id = task.id.clone();
         self.tasks.push(task);
         self.slots.insert(&id, n, &self.tasks);

@@ -10,16 +10,15 @@ use std::path::{Path, PathBuf};
 
 /// Load a campaign file; diagnostics are printed, the exit code returned.
 pub fn load(file: &Path) -> Result<Campaign, i32> {
-    let campaign = load_campaign(file).map_err(|d| {
+    load_campaign(file).map_err(|d| {
         eprint!("{d}");
         eprintln!();
         1
-    })?;
-    warn_about_secrets(&campaign);
-    Ok(campaign)
+    })
 }
 
-/// Say, on stderr, where a campaign writes a secret into a file.
+/// Say, on stderr, where a campaign writes a secret into a file (`validate`, `plan` and
+/// `run`: the commands that read a campaign to check or start it, not every reader).
 pub fn warn_about_secrets(campaign: &Campaign) {
     for w in flow_dsl::secrets::literal_secret_warnings(campaign) {
         eprintln!("{w}");

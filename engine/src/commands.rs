@@ -251,6 +251,7 @@ fn plan(
     focus: crate::steps::QeFocus,
 ) -> i32 {
     let Ok(campaign) = load(file) else { return 1 };
+    crate::cli_io::warn_about_secrets(&campaign);
     let plan = match compile(&campaign, executor) {
         Ok(p) => p,
         Err(d) => {
@@ -296,6 +297,7 @@ fn plan(
 
 fn run_campaign(file: &Path, executor: Option<ExecutorKind>, state_dir: Option<PathBuf>) -> i32 {
     let Ok(campaign) = load(file) else { return 1 };
+    crate::cli_io::warn_about_secrets(&campaign);
     let opts = RunOptions {
         executor,
         state_dir,

@@ -82,3 +82,21 @@ pub fn campaign_state(campaign_dir: &Path) -> (StateStore, HashMap<String, TaskR
     let rows = store.load_tasks().unwrap();
     (store, rows)
 }
+
+/// A seeded xorshift for tests that must replay (fuzz mutations, kill moments): the same
+/// seed gives the same sequence.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
