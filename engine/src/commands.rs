@@ -51,7 +51,7 @@ pub fn run(command: Command) -> i32 {
                 output.as_deref(),
                 verify,
                 state_dir.as_ref(),
-                crate::steps::QeFocus::from_args(structure, task),
+                crate::step_kind::qe_scf::QeFocus::from_args(structure, task),
             )
         }
         Command::Run {
@@ -248,7 +248,7 @@ fn plan(
     output: Option<&Path>,
     verify: bool,
     state_dir: Option<&PathBuf>,
-    focus: crate::steps::QeFocus,
+    focus: crate::step_kind::qe_scf::QeFocus,
 ) -> i32 {
     let Ok(campaign) = load(file) else { return 1 };
     crate::cli_io::warn_about_secrets(&campaign);
@@ -262,7 +262,7 @@ fn plan(
     let done = done_counts(&campaign, &plan, state_dir, verify);
     match format {
         PlanFormat::Text => {
-            let details = match crate::steps::plan_details_for(&plan, &focus) {
+            let details = match crate::plan_preview::plan_details_for(&plan, &focus) {
                 Ok(d) => d,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -283,7 +283,7 @@ fn plan(
                 eprintln!("error: --format manifests needs -o DIR");
                 return 2;
             };
-            match crate::steps::write_kubernetes_manifests(&plan, dir) {
+            match crate::plan_preview::write_kubernetes_manifests(&plan, dir) {
                 Ok(n) => println!("wrote {n} Job manifest(s) to {}", dir.display()),
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -636,7 +636,7 @@ fn logs(file: &Path, task: &str, attempt: Option<u32>, state_dir: Option<PathBuf
                 if plan.executor.as_str() != backend {
                     return Ok(flow_executors::AttemptLogs::default());
                 }
-                let ex = scheduler::make_executor(&plan)?;
+                let ex = crate::backend::executor_for(&plan)?;
                 Ok(ex.attempt_logs(&job_id)?)
             });
         match logs {
@@ -699,7 +699,7 @@ fn cancel(file: &Path, state_dir: Option<PathBuf>, output: OutputFormat) -> i32 
                 let Ok(plan) = compile(&campaign, None) else {
                     return 1;
                 };
-                return match scheduler::make_executor(&plan)
+                return match crate::backend::executor_for(&plan)
                     .and_then(|mut ex| Ok((ex.name(), ex.cancel_all()?)))
                 {
                     Ok((backend, done)) => {
@@ -819,7 +819,7 @@ fn env_root_of(target: &EnvTarget) -> Result<flow_mlip::EnvRoot, i32> {
         eprintln!("{d}");
         1
     })?;
-    crate::typed::env_root(None, machine.root.as_deref()).ok_or_else(|| {
+    crate::step_kind::build_env::env_root(None, machine.root.as_deref()).ok_or_else(|| {
         eprintln!(
             "error: machine `{}` has no `root`; pass --root DIR",
             machine.name

@@ -12,8 +12,9 @@
 use crate::campaign_core::{consumed_digest_of, product_digest};
 use crate::compile::{Plan, WorkComponents};
 use crate::state::TaskRow;
+use crate::step_kind::RecordedCheck;
 use crate::task_state::TaskState;
-use flow_dsl::model::{Condition, StepKind};
+use flow_dsl::model::Condition;
 use std::collections::{BTreeMap, HashMap};
 
 /// Why a task will run.
@@ -111,46 +112,12 @@ pub fn check_output(
         },
         None => OutputCheck::NoOutput,
     };
-    match step.kind {
-        // qe-scf: what a success leaves is the result document in its work directory.
-        StepKind::QeScf => {
-            let task = plan.task(step_index, index);
-            let layout = crate::layout::Layout::new(&plan.campaign.campaign_dir);
-            let path = layout
-                .work_dir(&step.name, index, &task.id)
-                .join("result.json");
-            let rel = path
-                .strip_prefix(&plan.campaign.campaign_dir)
-                .unwrap_or(&path)
-                .to_path_buf();
-            if !path.is_file() {
-                return OutputCheck::Missing(format!("its result {} is gone", rel.display()));
-            }
-            if verify {
-                if let Err(e) = flow_qe_scf::results::read_result_json(&path) {
-                    return OutputCheck::Invalid(format!(
-                        "its result {} no longer reads: {e}",
-                        rel.display()
-                    ));
-                }
-            }
-            return kept(recorded);
-        }
-        // build-env: the environment it built must still be there.
-        StepKind::BuildEnv => {
-            let env_dir = details
-                .and_then(|d| d.get("env_dir"))
-                .and_then(|e| e.as_str());
-            if let Some(dir) = env_dir {
-                if !std::path::Path::new(dir).is_dir() {
-                    return OutputCheck::Missing(format!(
-                        "the environment it built ({dir}) is gone"
-                    ));
-                }
-            }
-            return kept(recorded);
-        }
-        _ => {}
+    let kind = crate::step_kind::of(step.kind);
+    match kind.check_recorded(plan, step_index, index, details, verify) {
+        Some(RecordedCheck::Kept) => return kept(recorded),
+        Some(RecordedCheck::Missing(m)) => return OutputCheck::Missing(m),
+        Some(RecordedCheck::Invalid(m)) => return OutputCheck::Invalid(m),
+        None => {}
     }
     if step.output.is_none() || !step.kind.runs_user_command() {
         return OutputCheck::NoOutput;
@@ -176,14 +143,9 @@ pub fn check_output(
         Err(_) => return OutputCheck::Missing(format!("its output {rel} is gone")),
     };
     let changed = recorded != Some(product.as_str());
-    if step.kind == StepKind::MockGeneration && (changed || verify) {
+    if changed || verify {
         let task = plan.task(step_index, index);
-        let data = crate::render::template_data(plan, step_index, &task);
-        let settings = match crate::steps::mock_settings(step, &data) {
-            Ok(s) => s,
-            Err(e) => return OutputCheck::Invalid(e),
-        };
-        if let Err(e) = flow_mock_generation::validate_output(&path, &settings.validate) {
+        if let Err(e) = kind.revalidate_output(plan, step_index, &task, &path) {
             return OutputCheck::Invalid(format!("its output {rel} no longer validates: {e}"));
         }
     }
@@ -332,8 +294,8 @@ pub fn assess(
         // A rerun of this step changes what its consumers consumed unless the kind's
         // product survives a rerun (a benchmark gates, it produces nothing consumed; an
         // environment rebuilt from the same file lands in the same directory).
-        will_change[i] = steps_out[i].to_run > 0
-            && !matches!(step.kind, StepKind::MdBenchmark | StepKind::BuildEnv);
+        will_change[i] =
+            steps_out[i].to_run > 0 && crate::step_kind::of(step.kind).rerun_changes_product();
         verdicts[i] = out;
     }
     Freshness {

@@ -31,7 +31,7 @@ pub fn summarize(plan: &Plan, index: usize) -> StepSummary {
     };
     let submissions = match plan.executor {
         ExecutorKind::Local => most_tasks,
-        _ if crate::steps::runs_on_driver(step) => 0,
+        _ if crate::step_kind::runs_on_driver(step) => 0,
         _ => batches,
     };
     let hours = step
@@ -236,7 +236,7 @@ pub fn text(plan: &Plan, done: &DoneCounts, explain: bool) -> String {
         );
         match plan.executor {
             ExecutorKind::Slurm | ExecutorKind::Kubernetes
-                if crate::steps::runs_on_driver(step) =>
+                if crate::step_kind::runs_on_driver(step) =>
             {
                 let _ = writeln!(out, "   submission: none, runs where the driver runs (package indexes are reachable there; `run_on: compute` to submit it)");
             }

@@ -11,11 +11,12 @@
 //!   file is looked for again (it may have finished meanwhile);
 //! - otherwise it was lost with its driver and runs again without counting a retry.
 
+use crate::attempt_end::ended_attempt;
 use crate::campaign_core::CampaignCore;
 use crate::compile::Plan;
 use crate::layout::Layout;
 use crate::state::TaskRow;
-use crate::steps;
+use crate::step_kind::runs_on_driver;
 use crate::task_state::TaskState;
 use flow_dsl::model::ExecutorKind;
 use flow_executors::task_runner::{group_alive, kill_group, now, read_result};
@@ -68,12 +69,12 @@ pub fn recover(
             });
             batch_match || job == j.job_id || job.starts_with(&format!("{}_", j.job_id))
         });
-        if in_adopted_job && !steps::runs_on_driver(step) {
+        if in_adopted_job && !runs_on_driver(step) {
             out.adopted += 1;
             continue;
         }
         let mut groups: Vec<u32> = row.and_then(|r| r.pid).into_iter().collect();
-        if plan.executor == ExecutorKind::Local || steps::runs_on_driver(step) {
+        if plan.executor == ExecutorKind::Local || runs_on_driver(step) {
             let found = orphans.get_or_insert_with(local_task_processes);
             groups.extend(
                 found
@@ -131,7 +132,7 @@ fn ingest(
             .map(|d| d.as_secs_f64())
             .or_else(|| Some(now()));
     }
-    let ended = steps::ended_attempt(plan, layout, t.step, t.index, &t.id, t.attempts, outcome);
+    let ended = ended_attempt(plan, layout, t.step, t.index, &t.id, t.attempts, outcome);
     core.ended(n, t.attempts, ended, now());
 }
 

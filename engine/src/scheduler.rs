@@ -7,6 +7,8 @@
 //! executors; post-process each ended attempt (output validation, publishing, typed
 //! results: I/O) and feed it to the core; commit in groups. Every decision is the core's.
 
+use crate::attempt_end::ended_attempt;
+use crate::attempt_launch::{build_launch, escalated_resources};
 use crate::campaign_core::{CampaignCore, CoreStep, CoreTask, Notice};
 use crate::campaign_lock::CampaignLock;
 use crate::compile::{compile, Plan};
@@ -15,7 +17,7 @@ use crate::layout::{write_atomic, Layout};
 use crate::notify::{notify_attempt, Counts, Failure, Notifier};
 use crate::progress::{Progress, ProgressRow};
 use crate::state::{self, Change, StateStore};
-use crate::steps;
+use crate::step_kind::{self, md_benchmark::GateRecord};
 use crate::task_id::SCHEME;
 use crate::task_state::{RetryCounters, TaskState};
 use anyhow::{anyhow, bail, Context, Result};
@@ -110,22 +112,6 @@ pub fn state_location(layout: &Layout, state_dir: Option<&PathBuf>) -> (PathBuf,
     }
 }
 
-/// Build the executor a run uses.
-pub fn make_executor(plan: &Plan) -> Result<Box<dyn Executor>> {
-    match plan.executor {
-        ExecutorKind::Local => {
-            let (cpus, gpus, mem_mb) = crate::compile::local_capacity(plan.campaign);
-            Ok(Box::new(LocalExecutor::new(LocalCapacity {
-                cpus,
-                gpus,
-                mem_mb,
-            })))
-        }
-        ExecutorKind::Slurm => steps::slurm_executor(plan),
-        ExecutorKind::Kubernetes => steps::kubernetes_executor(plan),
-    }
-}
-
 /// Run a campaign to the end (or until interrupted).
 pub fn run(campaign: &Campaign, opts: &RunOptions) -> Result<RunSummary> {
     let plan = compile(campaign, opts.executor).map_err(|d| anyhow!("{d}"))?;
@@ -188,7 +174,7 @@ pub fn core_steps(plan: &Plan) -> Vec<CoreStep> {
                 _ => plan.steps[i].batch_size as usize,
             },
             batch_size: plan.steps[i].batch_size,
-            on_driver: plan.executor != ExecutorKind::Local && steps::runs_on_driver(step),
+            on_driver: plan.executor != ExecutorKind::Local && step_kind::runs_on_driver(step),
         })
         .collect()
 }
@@ -211,17 +197,6 @@ pub(crate) fn window(plan: &Plan) -> usize {
             .and_then(|v| v.as_u64()),
     };
     limit.unwrap_or(u64::MAX).clamp(1, 1_000_000) as usize
-}
-
-/// The gate message a success's details carry, if its gate said stop.
-fn gate_stop_of(details: Option<&serde_json::Value>) -> Option<String> {
-    let gate = details?.get("gate")?;
-    (gate.get("action").and_then(|a| a.as_str()) == Some("stop")).then(|| {
-        gate.get("message")
-            .and_then(|m| m.as_str())
-            .unwrap_or("")
-            .to_string()
-    })
 }
 
 fn drive(
@@ -296,7 +271,7 @@ fn drive(
                 let d = details
                     .get(&t.id)
                     .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok());
-                task.gate_stop = gate_stop_of(d.as_ref());
+                task.gate_stop = GateRecord::stop_message(d.as_ref());
                 match check_output(plan, i, t.index, r.product.as_deref(), d.as_ref(), false) {
                     OutputCheck::Missing(reason) | OutputCheck::Invalid(reason) => {
                         task.state = TaskState::Pending;
@@ -338,7 +313,7 @@ fn drive(
     store.apply(&changes, now())?;
     changes.clear();
 
-    let mut executor = make_executor(plan)?;
+    let mut executor = crate::backend::executor_for(plan)?;
     // A batch scheduler may still hold jobs of a dead driver: adopt them, never resubmit.
     let adopted: Vec<flow_executors::JobRef> = if plan.executor == ExecutorKind::Local {
         Vec::new()
@@ -435,7 +410,7 @@ fn drive(
             let mut in_batch: Vec<(usize, u32)> = Vec::with_capacity(sub.tasks.len());
             for &(slot, attempt) in &sub.tasks {
                 let task = core.task(slot);
-                match steps::build_launch(plan, layout, sub.step, task.index, &task.id, attempt) {
+                match build_launch(plan, layout, sub.step, task.index, &task.id, attempt) {
                     Ok(launch) => {
                         launches.push(launch);
                         in_batch.push((slot, attempt));
@@ -454,7 +429,7 @@ fn drive(
                 campaign: format!("{}_{}", campaign.version, campaign.name),
                 step: step.name.clone(),
                 batch_key: sub.batch_key.clone(),
-                resources: steps::escalated_resources(step, sub.level),
+                resources: escalated_resources(step, sub.level),
                 max_running: step.execution.max_running,
                 tasks: launches,
             };
@@ -545,8 +520,7 @@ fn drive(
                         continue; // A stale report of an older attempt.
                     }
                     let (i, index) = (task.step, task.index);
-                    let ended =
-                        steps::ended_attempt(plan, layout, i, index, &task_id, attempt, outcome);
+                    let ended = ended_attempt(plan, layout, i, index, &task_id, attempt, outcome);
                     if let Some(info) = ended
                         .details
                         .as_deref()
@@ -637,7 +611,7 @@ fn drive(
                 .iter()
                 .filter(|s| s.step == i && s.state == TaskState::Succeeded);
             let dirs = succeeded.map(|s| layout.work_dir(&step.name, s.index, &s.id));
-            match steps::write_qe_aggregate(layout, &step.name, dirs) {
+            match step_kind::qe_scf::write_aggregate(layout, &step.name, dirs) {
                 Ok(path) => reporter.note(&format!(
                     "step {}: energies and forces of every computed structure in {}",
                     step.name,

@@ -13,6 +13,7 @@ use crate::compile::Plan;
 use crate::freshness::{check_output, OutputCheck};
 use crate::layout::Layout;
 use crate::state::{StateStore, TaskRow};
+use crate::step_kind::md_benchmark::GateRecord;
 use crate::task_state::TaskState;
 use std::collections::BTreeMap;
 
@@ -150,11 +151,11 @@ pub fn report(
                         let d = details
                             .get(&t.id)
                             .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok());
-                        if let Some(g) = d.as_ref().and_then(|d| d.get("gate")) {
+                        if let Some(g) = GateRecord::of_details(d.as_ref()) {
                             gate = Some(serde_json::json!({
                                 "task": t.id,
-                                "action": g.get("action"),
-                                "message": g.get("message"),
+                                "action": g.action,
+                                "message": g.message,
                                 "verdict": d.as_ref().and_then(|d| d.pointer("/benchmark/verdict")),
                             }));
                         }
@@ -276,7 +277,7 @@ pub fn report(
         if let Some(a) = &adaptive {
             text.push_str(&crate::adaptive_step::status_line(a));
         }
-        if let Some(line) = crate::steps::qe_results_line(layout, step) {
+        if let Some(line) = crate::step_kind::qe_scf::results_line(layout, step) {
             text.push_str(&line);
         }
         for f in failures.iter().take(10) {

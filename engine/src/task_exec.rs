@@ -2,8 +2,8 @@
 //! the node where a task runs. It writes the attempt's result atomically to the result
 //! path named in the spec/launch; the driver ingests it.
 
+use crate::step_kind::TypedResult;
 use crate::task_spec::TaskSpec;
-use crate::typed::TypedResult;
 use flow_dsl::error_class::ErrorClass;
 use flow_executors::task_runner::{now, run_to_completion, write_result};
 use flow_executors::{AttemptOutcome, TaskLaunch};
@@ -26,6 +26,19 @@ fn failure(class: ErrorClass, message: String, started: f64) -> TypedResult {
     }
 }
 
+/// The typed work of a task, by its step kind (`step_kind`). Errors are messages for a
+/// `launch-failed` outcome.
+fn run_typed(spec: &TaskSpec, started: f64) -> Result<TypedResult, String> {
+    flow_dsl::model::StepKind::parse(&spec.kind)
+        .and_then(|kind| crate::step_kind::of(kind).run_typed(spec, started))
+        .unwrap_or_else(|| {
+            Err(format!(
+                "step kind `{}` has no typed runner in this build of flow",
+                spec.kind
+            ))
+        })
+}
+
 /// Run a typed task from its spec file; returns the process exit code.
 pub fn exec(spec_path: &Path) -> i32 {
     let started = now();
@@ -45,8 +58,8 @@ pub fn exec(spec_path: &Path) -> i32 {
             spec.work_dir.display()
         );
     }
-    let result = crate::typed::run(&spec, started)
-        .unwrap_or_else(|e| failure(ErrorClass::LaunchFailed, e, started));
+    let result =
+        run_typed(&spec, started).unwrap_or_else(|e| failure(ErrorClass::LaunchFailed, e, started));
     let doc = serde_json::json!({
         "exit_code": result.outcome.exit_code,
         "signal": result.outcome.signal,

@@ -94,9 +94,9 @@ pub fn trace_rows(records: &[AttemptRecord], plan: Option<&Plan>) -> Vec<TraceRo
             Some("out-of-memory") => lvl.1 += 1,
             _ => {}
         }
-        let requested = plan
-            .zip(steps.get(r.step.as_str()))
-            .map(|(p, &i)| crate::steps::escalated_resources(&p.campaign.steps[i], escalation));
+        let requested = plan.zip(steps.get(r.step.as_str())).map(|(p, &i)| {
+            crate::attempt_launch::escalated_resources(&p.campaign.steps[i], escalation)
+        });
         let usage: Option<ResourceUsage> = r
             .usage
             .as_deref()

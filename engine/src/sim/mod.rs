@@ -268,7 +268,7 @@ pub fn run(config: &SimConfig, dir: &Path) -> Result<SimReport> {
                         };
                         let succeeded = outcome.succeeded();
                         let ended = EndedAttempt {
-                            // What a command step records (`steps::product_of`).
+                            // What a command step records (`attempt_end::product_of`).
                             product: succeeded.then(|| format!("run:{task_id}:{attempt}")),
                             ..EndedAttempt::plain(outcome)
                         };
