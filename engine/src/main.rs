@@ -1,8 +1,16 @@
-//! The `flow` binary: thin glue over `flow_engine::commands`.
+//! The `flow` binary: thin glue over `flow_engine::commands`. A command's error is rendered
+//! here, once.
 
 use clap::Parser;
 
 fn main() {
     let cli = flow_engine::cli::Cli::parse();
-    std::process::exit(flow_engine::commands::run(cli.command));
+    let code = match flow_engine::commands::run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
 }

@@ -1,6 +1,7 @@
-//! What every command does first: load the campaign (diagnostics printed once, the exit
-//! code returned), open its state read-only, print a JSON document.
+//! What every command does first: load the campaign, open its state read-only, print a
+//! JSON document. Errors are returned, never printed here.
 
+use crate::error::FlowError;
 use crate::layout::Layout;
 use crate::scheduler::state_location;
 use crate::state::StateStore;
@@ -8,13 +9,17 @@ use flow_dsl::load::load_campaign;
 use flow_dsl::model::Campaign;
 use std::path::{Path, PathBuf};
 
-/// Load a campaign file; diagnostics are printed, the exit code returned.
-pub fn load(file: &Path) -> Result<Campaign, i32> {
-    load_campaign(file).map_err(|d| {
-        eprint!("{d}");
-        eprintln!();
-        1
-    })
+/// Load a campaign file.
+pub fn load(file: &Path) -> Result<Campaign, FlowError> {
+    Ok(load_campaign(file)?)
+}
+
+/// Load and compile a campaign file.
+pub fn load_plan(
+    campaign: &Campaign,
+    executor: Option<flow_dsl::model::ExecutorKind>,
+) -> Result<crate::compile::Plan<'_>, FlowError> {
+    Ok(crate::compile::compile(campaign, executor)?)
 }
 
 /// Say, on stderr, where a campaign writes a secret into a file (`validate`, `plan` and
@@ -25,22 +30,21 @@ pub fn warn_about_secrets(campaign: &Campaign) {
     }
 }
 
-/// Open a campaign's state read-only; errors are printed, the exit code returned.
-pub fn open_state(campaign: &Campaign, state_dir: Option<&PathBuf>) -> Result<StateStore, i32> {
+/// Open a campaign's state read-only.
+pub fn open_state(
+    campaign: &Campaign,
+    state_dir: Option<&PathBuf>,
+) -> Result<StateStore, FlowError> {
     let layout = Layout::new(&campaign.campaign_dir);
     let (db, _) = state_location(&layout, state_dir);
     if !db.exists() {
-        eprintln!(
-            "error: campaign {} has not run yet (no state at {}); start it with `flow run`",
+        return Err(FlowError::msg(format!(
+            "campaign {} has not run yet (no state at {}); start it with `flow run`",
             campaign.name,
             db.display()
-        );
-        return Err(1);
+        )));
     }
-    StateStore::open_readonly(&db).map_err(|e| {
-        eprintln!("error: {e}");
-        1
-    })
+    Ok(StateStore::open_readonly(&db)?)
 }
 
 /// Print one JSON document on stdout.

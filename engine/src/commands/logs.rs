@@ -1,0 +1,115 @@
+//! `flow logs FILE TASK [--attempt N]`: an attempt's stdout and stderr, streamed, and the
+//! backend's own logs of it (through `Executor::attempt_logs`).
+
+use super::common::{load, open_state};
+use super::{CommandResult, FlowError};
+use crate::compile::compile;
+use crate::layout::Layout;
+use std::path::{Path, PathBuf};
+
+/// Copy a log file to stdout without holding it in memory.
+fn stream_file(path: &Path) -> bool {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    let _ = std::io::copy(&mut f, &mut lock);
+    true
+}
+
+pub fn logs(
+    file: &Path,
+    task: &str,
+    attempt: Option<u32>,
+    state_dir: Option<PathBuf>,
+) -> CommandResult {
+    let campaign = load(file)?;
+    let store = open_state(&campaign, state_dir.as_ref())?;
+    let ids = store.find_tasks(task)?;
+    let id = match ids.as_slice() {
+        [one] => one.clone(),
+        [] => {
+            return Err(FlowError::msg(format!(
+                "no task with id `{task}` in campaign {}",
+                campaign.name
+            )))
+        }
+        many => {
+            return Err(FlowError::msg(format!(
+                "`{task}` is ambiguous: {}",
+                many.join(", ")
+            )))
+        }
+    };
+    let rows = store.load_tasks()?;
+    let row = rows.get(&id).ok_or_else(|| {
+        FlowError::msg(format!(
+            "task {id} is in the state database without its row"
+        ))
+    })?;
+    let attempts = store.attempts(&id)?;
+    let n = attempt.unwrap_or(row.attempts.max(1));
+    let layout = Layout::new(&campaign.campaign_dir);
+    let (out, err) = layout.log_files(&row.step, row.index, &id, n);
+    println!(
+        "task {id} (step {}), attempt {n} of {}",
+        row.step, row.attempts
+    );
+    if let Some(a) = attempts.iter().find(|a| a.attempt == n) {
+        println!(
+            "executor {} job {} exit {} class {} {}",
+            a.executor,
+            a.job_id.clone().unwrap_or_default(),
+            a.exit_code
+                .map_or_else(|| "-".to_string(), |c| c.to_string()),
+            a.error_class.clone().unwrap_or_else(|| "-".into()),
+            a.message.clone().unwrap_or_default()
+        );
+    }
+    for (label, path) in [("stdout", out), ("stderr", err)] {
+        println!("--- {label} ({}) ---", path.display());
+        let mut rotated = path.as_os_str().to_os_string();
+        rotated.push(".1");
+        let rotated = PathBuf::from(rotated);
+        if rotated.exists() {
+            println!(
+                "(the log was rotated: the part before is in {})",
+                rotated.display()
+            );
+        }
+        if !stream_file(&path) {
+            println!("(none)");
+        }
+    }
+    // The backend's own logs say what happened around the task (Kubernetes: a failed
+    // start, a deadline, `flow task`'s messages in the pods), as long as it keeps them.
+    if let Some((backend, job_id)) = attempts
+        .iter()
+        .find(|a| a.attempt == n && a.executor != "local")
+        .and_then(|a| Some((a.executor.clone(), a.job_id.clone()?)))
+    {
+        let logs = compile(&campaign, None)
+            .map_err(|d| anyhow::anyhow!("{d}"))
+            .and_then(|plan| {
+                if plan.executor.as_str() != backend {
+                    return Ok(flow_executors::AttemptLogs::default());
+                }
+                let ex = crate::backend::executor_for(&plan)?;
+                Ok(ex.attempt_logs(&job_id)?)
+            });
+        match logs {
+            Ok(found) => {
+                if let Some(m) = &found.none_left {
+                    println!("--- {} log: {m} ---", found.source_kind);
+                }
+                for (source, log) in found.logs {
+                    println!("--- {} log ({source}) ---", found.source_kind);
+                    print!("{log}");
+                }
+            }
+            Err(e) => println!("--- {backend} log: unavailable ({e:#}) ---"),
+        }
+    }
+    Ok(0)
+}
