@@ -289,6 +289,56 @@ fn one_driver_at_a_time_and_stale_leases_are_taken_over() {
 }
 
 #[test]
+fn an_attempt_that_ends_after_its_driver_died_is_ingested_from_the_result_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "j.yaml",
+        "campaign: {name: j, version: v1, machine: local, output: out}\nsteps:\n  s:\n    kind: command\n    array: {n: {range: [0, 2]}}\n    command: touch ../../started-{{n}}; sleep 2; echo {{n}} >> ../../ledger\n",
+    );
+    let mut first = spawn_run(d, "j.yaml");
+    wait_for(&d.join("started-0"), Duration::from_secs(20));
+    wait_for(&d.join("started-1"), Duration::from_secs(20));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The orphans finish on their own; their shells append their statuses to the journal.
+    let journals = d.join("out/v1_j/metadata/result-journals");
+    let t = Instant::now();
+    let journaled = loop {
+        let text: String = std::fs::read_dir(&journals)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if text.lines().count() == 2 {
+            break text;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "journal: {text:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(journaled.contains(r#""exit_code":0"#), "{journaled}");
+    let out = flow(d, &["run", "j.yaml"]);
+    assert_ok(&out);
+    // Ingested, not rerun: each task ran once.
+    let ledger = std::fs::read_to_string(d.join("ledger")).unwrap();
+    let mut lines: Vec<&str> = ledger.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["0", "1"], "ledger: {ledger:?}");
+    let s = states(d, "v1_j");
+    assert!(
+        s.values()
+            .all(|(_, state, attempts, _)| *state == TaskState::Succeeded && *attempts == 1),
+        "{s:?}"
+    );
+    // A run that ended with nothing in flight leaves no journal behind.
+    let left: Vec<_> = std::fs::read_dir(&journals).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
 fn ctrl_c_cancels_gracefully_and_a_rerun_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -54,8 +54,9 @@ pub fn resources_of(step: &Step) -> Resources {
 
 /// The shell line that records the exit status in `$FLOW_RESULT_FILE` when the task's shell
 /// exits, however it exits (a kill -9 of the shell itself leaves no file: the task reruns).
-pub const RESULT_TRAP: &str =
-    r#"trap 'flow_rc=$?; printf "{\"exit_code\":%d}\n" "$flow_rc" > "$FLOW_RESULT_FILE"' EXIT"#;
+/// The line is appended with the attempt's task id (a hex digest) and number, so one file can
+/// hold the statuses of many attempts (the local executor's per-worker journals).
+pub const RESULT_TRAP: &str = r#"trap 'flow_rc=$?; printf "{\"task_id\":\"%s\",\"attempt\":%d,\"exit_code\":%d}\n" "$FLOW_TASK_ID" "$FLOW_ATTEMPT" "$flow_rc" >> "$FLOW_RESULT_FILE"' EXIT"#;
 
 /// Build the launch of one attempt.
 pub fn build_launch(
@@ -164,6 +165,7 @@ pub fn describe_launch(
             stderr_path,
             result_path,
             writes_result: true,
+            status_by_trap: true,
             timeout,
         });
     }
@@ -192,6 +194,7 @@ pub fn describe_launch(
         stderr_path,
         result_path,
         writes_result: true,
+        status_by_trap: false,
         timeout,
     })
 }

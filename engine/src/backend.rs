@@ -14,11 +14,11 @@ pub fn executor_for(plan: &Plan) -> Result<Box<dyn Executor>> {
     match plan.executor {
         ExecutorKind::Local => {
             let (cpus, gpus, mem_mb) = crate::compile::local_capacity(plan.campaign);
-            Ok(Box::new(LocalExecutor::new(LocalCapacity {
-                cpus,
-                gpus,
-                mem_mb,
-            })))
+            let layout = Layout::new(&plan.campaign.campaign_dir);
+            Ok(Box::new(LocalExecutor::with_result_journal(
+                LocalCapacity { cpus, gpus, mem_mb },
+                layout.result_journals(),
+            )))
         }
         ExecutorKind::Slurm => slurm_executor(plan),
         ExecutorKind::Kubernetes => kubernetes_executor(plan),

@@ -70,6 +70,11 @@ impl Layout {
             .join(Self::group(index))
             .join(format!("{task_id}.a{attempt}.json"))
     }
+    /// The local executor's result journals (`flow_executors::local`): the exit statuses
+    /// of shell launches, one JSON line per ended attempt.
+    pub fn result_journals(&self) -> PathBuf {
+        self.metadata().join("result-journals")
+    }
     pub fn spec_file(&self, step: &str, index: u64, task_id: &str, attempt: u32) -> PathBuf {
         self.metadata()
             .join("specs")

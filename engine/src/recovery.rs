@@ -2,7 +2,8 @@
 //! events.
 //!
 //! For every task recorded as running when the driver starts:
-//! - a result file of its attempt exists: it finished while nobody watched; the result goes
+//! - a result file of its attempt exists, or a line in the local executor's result journals
+//!   (`Layout::result_journals`): it finished while nobody watched; the result goes
 //!   through the same post-processing (output validation, publishing, fingerprint) as any
 //!   attempt, and the core decides (`CampaignCore::ended`);
 //! - its job is still in the batch scheduler (Slurm, Kubernetes): adopted, its events come;
@@ -48,6 +49,9 @@ pub fn recover(
     let campaign = plan.campaign;
     let mut out = Recovered::default();
     let mut orphans: Option<HashMap<(String, u32), Vec<u32>>> = None;
+    // What shell launches of the local executor recorded (read again after kills).
+    let journals = || flow_executors::local::read_result_journals(&layout.result_journals());
+    let mut journaled = journals();
     let running: Vec<usize> = (0..core.tasks().len())
         .filter(|&n| core.task(n).state == TaskState::Running)
         .collect();
@@ -56,6 +60,11 @@ pub fn recover(
         let step = &campaign.steps[t.step];
         let result_path = layout.result_file(&step.name, t.index, &t.id, t.attempts);
         if let Some(outcome) = read_result(&result_path) {
+            ingest(plan, layout, core, n, outcome, &result_path);
+            out.ingested += 1;
+            continue;
+        }
+        if let Some(outcome) = journaled.remove(&(t.id.clone(), t.attempts)) {
             ingest(plan, layout, core, n, outcome, &result_path);
             out.ingested += 1;
             continue;
@@ -97,7 +106,10 @@ pub fn recover(
             }
         }
         if killed {
-            if let Some(outcome) = read_result(&result_path) {
+            journaled = journals();
+            let found =
+                read_result(&result_path).or_else(|| journaled.remove(&(t.id.clone(), t.attempts)));
+            if let Some(outcome) = found {
                 ingest(plan, layout, core, n, outcome, &result_path);
                 out.ingested += 1;
                 continue;

@@ -602,6 +602,10 @@ fn drive(
     }
     adaptive.close();
     store.apply(&core.take_changes(), now())?;
+    if core.in_flight() == 0 {
+        // Every status they hold is committed now (recovery's too): nothing to keep.
+        flow_executors::local::remove_result_journals(&layout.result_journals());
+    }
     write_status_snapshot(plan, layout, &core);
     reporter.finish(&progress_rows(plan, &core));
     for (i, step) in campaign.steps.iter().enumerate() {

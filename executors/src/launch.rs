@@ -60,6 +60,12 @@ pub struct TaskLaunch {
     /// command so the exit status lands there even if the driver has died).
     pub result_path: PathBuf,
     pub writes_result: bool,
+    /// The launch is a shell whose EXIT trap appends the exit status, as one JSON line with
+    /// the task id and attempt, to `$FLOW_RESULT_FILE` (command kinds). Such a line needs no
+    /// file of its own: the local executor points the variable at its worker's result
+    /// journal ([`crate::local::read_result_journals`]); other executors at `result_path`.
+    #[serde(default)]
+    pub status_by_trap: bool,
     /// flow's own per-task timeout: the process group is killed when it expires.
     pub timeout: Option<Duration>,
 }

@@ -12,7 +12,8 @@ use crate::launch::{AttemptOutcome, Batch, ExecutorEvent, JobRef, Resources, Tas
 use crate::task_runner::{kill_group, now, outcome_of, spawn, wait_with_usage};
 use crate::{Executor, ExecutorError};
 use flow_dsl::error_class::ErrorClass;
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -66,6 +67,18 @@ pub struct LocalExecutor {
 
 impl LocalExecutor {
     pub fn new(capacity: LocalCapacity) -> LocalExecutor {
+        LocalExecutor::start(capacity, None)
+    }
+
+    /// A local executor whose shell launches ([`TaskLaunch::status_by_trap`]) record their
+    /// exit status in per-worker journals under `dir` (`<driver pid>-w<worker>.jsonl`, one
+    /// JSON line per ended attempt) instead of a file per attempt: one file fewer to create
+    /// per task, and still there for the next driver when this one dies mid-run.
+    pub fn with_result_journal(capacity: LocalCapacity, dir: PathBuf) -> LocalExecutor {
+        LocalExecutor::start(capacity, Some(dir))
+    }
+
+    fn start(capacity: LocalCapacity, journal_dir: Option<PathBuf>) -> LocalExecutor {
         let shared = Arc::new(Shared {
             pool: Mutex::new(Pool {
                 free_cpus: capacity.cpus,
@@ -80,10 +93,13 @@ impl LocalExecutor {
         });
         let (tx, rx) = channel();
         let workers = (0..capacity.cpus.max(1))
-            .map(|_| {
+            .map(|i| {
                 let shared = Arc::clone(&shared);
                 let tx = tx.clone();
-                std::thread::spawn(move || worker(shared, tx))
+                let journal = journal_dir
+                    .as_ref()
+                    .map(|d| d.join(format!("{}-w{i}.jsonl", std::process::id())));
+                std::thread::spawn(move || worker(shared, tx, journal))
             })
             .collect();
         let timer_shared = Arc::clone(&shared);
@@ -110,11 +126,70 @@ impl LocalExecutor {
     }
 }
 
+/// The exit statuses recorded in the result journals under `dir`, by (task id, attempt):
+/// what attempts of shell launches ended with while no driver was there to reap them. A
+/// line cut short (its shell killed mid-write) is skipped: that attempt runs again. The
+/// end time of an attempt is its journal's modification time (no later than the next line).
+pub fn read_result_journals(dir: &Path) -> HashMap<(String, u32), AttemptOutcome> {
+    let mut out = HashMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "jsonl") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let modified = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs_f64());
+        for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+            let Ok(doc) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let (Some(task), Some(attempt)) = (
+                doc.get("task_id").and_then(|v| v.as_str()),
+                doc.get("attempt").and_then(|v| v.as_u64()),
+            ) else {
+                continue;
+            };
+            if let Some(mut outcome) = crate::task_runner::outcome_from_document(&doc) {
+                outcome.ended_at = outcome.ended_at.or(modified);
+                out.insert((task.to_string(), attempt as u32), outcome);
+            }
+        }
+    }
+    out
+}
+
+/// Remove the result journals under `dir` (a driver that ended with nothing in flight has
+/// committed every line of them).
+pub fn remove_result_journals(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.path().extension().is_some_and(|e| e == "jsonl") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn worker(shared: Arc<Shared>, tx: Sender<ExecutorEvent>) {
+fn worker(shared: Arc<Shared>, tx: Sender<ExecutorEvent>, journal: Option<PathBuf>) {
+    // One writer at a time: a worker runs one attempt at a time, and each driver process
+    // has journals of its own (a dead driver's orphans may still append to theirs).
+    if let Some(dir) = journal.as_ref().and_then(|j| j.parent()) {
+        let _ = std::fs::create_dir_all(dir);
+    }
     loop {
         // Take the first queued attempt whose resources are free.
         let (job, gpus) = {
@@ -154,6 +229,9 @@ fn worker(shared: Arc<Shared>, tx: Sender<ExecutorEvent>) {
         if job.resources.total_gpus() > 0 {
             let ids: Vec<String> = gpus.iter().map(u32::to_string).collect();
             extra.push(("CUDA_VISIBLE_DEVICES".to_string(), ids.join(",")));
+        }
+        if let (true, Some(j)) = (launch.status_by_trap, &journal) {
+            extra.push(("FLOW_RESULT_FILE".to_string(), j.display().to_string()));
         }
         let started = now();
         let spawner_rss_kib = crate::launch::ResourceUsage::own_peak_rss_kib();
@@ -428,6 +506,39 @@ impl Drop for LocalExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn result_journals_give_each_ended_attempt_and_skip_a_cut_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("10-w0.jsonl"),
+            "{\"task_id\":\"a\",\"attempt\":1,\"exit_code\":0}\n{\"task_id\":\"b\",\"attempt\":2,\"exit_code\":3}\n{\"task_id\":\"c\",\"att",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("11-w1.jsonl"),
+            "{\"task_id\":\"d\",\"attempt\":1,\"exit_code\":0}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "{\"task_id\":\"e\"}\n").unwrap();
+        let found = read_result_journals(dir.path());
+        let mut keys: Vec<_> = found.keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [("a".into(), 1), ("b".into(), 2), ("d".into(), 1)] as [(String, u32); 3]
+        );
+        assert!(found[&("a".into(), 1)].succeeded());
+        let b = &found[&("b".into(), 2)];
+        assert_eq!((b.exit_code, b.succeeded()), (Some(3), false));
+        assert!(
+            b.ended_at.is_some(),
+            "the journal's mtime stands for the end"
+        );
+        remove_result_journals(dir.path());
+        assert!(read_result_journals(dir.path()).is_empty());
+        assert!(dir.path().join("notes.txt").exists());
+    }
     use std::path::Path;
 
     fn launch(dir: &Path, id: &str, script: &str, timeout: Option<Duration>) -> TaskLaunch {
@@ -441,6 +552,7 @@ mod tests {
             stderr_path: dir.join(format!("{id}.err")),
             result_path: dir.join(format!("{id}.json")),
             writes_result: false,
+            status_by_trap: false,
             timeout,
         }
     }

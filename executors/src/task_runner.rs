@@ -395,6 +395,7 @@ mod tests {
             stderr_path: dir.join("logs/err"),
             result_path: dir.join("results/t1.json"),
             writes_result: false,
+            status_by_trap: false,
             timeout,
         }
     }

@@ -25,6 +25,7 @@ fn launch(dir: &Path, i: usize, attempt: u32) -> TaskLaunch {
         stderr_path: dir.join(format!("t{i}.err")),
         result_path: dir.join(format!("t{i}.json")),
         writes_result: false,
+        status_by_trap: false,
         timeout: None,
     }
 }

@@ -34,6 +34,7 @@ fn launch(i: usize, timeout: Option<Duration>) -> TaskLaunch {
         stderr_path: PathBuf::from(format!("/campaigns/v1.0_calib/logs/t{i}.err")),
         result_path: PathBuf::from(format!("/campaigns/v1.0_calib/metadata/r/t{i}.json")),
         writes_result: false,
+        status_by_trap: false,
         timeout,
     }
 }

@@ -29,6 +29,7 @@ fn forty_thousand_tasks_plan_as_forty_arrays() {
                 stderr_path: root.join(format!("logs/mocks/{i}.err")),
                 result_path: dir.join(format!("{i}.result.json")),
                 writes_result: false,
+                status_by_trap: false,
                 timeout: Some(Duration::from_secs(2 * 3600)),
             }
         })

@@ -701,6 +701,7 @@ mod tests {
             stderr_path: PathBuf::from("/w/e"),
             result_path: PathBuf::from("/w/r.json"),
             writes_result: false,
+            status_by_trap: false,
             timeout: timeout.map(Duration::from_secs),
         }
     }

@@ -1548,6 +1548,7 @@ mod tests {
             stderr_path: PathBuf::from("/w/e"),
             result_path: PathBuf::from(format!("/w/r{i}.json")),
             writes_result: false,
+            status_by_trap: false,
             timeout: None,
         }
     }

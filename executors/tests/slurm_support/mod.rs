@@ -89,6 +89,7 @@ pub fn launch(dir: &Path, id: &str, attempt: u32, argv: &[&str]) -> TaskLaunch {
         stderr_path: task_dir.join(format!("attempt{attempt}.err")),
         result_path: task_dir.join(format!("attempt{attempt}.result.json")),
         writes_result: false,
+        status_by_trap: false,
         timeout: None,
     }
 }
