@@ -3,8 +3,8 @@
 //! binary, Indexed Jobs whose pods run `flow task run-manifest` as local processes.
 //!
 //! The scenarios are those of `tests/kubernetes_real.rs` (one harness:
-//! `tests/support/kubernetes/`), as `double::<scenario>`; here they also take the faults only
-//! the double produces on demand (a create answered 500, `410 Gone` on an open watch).
+//! `tests/support/kubernetes/`), as `double::<scenario>`; here they also take the fault only
+//! the double produces on demand (`410 Gone` on an open watch).
 //! What a real cluster adds (image pulls, scheduling, the real kubelet and Job controller) is
 //! in `tests/kubernetes_real.rs`; `docs/kubernetes.md` says what is verified where. The last
 //! two tests need no cluster at all: they are refused before any API call.

@@ -7,8 +7,9 @@
 //! of the example RBAC (`examples/kubernetes/driver-in-cluster.yaml`), and its requests are
 //! counted in the API server's audit log.
 //!
-//! The faults a real server cannot be made to produce on demand (a create answered 500, `410
-//! Gone` on an open watch) are the double's only; `docs/kubernetes.md` lists them.
+//! A create answered 500 comes from an admission webhook of the test's that refuses it; the
+//! fault a real server cannot be made to produce on demand (`410 Gone` on an open watch) is
+//! the double's only; `docs/kubernetes.md` lists what stays with the double.
 //!
 //! The node has two CPUs and every pod requests one, so at most two pods run at once: the
 //! `max_running` cap is therefore tested at 1 (below the node's capacity) and `flow cancel`

@@ -2,16 +2,17 @@
 //! once against [`Cluster`], which two backends implement:
 //!
 //! - [`double::DoubleCluster`]: the in-process API double (`flow-kube-double`), one per test;
-//!   pods are local processes; faults can be injected (a create answered 500, `410 Gone`).
+//!   pods are local processes; faults are injected (a create answered 500, `410 Gone`).
 //! - [`real::RealCluster`]: the real control plane of `scripts/k8s-dev.sh up`, a namespace per
-//!   test with the example RBAC; the driver's requests come from the API server's audit log.
+//!   test with the example RBAC; the driver's requests come from the API server's audit log;
+//!   a create answered 500 comes from an admission webhook of the test's (`webhook.rs`).
 //!
 //! [`scenario_tests!`] makes one `#[test]` per scenario for a backend, in a module named after
 //! it (`double::...` in `tests/kubernetes_campaign.rs`, `real::...` in
 //! `tests/kubernetes_real.rs`). Where a backend cannot produce a situation (the real server
-//! cannot be made to fail one create, nor to compact an open watch, on demand), the
-//! [`Cluster`] method says so by returning false and the scenario checks what follows from it
-//! only where it happened; `docs/kubernetes.md` lists those faults.
+//! cannot be made to end an open watch with `410 Gone` on demand), the [`Cluster`] method
+//! says so by returning false and the scenario checks what follows from it only where it
+//! happened; `docs/kubernetes.md` lists those faults.
 //!
 //! Included with `#[path = "support/kubernetes/mod.rs"] mod kubernetes;` next to
 //! `mod support;` (the helpers in `support/mod.rs`), by the two Kubernetes test files only.
@@ -20,6 +21,7 @@
 pub mod double;
 pub mod real;
 pub mod scenarios;
+pub mod webhook;
 
 use crate::support::campaign_state;
 use flow_engine::state::{StateStore, TaskRow};

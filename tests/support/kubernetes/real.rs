@@ -14,6 +14,7 @@
 //! or with `FLOW_K8S_REAL=1`, where they fail: CI must not report a real-cluster test as passed
 //! that did not run.
 
+use super::webhook::FailingCreates;
 use super::{ApiRequest, Cluster};
 use serde_json::Value;
 use std::io::Write;
@@ -143,6 +144,8 @@ pub struct RealCluster {
     pub ns: String,
     pub image: String,
     token: String,
+    /// The admission webhook of [`Cluster::fail_job_creates`], while installed.
+    failing_creates: Mutex<Option<FailingCreates>>,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -216,6 +219,7 @@ impl Cluster for RealCluster {
             ns,
             image,
             token,
+            failing_creates: Mutex::new(None),
             _serial: serial,
         })
     }
@@ -302,14 +306,19 @@ impl Cluster for RealCluster {
         audited_requests(&format!("system:serviceaccount:{}:flow-driver", self.ns))
     }
 
-    /// Not on demand: a real API server answers 500 only when it fails (an admission
-    /// webhook that cannot be reached, etcd gone), not for one chosen create.
-    fn fail_job_creates(&self, _status: u16, _times: u32) -> bool {
-        false
+    /// Through a validating admission webhook of the test's that refuses them with
+    /// `status` (see `webhook.rs`): the API server's own answer to a create it could not
+    /// admit.
+    fn fail_job_creates(&self, status: u16, times: u32) -> bool {
+        let webhook = FailingCreates::install(&self.ns, status, times);
+        *self.failing_creates.lock().unwrap() = Some(webhook);
+        true
     }
 
-    /// Not on demand: the API server's watch cache serves watches, and compacting etcd does
-    /// not end them with 410.
+    /// Not on demand: an open watch is served from the API server's watch cache, and `410
+    /// Gone` comes only when a client resumes from a resourceVersion the cache no longer
+    /// holds (after a long disconnection, or an API server restart), which a test cannot
+    /// cause without stopping the shared control plane.
     fn expire_watches(&self) -> bool {
         false
     }

@@ -4,9 +4,8 @@
 //! Where the backends differ, the scenario asks the cluster, never its type: the node's
 //! capacity (the real node runs two one-CPU pods at once, the double any number), the
 //! termination grace (the real kubelet's 30 s, which `flow task run-manifest` sits out; the
-//! double kills at once), and the faults only the double can produce on demand (a create
-//! answered 500, `410 Gone` on an open watch), whose consequences are checked where they
-//! happened.
+//! double kills at once), and the fault only the double can produce on demand (`410 Gone`
+//! on an open watch), whose consequences are checked where it happened.
 
 use super::*;
 use crate::support::{assert_ok, text, walk};
@@ -23,8 +22,8 @@ pub fn a_campaign_runs_as_indexed_jobs_and_a_failed_task_is_retried<C: Cluster>(
     );
     let plan = k8s(c, d, &["plan", "c.yaml"]);
     assert_ok(&plan);
-    // Where the backend can (the double), the first create is answered 500: the driver
-    // retries it.
+    // The first create is answered 500 (the double's injected failure; on the real server, a
+    // refusing admission webhook): the driver retries it.
     let injected = usize::from(c.fail_job_creates(500, 1));
     let out = k8s(c, d, &["run", "c.yaml"]);
     assert_ok(&out);
