@@ -22,12 +22,65 @@
 mod kubernetes;
 mod support;
 use kubernetes::real::RealCluster;
-use kubernetes::{campaign, tasks, Cluster};
+use kubernetes::{campaign, k8s, output, tasks, Cluster};
+use support::assert_ok;
 
 use flow_engine::task_state::TaskState;
 use std::process::Command;
 
 kubernetes::scenario_tests!(real, crate::kubernetes::real::RealCluster);
+
+/// Real only: the double does not enforce memory limits. The kernel's OOM killer ends the
+/// task's process inside the container's memory cgroup (limit = the job type's `mem`); the
+/// kubelet reports the container `OOMKilled`, and flow's own result says `out-of-memory`
+/// (the task's shell exited 137). The retry gets four times the memory and succeeds.
+#[test]
+fn real_a_task_over_its_memory_limit_is_out_of_memory_and_succeeds_with_escalated_memory() {
+    let Some(c) = RealCluster::start("oom") else {
+        return;
+    };
+    let dir = c.tempdir();
+    let d = dir.path();
+    // dd holds one 150 MB block: over the 100M limit, under the escalated 400M.
+    campaign(
+        &c,
+        d,
+        "k8s-oom",
+        "  hog:\n    kind: command\n    command: 'dd if=/dev/zero of=/dev/null bs=150M count=1 && echo done > {{output}}'\n    output: hog.txt\n    resources: {mem: 100M}\n    execution: {max_retries: 1, retry_backoff: {initial: 1s}, on_retry: {mem: x4, max_mem: 1G}}\n",
+    );
+    let out = k8s(&c, d, &["run", "c.yaml"]);
+    assert_ok(&out);
+    assert_eq!(output(d, "k8s-oom", "hog.txt").trim(), "done");
+    let (store, rows) = tasks(d, "k8s-oom");
+    let task = rows.values().next().unwrap();
+    assert_eq!((task.state, task.attempts), (TaskState::Succeeded, 2));
+    let attempts = store.attempts(&task.id).unwrap();
+    assert_eq!(
+        attempts[0].error_class.as_deref(),
+        Some("out-of-memory"),
+        "{attempts:?}"
+    );
+    let mut limits: Vec<String> = c
+        .jobs()
+        .iter()
+        .filter_map(|j| {
+            j.pointer("/spec/template/spec/containers/0/resources/limits/memory")?
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    limits.sort();
+    assert_eq!(limits, ["100Mi", "400Mi"]);
+    // The kernel, not flow, ended the first attempt: the kubelet saw the cgroup's OOM kill.
+    assert!(
+        c.pods().iter().any(
+            |p| p.pointer("/status/containerStatuses/0/state/terminated/reason")
+                == Some(&"OOMKilled".into())
+        ),
+        "{:#?}",
+        c.pods()
+    );
+}
 
 /// The 1,000-task campaign of `engine/benches/kubernetes_api.rs` against the real control
 /// plane: API requests (from the audit log) and the driver's CPU time. Not a test (it takes
