@@ -188,6 +188,7 @@ pub fn schedule(st: &mut State) -> Vec<Launch> {
         .into_iter()
         .filter(|p| {
             p.pointer("/status/phase") == Some(&json!("Pending"))
+                && p.pointer("/metadata/deletionTimestamp").is_none()
                 && !st.procs.contains_key(uid_of(p))
         })
         .cloned()
@@ -347,13 +348,19 @@ fn apply_termination(pod: &mut Value, t: &Termination) {
         ("Ready", "False", Some("PodCompleted")),
         ("ContainersReady", "False", Some("PodCompleted")),
     ];
-    if t.disruption {
+    // An eviction set its own DisruptionTarget condition before the container ended.
+    let evicted = condition(pod, "DisruptionTarget");
+    if t.disruption && evicted.is_none() {
         conds.push(("DisruptionTarget", "True", Some("PreemptionByScheduler")));
     }
     let status = &mut pod["status"];
     status["phase"] = json!(if succeeded { "Succeeded" } else { "Failed" });
     status["conditions"] = conditions(&conds, &now);
-    if t.disruption {
+    let preempted = t.disruption && evicted.is_none();
+    if let (Some(kept), Some(list)) = (evicted, status["conditions"].as_array_mut()) {
+        list.push(kept);
+    }
+    if preempted {
         if let Some(last) = status["conditions"]
             .as_array_mut()
             .and_then(|c| c.last_mut())
@@ -383,6 +390,82 @@ pub fn kill_pod(st: &mut State, ns: &str, name: &str, t: Termination) -> bool {
     st.store
         .update(Kind::Pod, ns, name, |p| apply_termination(p, &t))
         .is_some()
+}
+
+/// A pod condition of this type, if the pod has one.
+fn condition(pod: &Value, kind: &str) -> Option<Value> {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|c| c["type"] == kind)
+        .cloned()
+}
+
+/// The Eviction API (`POST pods/{name}/eviction`), as the API server and kubelet carry it
+/// out: the pod gets `DisruptionTarget=True` (reason `EvictionByEvictionAPI`) and a
+/// deletion timestamp at once; its container is SIGKILLed when `grace` has passed (no
+/// SIGTERM first: a container's PID 1 without a handler, such as `flow task run-manifest`,
+/// ignores it), or ends by itself within the grace (`Succeeded` when it exits 0). Once it
+/// ended, the pod is removed. A pod that already ended is removed at once. False when the
+/// pod does not exist.
+pub fn evict(shared: &Arc<Shared>, ns: &str, name: &str, grace: Duration) -> bool {
+    let uid = shared.mutate(|st| {
+        let pod = st.store.get(Kind::Pod, ns, name)?;
+        let uid = uid_of(pod).to_string();
+        if is_terminal(pod) {
+            st.store.delete(Kind::Pod, ns, name);
+            return Some(None);
+        }
+        let now = clock::now();
+        st.store.update(Kind::Pod, ns, name, |p| {
+            p["metadata"]["deletionTimestamp"] = json!(now);
+            p["metadata"]["deletionGracePeriodSeconds"] = json!(grace.as_secs());
+            if condition(p, "DisruptionTarget").is_none() {
+                let mut list = p["status"]["conditions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                list.push(json!({"type": "DisruptionTarget", "status": "True",
+                    "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting",
+                    "lastProbeTime": null, "lastTransitionTime": now}));
+                p["status"]["conditions"] = Value::Array(list);
+            }
+        });
+        Some(Some(uid))
+    });
+    let Some(uid) = uid else {
+        return false;
+    };
+    if let Some(uid) = uid {
+        let (shared, ns, name) = (shared.clone(), ns.to_string(), name.to_string());
+        shared.handle.clone().spawn(async move {
+            tokio::time::sleep(grace).await;
+            let mut t = Termination::exit(137);
+            t.signal = Some(libc::SIGKILL);
+            shared.mutate(|st| {
+                if st
+                    .store
+                    .get(Kind::Pod, &ns, &name)
+                    .is_some_and(|p| uid_of(p) == uid)
+                {
+                    kill_pod(st, &ns, &name, t);
+                }
+            });
+            shared.mutate(|st| remove_if_deleted(st, &ns, &name, &uid));
+        });
+    }
+    true
+}
+
+/// Removes a pod that ended after its deletion was asked for (an eviction's end). The
+/// controllers saw it end first: that was an earlier `mutate`.
+fn remove_if_deleted(st: &mut State, ns: &str, name: &str, uid: &str) {
+    let ended_deleted = st.store.get(Kind::Pod, ns, name).is_some_and(|p| {
+        uid_of(p) == uid && is_terminal(p) && p.pointer("/metadata/deletionTimestamp").is_some()
+    });
+    if ended_deleted {
+        st.store.delete(Kind::Pod, ns, name);
+    }
 }
 
 /// Deletes a pod at once, killing its process group.
@@ -436,6 +519,7 @@ fn finish(shared: &Arc<Shared>, launch: &Launch, t: Termination) {
                 });
         }
     });
+    shared.mutate(|st| remove_if_deleted(st, &launch.namespace, &launch.name, &launch.uid));
 }
 
 fn start_error(shared: &Arc<Shared>, launch: &Launch, message: String) {

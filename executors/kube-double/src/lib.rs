@@ -10,6 +10,7 @@
 //! - `batch/v1` Jobs, `v1` Pods and ConfigMaps: create (POST), get, list,
 //!   watch, delete (also by collection with `labelSelector`), replace (PUT),
 //!   merge patch; `pods/{name}/log` (`tailLines`, `limitBytes`, `follow`);
+//!   `pods/{name}/eviction` (POST a `policy/v1` Eviction; see the kubelet);
 //!   `GET /version`, `/api`, `/apis`. Anything else: a 404 `Status`.
 //! - Every change bumps one global resourceVersion. Watches replay changes
 //!   after `resourceVersion=N`, or start with synthetic ADDED events when it
@@ -70,6 +71,16 @@
 //! `state.terminated.message`; if it is empty, the exit code is non-zero and
 //! `terminationMessagePolicy` is `FallbackToLogsOnError`, the last 80 lines
 //! (at most 2048 bytes) of the log are used.
+//!
+//! An eviction (the Eviction API, as `kubectl drain` sends it) gives the pod
+//! `DisruptionTarget=True` (reason `EvictionByEvictionAPI`) and a
+//! `deletionTimestamp` at once; the process is SIGKILLed when the grace period
+//! (`deleteOptions.gracePeriodSeconds`, else the pod's
+//! `terminationGracePeriodSeconds`, else 30 s) has passed, without a SIGTERM
+//! first (as a container's PID 1 without a handler ignores it); a process that
+//! ends within the grace ends the pod as usual (`Succeeded` on exit 0). The
+//! ended pod is then removed from the store. There are no
+//! PodDisruptionBudgets: every eviction is allowed.
 //!
 //! `spec.activeDeadlineSeconds` SIGKILLs the process group that many
 //! seconds after start: the pod fails with `status.reason:
@@ -147,6 +158,11 @@ pub struct RecordedRequest {
     pub path: String,
     /// The raw query string (without `?`), as sent.
     pub query: String,
+    /// The HTTP status of the answer (for a watch, of its headers); 0 while unanswered.
+    pub code: u16,
+    /// The `User-Agent` header ("" when absent): tells the client under test from a test's
+    /// own requests.
+    pub user_agent: String,
 }
 
 impl RecordedRequest {
@@ -276,6 +292,18 @@ impl ApiDouble {
         t.disruption = true;
         self.shared
             .mutate(|st| kubelet::kill_pod(st, namespace, name, t))
+    }
+
+    /// Adds (or replaces) a key of a Secret, as [`Options::secrets`] does at start: pods
+    /// created from now on see it.
+    pub fn put_secret(&self, name: &str, key: &str, value: &str) {
+        self.shared
+            .lock()
+            .options
+            .secrets
+            .entry(name.to_string())
+            .or_default()
+            .insert(key.to_string(), value.to_string());
     }
 
     /// Kills a pod's process and ends it with `exit_code` (`Failed`, or

@@ -89,29 +89,52 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let injected = {
+    let user_agent = req
+        .headers()
+        .get(hyper::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let (seq, injected) = {
         let mut st = shared.lock();
         st.requests.push(RecordedRequest {
             method: method.clone(),
             path: path.clone(),
             query: raw_query.clone(),
+            code: 0,
+            user_agent,
         });
-        st.take_injection(&method, &path)
+        (st.requests.len() - 1, st.take_injection(&method, &path))
     };
-    if let Some(code) = injected {
-        return respond::error(&ApiError::injected(code));
+    let response = match injected {
+        Some(code) => respond::error(&ApiError::injected(code)),
+        None => answer(&shared, req, &method, &path, &raw_query, content_type).await,
+    };
+    if let Some(r) = shared.lock().requests.get_mut(seq) {
+        r.code = response.status().as_u16();
     }
+    response
+}
+
+async fn answer(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    method: &str,
+    path: &str,
+    raw_query: &str,
+    content_type: String,
+) -> Response<Body> {
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return respond::error(&ApiError::bad_request(format!("reading the body: {e}"))),
     };
     let call = Call {
-        method: &method,
-        query: parse_query(&raw_query),
+        method,
+        query: parse_query(raw_query),
         body,
         content_type,
     };
-    route(&shared, &path, &call).unwrap_or_else(|e| respond::error(&e))
+    route(shared, path, &call).unwrap_or_else(|e| respond::error(&e))
 }
 
 struct Call<'a> {
@@ -226,6 +249,7 @@ fn resource_call(
         ([name], "PUT") => replace(shared, kind, ns, name, call.json_body()?),
         ([name], "PATCH") => patch(shared, kind, ns, name, call),
         ([name, "log"], "GET") if kind == Kind::Pod => logs::get(shared, ns, name, &call.query),
+        ([name, "eviction"], "POST") if kind == Kind::Pod => evict(shared, ns, name, call),
         ([] | [_], _) => Err(ApiError::method_not_allowed(call.method)),
         _ => Err(ApiError::path_not_found(path)),
     }
@@ -358,6 +382,48 @@ fn delete_collection(
         200,
         &json!({"apiVersion": kind.api_version(), "kind": kind.list_kind(),
         "metadata": {"resourceVersion": rv.to_string()}, "items": deleted}),
+    ))
+}
+
+/// POST `pods/{name}/eviction` (`policy/v1` Eviction): the grace period is the body's
+/// `deleteOptions.gracePeriodSeconds`, else the pod's `terminationGracePeriodSeconds`, else
+/// 30 s. Unknown fields are ignored, as the real server does (kube-rs 5's `Api::evict` sends
+/// `delete_options`, which therefore has no effect). There are no PodDisruptionBudgets
+/// here: an eviction is always allowed (201).
+fn evict(
+    shared: &Arc<Shared>,
+    ns: &str,
+    name: &str,
+    call: &Call,
+) -> Result<Response<Body>, ApiError> {
+    let body = call.json_body()?;
+    // The real API server takes the kind from the path when the body has none.
+    if body
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k != "Eviction")
+    {
+        return Err(ApiError::bad_request(
+            "the body must be a policy/v1 Eviction",
+        ));
+    }
+    let pod_grace = shared
+        .lock()
+        .store
+        .get(Kind::Pod, ns, name)
+        .and_then(|p| p.pointer("/spec/terminationGracePeriodSeconds"))
+        .and_then(Value::as_u64);
+    let grace = body
+        .pointer("/deleteOptions/gracePeriodSeconds")
+        .and_then(Value::as_u64)
+        .or(pod_grace)
+        .unwrap_or(30);
+    if !kubelet::evict(shared, ns, name, std::time::Duration::from_secs(grace)) {
+        return Err(ApiError::not_found(Kind::Pod, name));
+    }
+    Ok(respond::json(
+        201,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
     ))
 }
 

@@ -329,6 +329,116 @@ fn disrupted_pod_is_recreated_when_the_policy_ignores_it() {
 }
 
 #[test]
+fn an_evicted_pod_is_killed_after_its_grace_or_ends_within_it_and_is_removed() {
+    use kube::api::EvictParams;
+    let double = ApiDouble::start(Options::default()).unwrap();
+    let rt = runtime();
+    let kube = client(&rt, &double);
+    let jobs: Api<Job> = Api::namespaced(kube.clone(), "ns9");
+    let pods: Api<Pod> = Api::namespaced(kube, "ns9");
+    let marker = tempfile::tempdir().unwrap();
+    let marker = marker.path().join("started");
+    // Index 0 sleeps (its replacement finds the marker and ends); index 1 ends in 2 s.
+    let script = format!(
+        "case $JOB_COMPLETION_INDEX in 0) [ -e {m} ] && exit 0; touch {m}; exec sleep 60;; *) sleep 2;; esac",
+        m = marker.display()
+    );
+    let policy = json!({"podFailurePolicy": {"rules": [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]}});
+    block(
+        &rt,
+        jobs.create(&PostParams::default(), &job("evict", 2, &script, policy)),
+    )
+    .unwrap();
+    let running = |d: &ApiDouble| {
+        let mut pods: Vec<Value> = d
+            .pods("ns9")
+            .into_iter()
+            .filter(|p| phase(p) == "Running")
+            .collect();
+        pods.sort_by_key(|p| {
+            p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"].to_string()
+        });
+        pods
+    };
+    assert!(double.wait_until(WAIT, |d| running(d).len() == 2));
+    let [first, second] = [0, 1].map(|i| {
+        running(&double)[i]["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    });
+    // With a grace period, as `kubectl drain --grace-period` sends it (kube-rs 5's
+    // `Api::evict` spells it `delete_options`, which a real API server ignores).
+    let (code, body) = raw(
+        &double,
+        "POST",
+        &format!("/api/v1/namespaces/ns9/pods/{first}/eviction"),
+        &json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": first},
+            "deleteOptions": {"gracePeriodSeconds": 1}})
+        .to_string(),
+    );
+    assert_eq!(code, 201, "{body}");
+    // The pod's own grace period (the default 30 s).
+    block(&rt, pods.evict(&second, &EvictParams::default())).unwrap();
+    // Both are marked at once and still run.
+    for name in [&first, &second] {
+        let pod = double
+            .pods("ns9")
+            .into_iter()
+            .find(|p| p["metadata"]["name"] == name.as_str())
+            .unwrap();
+        assert_eq!(phase(&pod), "Running");
+        assert!(pod["metadata"]["deletionTimestamp"].is_string(), "{pod:#}");
+        let disruption = pod["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "DisruptionTarget")
+            .cloned()
+            .unwrap();
+        assert_eq!(disruption["reason"], "EvictionByEvictionAPI");
+    }
+    // The Job ends Complete: index 0 was recreated (the eviction did not count), index 1
+    // ended within its grace and was not; both evicted pods are gone.
+    assert!(
+        double.wait_until(WAIT, |d| d
+            .jobs("ns9")
+            .iter()
+            .any(|j| condition(j, "Complete"))),
+        "{:#?}",
+        double.jobs("ns9")
+    );
+    assert!(double.wait_until(WAIT, |d| d
+        .pods("ns9")
+        .iter()
+        .all(
+            |p| p["metadata"]["name"] != first.as_str() && p["metadata"]["name"] != second.as_str()
+        )));
+    let left = double.pods("ns9");
+    assert_eq!(left.len(), 1, "{left:#?}");
+    assert_eq!(
+        left[0]["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"],
+        "0"
+    );
+    let status = &double.jobs("ns9")[0]["status"];
+    assert_eq!(status["succeeded"], 2, "{status:#}");
+    assert!(status.get("failed").is_none(), "{status:#}");
+    let evictions: Vec<u16> = double
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/eviction"))
+        .map(|r| r.code)
+        .collect();
+    assert_eq!(evictions, [201, 201]);
+    // A pod that does not exist: 404.
+    assert!(matches!(
+        block(&rt, pods.evict("nope", &EvictParams::default())),
+        Err(kube::Error::Api(s)) if s.code == 404
+    ));
+}
+
+#[test]
 fn watcher_relists_after_expiry_and_keeps_seeing_changes() {
     let double = ApiDouble::start(Options::default()).unwrap();
     let rt = runtime();

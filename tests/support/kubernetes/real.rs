@@ -1,4 +1,4 @@
-//! A real Kubernetes control plane for the tests: the one `scripts/k8s-dev.sh up` starts on
+//! [`Cluster`] on a real Kubernetes control plane: the one `scripts/k8s-dev.sh up` starts on
 //! this machine (etcd, kube-apiserver with RBAC and an audit log, kube-controller-manager,
 //! kube-scheduler, containerd and a kubelet whose node is `localhost`).
 //!
@@ -13,14 +13,15 @@
 //! When the control plane is not up the tests say so and pass, except under CI (`CI=true`)
 //! or with `FLOW_K8S_REAL=1`, where they fail: CI must not report a real-cluster test as passed
 //! that did not run.
-#![allow(dead_code)] // each test binary uses its own subset
 
+use super::webhook::FailingCreates;
+use super::{ApiRequest, Cluster};
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const STATE: &str = "/var/lib/flow-k8s-dev";
 pub const VOLUME: &str = "/var/lib/flow-k8s-dev/volume";
@@ -138,39 +139,31 @@ fn image() -> String {
         .clone()
 }
 
-/// One request of the driver, from the API server's audit log.
-#[derive(Debug, Clone)]
-pub struct AuditedRequest {
-    /// The HTTP method (`create` is POST, `list`/`watch`/`get` are GET, ...).
-    pub method: String,
-    /// Kubernetes' verb: `create`, `get`, `list`, `watch`, `patch`, `delete`, ...
-    pub verb: String,
-    pub path: String,
-    pub query: String,
-    pub code: i64,
-}
-
-impl AuditedRequest {
-    pub fn is_list(&self) -> bool {
-        self.verb == "list"
-    }
-    pub fn is_watch(&self) -> bool {
-        self.verb == "watch"
-    }
-}
-
 /// A namespace on the real control plane, set up for one test; deleted on drop.
 pub struct RealCluster {
     pub ns: String,
     pub image: String,
     token: String,
+    /// The admission webhook of [`Cluster::fail_job_creates`], while installed.
+    failing_creates: Mutex<Option<FailingCreates>>,
     _serial: MutexGuard<'static, ()>,
 }
 
 impl RealCluster {
+    fn items(&self, kind: &str) -> Vec<Value> {
+        let text = kubectl_ok(&["get", kind, "-n", &self.ns, "-o", "json"], None);
+        let list: Value = serde_json::from_str(&text).unwrap();
+        list["items"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Cluster for RealCluster {
+    const BACKEND: &'static str = "real";
+    const POLL: Duration = Duration::from_millis(300);
+
     /// The control plane for test `name`, or None (after saying why) when it is not up
     /// outside CI. Under CI, or with `FLOW_K8S_REAL=1`, a missing control plane fails.
-    pub fn start(name: &str) -> Option<RealCluster> {
+    fn start(name: &str) -> Option<RealCluster> {
         if let Some(why) = unavailable() {
             let required = std::env::var("CI").is_ok_and(|v| v == "true")
                 || std::env::var("FLOW_K8S_REAL").is_ok_and(|v| v == "1");
@@ -184,7 +177,7 @@ impl RealCluster {
         let image = image();
         static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut ns = format!("r{}-{n}-{name}", std::process::id());
+        let mut ns = format!("r{}-{n}-{}", std::process::id(), name.replace('_', "-"));
         ns.truncate(60);
         let ns = ns.trim_end_matches('-').to_string();
         kubectl_ok(&["create", "namespace", &ns], None);
@@ -226,12 +219,13 @@ impl RealCluster {
             ns,
             image,
             token,
+            failing_creates: Mutex::new(None),
             _serial: serial,
         })
     }
 
     /// A campaign directory under the shared volume, writable by the pods' user.
-    pub fn tempdir(&self) -> tempfile::TempDir {
+    fn tempdir(&self) -> tempfile::TempDir {
         let dir = tempfile::Builder::new()
             .prefix(&format!("{}-", self.ns))
             .tempdir_in(VOLUME)
@@ -242,7 +236,7 @@ impl RealCluster {
     }
 
     /// A kubeconfig with the driver's service-account token (not cluster admin).
-    pub fn write_kubeconfig(&self, path: &Path) {
+    fn write_kubeconfig(&self, path: &Path) {
         std::fs::write(
             path,
             format!(
@@ -254,58 +248,85 @@ impl RealCluster {
     }
 
     /// The machine's `kubernetes:` lines for this cluster (namespace, image, volume, user).
-    pub fn kubernetes_block(&self) -> String {
+    fn kubernetes_block(&self) -> String {
         format!(
             "    namespace: {}\n    image: {}\n    flow_binary: /usr/local/bin/flow\n    volume: {{claim: campaigns, mount_path: {VOLUME}}}\n    run_as_user: 1000\n    run_as_group: 1000\n",
             self.ns, self.image
         )
     }
 
-    fn items(&self, kind: &str) -> Vec<Value> {
-        let text = kubectl_ok(&["get", kind, "-n", &self.ns, "-o", "json"], None);
-        let list: Value = serde_json::from_str(&text).unwrap();
-        list["items"].as_array().cloned().unwrap_or_default()
+    /// `flow ARGS` with the driver's kubeconfig, under umask 0: the driver runs as root here
+    /// and the pods as user 1000, on the same hostPath volume (a real cluster's shared volume
+    /// is writable by the pods' fsGroup; a hostPath ignores fsGroup).
+    fn flow_command(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new("/bin/sh");
+        c.arg("-c")
+            .arg("umask 0 && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_flow"))
+            .args(args)
+            .current_dir(dir)
+            .env("NO_COLOR", "1")
+            .env_remove("FLOW_RECIPES")
+            .env("KUBECONFIG", dir.join("kubeconfig"));
+        c
+    }
+
+    /// Real pods start in about a second; a recreated index waits out the Job controller's
+    /// backoff of 10 s and more, a stopped pod the 30 s grace.
+    fn limit(&self) -> Duration {
+        Duration::from_secs(240)
+    }
+
+    /// Two CPUs, and every pod requests one.
+    fn node_capacity(&self) -> Option<usize> {
+        Some(2)
+    }
+
+    /// The kubelet's SIGTERM, then SIGKILL after the default 30 s.
+    fn termination_grace(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+
+    fn namespace(&self) -> &str {
+        &self.ns
     }
 
     /// The namespace's Jobs, as the API server has them.
-    pub fn jobs(&self) -> Vec<Value> {
+    fn jobs(&self) -> Vec<Value> {
         self.items("jobs")
     }
 
     /// The namespace's pods, as the API server has them.
-    pub fn pods(&self) -> Vec<Value> {
+    fn pods(&self) -> Vec<Value> {
         self.items("pods")
     }
 
-    /// Poll (every 300 ms) until `done` holds or `timeout` passed.
-    pub fn wait_until(&self, timeout: Duration, done: impl Fn(&RealCluster) -> bool) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if done(self) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        done(self)
-    }
-
     /// Every request the driver's service account made, from the audit log.
-    pub fn requests(&self) -> Vec<AuditedRequest> {
+    fn requests(&self) -> Vec<ApiRequest> {
         audited_requests(&format!("system:serviceaccount:{}:flow-driver", self.ns))
     }
 
-    /// The driver's requests with `method` whose path starts with `path_prefix`.
-    pub fn count(&self, method: &str, path_prefix: &str) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.method == method && r.path.starts_with(path_prefix))
-            .count()
+    /// Through a validating admission webhook of the test's that refuses them with
+    /// `status` (see `webhook.rs`): the API server's own answer to a create it could not
+    /// admit.
+    fn fail_job_creates(&self, status: u16, times: u32) -> bool {
+        let webhook = FailingCreates::install(&self.ns, status, times);
+        *self.failing_creates.lock().unwrap() = Some(webhook);
+        true
+    }
+
+    /// Not on demand: an open watch is served from the API server's watch cache, and `410
+    /// Gone` comes only when a client resumes from a resourceVersion the cache no longer
+    /// holds (after a long disconnection, or an API server restart), which a test cannot
+    /// cause without stopping the shared control plane.
+    fn expire_watches(&self) -> bool {
+        false
     }
 
     /// Evict a pod through the Eviction API, as `kubectl drain` does: the API server adds
     /// the `DisruptionTarget` condition and deletes the pod gracefully.
     /// `grace_seconds` overrides the pod's termination grace period (30 s).
-    pub fn evict_pod(&self, name: &str, grace_seconds: Option<u32>) {
+    fn evict_pod(&self, name: &str, grace_seconds: Option<u32>) {
         let options = grace_seconds
             .map(|g| format!(",\"deleteOptions\":{{\"gracePeriodSeconds\":{g}}}"))
             .unwrap_or_default();
@@ -319,7 +340,7 @@ impl RealCluster {
 
     /// SIGKILL a pod's container through containerd (an OOM killer, a crash): the kubelet
     /// then reports it terminated with exit code 137.
-    pub fn kill_container(&self, pod: &Value) {
+    fn kill_container(&self, pod: &Value) {
         let id = pod
             .pointer("/status/containerStatuses/0/containerID")
             .and_then(Value::as_str)
@@ -338,7 +359,7 @@ impl RealCluster {
     }
 
     /// Delete a pod (as the terminated-pod garbage collector would).
-    pub fn delete_pod(&self, name: &str) {
+    fn delete_pod(&self, name: &str) {
         kubectl_ok(
             &["delete", "pod", "-n", &self.ns, name, "--wait=false"],
             None,
@@ -346,7 +367,7 @@ impl RealCluster {
     }
 
     /// A Secret in the namespace.
-    pub fn create_secret(&self, name: &str, key: &str, value: &str) {
+    fn create_secret(&self, name: &str, key: &str, value: &str) {
         kubectl_ok(
             &[
                 "create",
@@ -370,7 +391,7 @@ impl Drop for RealCluster {
 }
 
 /// The requests of `user` in the audit log, one per request (by audit ID).
-pub fn audited_requests(user: &str) -> Vec<AuditedRequest> {
+pub fn audited_requests(user: &str) -> Vec<ApiRequest> {
     let text = std::fs::read_to_string(AUDIT_LOG).unwrap_or_default();
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
@@ -399,14 +420,15 @@ pub fn audited_requests(user: &str) -> Vec<AuditedRequest> {
             "delete" | "deletecollection" => "DELETE",
             _ => "GET",
         };
-        out.push(AuditedRequest {
+        out.push(ApiRequest {
             method: method.to_string(),
             verb,
             path: path.to_string(),
             query: query.to_string(),
             code: event
                 .pointer("/responseStatus/code")
-                .and_then(Value::as_i64)
+                .and_then(Value::as_u64)
+                .and_then(|c| u16::try_from(c).ok())
                 .unwrap_or(0),
         });
     }
