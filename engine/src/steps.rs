@@ -30,7 +30,7 @@ pub enum StepEffect {
 /// The resources of a step's tasks after `walltime` and `oom` failures: the step's
 /// `execution.on_retry` applied that many times (capped by its `max_time` / `max_mem`).
 pub fn escalated_resources(step: &Step, (walltime, oom): (u32, u32)) -> Resources {
-    use flow_executors::slurm::escalation::{escalate, OnRetry};
+    use flow_executors::escalation::{escalate, OnRetry};
     let r = &step.execution.on_retry;
     let policy = OnRetry {
         time: r.time_factor,

@@ -8,12 +8,18 @@
 //! given time for news. Backends keep their own threads or runtimes inside; the driver
 //! (engine::scheduler) stays a plain loop that owns the state database.
 
+pub mod batching;
+pub mod escalation;
 pub mod kubernetes;
 pub mod launch;
 pub mod local;
+pub mod manifest;
+pub mod rate_limit;
+pub mod result_document;
 pub mod safe_name;
 pub mod slurm;
 pub mod task_runner;
+pub mod timeout;
 
 pub use launch::{
     AttemptOutcome, Batch, ExecutorEvent, JobRef, ResourceUsage, Resources, TaskLaunch,

@@ -3,8 +3,8 @@
 //!
 //! Design for throughput: the driver talks to a fixed set of worker threads through a
 //! queue; each worker spawns one process at a time (in its own process group), blocks in
-//! `wait`, and reports. A single timer thread enforces timeouts by killing process groups,
-//! so no worker polls. No second process is spent on a wrapper: the result file that lets
+//! `wait`, and reports. Timeouts are enforced by [`crate::timeout`] (one thread kills the
+//! process groups past their deadline), so no worker polls. No second process is spent on a wrapper: the result file that lets
 //! a restarted driver ingest work finished while it was dead is written by the task's own
 //! shell (see the engine's launch builder) or by `flow task exec`.
 
@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Slots of the local machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +49,6 @@ struct Pool {
 struct Shared {
     pool: Mutex<Pool>,
     wake: Condvar,
-    deadlines: Mutex<Vec<(Instant, u32)>>,
-    timed_out: Mutex<HashSet<u32>>,
     cancelled: Mutex<HashSet<u32>>,
 }
 
@@ -59,7 +57,6 @@ pub struct LocalExecutor {
     shared: Arc<Shared>,
     events: Receiver<ExecutorEvent>,
     workers: Vec<JoinHandle<()>>,
-    timer: Option<JoinHandle<()>>,
     in_flight: usize,
     capacity: LocalCapacity,
 }
@@ -74,8 +71,6 @@ impl LocalExecutor {
                 ..Pool::default()
             }),
             wake: Condvar::new(),
-            deadlines: Mutex::new(Vec::new()),
-            timed_out: Mutex::new(HashSet::new()),
             cancelled: Mutex::new(HashSet::new()),
         });
         let (tx, rx) = channel();
@@ -86,13 +81,10 @@ impl LocalExecutor {
                 std::thread::spawn(move || worker(shared, tx))
             })
             .collect();
-        let timer_shared = Arc::clone(&shared);
-        let timer = std::thread::spawn(move || timer(timer_shared));
         LocalExecutor {
             shared,
             events: rx,
             workers,
-            timer: Some(timer),
             in_flight: 0,
             capacity,
         }
@@ -171,7 +163,7 @@ fn worker(shared: Arc<Shared>, tx: Sender<ExecutorEvent>) {
                     at: started,
                 });
                 if let Some(t) = launch.timeout {
-                    lock(&shared.deadlines).push((Instant::now() + t, pgid));
+                    crate::timeout::arm(pgid, t);
                 }
                 // wait4, not Child::wait: the rusage of the task's process tree comes back
                 // with its exit status.
@@ -179,9 +171,8 @@ fn worker(shared: Arc<Shared>, tx: Sender<ExecutorEvent>) {
                 drop(child);
                 // Anything the task left behind in its group goes with it.
                 kill_group(pgid, libc::SIGKILL);
-                let timed_out = lock(&shared.timed_out).remove(&pgid);
+                let timed_out = crate::timeout::disarm(pgid);
                 let cancelled = lock(&shared.cancelled).remove(&pgid);
-                lock(&shared.deadlines).retain(|(_, p)| *p != pgid);
                 lock(&shared.pool).running.remove(&launch.task_id);
                 match status {
                     Ok(Some((status, usage))) => AttemptOutcome {
@@ -241,38 +232,6 @@ fn worker(shared: Arc<Shared>, tx: Sender<ExecutorEvent>) {
             attempt: launch.attempt,
             outcome,
         });
-    }
-}
-
-fn timer(shared: Arc<Shared>) {
-    loop {
-        std::thread::sleep(Duration::from_millis(50));
-        if lock(&shared.pool).shutdown {
-            return;
-        }
-        let now = Instant::now();
-        let expired: Vec<u32> = {
-            let mut d = lock(&shared.deadlines);
-            let expired = d
-                .iter()
-                .filter(|(t, _)| *t <= now)
-                .map(|(_, p)| *p)
-                .collect();
-            d.retain(|(t, _)| *t > now);
-            expired
-        };
-        for pgid in expired {
-            lock(&shared.timed_out).insert(pgid);
-            kill_group(pgid, libc::SIGTERM);
-            let shared2 = Arc::clone(&shared);
-            // A grace period, then SIGKILL for whatever ignored SIGTERM.
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_secs(2));
-                if lock(&shared2.timed_out).contains(&pgid) {
-                    kill_group(pgid, libc::SIGKILL);
-                }
-            });
-        }
     }
 }
 
@@ -419,9 +378,6 @@ impl Drop for LocalExecutor {
                 let _ = w.join();
             }
         }
-        if let Some(t) = self.timer.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -429,6 +385,7 @@ impl Drop for LocalExecutor {
 mod tests {
     use super::*;
     use std::path::Path;
+    use std::time::Instant;
 
     fn launch(dir: &Path, id: &str, script: &str, timeout: Option<Duration>) -> TaskLaunch {
         TaskLaunch {

@@ -5,7 +5,7 @@ mod slurm_support;
 
 use flow_dsl::error_class::ErrorClass;
 use flow_executors::slurm::config::AccountingSource;
-use flow_executors::slurm::escalation::{escalate, OnRetry};
+use flow_executors::escalation::{escalate, OnRetry};
 use flow_executors::{Executor, ExecutorError, JobRef};
 use slurm_support::*;
 use std::process::Command;

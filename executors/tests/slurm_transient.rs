@@ -4,7 +4,7 @@
 
 mod slurm_support;
 
-use flow_executors::slurm::rate_limit::{Rate, RateLimiter};
+use flow_executors::rate_limit::{Rate, RateLimiter};
 use flow_executors::slurm::slurm_cli::{SlurmCli, TransientRetry};
 use slurm_support::require_slurm;
 use std::path::Path;

@@ -28,10 +28,10 @@ use super::job_manifest::{
 use super::names::label_value;
 use super::pod_report::{read_pod, PodState};
 use crate::launch::{AttemptOutcome, Batch, ExecutorEvent, JobRef};
-use crate::slurm::array_plan::{
+use crate::batching::{
     rebalance_throttles, throttle_for_new_array, ArrayLoad, ThrottleDecision,
 };
-use crate::slurm::manifest::{parse_manifest, write_atomically};
+use crate::manifest::{parse_manifest, write_atomically};
 use crate::task_runner::now;
 use crate::{Executor, ExecutorError};
 use flow_dsl::error_class::ErrorClass;

@@ -69,14 +69,14 @@ pub enum ManifestError {
 /// is part of the Job name and of the manifest's file name, so two batches with the same key
 /// but other tasks or attempts never share a Job, and the same batch submitted twice does.
 pub fn batch_manifest(batch: &Batch) -> Result<(String, String), ManifestError> {
-    let text = crate::slurm::manifest::manifest_text(&batch.tasks).map_err(|e| {
+    let text = crate::manifest::manifest_text(&batch.tasks).map_err(|e| {
         ManifestError::InvalidConfig {
             field: "tasks".into(),
             value: batch.batch_key.clone(),
             expected: format!("serializable launch ({e})"),
         }
     })?;
-    let hash = crate::slurm::manifest::manifest_hash(&text);
+    let hash = crate::manifest::manifest_hash(&text);
     Ok((text, hash))
 }
 

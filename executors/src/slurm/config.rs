@@ -2,7 +2,7 @@
 //! (`slurm: {account: ..., max_array_size: 1000, submit_rate: 2/s}`) plus the module loads
 //! and environment set-up every job script starts with.
 
-use super::rate_limit::Rate;
+use crate::rate_limit::Rate;
 use super::time_format::parse_human_duration;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;

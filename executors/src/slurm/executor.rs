@@ -7,7 +7,7 @@
 //! `manifest-<hash>.jsonl`, `submission-<hash>.json` (intent, then job id) and Slurm's own
 //! `slurm-%A_%a.out/.err`, where `<hash>` names the manifest's content.
 
-use super::array_plan::{
+use crate::batching::{
     array_size, fits_window, rebalance_throttles, split_into_arrays, throttle_for_new_array,
     ArrayLoad, ThrottleDecision,
 };
@@ -17,14 +17,14 @@ use super::job_records::{
 };
 use super::job_state::{classify_end, SlurmJobState};
 use super::job_tag::JobTag;
-use super::manifest::{manifest_hash, manifest_text, parse_manifest, write_atomically};
-use super::rate_limit::RateLimiter;
-use super::result_file::read_result;
+use crate::manifest::{manifest_hash, manifest_text, parse_manifest, write_atomically};
+use crate::rate_limit::RateLimiter;
 use super::sacct_usage::merge_usage;
 use super::script::{render_script, ScriptRequest, DEFAULT_TEMPLATE};
 use super::slurm_cli::{CommandOutput, SlurmCli, SlurmCommandError, TransientRetry};
 use super::squeue_output::{parse_squeue, pending_reason_is_permanent, SqueueRow, SQUEUE_FORMAT};
 use super::submission_record::{parse_sbatch_job_id, SubmissionRecord};
+use crate::result_document::read_result;
 use crate::launch::{AttemptOutcome, Batch, ExecutorEvent, JobRef, Resources, TaskLaunch};
 use crate::task_runner::now as now_unix;
 use crate::{Executor, ExecutorError};

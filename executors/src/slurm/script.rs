@@ -2,7 +2,7 @@
 //! (`recipes/templates/slurm-array.sbatch.hbs`, replaceable per machine). Pure: the same
 //! request always gives the same script, which is what `flow plan` shows.
 
-use super::array_plan::array_spec;
+use super::array_indices::array_spec;
 use super::config::{GpuOption, SlurmConfig};
 use super::job_tag::JobTag;
 use super::quote::{sbatch_value, shell_quote, UnquotableValue};

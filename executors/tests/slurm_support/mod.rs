@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use flow_executors::slurm::rate_limit::Rate;
+use flow_executors::rate_limit::Rate;
 use flow_executors::slurm::{SlurmConfig, SlurmExecutor, SlurmPaths};
 use flow_executors::{AttemptOutcome, Batch, Executor, ExecutorEvent, Resources, TaskLaunch};
 use std::collections::BTreeMap;

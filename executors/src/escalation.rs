@@ -4,7 +4,7 @@
 //! Written in a step's execution settings as
 //! `on_retry: {time: x2, mem: x1.5, max_time: 24h, max_mem: 256G}`.
 
-use super::time_format::parse_human_duration;
+use crate::slurm::time_format::parse_human_duration;
 use crate::launch::Resources;
 use flow_dsl::error_class::ErrorClass;
 use serde::{Deserialize, Deserializer};
