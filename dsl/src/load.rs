@@ -3,6 +3,9 @@
 
 use crate::array::{ArraySpec, Combine, ParamKind, ParamValue, ParamValues};
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
+use crate::machine_settings::{
+    block_provenance, builtin, builtin_as, builtin_provenance, typed_block,
+};
 use crate::merge::{leaves, merge};
 use crate::model::*;
 use crate::node::{Key, Node, Value};
@@ -99,7 +102,7 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, Diagnostics> {
     let machine_ref = machine_node_ref.as_str().unwrap_or_default().to_string();
     let (machine_root, machine_source) = load_machine(&machine_ref, machine_node_ref, &base_dir)?;
     let mut diags = schema_errors;
-    let machine = build_machine(&machine_root, &machine_source, &mut diags);
+    let machine = build_machine(&machine_root, &machine_source, Some(&base_dir), &mut diags);
 
     let text = |p: &str| {
         root.at_pointer(p)
@@ -141,6 +144,11 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, Diagnostics> {
             }
         }
     }
+    let notify = crate::machine_settings::notify::notify_settings(
+        machine_root.at_pointer("/machine/notify"),
+        root.get("notify"),
+        &mut diags,
+    );
     check_needs(&steps, &mut diags);
     for step in &steps {
         check_templates(step, &mut diags);
@@ -180,6 +188,7 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, Diagnostics> {
         campaign_dir,
         machine,
         steps,
+        notify,
         snapshot,
     })
 }
@@ -281,11 +290,18 @@ pub fn load_machine_recipe(name: &str) -> Result<Machine, Diagnostics> {
     let at = Node::new(Value::Str(name.into()), Span::new(&dummy, 1, 1));
     let (root, source) = load_machine(name, &at, Path::new("."))?;
     let mut diags = Diagnostics::default();
-    let m = build_machine(&root, &source, &mut diags);
+    let m = build_machine(&root, &source, None, &mut diags);
     diags.into_result().map(|_| m)
 }
 
-fn build_machine(root: &Node, source: &str, diags: &mut Diagnostics) -> Machine {
+/// The typed machine. `base_dir` (the campaign file's directory) resolves a relative
+/// `slurm.template`; `None` leaves it as written (`flow recipes show`).
+fn build_machine(
+    root: &Node,
+    source: &str,
+    base_dir: Option<&Path>,
+    diags: &mut Diagnostics,
+) -> Machine {
     let m = root.get("machine").unwrap_or(root);
     let s = |p: &str| m.at_pointer(p).and_then(Node::scalar_text);
     let u = |p: &str| {
@@ -294,23 +310,37 @@ fn build_machine(root: &Node, source: &str, diags: &mut Diagnostics) -> Machine 
             _ => None,
         })
     };
-    let submit_rate = match m.at_pointer("/slurm/submit_rate") {
-        Some(n) => parse_rate(n.as_str().unwrap_or_default()).unwrap_or_else(|e| {
-            diags.push(Diagnostic::at(&n.span, "machine.slurm.submit_rate", e));
-            2.0
-        }),
-        None => 2.0,
-    };
-    let poll_interval = duration_at(
-        m,
-        "/slurm/poll_interval",
-        "machine.slurm.poll_interval",
-        diags,
-    )
-    .unwrap_or(Duration::from_secs(15));
     let local_mem_mb = m
         .at_pointer("/local/mem")
         .and_then(|n| memory_of(n, "machine.local.mem", diags));
+    let setup = Setup {
+        modules: strings(m.at_pointer("/setup/modules")),
+        commands: strings(m.at_pointer("/setup/commands")),
+        env: env_pairs(m.at_pointer("/setup/env")),
+    };
+    let mut provenance = Vec::new();
+    let slurm_node = m.get("slurm");
+    let mut slurm: SlurmSettings = slurm_node
+        .and_then(|n| typed_block(n, "machine.slurm", &serde_json::json!({}), diags))
+        .unwrap_or_default();
+    block_provenance("machine.slurm", slurm_node, &mut provenance);
+    slurm.modules.extend(setup.modules.iter().cloned());
+    slurm.setup.extend(setup.commands.iter().cloned());
+    for (k, v) in &setup.env {
+        slurm.env.insert(k.clone(), v.clone());
+    }
+    if let (Some(t), Some(base)) = (&slurm.template, base_dir) {
+        slurm.template = Some(base.join(t));
+    }
+    let kubernetes_node = m.get("kubernetes");
+    let kubernetes: Option<KubernetesSettings> = kubernetes_node.and_then(|n| {
+        // What the type needs besides the entry being tried (the schema requires both).
+        let base = serde_json::json!({"namespace": "-", "image": "-"});
+        typed_block(n, "machine.kubernetes", &base, diags)
+    });
+    if kubernetes_node.is_some() {
+        block_provenance("machine.kubernetes", kubernetes_node, &mut provenance);
+    }
     Machine {
         name: s("/name").unwrap_or_default(),
         description: s("/description"),
@@ -323,42 +353,16 @@ fn build_machine(root: &Node, source: &str, diags: &mut Diagnostics) -> Machine 
         local_cpus: u("/local/cpus").map(|v| v as u32),
         local_gpus: u("/local/gpus").map(|v| v as u32),
         local_mem_mb,
-        slurm: SlurmSettings {
-            account: s("/slurm/account"),
-            max_array_size: u("/slurm/max_array_size").unwrap_or(1000),
-            max_submitted: u("/slurm/max_submitted"),
-            submit_rate,
-            poll_interval,
-            template: s("/slurm/template"),
-        },
-        kubernetes: m
-            .get("kubernetes")
-            .map_or(serde_json::Value::Null, Node::to_json),
-        setup: Setup {
-            modules: strings(m.at_pointer("/setup/modules")),
-            commands: strings(m.at_pointer("/setup/commands")),
-            env: env_pairs(m.at_pointer("/setup/env")),
-        },
+        slurm,
+        kubernetes,
+        setup,
         job_type_names: m
             .get("job_types")
             .and_then(Node::as_map)
             .map(|e| e.iter().map(|(k, _)| k.name.clone()).collect())
             .unwrap_or_default(),
         unverified: strings(m.get("unverified")),
-    }
-}
-
-fn parse_rate(text: &str) -> Result<f64, String> {
-    let (n, unit) = text
-        .split_once('/')
-        .ok_or_else(|| format!("`{text}` is not a rate like 2/s"))?;
-    let n: f64 = n
-        .parse()
-        .map_err(|_| format!("`{text}` is not a rate like 2/s"))?;
-    match unit {
-        "s" => Ok(n),
-        "m" | "min" => Ok(n / 60.0),
-        _ => Err(format!("`{text}`: the unit must be /s or /m")),
+        provenance,
     }
 }
 
@@ -376,16 +380,6 @@ fn env_pairs(node: Option<&Node>) -> Vec<(String, String)> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn duration_at(
-    node: &Node,
-    pointer: &str,
-    field: &str,
-    diags: &mut Diagnostics,
-) -> Option<Duration> {
-    let n = node.at_pointer(pointer)?;
-    duration_of(n, field, diags)
 }
 
 fn duration_of(n: &Node, field: &str, diags: &mut Diagnostics) -> Option<Duration> {
@@ -408,10 +402,6 @@ fn memory_of(n: &Node, field: &str, diags: &mut Diagnostics) -> Option<u64> {
             None
         }
     }
-}
-
-fn factor_of(n: &Node) -> Option<f64> {
-    n.as_str()?.strip_prefix('x')?.parse().ok()
 }
 
 fn subset(node: &Node, keys: &[&str]) -> Node {
@@ -519,41 +509,54 @@ fn build_step(
             .and_then(|n| duration_of(n, &field(&format!("execution.retry_backoff.{k}")), diags))
             .unwrap_or(d)
     };
+    let builtin_duration =
+        |path: &str| crate::quantity::parse_duration(builtin(path)).unwrap_or_default();
     let retry_backoff = RetryBackoff {
-        initial: bo_dur("initial", Duration::from_secs(10), diags),
+        initial: bo_dur(
+            "initial",
+            builtin_duration("execution.retry_backoff.initial"),
+            diags,
+        ),
         multiplier: backoff
             .and_then(|b| b.get("multiplier"))
             .and_then(|n| n.scalar_text())
             .and_then(|t| t.parse().ok())
-            .unwrap_or(2.0),
-        max: bo_dur("max", Duration::from_secs(3600), diags),
-        jitter: !matches!(
-            backoff.and_then(|b| b.get("jitter")).map(|n| &n.value),
-            Some(Value::Bool(false))
+            .or_else(|| builtin_as("execution.retry_backoff.multiplier"))
+            .unwrap_or(1.0),
+        max: bo_dur(
+            "max",
+            builtin_duration("execution.retry_backoff.max"),
+            diags,
         ),
+        jitter: match backoff.and_then(|b| b.get("jitter")).map(|n| &n.value) {
+            Some(Value::Bool(b)) => *b,
+            _ => builtin_as("execution.retry_backoff.jitter").unwrap_or(true),
+        },
     };
-    let on_retry_node = e.get("on_retry");
-    let on_retry = OnRetry {
-        time_factor: on_retry_node
-            .and_then(|n| n.get("time"))
-            .and_then(factor_of),
-        mem_factor: on_retry_node.and_then(|n| n.get("mem")).and_then(factor_of),
-        max_time: on_retry_node
-            .and_then(|n| n.get("max_time"))
-            .and_then(|n| duration_of(n, &field("execution.on_retry.max_time"), diags)),
-        max_mem_mb: on_retry_node
-            .and_then(|n| n.get("max_mem"))
-            .and_then(|n| memory_of(n, &field("execution.on_retry.max_mem"), diags)),
-    };
+    let on_retry = e
+        .get("on_retry")
+        .and_then(|n| {
+            typed_block(
+                n,
+                &field("execution.on_retry"),
+                &serde_json::json!({}),
+                diags,
+            )
+        })
+        .unwrap_or_default();
+    let builtin_count = |path: &str| builtin_as::<u64>(path).unwrap_or_default();
     let execution = Execution {
-        max_retries: eu("max_retries").unwrap_or(0) as u32,
+        max_retries: eu("max_retries").unwrap_or_else(|| builtin_count("execution.max_retries"))
+            as u32,
         retry_backoff,
         timeout: e
             .get("timeout")
             .and_then(|n| duration_of(n, &field("execution.timeout"), diags)),
         batch_size: eu("batch_size"),
         max_running: eu("max_running").map(|v| v as u32),
-        max_infrastructure_retries: eu("max_infrastructure_retries").unwrap_or(5) as u32,
+        max_infrastructure_retries: eu("max_infrastructure_retries")
+            .unwrap_or_else(|| builtin_count("execution.max_infrastructure_retries"))
+            as u32,
         on_retry,
         max_log_bytes: e
             .get("max_log_size")
@@ -571,8 +574,12 @@ fn build_step(
                 .collect()
         })
         .unwrap_or_default();
-    let condition = match node.get("condition").and_then(Node::as_str) {
-        Some("all-completed") => Condition::AllCompleted,
+    let condition = match node
+        .get("condition")
+        .and_then(Node::as_str)
+        .unwrap_or(builtin("condition"))
+    {
+        "all-completed" => Condition::AllCompleted,
         _ => Condition::AllSucceeded,
     };
     let array = node.get("array").and_then(|a| {
@@ -615,24 +622,10 @@ fn build_step(
             span: Some(n.span.clone()),
         });
     }
-    let explicit = |p: &str| provenance.iter().any(|x: &Provenance| x.path == p);
-    let mut builtin = Vec::new();
-    if !explicit("execution.max_retries") {
-        builtin.push(("execution.max_retries", "0".to_string()));
-    }
-    if !explicit("execution.timeout") {
-        builtin.push(("execution.timeout", "none".to_string()));
-    }
-    if !explicit("condition") {
-        builtin.push(("condition", "all-succeeded".to_string()));
-    }
-    for (path, value) in builtin {
-        provenance.push(Provenance {
-            path: path.to_string(),
-            value,
-            span: None,
-        });
-    }
+    let written: Vec<String> = provenance.iter().map(|p| p.path.clone()).collect();
+    let explicit = |p: &str| written.iter().any(|w| w == p);
+    builtin_provenance("execution", explicit, &mut provenance);
+    builtin_provenance("condition", explicit, &mut provenance);
 
     let adaptive = if kind == StepKind::Adaptive {
         match flow_adaptive::AdaptiveSettings::from_json(&node.to_json()) {

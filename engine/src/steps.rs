@@ -30,20 +30,14 @@ pub enum StepEffect {
 /// The resources of a step's tasks after `walltime` and `oom` failures: the step's
 /// `execution.on_retry` applied that many times (capped by its `max_time` / `max_mem`).
 pub fn escalated_resources(step: &Step, (walltime, oom): (u32, u32)) -> Resources {
-    use flow_executors::escalation::{escalate, OnRetry};
-    let r = &step.execution.on_retry;
-    let policy = OnRetry {
-        time: r.time_factor,
-        mem: r.mem_factor,
-        max_time: r.max_time,
-        max_mem: r.max_mem_mb,
-    };
+    use flow_executors::escalation::escalate;
+    let policy = &step.execution.on_retry;
     let mut resources = resources_of(step);
     for _ in 0..walltime.min(16) {
-        resources = escalate(&resources, &policy, ErrorClass::Walltime).resources;
+        resources = escalate(&resources, policy, ErrorClass::Walltime).resources;
     }
     for _ in 0..oom.min(16) {
-        resources = escalate(&resources, &policy, ErrorClass::OutOfMemory).resources;
+        resources = escalate(&resources, policy, ErrorClass::OutOfMemory).resources;
     }
     resources
 }
@@ -542,33 +536,19 @@ pub fn environment_variables(
     crate::environments::variables(plan.campaign, plan.steps[step_index].env.as_ref(), name)
 }
 
-/// The Slurm executor of a plan: the machine's `slurm:` block and set-up, the campaign's
-/// logs directory, and this very binary as the program each array element runs.
+/// The Slurm executor of a plan: the machine's typed Slurm settings (set-up included), the
+/// campaign's logs directory, and this very binary as the program each array element runs.
 pub fn slurm_executor_for(plan: &Plan) -> Result<flow_executors::slurm::SlurmExecutor> {
     let campaign = plan.campaign;
-    let block = campaign
-        .snapshot
-        .pointer("/machine/machine/slurm")
-        .cloned()
-        .unwrap_or_else(|| serde_json::json!({}));
-    let mut config: flow_executors::slurm::SlurmConfig = serde_json::from_value(block)
-        .map_err(|e| anyhow::anyhow!("machine {}: slurm settings: {e}", campaign.machine.name))?;
-    let setup = &campaign.machine.setup;
-    config.modules.extend(setup.modules.iter().cloned());
-    config.setup.extend(setup.commands.iter().cloned());
-    for (k, v) in &setup.env {
-        config.env.insert(k.clone(), v.clone());
-    }
-    if let Some(t) = &campaign.machine.slurm.template {
-        config.template = Some(campaign.base_dir().join(t));
-    }
     let paths = flow_executors::slurm::SlurmPaths {
         logs_dir: campaign.campaign_dir.join("logs"),
         flow_binary: std::env::current_exe()?,
     };
     let tag = format!("{}_{}", campaign.version, campaign.name);
     Ok(flow_executors::slurm::SlurmExecutor::new(
-        tag, config, paths,
+        tag,
+        campaign.machine.slurm.clone(),
+        paths,
     )?)
 }
 
@@ -656,23 +636,17 @@ pub fn qe_results_line(layout: &Layout, step: &Step) -> Option<String> {
         .map(|s| format!("  results: {s} ({})\n", table.display()))
 }
 
-/// The machine's `kubernetes:` block, with the machine named in the error.
-fn kubernetes_config(plan: &Plan) -> Result<flow_executors::kubernetes::KubernetesConfig, String> {
-    let campaign = plan.campaign;
-    if campaign.machine.kubernetes.is_null() {
-        return Err(format!(
+/// The machine's `kubernetes:` settings, with the machine named in the error.
+fn kubernetes_config<'p>(
+    plan: &Plan<'p>,
+) -> Result<&'p flow_dsl::machine_settings::KubernetesSettings, String> {
+    let machine = &plan.campaign.machine;
+    machine.kubernetes.as_ref().ok_or_else(|| {
+        format!(
             "machine {} has no `kubernetes:` block: the kubernetes executor needs at least `namespace` and `image` (see `flow recipes show generic-k8s`)",
-            campaign.machine.name
-        ));
-    }
-    flow_executors::kubernetes::KubernetesConfig::from_json(&campaign.machine.kubernetes).map_err(
-        |e| {
-            format!(
-                "machine {}: kubernetes settings: {e}",
-                campaign.machine.name
-            )
-        },
-    )
+            machine.name
+        )
+    })
 }
 
 /// Where batch manifests go: in the campaign directory, which pods see at the same path on
@@ -691,11 +665,13 @@ pub fn kubernetes_executor_for(
     plan: &Plan,
 ) -> Result<flow_executors::kubernetes::KubernetesExecutor> {
     let campaign = plan.campaign;
-    let config = kubernetes_config(plan).map_err(|e| anyhow::anyhow!(e))?;
+    let settings = kubernetes_config(plan)
+        .map_err(|e| anyhow::anyhow!(e))?
+        .clone();
     let layout = Layout::new(&campaign.campaign_dir);
-    let settings = flow_executors::kubernetes::KubernetesSettings {
+    let target = flow_executors::kubernetes::KubernetesCampaign {
         campaign_tag: format!("{}_{}", campaign.version, campaign.name),
-        config,
+        settings,
         manifest_dir: kubernetes_manifest_dir(&layout),
         step_job_types: campaign
             .steps
@@ -704,7 +680,7 @@ pub fn kubernetes_executor_for(
             .collect(),
     };
     Ok(flow_executors::kubernetes::KubernetesExecutor::connect(
-        settings,
+        target,
     )?)
 }
 
@@ -753,7 +729,7 @@ fn kubernetes_jobs(
             &tag,
             &batch,
             step.resources.job_type.as_deref(),
-            &config,
+            config,
             &manifest.display().to_string(),
             &config.flow_binary,
             &hash,

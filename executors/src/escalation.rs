@@ -1,32 +1,14 @@
 //! Escalation of resources on retry: a task that hit its wall-clock limit (TIMEOUT) or its
 //! memory limit (OUT_OF_MEMORY) gets more of that resource on the next attempt, within a cap.
+//! Every backend's retries go through it (the engine computes a retry's resources here).
 //!
-//! Written in a step's execution settings as
-//! `on_retry: {time: x2, mem: x1.5, max_time: 24h, max_mem: 256G}`.
+//! The policy is the step's `execution.on_retry`, [`OnRetry`], parsed by the DSL
+//! (`on_retry: {time: x2, mem: x1.5, max_time: 24h, max_mem: 256G}`).
 
-use crate::slurm::time_format::parse_human_duration;
 use crate::launch::Resources;
 use flow_dsl::error_class::ErrorClass;
-use serde::{Deserialize, Deserializer};
+use flow_dsl::on_retry::OnRetry;
 use std::time::Duration;
-
-/// How resources grow when an attempt fails for lack of them.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub struct OnRetry {
-    /// Factor applied to the wall-clock limit after a `walltime` failure (`x2` or `2`).
-    #[serde(default, deserialize_with = "factor")]
-    pub time: Option<f64>,
-    /// Factor applied to the memory after an `out-of-memory` failure (`x1.5` or `1.5`).
-    #[serde(default, deserialize_with = "factor")]
-    pub mem: Option<f64>,
-    /// Upper bound of the escalated wall-clock limit (`24h`, `1-00:00:00`).
-    #[serde(default, deserialize_with = "duration")]
-    pub max_time: Option<Duration>,
-    /// Upper bound of the escalated memory (`256G`, `64000M`; MiB when a bare number).
-    #[serde(default, deserialize_with = "memory")]
-    pub max_mem: Option<u64>,
-}
 
 /// The resources for the next attempt and what changed.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +30,7 @@ pub fn escalate(previous: &Resources, policy: &OnRetry, class: ErrorClass) -> Es
     let mut at_cap = false;
     match class {
         ErrorClass::Walltime => {
-            if let (Some(factor), Some(limit)) = (policy.time, previous.time_limit) {
+            if let (Some(factor), Some(limit)) = (policy.time_factor, previous.time_limit) {
                 let mut next = Duration::from_secs_f64(limit.as_secs_f64() * factor.max(1.0));
                 if let Some(cap) = policy.max_time {
                     if next >= cap {
@@ -58,15 +40,15 @@ pub fn escalate(previous: &Resources, policy: &OnRetry, class: ErrorClass) -> Es
                 }
                 escalated = next > limit;
                 resources.time_limit = Some(next);
-            } else if policy.time.is_some() {
+            } else if policy.time_factor.is_some() {
                 at_cap = true;
             }
         }
         ErrorClass::OutOfMemory => {
-            if let Some(factor) = policy.mem {
+            if let Some(factor) = policy.mem_factor {
                 if previous.mem_mb > 0 {
                     let mut next = (previous.mem_mb as f64 * factor.max(1.0)).ceil() as u64;
-                    if let Some(cap) = policy.max_mem {
+                    if let Some(cap) = policy.max_mem_mb {
                         if next >= cap {
                             next = cap.max(previous.mem_mb);
                             at_cap = true;
@@ -85,76 +67,6 @@ pub fn escalate(previous: &Resources, policy: &OnRetry, class: ErrorClass) -> Es
         resources,
         escalated,
         at_cap,
-    }
-}
-
-/// Parse a memory size as Slurm's `--mem` takes it: a number with an optional `K`, `M`, `G`
-/// or `T` suffix (binary units; bare numbers are MiB). Returns MiB.
-pub fn parse_memory_mb(text: &str) -> Result<u64, String> {
-    let trimmed = text.trim();
-    let bad = || format!("unreadable memory size `{text}` (expected e.g. 4000, 500M, 32G)");
-    let upper = trimmed.to_ascii_uppercase();
-    let upper = upper.trim_end_matches('B').trim_end_matches('I');
-    let (number, scale) = match upper.chars().last() {
-        Some('K') => (&upper[..upper.len() - 1], 1.0 / 1024.0),
-        Some('M') => (&upper[..upper.len() - 1], 1.0),
-        Some('G') => (&upper[..upper.len() - 1], 1024.0),
-        Some('T') => (&upper[..upper.len() - 1], 1024.0 * 1024.0),
-        Some(c) if c.is_ascii_digit() => (upper, 1.0),
-        _ => return Err(bad()),
-    };
-    let value: f64 = number.trim().parse().map_err(|_| bad())?;
-    if !value.is_finite() || value < 0.0 {
-        return Err(bad());
-    }
-    Ok((value * scale).ceil() as u64)
-}
-
-fn factor<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Number(f64),
-        Text(String),
-    }
-    let value = match Option::<Raw>::deserialize(d)? {
-        None => return Ok(None),
-        Some(Raw::Number(n)) => n,
-        Some(Raw::Text(t)) => t
-            .trim()
-            .trim_start_matches(['x', 'X', '*'])
-            .parse()
-            .map_err(|_| {
-                serde::de::Error::custom(format!("`{t}` is not a factor like x2 or x1.5"))
-            })?,
-    };
-    if !(value.is_finite() && value >= 1.0) {
-        return Err(serde::de::Error::custom(format!(
-            "escalation factor {value} must be at least 1"
-        )));
-    }
-    Ok(Some(value))
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    Option::<String>::deserialize(d)?
-        .map(|t| parse_human_duration(&t).map_err(serde::de::Error::custom))
-        .transpose()
-}
-
-fn memory<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Number(u64),
-        Text(String),
-    }
-    match Option::<Raw>::deserialize(d)? {
-        None => Ok(None),
-        Some(Raw::Number(n)) => Ok(Some(n)),
-        Some(Raw::Text(t)) => parse_memory_mb(&t)
-            .map(Some)
-            .map_err(serde::de::Error::custom),
     }
 }
 
@@ -208,18 +120,5 @@ mod tests {
             assert_eq!(e.resources, resources(2, 1000));
             assert!(!e.escalated && !e.at_cap);
         }
-    }
-
-    #[test]
-    fn policy_parsing() {
-        let p: OnRetry = serde_json::from_str(r#"{"time": 3, "max_mem": "64G"}"#).unwrap();
-        assert_eq!(p.time, Some(3.0));
-        assert_eq!(p.max_mem, Some(65536));
-        assert!(serde_json::from_str::<OnRetry>(r#"{"time": "x0.5"}"#).is_err());
-        assert!(serde_json::from_str::<OnRetry>(r#"{"tme": "x2"}"#).is_err());
-        assert_eq!(parse_memory_mb("500M").unwrap(), 500);
-        assert_eq!(parse_memory_mb("1.5G").unwrap(), 1536);
-        assert_eq!(parse_memory_mb("4000").unwrap(), 4000);
-        assert!(parse_memory_mb("lots").is_err());
     }
 }

@@ -148,7 +148,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.json");
         fs::write(&path, "{\"exit_code\":").unwrap();
-        assert!(read_result(&path).is_none(), "half a document is not there yet");
+        assert!(
+            read_result(&path).is_none(),
+            "half a document is not there yet"
+        );
         fs::write(&path, "{\"exit_code\":0}").unwrap();
         assert!(read_result(&path).is_none());
         fs::write(&path, "{\"exit_code\":0}\n").unwrap();

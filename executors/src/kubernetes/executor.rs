@@ -20,21 +20,19 @@
 //! and every other call is a `block_on`.
 
 use super::api::{api_code, Api};
-use super::config::KubernetesConfig;
 use super::job_manifest::{
     batch_job_name, batch_manifest, manifest_file_name, render_batch_with_hash,
     ANNOTATION_MANIFEST, ANNOTATION_MANIFEST_HASH, LABEL_BATCH, LABEL_CAMPAIGN, LABEL_STEP,
 };
 use super::names::label_value;
 use super::pod_report::{read_pod, PodState};
+use crate::batching::{rebalance_throttles, throttle_for_new_array, ArrayLoad, ThrottleDecision};
 use crate::launch::{AttemptOutcome, Batch, ExecutorEvent, JobRef};
-use crate::batching::{
-    rebalance_throttles, throttle_for_new_array, ArrayLoad, ThrottleDecision,
-};
 use crate::manifest::{parse_manifest, write_atomically};
 use crate::task_runner::now;
 use crate::{Executor, ExecutorError};
 use flow_dsl::error_class::ErrorClass;
+use flow_dsl::machine_settings::KubernetesSettings;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -50,10 +48,11 @@ const BACKEND: &str = "kubernetes";
 
 /// What the executor needs to know about the campaign.
 #[derive(Debug, Clone)]
-pub struct KubernetesSettings {
+pub struct KubernetesCampaign {
     /// The campaign's stable identity (`<version>_<name>`).
     pub campaign_tag: String,
-    pub config: KubernetesConfig,
+    /// The machine's `kubernetes:` settings.
+    pub settings: KubernetesSettings,
     /// Where batch manifests are written: a directory in the campaign directory, which pods
     /// see at the same path (the volume).
     pub manifest_dir: PathBuf,
@@ -133,7 +132,7 @@ enum WatchNews {
 pub struct KubernetesExecutor {
     runtime: tokio::runtime::Runtime,
     api: Api,
-    settings: KubernetesSettings,
+    campaign: KubernetesCampaign,
     jobs: HashMap<String, TrackedJob>,
     next_seq: u64,
     /// Step-wide `max_running` of each step that has one.
@@ -153,7 +152,7 @@ fn backend(message: impl Into<String>) -> ExecutorError {
 
 impl KubernetesExecutor {
     /// Connect (kubeconfig or in-cluster). Nothing is created until `submit`.
-    pub fn connect(mut settings: KubernetesSettings) -> Result<Self, ExecutorError> {
+    pub fn connect(mut campaign: KubernetesCampaign) -> Result<Self, ExecutorError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("flow-kubernetes")
@@ -162,16 +161,17 @@ impl KubernetesExecutor {
             .map_err(|e| ExecutorError::io("starting the Kubernetes client runtime", e))?;
         let api = runtime
             .block_on(Api::connect(
-                settings.config.context.as_deref(),
-                settings.config.api_requests_per_second,
+                campaign.settings.context.as_deref(),
+                campaign.settings.api_requests_per_second,
             ))
             .map_err(backend)?;
-        if settings.config.server_version.is_none() {
+        if campaign.settings.server_version.is_none() {
             // Which Job fields the cluster has (per-index retries since 1.29).
             let client = api.client.clone();
             match runtime.block_on(async { client.apiserver_version().await }) {
                 Ok(info) => {
-                    settings.config.server_version = Some(format!("{}.{}", info.major, info.minor))
+                    campaign.settings.server_version =
+                        Some(format!("{}.{}", info.major, info.minor))
                 }
                 Err(e) => eprintln!(
                     "kubernetes: cannot read the server version ({e}); assuming 1.29 or later"
@@ -181,7 +181,7 @@ impl KubernetesExecutor {
         Ok(KubernetesExecutor {
             runtime,
             api,
-            settings,
+            campaign,
             jobs: HashMap::new(),
             next_seq: 0,
             caps: HashMap::new(),
@@ -193,13 +193,13 @@ impl KubernetesExecutor {
     }
 
     fn namespace(&self) -> &str {
-        &self.settings.config.namespace
+        &self.campaign.settings.namespace
     }
 
     fn campaign_selector(&self) -> String {
         format!(
             "{LABEL_CAMPAIGN}={}",
-            label_value(&self.settings.campaign_tag)
+            label_value(&self.campaign.campaign_tag)
         )
     }
 
@@ -315,18 +315,18 @@ impl KubernetesExecutor {
         let mut batch = held.batch.clone();
         batch.max_running = Some(parallelism);
         let job_type = self
-            .settings
+            .campaign
             .step_job_types
             .get(&batch.step)
             .cloned()
             .flatten();
         let documents = render_batch_with_hash(
-            &self.settings.campaign_tag,
+            &self.campaign.campaign_tag,
             &batch,
             job_type.as_deref(),
-            &self.settings.config,
+            &self.campaign.settings,
             &held.manifest.display().to_string(),
-            &self.settings.config.flow_binary,
+            &self.campaign.settings.flow_binary,
             &held.hash,
         )
         .map_err(|e| ExecutorError::SubmitRejected {
@@ -599,7 +599,7 @@ impl KubernetesExecutor {
             .map_err(|e| backend(format!("listing Jobs: {e}")))?;
         let ours = |job: &Job| {
             annotation(job, ANNOTATION_MANIFEST)
-                .is_some_and(|m| Path::new(m).starts_with(&self.settings.manifest_dir))
+                .is_some_and(|m| Path::new(m).starts_with(&self.campaign.manifest_dir))
         };
         Ok(jobs.into_iter().filter(ours).collect())
     }
@@ -713,7 +713,7 @@ impl Executor for KubernetesExecutor {
         self.ensure_watch();
         let (text, hash) = batch_manifest(&batch).map_err(|e| backend(e.to_string()))?;
         let manifest = self
-            .settings
+            .campaign
             .manifest_dir
             .join(&batch.step)
             .join(manifest_file_name(&batch.batch_key, &hash));
@@ -727,7 +727,7 @@ impl Executor for KubernetesExecutor {
             self.caps.insert(batch.step.clone(), cap.max(1));
         }
         let job_ref = JobRef {
-            job_id: batch_job_name(&self.settings.campaign_tag, &batch, &hash),
+            job_id: batch_job_name(&self.campaign.campaign_tag, &batch, &hash),
             step: batch.step.clone(),
             batch_key: batch.batch_key.clone(),
         };
@@ -852,7 +852,7 @@ impl Executor for KubernetesExecutor {
         names.dedup();
         let held: Vec<HeldBatch> = self.held.drain(..).collect();
         for h in held {
-            let name = batch_job_name(&self.settings.campaign_tag, &h.batch, &h.hash);
+            let name = batch_job_name(&self.campaign.campaign_tag, &h.batch, &h.hash);
             if jobs.is_empty() || names.contains(&name) {
                 self.report_unsubmitted(
                     &h.batch,

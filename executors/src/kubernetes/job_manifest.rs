@@ -1,15 +1,15 @@
 //! One batch of task attempts as a `batch/v1` Indexed Job.
 //!
 //! Completion index N runs line N of the batch's manifest (the file the Slurm executor also
-//! writes, see [`crate::slurm::manifest`]): the pod's command is
+//! writes, see [`crate::manifest`]): the pod's command is
 //! `flow task run-manifest <manifest> $(JOB_COMPLETION_INDEX)`, so a pod never re-plans.
 //! Everything here is a pure function of its inputs; nothing talks to a cluster.
 
-use super::config::{EnvFromSource, KubernetesConfig, Toleration};
 use super::names::{
     is_dns1123_label, is_dns1123_subdomain, is_valid_label_value, job_name, label_value,
 };
 use crate::launch::{Batch, TaskLaunch};
+use flow_dsl::machine_settings::kubernetes::{EnvFromSource, KubernetesSettings, Toleration};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
@@ -69,13 +69,12 @@ pub enum ManifestError {
 /// is part of the Job name and of the manifest's file name, so two batches with the same key
 /// but other tasks or attempts never share a Job, and the same batch submitted twice does.
 pub fn batch_manifest(batch: &Batch) -> Result<(String, String), ManifestError> {
-    let text = crate::manifest::manifest_text(&batch.tasks).map_err(|e| {
-        ManifestError::InvalidConfig {
+    let text =
+        crate::manifest::manifest_text(&batch.tasks).map_err(|e| ManifestError::InvalidConfig {
             field: "tasks".into(),
             value: batch.batch_key.clone(),
             expected: format!("serializable launch ({e})"),
-        }
-    })?;
+        })?;
     let hash = crate::manifest::manifest_hash(&text);
     Ok((text, hash))
 }
@@ -122,7 +121,7 @@ pub fn render_batch(
     campaign_tag: &str,
     batch: &Batch,
     job_type: Option<&str>,
-    config: &KubernetesConfig,
+    config: &KubernetesSettings,
     manifest_path_in_pod: &str,
     flow_binary_in_pod: &str,
 ) -> Result<Vec<Value>, ManifestError> {
@@ -144,7 +143,7 @@ pub fn render_batch_with_hash(
     campaign_tag: &str,
     batch: &Batch,
     job_type: Option<&str>,
-    config: &KubernetesConfig,
+    config: &KubernetesSettings,
     manifest_path_in_pod: &str,
     flow_binary_in_pod: &str,
     manifest_hash: &str,
@@ -258,7 +257,7 @@ fn pod_failure_policy(fail_index: bool) -> Value {
 fn pod_spec(
     batch: &Batch,
     job_type: Option<&str>,
-    config: &KubernetesConfig,
+    config: &KubernetesSettings,
     manifest_path_in_pod: &str,
     flow_binary_in_pod: &str,
 ) -> Result<Value, ManifestError> {
@@ -314,7 +313,7 @@ fn pod_spec(
 
 fn container(
     batch: &Batch,
-    config: &KubernetesConfig,
+    config: &KubernetesSettings,
     manifest_path_in_pod: &str,
     flow_binary_in_pod: &str,
 ) -> Result<Value, ManifestError> {
@@ -369,7 +368,7 @@ fn container(
 
 /// Requests equal limits (Guaranteed QoS when every resource is set): cpu in whole cores,
 /// memory in MiB when known, GPUs under the configured resource name when any.
-fn resources(batch: &Batch, config: &KubernetesConfig) -> Value {
+fn resources(batch: &Batch, config: &KubernetesSettings) -> Value {
     let r = &batch.resources;
     let mut amounts = Map::new();
     amounts.insert("cpu".into(), json!(r.total_cpus().to_string()));
@@ -387,7 +386,7 @@ fn resources(batch: &Batch, config: &KubernetesConfig) -> Value {
 }
 
 /// The pod-level part of the restricted Pod Security Standard.
-fn pod_security_context(config: &KubernetesConfig) -> Value {
+fn pod_security_context(config: &KubernetesSettings) -> Value {
     let mut context = Map::new();
     context.insert("runAsNonRoot".into(), json!(true));
     if let Some(uid) = config.run_as_user {
@@ -419,7 +418,7 @@ fn container_security_context() -> Value {
 /// expand it.
 fn environment(
     tasks: &[TaskLaunch],
-    config: &KubernetesConfig,
+    config: &KubernetesSettings,
     manifest_path_in_pod: &str,
 ) -> Result<Vec<Value>, ManifestError> {
     let mut env = vec![
@@ -584,7 +583,7 @@ fn require_absolute(what: &str, path: &str) -> Result<(), ManifestError> {
     }
 }
 
-fn check_config(config: &KubernetesConfig) -> Result<(), ManifestError> {
+fn check_config(config: &KubernetesSettings) -> Result<(), ManifestError> {
     let invalid = |field: &str, value: &str, expected: &str| ManifestError::InvalidConfig {
         field: field.into(),
         value: value.into(),
@@ -716,8 +715,8 @@ mod tests {
         }
     }
 
-    fn config() -> KubernetesConfig {
-        KubernetesConfig::from_json(&json!({"namespace": "flow", "image": "img:1"})).unwrap()
+    fn config() -> KubernetesSettings {
+        KubernetesSettings::from_json(&json!({"namespace": "flow", "image": "img:1"})).unwrap()
     }
 
     #[test]
@@ -840,13 +839,13 @@ mod tests {
     #[test]
     fn placement_and_user_ids_are_checked() {
         let one = || batch(vec![task("a", &[], None)]);
-        let render = |c: &KubernetesConfig| render_batch("c", &one(), None, c, "/m", "flow");
+        let render = |c: &KubernetesSettings| render_batch("c", &one(), None, c, "/m", "flow");
         let with = |v: serde_json::Value| {
             let mut base = json!({"namespace": "flow", "image": "img:1"});
             base.as_object_mut()
                 .unwrap()
                 .extend(v.as_object().unwrap().clone());
-            KubernetesConfig::from_json(&base).unwrap()
+            KubernetesSettings::from_json(&base).unwrap()
         };
         let good = with(json!({
             "node_selector": {"kubernetes.azure.com/agentpool": "gpunp"},

@@ -7,28 +7,28 @@
 //! `manifest-<hash>.jsonl`, `submission-<hash>.json` (intent, then job id) and Slurm's own
 //! `slurm-%A_%a.out/.err`, where `<hash>` names the manifest's content.
 
-use crate::batching::{
-    array_size, fits_window, rebalance_throttles, split_into_arrays, throttle_for_new_array,
-    ArrayLoad, ThrottleDecision,
-};
-use super::config::{AccountingSource, SlurmConfig};
 use super::job_records::{
     parse_jobcomp, parse_sacct, parse_scontrol_jobs, ElementRecord, SACCT_FORMAT,
 };
 use super::job_state::{classify_end, SlurmJobState};
 use super::job_tag::JobTag;
-use crate::manifest::{manifest_hash, manifest_text, parse_manifest, write_atomically};
-use crate::rate_limit::RateLimiter;
 use super::sacct_usage::merge_usage;
 use super::script::{render_script, ScriptRequest, DEFAULT_TEMPLATE};
 use super::slurm_cli::{CommandOutput, SlurmCli, SlurmCommandError, TransientRetry};
 use super::squeue_output::{parse_squeue, pending_reason_is_permanent, SqueueRow, SQUEUE_FORMAT};
 use super::submission_record::{parse_sbatch_job_id, SubmissionRecord};
-use crate::result_document::read_result;
+use crate::batching::{
+    array_size, fits_window, rebalance_throttles, split_into_arrays, throttle_for_new_array,
+    ArrayLoad, ThrottleDecision,
+};
 use crate::launch::{AttemptOutcome, Batch, ExecutorEvent, JobRef, Resources, TaskLaunch};
+use crate::manifest::{manifest_hash, manifest_text, parse_manifest, write_atomically};
+use crate::rate_limit::RateLimiter;
+use crate::result_document::read_result;
 use crate::task_runner::now as now_unix;
 use crate::{Executor, ExecutorError};
 use flow_dsl::error_class::ErrorClass;
+use flow_dsl::machine_settings::slurm::{AccountingSource, SlurmSettings};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -207,7 +207,7 @@ struct JobcompReader {
 /// Task failures are never errors: they arrive as `Finished` events with an error class.
 pub struct SlurmExecutor {
     campaign: String,
-    config: SlurmConfig,
+    config: SlurmSettings,
     paths: SlurmPaths,
     template: String,
     cli: SlurmCli,
@@ -262,7 +262,7 @@ impl SlurmExecutor {
     /// never touched). Reads the machine's template override when configured.
     pub fn new(
         campaign: impl Into<String>,
-        config: SlurmConfig,
+        config: SlurmSettings,
         paths: SlurmPaths,
     ) -> Result<Self, ExecutorError> {
         let template = match &config.template {
@@ -1564,9 +1564,9 @@ mod tests {
 
     #[test]
     fn preview_splits_batches_and_renders_scripts_without_io() {
-        let config = SlurmConfig {
+        let config = SlurmSettings {
             max_array_size: 1000,
-            ..SlurmConfig::default()
+            ..SlurmSettings::default()
         };
         let paths = SlurmPaths {
             logs_dir: PathBuf::from("/nonexistent/campaign/logs"),

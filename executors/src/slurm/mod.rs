@@ -12,8 +12,9 @@
 //! array index), [`crate::rate_limit`], [`crate::escalation`] (more time or memory on retry)
 //! and [`crate::result_document`].
 //!
-//! How the engine uses it: build a [`SlurmExecutor`] from the machine's `slurm:` block
-//! ([`SlurmConfig`], serde) and the campaign's `logs/` directory and flow binary
+//! How the engine uses it: build a [`SlurmExecutor`] from the machine's typed Slurm
+//! settings (`flow_dsl::machine_settings::SlurmSettings`, parsed and defaulted by the DSL)
+//! and the campaign's `logs/` directory and flow binary
 //! ([`SlurmPaths`]); `preview` gives `flow plan` the exact scripts; `submit`, `poll`,
 //! `list_jobs` (adoption after a crash), `track` (re-attach a job id from the state
 //! database), `cancel` and `in_flight` run the campaign; [`crate::escalation::escalate`] computes the
@@ -25,7 +26,6 @@
 //! (`scripts/slurm-dev.sh up` first).
 
 pub mod array_indices;
-pub mod config;
 pub mod executor;
 pub mod job_records;
 pub mod job_state;
@@ -38,5 +38,4 @@ pub mod squeue_output;
 pub mod submission_record;
 pub mod time_format;
 
-pub use config::SlurmConfig;
 pub use executor::{ArrayPreview, SlurmExecutor, SlurmPaths};
