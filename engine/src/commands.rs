@@ -627,7 +627,11 @@ fn logs(file: &Path, task: &str, attempt: Option<u32>, state_dir: Option<PathBuf
     // start, a deadline, `flow task`'s messages in the pods), as long as it keeps them.
     if let Some((backend, job_id)) = attempts
         .iter()
-        .find(|a| a.attempt == n && a.executor != "local")
+        .find(|a| {
+            a.attempt == n
+                && flow_executors::Capabilities::of_name(&a.executor)
+                    .is_some_and(|c| c.attempt_logs)
+        })
         .and_then(|a| Some((a.executor.clone(), a.job_id.clone()?)))
     {
         let logs = compile(&campaign, None)
@@ -695,24 +699,24 @@ fn cancel(file: &Path, state_dir: Option<PathBuf>, output: OutputFormat) -> i32 
         }
         _ => {
             // No driver: cancel what the backend still holds for this campaign directly.
-            if campaign.machine.executor != ExecutorKind::Local {
+            if flow_executors::Capabilities::of(campaign.machine.executor).jobs_outlive_driver {
                 let Ok(plan) = compile(&campaign, None) else {
                     return 1;
                 };
                 return match scheduler::make_executor(&plan)
-                    .and_then(|mut ex| Ok((ex.name(), ex.cancel_all()?)))
+                    .and_then(|mut ex| Ok((ex.capabilities(), ex.cancel_all()?)))
                 {
-                    Ok((backend, done)) => {
-                        let (action, verb, what) = match (done.deleted, backend) {
-                            (true, _) => ("deleted-jobs", "deleted", "Kubernetes Job(s)"),
-                            (false, "slurm") => ("cancelled-jobs", "cancelled", "Slurm job(s)"),
-                            (false, _) => ("cancelled-jobs", "cancelled", "job(s)"),
+                    Ok((capabilities, done)) => {
+                        let (action, verb) = match done.deleted {
+                            true => ("deleted-jobs", "deleted"),
+                            false => ("cancelled-jobs", "cancelled"),
                         };
                         say(
                             action,
                             format!(
-                                "no driver is running; {verb} {} {what} of campaign {}{}",
+                                "no driver is running; {verb} {} {}(s) of campaign {}{}",
                                 done.jobs,
+                                capabilities.job_noun,
                                 campaign.name,
                                 if done.deleted {
                                     " (and their pods)"

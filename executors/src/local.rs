@@ -240,6 +240,10 @@ impl Executor for LocalExecutor {
         "local"
     }
 
+    fn capabilities(&self) -> crate::Capabilities {
+        crate::Capabilities::of(flow_dsl::model::ExecutorKind::Local)
+    }
+
     fn submit(&mut self, batch: Batch) -> Result<Vec<JobRef>, ExecutorError> {
         if !self.fits(&batch.resources) {
             return Err(ExecutorError::SubmitRejected {

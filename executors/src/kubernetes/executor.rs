@@ -709,6 +709,10 @@ impl Executor for KubernetesExecutor {
         BACKEND
     }
 
+    fn capabilities(&self) -> crate::Capabilities {
+        crate::Capabilities::of(flow_dsl::model::ExecutorKind::Kubernetes)
+    }
+
     fn submit(&mut self, batch: Batch) -> Result<Vec<JobRef>, ExecutorError> {
         self.ensure_watch();
         let (text, hash) = batch_manifest(&batch).map_err(|e| backend(e.to_string()))?;

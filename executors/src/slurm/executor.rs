@@ -1412,6 +1412,10 @@ impl Executor for SlurmExecutor {
         BACKEND
     }
 
+    fn capabilities(&self) -> crate::Capabilities {
+        crate::Capabilities::of(flow_dsl::model::ExecutorKind::Slurm)
+    }
+
     /// Writes each array's manifest, then submits as many arrays as the window and the
     /// step's cap allow; the others are submitted by later `poll`s as the queue drains.
     /// Returns the jobs created now. A batch larger than the array size becomes several
