@@ -15,6 +15,7 @@ pub mod merge;
 pub mod model;
 pub mod node;
 pub mod on_retry;
+pub mod provenance;
 pub mod quantity;
 pub mod recipes;
 pub mod schema;

@@ -24,6 +24,8 @@ use std::time::Duration;
 
 mod arrays;
 mod checks;
+#[cfg(test)]
+mod settings_tests;
 mod step;
 
 use arrays::*;

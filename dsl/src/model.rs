@@ -5,6 +5,7 @@ use crate::array::ArraySpec;
 pub use crate::machine_settings::{KubernetesSettings, SlurmSettings};
 use crate::node::Node;
 pub use crate::on_retry::OnRetry;
+pub use crate::provenance::Provenance;
 use crate::source::Span;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -161,15 +162,6 @@ pub struct Template {
     pub text: String,
     pub span: Span,
     pub field: String,
-}
-
-/// One resolved setting and where it came from (for `flow plan --explain`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Provenance {
-    pub path: String,
-    pub value: String,
-    /// None: a built-in default (`machine_settings::BUILTIN_DEFAULTS`), shown as "built-in".
-    pub span: Option<Span>,
 }
 
 /// A step of the campaign, resolved.

@@ -39,6 +39,7 @@ pub mod kubernetes;
 pub mod launch;
 pub mod local;
 pub mod manifest;
+pub mod process_group;
 pub mod rate_limit;
 pub mod result_document;
 pub mod safe_name;

@@ -9,7 +9,8 @@
 //! shell (see the engine's launch builder) or by `flow task exec`.
 
 use crate::launch::{AttemptOutcome, Batch, ExecutorEvent, JobRef, Resources, TaskLaunch};
-use crate::task_runner::{kill_group, now, outcome_of, spawn, wait_with_usage};
+use crate::process_group::kill_group;
+use crate::task_runner::{now, outcome_of, spawn, wait_with_usage};
 use crate::{Executor, ExecutorError};
 use flow_dsl::error_class::ErrorClass;
 use std::collections::{BTreeMap, HashSet, VecDeque};

@@ -13,6 +13,7 @@
 //! and the disk holds at most about twice the limit per stream.
 
 use crate::launch::{AttemptOutcome, ResourceUsage, TaskLaunch};
+pub use crate::process_group::{group_alive, kill_group};
 pub use crate::result_document::{add_usage_to_result, write_result};
 use flow_dsl::error_class::ErrorClass;
 use std::fs::{self, File, OpenOptions};
@@ -154,25 +155,6 @@ pub fn spawn(launch: &TaskLaunch, extra_env: &[(String, String)]) -> std::io::Re
         log_limit(launch),
     );
     Ok(child)
-}
-
-/// Signal a whole process group (negative pid); errors (already gone) are ignored.
-pub fn kill_group(pgid: u32, signal: i32) {
-    if pgid > 1 {
-        // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
-        unsafe {
-            libc::kill(-(pgid as i32), signal);
-        }
-    }
-}
-
-/// Whether a process group still has members.
-pub fn group_alive(pgid: u32) -> bool {
-    if pgid <= 1 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks for existence and permission.
-    unsafe { libc::kill(-(pgid as i32), 0) == 0 }
 }
 
 /// Reap `pid` with `wait4` and return its exit status and the rusage of its process tree

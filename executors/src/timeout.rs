@@ -9,7 +9,7 @@
 //! whatever its exit status says. Deadlines are checked every [`TICK`] by one thread per
 //! process, started on first use, so no waiter polls and no thread is spent per task.
 
-use crate::task_runner::kill_group;
+use crate::process_group::kill_group;
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
