@@ -14,11 +14,11 @@
 //!
 //! How the engine uses it: build a [`SlurmExecutor`] from the machine's typed Slurm
 //! settings (`flow_dsl::machine_settings::SlurmSettings`, parsed and defaulted by the DSL)
-//! and the campaign's `logs/` directory and flow binary
-//! ([`SlurmPaths`]); `preview` gives `flow plan` the exact scripts; `submit`, `poll`,
-//! `list_jobs` (adoption after a crash), `track` (re-attach a job id from the state
-//! database), `cancel` and `in_flight` run the campaign; [`crate::escalation::escalate`] computes the
-//! resources of a retry after `walltime` or `out-of-memory`. Each array element runs
+//! and the campaign's `logs/` directory and flow binary ([`SlurmPaths`]); `preview` gives
+//! `flow plan` the exact scripts; `submit`, `poll`, `list_jobs` (adoption after a crash),
+//! `track` (re-attach a job id from the state database), `cancel` and `in_flight` run the
+//! campaign; [`crate::escalation::escalate`] computes the resources of a retry after
+//! `walltime` or `out-of-memory`. Each array element runs
 //! `<flow> task run-manifest <manifest> <index>`, which must write the attempt's
 //! `AttemptOutcome` as JSON to its `result_path` (see [`crate::result_document`]).
 //!
