@@ -184,3 +184,41 @@ fn no_crate_has_an_import_loop_between_its_modules() {
         }
     }
 }
+
+/// The lines of a source file before its unit tests (`#[cfg(test)]` at the start of a line).
+fn code_lines(text: &str) -> usize {
+    text.lines()
+        .position(|l| l.starts_with("#[cfg(test)]"))
+        .unwrap_or_else(|| text.lines().count())
+}
+
+#[test]
+fn code_lines_stop_at_the_tests() {
+    assert_eq!(code_lines("a\nb\n#[cfg(test)]\nmod tests {}\n"), 2);
+    assert_eq!(code_lines("a\nb\n"), 2);
+}
+
+/// #16: one concern per file. A file past this many lines of code (its tests apart) holds
+/// more than one; split it along its concerns.
+const MAX_CODE_LINES: usize = 800;
+
+#[test]
+fn no_source_file_is_longer_than_800_lines_before_its_tests() {
+    let mut long = Vec::new();
+    for krate in ["dsl/src", "executors/src", "engine/src"] {
+        for file in rust_files(&root().join(krate)) {
+            let n = code_lines(&std::fs::read_to_string(&file).unwrap());
+            if n > MAX_CODE_LINES {
+                long.push(format!(
+                    "{} ({n} lines)",
+                    file.strip_prefix(root()).unwrap().display()
+                ));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "longer than {MAX_CODE_LINES} lines before their tests: {}",
+        long.join(", ")
+    );
+}

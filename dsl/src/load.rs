@@ -1,8 +1,15 @@
 //! The loading pipeline: campaign file -> machine recipe -> schema checks -> merge ->
 //! typed [`Campaign`]. Reports every problem it can find, each located.
+//!
+//! This file reads the files and the machine (its typed settings are
+//! [`crate::machine_settings`]); `step` resolves each step, `arrays` its `array:`, `checks`
+//! what is checked across the campaign.
 
 use crate::array::{ArraySpec, Combine, ParamKind, ParamValue, ParamValues};
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
+use crate::machine_settings::{
+    block_provenance, builtin, builtin_as, builtin_provenance, typed_block,
+};
 use crate::merge::{leaves, merge};
 use crate::model::*;
 use crate::node::{Key, Node, Value};
@@ -14,6 +21,17 @@ use crate::template::{render, TemplateKind};
 use crate::yaml_loader;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
+
+mod arrays;
+mod checks;
+#[cfg(test)]
+mod settings_tests;
+mod step;
+
+use arrays::*;
+use checks::*;
+pub use checks::{is_confined, is_unsafe_name_char, sample_template_data};
+use step::*;
 
 /// Tasks one step's array may have unless `campaign.max_tasks` says otherwise.
 pub const DEFAULT_MAX_TASKS: u64 = 100_000_000;
@@ -99,7 +117,7 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, Diagnostics> {
     let machine_ref = machine_node_ref.as_str().unwrap_or_default().to_string();
     let (machine_root, machine_source) = load_machine(&machine_ref, machine_node_ref, &base_dir)?;
     let mut diags = schema_errors;
-    let machine = build_machine(&machine_root, &machine_source, &mut diags);
+    let machine = build_machine(&machine_root, &machine_source, Some(&base_dir), &mut diags);
 
     let text = |p: &str| {
         root.at_pointer(p)
@@ -141,6 +159,11 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, Diagnostics> {
             }
         }
     }
+    let notify = crate::machine_settings::notify::notify_settings(
+        machine_root.at_pointer("/machine/notify"),
+        root.get("notify"),
+        &mut diags,
+    );
     check_needs(&steps, &mut diags);
     for step in &steps {
         check_templates(step, &mut diags);
@@ -180,6 +203,7 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, Diagnostics> {
         campaign_dir,
         machine,
         steps,
+        notify,
         snapshot,
     })
 }
@@ -281,11 +305,18 @@ pub fn load_machine_recipe(name: &str) -> Result<Machine, Diagnostics> {
     let at = Node::new(Value::Str(name.into()), Span::new(&dummy, 1, 1));
     let (root, source) = load_machine(name, &at, Path::new("."))?;
     let mut diags = Diagnostics::default();
-    let m = build_machine(&root, &source, &mut diags);
+    let m = build_machine(&root, &source, None, &mut diags);
     diags.into_result().map(|_| m)
 }
 
-fn build_machine(root: &Node, source: &str, diags: &mut Diagnostics) -> Machine {
+/// The typed machine. `base_dir` (the campaign file's directory) resolves a relative
+/// `slurm.template`; `None` leaves it as written (`flow recipes show`).
+fn build_machine(
+    root: &Node,
+    source: &str,
+    base_dir: Option<&Path>,
+    diags: &mut Diagnostics,
+) -> Machine {
     let m = root.get("machine").unwrap_or(root);
     let s = |p: &str| m.at_pointer(p).and_then(Node::scalar_text);
     let u = |p: &str| {
@@ -294,23 +325,37 @@ fn build_machine(root: &Node, source: &str, diags: &mut Diagnostics) -> Machine 
             _ => None,
         })
     };
-    let submit_rate = match m.at_pointer("/slurm/submit_rate") {
-        Some(n) => parse_rate(n.as_str().unwrap_or_default()).unwrap_or_else(|e| {
-            diags.push(Diagnostic::at(&n.span, "machine.slurm.submit_rate", e));
-            2.0
-        }),
-        None => 2.0,
-    };
-    let poll_interval = duration_at(
-        m,
-        "/slurm/poll_interval",
-        "machine.slurm.poll_interval",
-        diags,
-    )
-    .unwrap_or(Duration::from_secs(15));
     let local_mem_mb = m
         .at_pointer("/local/mem")
         .and_then(|n| memory_of(n, "machine.local.mem", diags));
+    let setup = Setup {
+        modules: strings(m.at_pointer("/setup/modules")),
+        commands: strings(m.at_pointer("/setup/commands")),
+        env: env_pairs(m.at_pointer("/setup/env")),
+    };
+    let mut provenance = Vec::new();
+    let slurm_node = m.get("slurm");
+    let mut slurm: SlurmSettings = slurm_node
+        .and_then(|n| typed_block(n, "machine.slurm", &serde_json::json!({}), diags))
+        .unwrap_or_default();
+    block_provenance("machine.slurm", slurm_node, &mut provenance);
+    slurm.modules.extend(setup.modules.iter().cloned());
+    slurm.setup.extend(setup.commands.iter().cloned());
+    for (k, v) in &setup.env {
+        slurm.env.insert(k.clone(), v.clone());
+    }
+    if let (Some(t), Some(base)) = (&slurm.template, base_dir) {
+        slurm.template = Some(base.join(t));
+    }
+    let kubernetes_node = m.get("kubernetes");
+    let kubernetes: Option<KubernetesSettings> = kubernetes_node.and_then(|n| {
+        // What the type needs besides the entry being tried (the schema requires both).
+        let base = serde_json::json!({"namespace": "-", "image": "-"});
+        typed_block(n, "machine.kubernetes", &base, diags)
+    });
+    if kubernetes_node.is_some() {
+        block_provenance("machine.kubernetes", kubernetes_node, &mut provenance);
+    }
     Machine {
         name: s("/name").unwrap_or_default(),
         description: s("/description"),
@@ -323,42 +368,16 @@ fn build_machine(root: &Node, source: &str, diags: &mut Diagnostics) -> Machine 
         local_cpus: u("/local/cpus").map(|v| v as u32),
         local_gpus: u("/local/gpus").map(|v| v as u32),
         local_mem_mb,
-        slurm: SlurmSettings {
-            account: s("/slurm/account"),
-            max_array_size: u("/slurm/max_array_size").unwrap_or(1000),
-            max_submitted: u("/slurm/max_submitted"),
-            submit_rate,
-            poll_interval,
-            template: s("/slurm/template"),
-        },
-        kubernetes: m
-            .get("kubernetes")
-            .map_or(serde_json::Value::Null, Node::to_json),
-        setup: Setup {
-            modules: strings(m.at_pointer("/setup/modules")),
-            commands: strings(m.at_pointer("/setup/commands")),
-            env: env_pairs(m.at_pointer("/setup/env")),
-        },
+        slurm,
+        kubernetes,
+        setup,
         job_type_names: m
             .get("job_types")
             .and_then(Node::as_map)
             .map(|e| e.iter().map(|(k, _)| k.name.clone()).collect())
             .unwrap_or_default(),
         unverified: strings(m.get("unverified")),
-    }
-}
-
-fn parse_rate(text: &str) -> Result<f64, String> {
-    let (n, unit) = text
-        .split_once('/')
-        .ok_or_else(|| format!("`{text}` is not a rate like 2/s"))?;
-    let n: f64 = n
-        .parse()
-        .map_err(|_| format!("`{text}` is not a rate like 2/s"))?;
-    match unit {
-        "s" => Ok(n),
-        "m" | "min" => Ok(n / 60.0),
-        _ => Err(format!("`{text}`: the unit must be /s or /m")),
+        provenance,
     }
 }
 
@@ -376,16 +395,6 @@ fn env_pairs(node: Option<&Node>) -> Vec<(String, String)> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn duration_at(
-    node: &Node,
-    pointer: &str,
-    field: &str,
-    diags: &mut Diagnostics,
-) -> Option<Duration> {
-    let n = node.at_pointer(pointer)?;
-    duration_of(n, field, diags)
 }
 
 fn duration_of(n: &Node, field: &str, diags: &mut Diagnostics) -> Option<Duration> {
@@ -406,947 +415,6 @@ fn memory_of(n: &Node, field: &str, diags: &mut Diagnostics) -> Option<u64> {
         Err(e) => {
             diags.push(Diagnostic::at(&n.span, field, e).expected("an amount such as 500M or 32G"));
             None
-        }
-    }
-}
-
-fn factor_of(n: &Node) -> Option<f64> {
-    n.as_str()?.strip_prefix('x')?.parse().ok()
-}
-
-fn subset(node: &Node, keys: &[&str]) -> Node {
-    let entries = node
-        .as_map()
-        .map(|e| {
-            e.iter()
-                .filter(|(k, _)| keys.contains(&k.name.as_str()))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    Node::new(Value::Map(entries), node.span.clone())
-}
-
-fn without(node: &Node, key: &str) -> Node {
-    let entries = node
-        .as_map()
-        .map(|e| e.iter().filter(|(k, _)| k.name != key).cloned().collect())
-        .unwrap_or_default();
-    Node::new(Value::Map(entries), node.span.clone())
-}
-
-fn build_step(
-    key: &Key,
-    node: &Node,
-    defaults: &Node,
-    job_types: Option<&Node>,
-    machine: &Machine,
-    max_tasks: u64,
-    diags: &mut Diagnostics,
-) -> Option<Step> {
-    let name = key.name.clone();
-    let field = |f: &str| format!("steps.{name}.{f}");
-    let kind = StepKind::parse(node.get("kind")?.as_str()?)?;
-    let effective = merge(defaults, &subset(node, &["execution", "resources", "env"]));
-
-    // Resources: the job type from the machine, then field-by-field overrides.
-    let empty = Node::new(Value::Map(vec![]), node.span.clone());
-    let declared = effective.get("resources").unwrap_or(&empty);
-    let mut job_type_name = None;
-    let resources_node = match declared.get("job_type") {
-        Some(jt) => {
-            let jt_name = jt.as_str().unwrap_or_default().to_string();
-            job_type_name = Some(jt_name.clone());
-            match job_types.and_then(|j| j.get(&jt_name)) {
-                Some(shape) => merge(shape, &without(declared, "job_type")),
-                None => {
-                    let mut d = Diagnostic::at(
-                        &jt.span,
-                        field("resources.job_type"),
-                        format!("machine `{}` has no job type `{jt_name}`", machine.name),
-                    )
-                    .expected(format!("one of {}", machine.job_type_names.join(", ")));
-                    if let Some(best) =
-                        did_you_mean(&jt_name, machine.job_type_names.iter().map(String::as_str))
-                    {
-                        d = d.help(format!("did you mean `{best}`?"));
-                    }
-                    diags.push(d);
-                    without(declared, "job_type")
-                }
-            }
-        }
-        None => declared.clone(),
-    };
-    let r = &resources_node;
-    check_sbatch_values(r, &field("resources"), diags);
-    if kind == StepKind::MdBenchmark {
-        check_gate(node, &field("gate"), diags);
-    }
-    let rs = |k: &str| r.get(k).and_then(Node::scalar_text);
-    let ru = |k: &str, dflt: u32| match r.get(k).map(|n| &n.value) {
-        Some(Value::Int(i)) => *i as u32,
-        _ => dflt,
-    };
-    let resources = JobShape {
-        job_type: job_type_name,
-        partition: rs("partition"),
-        account: rs("account").or_else(|| machine.slurm.account.clone()),
-        qos: rs("qos"),
-        constraint: rs("constraint"),
-        nodes: ru("nodes", 1),
-        tasks_per_node: ru("tasks_per_node", 1),
-        cpus_per_task: ru("cpus_per_task", 1),
-        gpus_per_node: ru("gpus_per_node", 0),
-        mem_mb: r
-            .get("mem")
-            .and_then(|n| memory_of(n, &field("resources.mem"), diags)),
-        time: r
-            .get("time")
-            .and_then(|n| duration_of(n, &field("resources.time"), diags)),
-        extra: strings(r.get("extra")),
-    };
-
-    let e = effective.get("execution").unwrap_or(&empty);
-    let eu = |k: &str| match e.get(k).map(|n| &n.value) {
-        Some(Value::Int(i)) if *i >= 0 => Some(*i as u64),
-        _ => None,
-    };
-    let backoff = e.get("retry_backoff");
-    let bo_dur = |k: &str, d: Duration, diags: &mut Diagnostics| {
-        backoff
-            .and_then(|b| b.get(k))
-            .and_then(|n| duration_of(n, &field(&format!("execution.retry_backoff.{k}")), diags))
-            .unwrap_or(d)
-    };
-    let retry_backoff = RetryBackoff {
-        initial: bo_dur("initial", Duration::from_secs(10), diags),
-        multiplier: backoff
-            .and_then(|b| b.get("multiplier"))
-            .and_then(|n| n.scalar_text())
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(2.0),
-        max: bo_dur("max", Duration::from_secs(3600), diags),
-        jitter: !matches!(
-            backoff.and_then(|b| b.get("jitter")).map(|n| &n.value),
-            Some(Value::Bool(false))
-        ),
-    };
-    let on_retry_node = e.get("on_retry");
-    let on_retry = OnRetry {
-        time_factor: on_retry_node
-            .and_then(|n| n.get("time"))
-            .and_then(factor_of),
-        mem_factor: on_retry_node.and_then(|n| n.get("mem")).and_then(factor_of),
-        max_time: on_retry_node
-            .and_then(|n| n.get("max_time"))
-            .and_then(|n| duration_of(n, &field("execution.on_retry.max_time"), diags)),
-        max_mem_mb: on_retry_node
-            .and_then(|n| n.get("max_mem"))
-            .and_then(|n| memory_of(n, &field("execution.on_retry.max_mem"), diags)),
-    };
-    let execution = Execution {
-        max_retries: eu("max_retries").unwrap_or(0) as u32,
-        retry_backoff,
-        timeout: e
-            .get("timeout")
-            .and_then(|n| duration_of(n, &field("execution.timeout"), diags)),
-        batch_size: eu("batch_size"),
-        max_running: eu("max_running").map(|v| v as u32),
-        max_infrastructure_retries: eu("max_infrastructure_retries").unwrap_or(5) as u32,
-        on_retry,
-        max_log_bytes: e
-            .get("max_log_size")
-            .and_then(|n| memory_of(n, &field("execution.max_log_size"), diags))
-            .map(|mb| mb.saturating_mul(1024 * 1024).max(1024 * 1024)),
-    };
-
-    let needs = node
-        .get("needs")
-        .and_then(Node::as_seq)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|n| n.as_str().map(|s| (s.to_string(), n.span.clone())))
-                .collect()
-        })
-        .unwrap_or_default();
-    let condition = match node.get("condition").and_then(Node::as_str) {
-        Some("all-completed") => Condition::AllCompleted,
-        _ => Condition::AllSucceeded,
-    };
-    let array = node.get("array").and_then(|a| {
-        let at = node.key("array").map_or(&a.span, |k| &k.span);
-        parse_array(a, at, &field("array"), max_tasks, diags)
-    });
-    let template = |k: &str| {
-        node.get(k).and_then(|n| {
-            n.as_str().map(|t| Template {
-                text: t.to_string(),
-                span: n.span.clone(),
-                field: field(k),
-            })
-        })
-    };
-
-    let mut provenance = Vec::new();
-    let mut list = Vec::new();
-    leaves("", &effective, &mut list);
-    let mut res_list = Vec::new();
-    leaves("resources", &resources_node, &mut res_list);
-    for (path, value, n) in list
-        .into_iter()
-        .filter(|(p, _, _)| !p.starts_with("resources"))
-        .chain(res_list)
-    {
-        provenance.push(Provenance {
-            path,
-            value,
-            span: Some(n.span.clone()),
-        });
-    }
-    let mut own = Vec::new();
-    let own_node = without(&without(&without(node, "execution"), "resources"), "env");
-    leaves("", &own_node, &mut own);
-    for (path, value, n) in own {
-        provenance.push(Provenance {
-            path,
-            value,
-            span: Some(n.span.clone()),
-        });
-    }
-    let explicit = |p: &str| provenance.iter().any(|x: &Provenance| x.path == p);
-    let mut builtin = Vec::new();
-    if !explicit("execution.max_retries") {
-        builtin.push(("execution.max_retries", "0".to_string()));
-    }
-    if !explicit("execution.timeout") {
-        builtin.push(("execution.timeout", "none".to_string()));
-    }
-    if !explicit("condition") {
-        builtin.push(("condition", "all-succeeded".to_string()));
-    }
-    for (path, value) in builtin {
-        provenance.push(Provenance {
-            path: path.to_string(),
-            value,
-            span: None,
-        });
-    }
-
-    let adaptive = if kind == StepKind::Adaptive {
-        match flow_adaptive::AdaptiveSettings::from_json(&node.to_json()) {
-            Ok(settings) => Some(settings),
-            Err(e) => {
-                let span = &node_along(node, &e.field).span;
-                diags.push(Diagnostic::at(span, field(&e.field), e.message));
-                None
-            }
-        }
-    } else {
-        None
-    };
-
-    Some(Step {
-        name: name.clone(),
-        kind,
-        description: node.get("description").and_then(Node::scalar_text),
-        span: key.span.clone(),
-        needs,
-        condition,
-        array,
-        execution,
-        resources,
-        env: env_pairs(effective.get("env")),
-        command: template("command"),
-        output: template("output"),
-        inputs: strings(node.get("inputs")),
-        workdir: node.get("workdir").and_then(Node::scalar_text),
-        uses_environment: if kind.runs_user_command() {
-            node.get("environment").and_then(Node::scalar_text)
-        } else {
-            None
-        },
-        settings: node.to_json(),
-        node: node.clone(),
-        adaptive,
-        provenance,
-    })
-}
-
-/// The deepest node along a field path (`space.beta.uniform`, `space.model[1]`), for
-/// locating errors of typed settings.
-fn node_along<'n>(node: &'n Node, path: &str) -> &'n Node {
-    let mut cur = node;
-    for part in path.split('.') {
-        let (key, index) = match part.split_once('[') {
-            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (part, None),
-        };
-        match cur.get(key) {
-            Some(next) => cur = next,
-            None => return cur,
-        }
-        if let Some(i) = index {
-            match cur.as_seq().and_then(|items| items.get(i)) {
-                Some(next) => cur = next,
-                None => return cur,
-            }
-        }
-    }
-    cur
-}
-
-fn param_value(n: &Node) -> ParamValue {
-    let kind = match n.value {
-        Value::Int(_) => ParamKind::Int,
-        Value::Float { .. } => ParamKind::Float,
-        Value::Bool(_) => ParamKind::Bool,
-        _ => ParamKind::Str,
-    };
-    ParamValue {
-        text: n.scalar_text().unwrap_or_default(),
-        kind,
-    }
-}
-
-/// Why an array element cannot be a parameter value, if it cannot.
-fn bad_element(item: &Node) -> Option<&'static str> {
-    match &item.value {
-        Value::Float { value, text } if value.is_nan() => {
-            let _ = text;
-            Some("is not a number (NaN): it equals nothing, so output names and exclusions cannot use it")
-        }
-        Value::Float { value, .. } if value.is_infinite() => Some(
-            "is infinite (or too large for a 64-bit float): output names and commands would read `inf`",
-        ),
-        Value::Str(s) if s.contains('\0') => Some("contains a NUL character, which no command or file name can hold"),
-        _ => None,
-    }
-}
-
-/// A value as errors show it: control characters escaped, at most 60 characters.
-fn shown_text(text: &str) -> String {
-    let cut: String = text.chars().take(60).collect();
-    let escaped: String = cut.escape_debug().collect();
-    if cut.len() < text.len() {
-        format!("{escaped}...")
-    } else {
-        escaped
-    }
-}
-
-fn parse_values(n: &Node, field: &str, diags: &mut Diagnostics) -> Option<ParamValues> {
-    if let Some(items) = n.as_seq() {
-        let mut ok = true;
-        for (i, item) in items.iter().enumerate() {
-            if let Some(why) = bad_element(item) {
-                diags.push(
-                    Diagnostic::at(
-                        &item.span,
-                        format!("{field}[{i}]"),
-                        format!(
-                            "`{}` {why}",
-                            shown_text(&item.scalar_text().unwrap_or_default())
-                        ),
-                    )
-                    .expected("a finite number, a string, or a boolean"),
-                );
-                ok = false;
-            }
-        }
-        if !ok {
-            return None;
-        }
-        return Some(ParamValues::List(items.iter().map(param_value).collect()));
-    }
-    let range = n.get("range")?.as_seq()?;
-    let mut ints: Vec<i64> = Vec::new();
-    for (i, r) in range.iter().enumerate() {
-        let role = ["start", "stop", "step"].get(i).copied().unwrap_or("bound");
-        match r.value {
-            Value::Int(v) => ints.push(v),
-            _ => {
-                let text = r.scalar_text().unwrap_or_default();
-                let why = if matches!(r.value, Value::Float { .. })
-                    && text
-                        .chars()
-                        .all(|c| c.is_ascii_digit() || c == '-' || c == '+')
-                {
-                    "is outside the 64-bit integer range"
-                } else if r.scalar_text().is_none() {
-                    "is a list or a map, not an integer"
-                } else {
-                    "is not an integer"
-                };
-                diags.push(
-                    Diagnostic::at(
-                        &r.span,
-                        format!("{field}.range"),
-                        format!("the range {role} `{text}` {why}"),
-                    )
-                    .expected(format!(
-                        "a whole number from {} to {}, written without a decimal point or exponent",
-                        i64::MIN,
-                        i64::MAX
-                    )),
-                );
-            }
-        }
-    }
-    let (start, stop, step) = match ints.as_slice() {
-        [a, b] if range.len() == 2 => (*a, *b, 1),
-        [a, b, c] if range.len() == 3 => (*a, *b, *c),
-        _ => return None,
-    };
-    if step == 0 {
-        diags.push(Diagnostic::at(
-            &n.span,
-            field,
-            "a range step of 0 never ends",
-        ));
-        return None;
-    }
-    let values = ParamValues::Range { start, stop, step };
-    if values.is_empty() {
-        diags.push(Diagnostic::at(
-            &n.span,
-            field,
-            format!("the range [{start}, {stop}) is empty (the stop value is excluded)"),
-        ));
-        return None;
-    }
-    Some(values)
-}
-
-fn parse_array(
-    node: &Node,
-    at: &Span,
-    field: &str,
-    max_tasks: u64,
-    diags: &mut Diagnostics,
-) -> Option<ArraySpec> {
-    let entries = node.as_map()?;
-    let mut params = Vec::new();
-    let mut combine = Combine::Product;
-    let mut include = None;
-    let mut exclude = None;
-    for (k, v) in entries {
-        match k.name.as_str() {
-            "zip" => {
-                combine = Combine::Zip;
-                let mut len = None;
-                for (zk, zv) in v.as_map().unwrap_or_default() {
-                    let values = parse_values(zv, &format!("{field}.zip.{}", zk.name), diags)?;
-                    if let Some(l) = len {
-                        if l != values.len() {
-                            diags.push(
-                                Diagnostic::at(
-                                    &zv.span,
-                                    format!("{field}.zip.{}", zk.name),
-                                    format!(
-                                        "has {} values, but the first zipped list has {l}",
-                                        values.len()
-                                    ),
-                                )
-                                .expected("lists of equal length"),
-                            );
-                        }
-                    }
-                    len = Some(values.len());
-                    params.push((zk.name.clone(), values));
-                }
-            }
-            "include" => include = Some(v),
-            "exclude" => exclude = Some(v),
-            name => {
-                if let Some(values) = parse_values(v, &format!("{field}.{name}"), diags) {
-                    params.push((name.to_string(), values));
-                }
-            }
-        }
-    }
-    if combine == Combine::Zip
-        && entries
-            .iter()
-            .any(|(k, _)| !["zip", "include", "exclude"].contains(&k.name.as_str()))
-    {
-        diags.push(Diagnostic::at(
-            &node.span,
-            field,
-            "an array is either `zip:` or named parameters, not both",
-        ));
-        return None;
-    }
-    let declared = entries
-        .iter()
-        .any(|(k, _)| !["include", "exclude"].contains(&k.name.as_str()));
-    if params.is_empty() {
-        if !declared {
-            diags.push(Diagnostic::at(
-                &node.span,
-                field,
-                "the array has no parameters",
-            ));
-        }
-        return None;
-    }
-    let mut spec = ArraySpec {
-        params,
-        combine,
-        selection: None,
-        extra: Vec::new(),
-    };
-    // The count comes from the sizes alone: nothing is enumerated before it is known.
-    let count = spec.base_len_u128();
-    if count > max_tasks as u128 {
-        let sizes: Vec<String> = spec
-            .params
-            .iter()
-            .map(|(n, v)| format!("{n}: {}", v.len()))
-            .collect();
-        let how = match spec.combine {
-            Combine::Product => "the product of",
-            Combine::Zip => "zipped from",
-        };
-        diags.push(
-            Diagnostic::at(
-                at,
-                field,
-                format!(
-                    "the array has {count} tasks ({how} {}), more than campaign.max_tasks ({max_tasks})",
-                    sizes.join(", ")
-                ),
-            )
-            .help("split the campaign, or raise `campaign.max_tasks` if this many tasks are meant"),
-        );
-        return None;
-    }
-    let names: Vec<String> = spec.params.iter().map(|(n, _)| n.clone()).collect();
-    let element_of =
-        |m: &Node, what: &str, diags: &mut Diagnostics| -> Option<Vec<(String, ParamValue)>> {
-            let map = m.as_map()?;
-            for (k, _) in map {
-                if !names.contains(&k.name) {
-                    let mut d = Diagnostic::at(
-                        &k.span,
-                        format!("{field}.{what}"),
-                        format!("`{}` is not a parameter of this array", k.name),
-                    )
-                    .expected(format!("one of {}", names.join(", ")));
-                    if let Some(best) = did_you_mean(&k.name, names.iter().map(String::as_str)) {
-                        d = d.help(format!("did you mean `{best}`?"));
-                    }
-                    diags.push(d);
-                    return None;
-                }
-            }
-            Some(
-                map.iter()
-                    .map(|(k, v)| (k.name.clone(), param_value(v)))
-                    .collect(),
-            )
-        };
-    if let Some(ex) = exclude {
-        let patterns: Vec<Vec<(String, ParamValue)>> = ex
-            .as_seq()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|m| element_of(m, "exclude", diags))
-            .collect();
-        let keep: Vec<u64> = (0..spec.base_len())
-            .filter(|i| {
-                let el = spec.base_element(*i);
-                !patterns.iter().any(|p| {
-                    p.iter()
-                        .all(|(k, v)| el.iter().any(|(ek, ev)| ek == k && same_value(ev, v)))
-                })
-            })
-            .collect();
-        spec.selection = Some(keep);
-    }
-    if let Some(inc) = include {
-        for m in inc.as_seq().unwrap_or_default() {
-            if let Some(el) = element_of(m, "include", diags) {
-                if el.len() != names.len() {
-                    diags.push(
-                        Diagnostic::at(
-                            &m.span,
-                            format!("{field}.include"),
-                            "an included element must set every parameter",
-                        )
-                        .expected(names.join(", ")),
-                    );
-                    continue;
-                }
-                let ordered = names
-                    .iter()
-                    .map(|n| {
-                        el.iter()
-                            .find(|(k, _)| k == n)
-                            .cloned()
-                            .unwrap_or_else(|| (n.clone(), ParamValue::int(0)))
-                    })
-                    .collect();
-                spec.extra.push(ordered);
-            }
-        }
-    }
-    Some(spec)
-}
-
-fn same_value(a: &ParamValue, b: &ParamValue) -> bool {
-    if a.text == b.text {
-        return true;
-    }
-    match (a.text.parse::<f64>(), b.text.parse::<f64>()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
-}
-
-fn check_needs(steps: &[Step], diags: &mut Diagnostics) {
-    let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
-    let mut graph = petgraph::graph::DiGraph::<usize, ()>::new();
-    let idx: Vec<_> = (0..steps.len()).map(|i| graph.add_node(i)).collect();
-    for (i, step) in steps.iter().enumerate() {
-        for (need, span) in &step.needs {
-            match names.iter().position(|n| n == need) {
-                Some(j) => {
-                    graph.add_edge(idx[j], idx[i], ());
-                }
-                None => {
-                    let mut d = Diagnostic::at(
-                        span,
-                        format!("steps.{}.needs", step.name),
-                        format!("unknown step `{need}`"),
-                    )
-                    .expected(format!("one of {}", names.join(", ")));
-                    if let Some(best) = did_you_mean(need, names.iter().copied()) {
-                        d = d.help(format!("did you mean `{best}`?"));
-                    }
-                    diags.push(d);
-                }
-            }
-        }
-    }
-    for scc in petgraph::algo::tarjan_scc(&graph) {
-        let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);
-        if scc.len() > 1 || self_loop {
-            let mut members: Vec<usize> = scc.iter().map(|n| graph[*n]).collect();
-            members.sort();
-            let first = &steps[members[0]];
-            let cycle: Vec<&str> = members.iter().map(|i| steps[*i].name.as_str()).collect();
-            // Point at the entry of `needs` that closes the cycle, not at the first entry.
-            let span = first
-                .needs
-                .iter()
-                .find(|(n, _)| cycle.contains(&n.as_str()))
-                .or(first.needs.first())
-                .map_or(&first.span, |(_, s)| s);
-            diags.push(
-                Diagnostic::at(
-                    span,
-                    format!("steps.{}.needs", first.name),
-                    format!(
-                        "steps depend on each other in a cycle: {} -> {}",
-                        cycle.join(" -> "),
-                        cycle[0]
-                    ),
-                )
-                .help("remove one of these `needs` entries"),
-            );
-        }
-    }
-}
-
-/// The variables a task's templates see: builtins, its parameters, and for the command
-/// the output path. Values here are the plan-time sample used for checking.
-pub fn sample_template_data(step: &Step) -> serde_json::Map<String, serde_json::Value> {
-    let mut data = serde_json::Map::new();
-    data.insert("task_id".into(), "0123456789abcdef".into());
-    data.insert("seed".into(), 1u64.into());
-    data.insert("index".into(), 0.into());
-    data.insert("step".into(), step.name.clone().into());
-    data.insert("campaign_dir".into(), "/campaign".into());
-    data.insert("base_dir".into(), "/campaign-file-dir".into());
-    if let Some(array) = &step.array {
-        if !array.is_empty() {
-            for (k, v) in array.element(0) {
-                data.insert(k, v.to_json());
-            }
-        }
-    }
-    if let Some(adaptive) = &step.adaptive {
-        for (k, v) in adaptive.space.example() {
-            data.insert(k, v);
-        }
-        data.insert("param_id".into(), "0123456789abcdef".into());
-        data.insert("replicate".into(), 0.into());
-    }
-    if step.kind == StepKind::QeScf {
-        data.insert("structure".into(), "structure.extxyz".into());
-        data.insert("structure_digest".into(), "0123456789abcdef".into());
-    }
-    data
-}
-
-/// Control characters (line breaks, tabs, escapes) and Unicode direction controls, which
-/// make a file name display as something it is not.
-pub fn is_unsafe_name_char(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-}
-
-fn describe_char(c: char) -> String {
-    match c {
-        '\n' => "a line break".to_string(),
-        '\r' => "a carriage return".to_string(),
-        '\t' => "a tab".to_string(),
-        c if c.is_control() => format!("the control character U+{:04X}", c as u32),
-        c => format!("the direction control U+{:04X}", c as u32),
-    }
-}
-
-/// NUL is refused in every string of a file: no command, variable or file name can hold it.
-fn check_strings(node: &Node, field: &str, diags: &mut Diagnostics) {
-    match &node.value {
-        Value::Str(s) if s.contains('\0') => diags.push(
-            Diagnostic::at(&node.span, field, "the text contains a NUL character")
-                .expected("text without NUL (`\\0`) characters"),
-        ),
-        Value::Seq(items) => {
-            for (i, item) in items.iter().enumerate() {
-                check_strings(item, &format!("{field}[{i}]"), diags);
-            }
-        }
-        Value::Map(entries) => {
-            for (k, v) in entries {
-                let f = if field.is_empty() {
-                    k.name.clone()
-                } else {
-                    format!("{field}.{}", k.name)
-                };
-                if k.name.contains('\0') {
-                    diags.push(Diagnostic::at(
-                        &k.span,
-                        &f,
-                        "the key contains a NUL character",
-                    ));
-                }
-                check_strings(v, &f, diags);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Values written into `#SBATCH` lines (partition, account, qos, constraint, extra) must not
-/// hold a line break or another control character: it would end the line and start another.
-fn check_sbatch_values(node: &Node, field: &str, diags: &mut Diagnostics) {
-    let mut check = |n: &Node, f: String| {
-        if let Some(text) = n.as_str() {
-            if let Some(c) = text.chars().find(|c| c.is_control()) {
-                diags.push(
-                    Diagnostic::at(
-                        &n.span,
-                        f,
-                        format!(
-                            "the value `{}` holds {}, which would end its #SBATCH line and start another",
-                            shown_text(text),
-                            describe_char(c)
-                        ),
-                    )
-                    .expected("one line of printable text"),
-                );
-            }
-        }
-    };
-    let mut visit = |shape: &Node, prefix: &str| {
-        for key in ["partition", "account", "qos", "constraint"] {
-            if let Some(n) = shape.get(key) {
-                check(n, format!("{prefix}.{key}"));
-            }
-        }
-        for (i, n) in shape
-            .get("extra")
-            .and_then(Node::as_seq)
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
-            check(n, format!("{prefix}.extra[{i}]"));
-        }
-    };
-    if field == "machine" {
-        let m = node.get("machine").unwrap_or(node);
-        if let Some(slurm) = m.get("slurm") {
-            visit(slurm, "machine.slurm");
-        }
-        for (k, shape) in m
-            .get("job_types")
-            .and_then(Node::as_map)
-            .unwrap_or_default()
-        {
-            visit(shape, &format!("machine.job_types.{}", k.name));
-        }
-    } else {
-        visit(node, field);
-    }
-}
-
-/// A percentage as the md-benchmark gate takes it: `5%`, "5%" or 5.
-fn percent_of(n: &Node) -> Option<f64> {
-    match &n.value {
-        Value::Int(i) => Some(*i as f64),
-        Value::Float { value, .. } => Some(*value),
-        Value::Str(s) => s.trim().trim_end_matches('%').trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// `pass_below` above `marginal_below` would leave no MARGINAL band and make the gate read
-/// differently from what it says.
-fn check_gate(step: &Node, field: &str, diags: &mut Diagnostics) {
-    let Some(gate) = step.get("gate") else {
-        return;
-    };
-    let pass = gate.get("pass_below");
-    let marginal = gate.get("marginal_below");
-    let p = pass.and_then(percent_of).unwrap_or(5.0);
-    let m = marginal.and_then(percent_of).unwrap_or(10.0);
-    if p > m {
-        let at = pass.or(marginal).map_or(&gate.span, |n| &n.span);
-        diags.push(
-            Diagnostic::at(
-                at,
-                format!("{field}.pass_below"),
-                format!("pass_below ({p}%) is above marginal_below ({m}%)"),
-            )
-            .expected("pass_below at most marginal_below (PASS below the first, MARGINAL below the second)"),
-        );
-    }
-}
-
-/// Whether a rendered output path stays inside the campaign directory.
-pub fn is_confined(rendered: &str) -> bool {
-    let p = Path::new(rendered);
-    !rendered.is_empty()
-        && p.components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
-}
-
-fn check_templates(step: &Step, diags: &mut Diagnostics) {
-    if step.node.get("array").is_some() && step.array.is_none() {
-        // The array itself is wrong (reported): its parameters are unknown here.
-        return;
-    }
-    if step.kind == StepKind::Adaptive {
-        let Some(out) = &step.output else { return };
-        for var in ["param_id", "replicate"] {
-            if !out.text.contains(var) {
-                diags.push(
-                    Diagnostic::at(
-                        &out.span,
-                        &out.field,
-                        format!("the output path does not use `{{{{{var}}}}}`: two evaluations would write the same file"),
-                    )
-                    .expected("a path with {{param_id}} and {{replicate}}, e.g. trials/{{param_id}}/r{{replicate}}.json"),
-                );
-            }
-        }
-        if step.adaptive.is_none() {
-            // The settings are wrong (reported): the space's variables are unknown here.
-            return;
-        }
-    }
-    let mut data = sample_template_data(step);
-    if let Some(out) = &step.output {
-        let text = &out.text;
-        if text.starts_with('/') || text.starts_with('~') {
-            diags.push(
-                Diagnostic::at(
-                    &out.span,
-                    &out.field,
-                    "the output path is absolute; outputs must stay inside the campaign directory",
-                )
-                .expected("a path relative to the campaign directory"),
-            );
-        } else if text.split('/').any(|seg| seg == "..") {
-            diags.push(Diagnostic::at(
-                &out.span,
-                &out.field,
-                "the output path climbs out of the campaign directory with `..`",
-            ));
-        } else {
-            // Parameter values that end up in the path must not carry separators: checked
-            // once per distinct value, not once per task.
-            if let Some(c) = text.chars().find(|c| is_unsafe_name_char(*c)) {
-                diags.push(
-                    Diagnostic::at(
-                        &out.span,
-                        &out.field,
-                        format!(
-                            "the output path contains {}, which file names must not hold",
-                            describe_char(c)
-                        ),
-                    )
-                    .expected("printable characters without line breaks or direction controls"),
-                );
-            }
-            if let Some(array) = &step.array {
-                for (name, values) in &array.params {
-                    if !text.contains(name.as_str()) {
-                        continue;
-                    }
-                    if let Some((bad, c)) = values.iter().find_map(|v| {
-                        v.text
-                            .chars()
-                            .find(|c| is_unsafe_name_char(*c))
-                            .map(|c| (v.text.clone(), c))
-                    }) {
-                        diags.push(Diagnostic::at(
-                            &out.span,
-                            &out.field,
-                            format!(
-                                "parameter `{name}` has the value `{}`, which holds {}: file names must not",
-                                shown_text(&bad),
-                                describe_char(c)
-                            ),
-                        ));
-                        continue;
-                    }
-                    if let Some(bad) = values.iter().find(|v| {
-                        v.kind == ParamKind::Str
-                            && (v.text.contains('/') || v.text == ".." || v.text.is_empty())
-                    }) {
-                        diags.push(Diagnostic::at(&out.span, &out.field, format!("parameter `{name}` has the value `{}`, which would leave the campaign directory or name no file", bad.text)));
-                    }
-                }
-            }
-            match render(
-                TemplateKind::Path,
-                text,
-                &serde_json::Value::Object(data.clone()),
-            ) {
-                Ok(rendered) if !is_confined(&rendered) => diags.push(Diagnostic::at(
-                    &out.span,
-                    &out.field,
-                    format!("the output path `{rendered}` leaves the campaign directory"),
-                )),
-                Ok(_) => {}
-                Err(e) => diags.push(Diagnostic::at(&out.span, &out.field, e)),
-            }
-        }
-        data.insert("output".into(), "catalogs/output.tmp".into());
-    }
-    if let Some(cmd) = &step.command {
-        if let Err(e) = render(
-            TemplateKind::Command,
-            &cmd.text,
-            &serde_json::Value::Object(data),
-        ) {
-            diags.push(Diagnostic::at(&cmd.span, &cmd.field, e));
         }
     }
 }

@@ -2,7 +2,10 @@
 //! merged documents; every field that came from a file keeps its [`Span`].
 
 use crate::array::ArraySpec;
+pub use crate::machine_settings::{KubernetesSettings, SlurmSettings};
 use crate::node::Node;
+pub use crate::on_retry::OnRetry;
+pub use crate::provenance::Provenance;
 use crate::source::Span;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -106,15 +109,6 @@ impl RetryBackoff {
     }
 }
 
-/// Resource escalation on retry after a timeout or OOM.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
-pub struct OnRetry {
-    pub time_factor: Option<f64>,
-    pub mem_factor: Option<f64>,
-    pub max_time: Option<Duration>,
-    pub max_mem_mb: Option<u64>,
-}
-
 /// How a step's tasks are retried, timed out and batched.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Execution {
@@ -170,15 +164,6 @@ pub struct Template {
     pub field: String,
 }
 
-/// One resolved setting and where it came from (for `flow plan --explain`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Provenance {
-    pub path: String,
-    pub value: String,
-    /// None: flow's built-in default.
-    pub span: Option<Span>,
-}
-
 /// A step of the campaign, resolved.
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -208,18 +193,6 @@ pub struct Step {
     pub provenance: Vec<Provenance>,
 }
 
-/// Slurm settings of a machine.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SlurmSettings {
-    pub account: Option<String>,
-    pub max_array_size: u64,
-    pub max_submitted: Option<u64>,
-    /// Calls per second.
-    pub submit_rate: f64,
-    pub poll_interval: Duration,
-    pub template: Option<String>,
-}
-
 /// Machine set-up applied before each task (module loads, shell lines, environment).
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct Setup {
@@ -241,11 +214,17 @@ pub struct Machine {
     pub local_cpus: Option<u32>,
     pub local_gpus: Option<u32>,
     pub local_mem_mb: Option<u64>,
+    /// The `slurm:` block, complete (built-in defaults where it is silent or absent), with
+    /// the machine's `setup:` in its modules, set-up lines and environment.
     pub slurm: SlurmSettings,
-    pub kubernetes: serde_json::Value,
+    /// The `kubernetes:` block, when the machine has one.
+    pub kubernetes: Option<KubernetesSettings>,
     pub setup: Setup,
     pub job_type_names: Vec<String>,
     pub unverified: Vec<String>,
+    /// Where each `slurm:` and `kubernetes:` setting comes from (`machine.slurm.burst`, ...),
+    /// built-in defaults included.
+    pub provenance: Vec<Provenance>,
 }
 
 /// A campaign, resolved and ready to compile.
@@ -264,6 +243,8 @@ pub struct Campaign {
     pub machine: Machine,
     /// Steps in file order.
     pub steps: Vec<Step>,
+    /// `notify:` of the campaign over the machine's; `None` when nothing is to be told.
+    pub notify: Option<crate::machine_settings::notify::NotifySettings>,
     /// The resolved configuration (campaign file + machine), stored as a snapshot.
     pub snapshot: serde_json::Value,
 }

@@ -1,4 +1,5 @@
-//! Durations (`90s`, `2h30m`) and memory sizes (`32G`, `500M`) as users write them.
+//! Durations (`90s`, `2h30m`), memory sizes (`32G`, `500M`) and rates (`2/s`) as users
+//! write them.
 
 use std::time::Duration;
 
@@ -100,6 +101,37 @@ pub fn parse_memory_mb(text: &str) -> Result<u64, String> {
     Ok((value * factor).ceil() as u64)
 }
 
+/// A rate such as `2/s`, `30/min`, `5/m`, `100/h`: `calls` per `per`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub calls: f64,
+    pub per: Duration,
+}
+
+impl Rate {
+    /// Parse `N/s`, `N/sec`, `N/m`, `N/min`, `N/h` (N may be fractional). Errors name the text.
+    pub fn parse(text: &str) -> Result<Rate, String> {
+        let bad = || format!("unreadable rate `{text}` (expected e.g. 2/s, 30/min)");
+        let (calls, unit) = text.trim().split_once('/').ok_or_else(bad)?;
+        let calls: f64 = calls.trim().parse().map_err(|_| bad())?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            _ => return Err(bad()),
+        };
+        if !(calls.is_finite() && calls > 0.0) {
+            return Err(bad());
+        }
+        Ok(Rate { calls, per })
+    }
+
+    /// Calls per second.
+    pub fn per_second(&self) -> f64 {
+        self.calls / self.per.as_secs_f64()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +156,13 @@ mod tests {
         assert_eq!(parse_memory_mb("64GB").unwrap(), 65536);
         assert_eq!(parse_memory_mb("1.5T").unwrap(), 1572864);
         assert!(parse_memory_mb("lots").is_err());
+    }
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(Rate::parse("2/s").unwrap().per_second(), 2.0);
+        assert_eq!(Rate::parse("30/min").unwrap().per_second(), 0.5);
+        assert!(Rate::parse("fast").is_err());
+        assert!(Rate::parse("0/s").is_err());
     }
 }

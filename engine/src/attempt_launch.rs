@@ -16,20 +16,14 @@ use flow_executors::{Resources, TaskLaunch};
 /// The resources of a step's tasks after `walltime` and `oom` failures: the step's
 /// `execution.on_retry` applied that many times (capped by its `max_time` / `max_mem`).
 pub fn escalated_resources(step: &Step, (walltime, oom): (u32, u32)) -> Resources {
-    use flow_executors::slurm::escalation::{escalate, OnRetry};
-    let r = &step.execution.on_retry;
-    let policy = OnRetry {
-        time: r.time_factor,
-        mem: r.mem_factor,
-        max_time: r.max_time,
-        max_mem: r.max_mem_mb,
-    };
+    use flow_executors::escalation::escalate;
+    let policy = &step.execution.on_retry;
     let mut resources = resources_of(step);
     for _ in 0..walltime.min(16) {
-        resources = escalate(&resources, &policy, ErrorClass::Walltime).resources;
+        resources = escalate(&resources, policy, ErrorClass::Walltime).resources;
     }
     for _ in 0..oom.min(16) {
-        resources = escalate(&resources, &policy, ErrorClass::OutOfMemory).resources;
+        resources = escalate(&resources, policy, ErrorClass::OutOfMemory).resources;
     }
     resources
 }

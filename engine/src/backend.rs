@@ -25,33 +25,19 @@ pub fn executor_for(plan: &Plan) -> Result<Box<dyn Executor>> {
     }
 }
 
-/// The Slurm executor of a plan: the machine's `slurm:` block and set-up, the campaign's
-/// logs directory, and this very binary as the program each array element runs.
+/// The Slurm executor of a plan: the machine's typed Slurm settings (set-up included), the
+/// campaign's logs directory, and this very binary as the program each array element runs.
 pub fn slurm_executor_for(plan: &Plan) -> Result<flow_executors::slurm::SlurmExecutor> {
     let campaign = plan.campaign;
-    let block = campaign
-        .snapshot
-        .pointer("/machine/machine/slurm")
-        .cloned()
-        .unwrap_or_else(|| serde_json::json!({}));
-    let mut config: flow_executors::slurm::SlurmConfig = serde_json::from_value(block)
-        .map_err(|e| anyhow::anyhow!("machine {}: slurm settings: {e}", campaign.machine.name))?;
-    let setup = &campaign.machine.setup;
-    config.modules.extend(setup.modules.iter().cloned());
-    config.setup.extend(setup.commands.iter().cloned());
-    for (k, v) in &setup.env {
-        config.env.insert(k.clone(), v.clone());
-    }
-    if let Some(t) = &campaign.machine.slurm.template {
-        config.template = Some(campaign.base_dir().join(t));
-    }
     let paths = flow_executors::slurm::SlurmPaths {
         logs_dir: campaign.campaign_dir.join("logs"),
         flow_binary: std::env::current_exe()?,
     };
     let tag = format!("{}_{}", campaign.version, campaign.name);
     Ok(flow_executors::slurm::SlurmExecutor::new(
-        tag, config, paths,
+        tag,
+        campaign.machine.slurm.clone(),
+        paths,
     )?)
 }
 
@@ -60,25 +46,17 @@ pub fn slurm_executor(plan: &Plan) -> Result<Box<dyn Executor>> {
     Ok(Box::new(slurm_executor_for(plan)?))
 }
 
-/// The machine's `kubernetes:` block, with the machine named in the error.
-pub fn kubernetes_config(
-    plan: &Plan,
-) -> Result<flow_executors::kubernetes::KubernetesConfig, String> {
-    let campaign = plan.campaign;
-    if campaign.machine.kubernetes.is_null() {
-        return Err(format!(
+/// The machine's `kubernetes:` settings, with the machine named in the error.
+pub fn kubernetes_config<'p>(
+    plan: &Plan<'p>,
+) -> Result<&'p flow_dsl::machine_settings::KubernetesSettings, String> {
+    let machine = &plan.campaign.machine;
+    machine.kubernetes.as_ref().ok_or_else(|| {
+        format!(
             "machine {} has no `kubernetes:` block: the kubernetes executor needs at least `namespace` and `image` (see `flow recipes show generic-k8s`)",
-            campaign.machine.name
-        ));
-    }
-    flow_executors::kubernetes::KubernetesConfig::from_json(&campaign.machine.kubernetes).map_err(
-        |e| {
-            format!(
-                "machine {}: kubernetes settings: {e}",
-                campaign.machine.name
-            )
-        },
-    )
+            machine.name
+        )
+    })
 }
 
 /// Where batch manifests go: in the campaign directory, which pods see at the same path on
@@ -97,11 +75,13 @@ pub fn kubernetes_executor_for(
     plan: &Plan,
 ) -> Result<flow_executors::kubernetes::KubernetesExecutor> {
     let campaign = plan.campaign;
-    let config = kubernetes_config(plan).map_err(|e| anyhow::anyhow!(e))?;
+    let settings = kubernetes_config(plan)
+        .map_err(|e| anyhow::anyhow!(e))?
+        .clone();
     let layout = Layout::new(&campaign.campaign_dir);
-    let settings = flow_executors::kubernetes::KubernetesSettings {
+    let target = flow_executors::kubernetes::KubernetesCampaign {
         campaign_tag: format!("{}_{}", campaign.version, campaign.name),
-        config,
+        settings,
         manifest_dir: kubernetes_manifest_dir(&layout),
         step_job_types: campaign
             .steps
@@ -110,6 +90,6 @@ pub fn kubernetes_executor_for(
             .collect(),
     };
     Ok(flow_executors::kubernetes::KubernetesExecutor::connect(
-        settings,
+        target,
     )?)
 }

@@ -310,7 +310,7 @@ pub fn compile(
             StepKind::Adaptive => 0,
             _ => step.array.as_ref().map_or(1, |a| a.len()),
         };
-        let max_array = campaign.machine.slurm.max_array_size.max(1);
+        let max_array = u64::from(campaign.machine.slurm.max_array_size).max(1);
         let batch_size = match executor {
             ExecutorKind::Local => step.execution.batch_size.unwrap_or(1),
             _ => step

@@ -10,7 +10,8 @@
 //!   failure_interval: 10m                           # at most one failure message per interval
 //! ```
 //!
-//! The campaign's `notify:` is merged over the machine recipe's, key by key.
+//! The campaign's `notify:` is merged over the machine recipe's, key by key, by the DSL
+//! (`flow_dsl::machine_settings::notify`), which hands the result over typed.
 //!
 //! Contract: the driver calls [`Notifier::start`], [`Notifier::failure`],
 //! [`Notifier::gate`] and [`Notifier::end`] with plain data; each call only formats the
@@ -40,110 +41,7 @@ pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`Notifier::end`] waits for queued events to go out.
 pub const END_FLUSH: Duration = Duration::from_secs(15);
 
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventKind {
-    Start,
-    Failure,
-    Gate,
-    End,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Start => "start",
-            EventKind::Failure => "failure",
-            EventKind::Gate => "gate",
-            EventKind::End => "end",
-        }
-    }
-    fn parse(s: &str) -> Option<EventKind> {
-        [
-            EventKind::Start,
-            EventKind::Failure,
-            EventKind::Gate,
-            EventKind::End,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-}
-
-/// The resolved `notify:` settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NotifySettings {
-    pub webhook: Option<String>,
-    pub command: Option<String>,
-    pub events: HashSet<EventKind>,
-    /// At most one failure notification per this interval (later ones are counted and
-    /// mentioned in the next message).
-    pub failure_interval: Duration,
-}
-
-impl NotifySettings {
-    /// From the config snapshot of a campaign (`campaign.notify` over `machine.notify`);
-    /// `Ok(None)` when neither says anything. The schema has checked the shape; what it
-    /// cannot check (a duration's text) is an error here.
-    pub fn from_snapshot(snapshot: &serde_json::Value) -> Result<Option<NotifySettings>, String> {
-        let machine = snapshot.pointer("/machine/machine/notify");
-        let campaign = snapshot.pointer("/campaign/notify");
-        if machine.is_none() && campaign.is_none() {
-            return Ok(None);
-        }
-        let mut merged = serde_json::Map::new();
-        for layer in [machine, campaign].into_iter().flatten() {
-            if let Some(m) = layer.as_object() {
-                for (k, v) in m {
-                    merged.insert(k.clone(), v.clone());
-                }
-            }
-        }
-        let text = |k: &str| {
-            merged
-                .get(k)
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-                .filter(|s| !s.trim().is_empty())
-        };
-        let events = match merged.get("events").and_then(|v| v.as_array()) {
-            Some(list) => list
-                .iter()
-                .map(|e| {
-                    e.as_str().and_then(EventKind::parse).ok_or_else(|| {
-                        format!("notify.events: unknown event {e} (start, failure, gate, end)")
-                    })
-                })
-                .collect::<Result<HashSet<_>, _>>()?,
-            None => [
-                EventKind::Start,
-                EventKind::Failure,
-                EventKind::Gate,
-                EventKind::End,
-            ]
-            .into_iter()
-            .collect(),
-        };
-        let failure_interval = match merged.get("failure_interval") {
-            None => Duration::from_secs(300),
-            Some(v) => v
-                .as_str()
-                .and_then(|t| flow_dsl::quantity::parse_duration(t).ok())
-                .or_else(|| v.as_f64().map(Duration::from_secs_f64))
-                .ok_or_else(|| {
-                    format!("notify.failure_interval: `{v}` is not a duration such as 10m")
-                })?,
-        };
-        let settings = NotifySettings {
-            webhook: text("webhook"),
-            command: text("command"),
-            events,
-            failure_interval,
-        };
-        Ok((settings.webhook.is_some() || settings.command.is_some()).then_some(settings))
-    }
-}
+pub use flow_dsl::machine_settings::notify::{EventKind, NotifySettings};
 
 /// Task counts of the whole campaign at the time of an event.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -317,17 +215,14 @@ impl Notifier {
         }
     }
 
-    /// From a campaign's `notify:`; a setting that cannot be read is logged and disables
-    /// notifications (the run goes on).
+    /// From a campaign's `notify:` (the campaign's over the machine's, typed by the DSL).
     pub fn for_campaign(campaign: &flow_dsl::model::Campaign, log: PathBuf) -> Notifier {
-        match NotifySettings::from_snapshot(&campaign.snapshot) {
-            Ok(s) => Notifier::new(s, &campaign.name, &campaign.version, log),
-            Err(e) => {
-                eprintln!("note: notifications are off: {e}");
-                log_line(&log, &format!("notifications are off: {e}"));
-                Notifier::disabled()
-            }
-        }
+        Notifier::new(
+            campaign.notify.clone(),
+            &campaign.name,
+            &campaign.version,
+            log,
+        )
     }
 
     fn wants(&self, kind: EventKind) -> bool {
@@ -811,24 +706,6 @@ mod tests {
         );
         assert!(parse_url("ftp://x").is_err());
         assert!(parse_url("http://:80/").is_err());
-    }
-
-    #[test]
-    fn settings_merge_campaign_over_machine() {
-        let snapshot = serde_json::json!({
-            "campaign": {"notify": {"webhook": "http://127.0.0.1:9/h", "events": ["end"]}},
-            "machine": {"machine": {"notify": {"command": "cat", "failure_interval": "2m"}}},
-        });
-        let s = NotifySettings::from_snapshot(&snapshot).unwrap().unwrap();
-        assert_eq!(s.webhook.as_deref(), Some("http://127.0.0.1:9/h"));
-        assert_eq!(s.command.as_deref(), Some("cat"));
-        assert_eq!(s.events, [EventKind::End].into_iter().collect());
-        assert_eq!(s.failure_interval, Duration::from_secs(120));
-        assert!(NotifySettings::from_snapshot(&serde_json::json!({}))
-            .unwrap()
-            .is_none());
-        let bad = serde_json::json!({"campaign": {"notify": {"command": "x", "failure_interval": "soon"}}});
-        assert!(NotifySettings::from_snapshot(&bad).is_err());
     }
 
     #[test]

@@ -91,7 +91,7 @@ fn kubernetes_jobs(
             &tag,
             &batch,
             step.resources.job_type.as_deref(),
-            &config,
+            config,
             &manifest.display().to_string(),
             &config.flow_binary,
             &hash,

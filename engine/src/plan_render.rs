@@ -84,6 +84,22 @@ pub fn text(plan: &Plan, done: &DoneCounts, explain: bool) -> String {
         plan.executor.as_str()
     );
     let _ = writeln!(out, "directory {}", c.campaign_dir.display());
+    if explain {
+        // The settings of the backend this plan runs on, built-in defaults included.
+        let prefix = format!("machine.{}.", plan.executor.as_str());
+        let rows: Vec<_> = c
+            .machine
+            .provenance
+            .iter()
+            .filter(|p| p.path.starts_with(&prefix))
+            .collect();
+        if !rows.is_empty() {
+            let _ = writeln!(out, "machine settings ({}):", plan.executor.as_str());
+            for p in rows {
+                let _ = writeln!(out, "   {}", explained(p));
+            }
+        }
+    }
     let evaluations: u64 = c
         .steps
         .iter()
@@ -292,12 +308,7 @@ pub fn text(plan: &Plan, done: &DoneCounts, explain: bool) -> String {
         if explain {
             let _ = writeln!(out, "   settings:");
             for p in &step.provenance {
-                let origin = match &p.span {
-                    Some(s) => format!("{}:{}", s.file.name, s.line),
-                    None => "flow default".to_string(),
-                };
-                let value = flow_dsl::secrets::shown_value(&p.path, &p.value);
-                let _ = writeln!(out, "     {} = {value}    ({origin})", p.path);
+                let _ = writeln!(out, "     {}", explained(p));
             }
         }
     }
@@ -315,6 +326,17 @@ pub fn text(plan: &Plan, done: &DoneCounts, explain: bool) -> String {
     }
     let _ = writeln!(out, "{est}");
     out
+}
+
+/// One `--explain` line: `path = value    (file:line)`, or `(built-in)` for a value of the
+/// table of built-in defaults (`flow_dsl::machine_settings::BUILTIN_DEFAULTS`).
+fn explained(p: &flow_dsl::model::Provenance) -> String {
+    let origin = match &p.span {
+        Some(s) => format!("{}:{}", s.file.name, s.line),
+        None => "built-in".to_string(),
+    };
+    let value = flow_dsl::secrets::shown_value(&p.path, &p.value);
+    format!("{} = {value}    ({origin})", p.path)
 }
 
 /// The plan as JSON. Fields are documented in docs/plan-json.md and kept stable.

@@ -188,13 +188,13 @@ pub(crate) fn window(plan: &Plan) -> usize {
             let (cpus, _, _) = crate::compile::local_capacity(plan.campaign);
             return (cpus as usize * 32).max(64);
         }
-        ExecutorKind::Slurm => plan.campaign.machine.slurm.max_submitted,
+        ExecutorKind::Slurm => plan.campaign.machine.slurm.max_submitted.map(u64::from),
         ExecutorKind::Kubernetes => plan
             .campaign
             .machine
             .kubernetes
-            .get("max_submitted")
-            .and_then(|v| v.as_u64()),
+            .as_ref()
+            .and_then(|k| k.max_submitted),
     };
     limit.unwrap_or(u64::MAX).clamp(1, 1_000_000) as usize
 }

@@ -3,13 +3,14 @@
 //!
 //! Design for throughput: the driver talks to a fixed set of worker threads through a
 //! queue; each worker spawns one process at a time (in its own process group), blocks in
-//! `wait`, and reports. A single timer thread enforces timeouts by killing process groups,
-//! so no worker polls. No second process is spent on a wrapper: the result file that lets
+//! `wait`, and reports. Timeouts are enforced by [`crate::timeout`] (one thread kills the
+//! process groups past their deadline), so no worker polls. No second process is spent on a wrapper: the result file that lets
 //! a restarted driver ingest work finished while it was dead is written by the task's own
 //! shell (see the engine's launch builder) or by `flow task exec`.
 
 use crate::launch::{AttemptOutcome, Batch, ExecutorEvent, JobRef, Resources, TaskLaunch};
-use crate::task_runner::{kill_group, now, outcome_of, spawn, wait_with_usage};
+use crate::process_group::kill_group;
+use crate::task_runner::{now, outcome_of, spawn, wait_with_usage};
 use crate::{Executor, ExecutorError};
 use flow_dsl::error_class::ErrorClass;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Slots of the local machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +51,6 @@ struct Pool {
 struct Shared {
     pool: Mutex<Pool>,
     wake: Condvar,
-    deadlines: Mutex<Vec<(Instant, u32)>>,
-    timed_out: Mutex<HashSet<u32>>,
     cancelled: Mutex<HashSet<u32>>,
 }
 
@@ -60,7 +59,6 @@ pub struct LocalExecutor {
     shared: Arc<Shared>,
     events: Receiver<ExecutorEvent>,
     workers: Vec<JoinHandle<()>>,
-    timer: Option<JoinHandle<()>>,
     in_flight: usize,
     capacity: LocalCapacity,
 }
@@ -87,8 +85,6 @@ impl LocalExecutor {
                 ..Pool::default()
             }),
             wake: Condvar::new(),
-            deadlines: Mutex::new(Vec::new()),
-            timed_out: Mutex::new(HashSet::new()),
             cancelled: Mutex::new(HashSet::new()),
         });
         let (tx, rx) = channel();
@@ -102,13 +98,10 @@ impl LocalExecutor {
                 std::thread::spawn(move || worker(shared, tx, journal))
             })
             .collect();
-        let timer_shared = Arc::clone(&shared);
-        let timer = std::thread::spawn(move || timer(timer_shared));
         LocalExecutor {
             shared,
             events: rx,
             workers,
-            timer: Some(timer),
             in_flight: 0,
             capacity,
         }
@@ -159,7 +152,7 @@ pub fn read_result_journals(dir: &Path) -> HashMap<(String, u32), AttemptOutcome
             ) else {
                 continue;
             };
-            if let Some(mut outcome) = crate::task_runner::outcome_from_document(&doc) {
+            if let Ok(mut outcome) = crate::result_document::outcome_of(&doc) {
                 outcome.ended_at = outcome.ended_at.or(modified);
                 out.insert((task.to_string(), attempt as u32), outcome);
             }
@@ -249,7 +242,7 @@ fn worker(shared: Arc<Shared>, tx: Sender<ExecutorEvent>, journal: Option<PathBu
                     at: started,
                 });
                 if let Some(t) = launch.timeout {
-                    lock(&shared.deadlines).push((Instant::now() + t, pgid));
+                    crate::timeout::arm(pgid, t);
                 }
                 // wait4, not Child::wait: the rusage of the task's process tree comes back
                 // with its exit status.
@@ -257,9 +250,8 @@ fn worker(shared: Arc<Shared>, tx: Sender<ExecutorEvent>, journal: Option<PathBu
                 drop(child);
                 // Anything the task left behind in its group goes with it.
                 kill_group(pgid, libc::SIGKILL);
-                let timed_out = lock(&shared.timed_out).remove(&pgid);
+                let timed_out = crate::timeout::disarm(pgid);
                 let cancelled = lock(&shared.cancelled).remove(&pgid);
-                lock(&shared.deadlines).retain(|(_, p)| *p != pgid);
                 lock(&shared.pool).running.remove(&launch.task_id);
                 match status {
                     Ok(Some((status, usage))) => AttemptOutcome {
@@ -322,41 +314,13 @@ fn worker(shared: Arc<Shared>, tx: Sender<ExecutorEvent>, journal: Option<PathBu
     }
 }
 
-fn timer(shared: Arc<Shared>) {
-    loop {
-        std::thread::sleep(Duration::from_millis(50));
-        if lock(&shared.pool).shutdown {
-            return;
-        }
-        let now = Instant::now();
-        let expired: Vec<u32> = {
-            let mut d = lock(&shared.deadlines);
-            let expired = d
-                .iter()
-                .filter(|(t, _)| *t <= now)
-                .map(|(_, p)| *p)
-                .collect();
-            d.retain(|(t, _)| *t > now);
-            expired
-        };
-        for pgid in expired {
-            lock(&shared.timed_out).insert(pgid);
-            kill_group(pgid, libc::SIGTERM);
-            let shared2 = Arc::clone(&shared);
-            // A grace period, then SIGKILL for whatever ignored SIGTERM.
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_secs(2));
-                if lock(&shared2.timed_out).contains(&pgid) {
-                    kill_group(pgid, libc::SIGKILL);
-                }
-            });
-        }
-    }
-}
-
 impl Executor for LocalExecutor {
     fn name(&self) -> &'static str {
         "local"
+    }
+
+    fn capabilities(&self) -> crate::Capabilities {
+        crate::Capabilities::of(flow_dsl::model::ExecutorKind::Local)
     }
 
     fn submit(&mut self, batch: Batch) -> Result<Vec<JobRef>, ExecutorError> {
@@ -497,9 +461,6 @@ impl Drop for LocalExecutor {
                 let _ = w.join();
             }
         }
-        if let Some(t) = self.timer.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -540,6 +501,7 @@ mod tests {
         assert!(dir.path().join("notes.txt").exists());
     }
     use std::path::Path;
+    use std::time::Instant;
 
     fn launch(dir: &Path, id: &str, script: &str, timeout: Option<Duration>) -> TaskLaunch {
         TaskLaunch {

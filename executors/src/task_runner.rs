@@ -13,6 +13,8 @@
 //! and the disk holds at most about twice the limit per stream.
 
 use crate::launch::{AttemptOutcome, ResourceUsage, TaskLaunch};
+pub use crate::process_group::{group_alive, kill_group};
+pub use crate::result_document::{add_usage_to_result, write_result};
 use flow_dsl::error_class::ErrorClass;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -155,25 +157,6 @@ pub fn spawn(launch: &TaskLaunch, extra_env: &[(String, String)]) -> std::io::Re
     Ok(child)
 }
 
-/// Signal a whole process group (negative pid); errors (already gone) are ignored.
-pub fn kill_group(pgid: u32, signal: i32) {
-    if pgid > 1 {
-        // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
-        unsafe {
-            libc::kill(-(pgid as i32), signal);
-        }
-    }
-}
-
-/// Whether a process group still has members.
-pub fn group_alive(pgid: u32) -> bool {
-    if pgid <= 1 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks for existence and permission.
-    unsafe { libc::kill(-(pgid as i32), 0) == 0 }
-}
-
 /// Reap `pid` with `wait4` and return its exit status and the rusage of its process tree
 /// (the process and every descendant it waited for). Blocks unless `nohang`, in which case
 /// `Ok(None)` means it is still running. Only for a child that nothing else reaps: after
@@ -249,59 +232,14 @@ pub fn outcome_of(
     }
 }
 
-/// Write an outcome as JSON to `path` by temp file + rename.
-pub fn write_result(path: &Path, outcome: &AttemptOutcome) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    let mut f = File::create(&tmp)?;
-    f.write_all(
-        serde_json::to_string(outcome)
-            .unwrap_or_default()
-            .as_bytes(),
-    )?;
-    f.write_all(b"\n")?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)
-}
-
-/// Read a result file; `None` when absent or unreadable (e.g. written by a shell trap
-/// that was interrupted). A shell-written result carries only `exit_code`.
+/// The outcome in a result file, if it is complete and a result (the rule is
+/// [`crate::result_document`]'s); `None` when absent, still being written, or unreadable.
 pub fn read_result(path: &Path) -> Option<AttemptOutcome> {
-    let text = fs::read_to_string(path).ok()?;
-    if !text.ends_with('\n') {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    outcome_from_document(&v)
+    crate::result_document::read_result(path)?.ok()
 }
 
-/// An outcome from a result document: a full [`AttemptOutcome`], or what a task's shell
-/// writes (`{"exit_code": N}`, perhaps with `usage` added). Without an `error_class` key the
-/// exit status decides: serde would read a missing class as "succeeded".
-pub fn outcome_from_document(v: &serde_json::Value) -> Option<AttemptOutcome> {
-    if v.get("error_class").is_some() {
-        if let Ok(o) = serde_json::from_value::<AttemptOutcome>(v.clone()) {
-            return Some(o);
-        }
-    }
-    let code = v.get("exit_code")?.as_i64()? as i32;
-    Some(AttemptOutcome {
-        exit_code: Some(code),
-        signal: None,
-        error_class: (code != 0).then_some(ErrorClass::NonzeroExit),
-        message: (code != 0).then(|| format!("exit status {code}")),
-        started_at: v.get("started_at").and_then(|t| t.as_f64()),
-        ended_at: v.get("ended_at").and_then(|t| t.as_f64()),
-        usage: v
-            .get("usage")
-            .and_then(|u| serde_json::from_value(u.clone()).ok()),
-    })
-}
-
-/// Run a launch to completion in this process (blocking), honour its timeout, write its
-/// result file, and return the outcome.
+/// Run a launch to completion in this process (blocking), honour its timeout (through
+/// [`crate::timeout`]), write its result file, and return the outcome.
 pub fn run_to_completion(launch: &TaskLaunch) -> AttemptOutcome {
     let started = now();
     let spawner_rss_kib = ResourceUsage::own_peak_rss_kib();
@@ -322,31 +260,20 @@ pub fn run_to_completion(launch: &TaskLaunch) -> AttemptOutcome {
         }
     };
     let pgid = child.id();
-    let deadline = launch.timeout.map(|t| std::time::Instant::now() + t);
-    let mut timed_out = false;
-    let (status, usage) = loop {
-        match wait_with_usage(pgid, true) {
-            Ok(Some((status, usage))) => {
-                break (
-                    status,
-                    Some(ResourceUsage {
-                        spawner_rss_kib,
-                        ..usage
-                    }),
-                )
-            }
-            Ok(None) => {}
-            Err(_) => break (ExitStatus::from_raw(1 << 8), None),
-        }
-        if let Some(d) = deadline {
-            if std::time::Instant::now() >= d && !timed_out {
-                timed_out = true;
-                kill_group(pgid, libc::SIGTERM);
-                std::thread::sleep(Duration::from_millis(500));
-                kill_group(pgid, libc::SIGKILL);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if let Some(t) = launch.timeout {
+        crate::timeout::arm(pgid, t);
+    }
+    let waited = wait_with_usage(pgid, false);
+    let timed_out = crate::timeout::disarm(pgid);
+    let (status, usage) = match waited {
+        Ok(Some((status, usage))) => (
+            status,
+            Some(ResourceUsage {
+                spawner_rss_kib,
+                ..usage
+            }),
+        ),
+        Ok(None) | Err(_) => (ExitStatus::from_raw(1 << 8), None),
     };
     kill_group(pgid, libc::SIGKILL);
     drop(child); // reaped by wait4 above
@@ -354,30 +281,6 @@ pub fn run_to_completion(launch: &TaskLaunch) -> AttemptOutcome {
     outcome.usage = usage;
     let _ = write_result(&launch.result_path, &outcome);
     outcome
-}
-
-/// Add `usage` to a result file that lacks it (the exit status a task's shell wrote, or a
-/// typed step's own result), keeping every other field; atomic like [`write_result`].
-pub fn add_usage_to_result(path: &Path, usage: &ResourceUsage) -> std::io::Result<()> {
-    let text = fs::read_to_string(path)?;
-    let mut doc: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    let Some(map) = doc.as_object_mut() else {
-        return Ok(());
-    };
-    if map.get("usage").is_some_and(|u| !u.is_null()) {
-        return Ok(());
-    }
-    map.insert(
-        "usage".into(),
-        serde_json::to_value(usage).unwrap_or_default(),
-    );
-    let tmp = path.with_extension("json.usage.tmp");
-    let mut f = File::create(&tmp)?;
-    f.write_all(doc.to_string().as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

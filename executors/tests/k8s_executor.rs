@@ -3,7 +3,8 @@
 //! events reported once per attempt. Whole campaigns through the `flow` binary are in
 //! `tests/kubernetes_campaign.rs`.
 
-use flow_executors::kubernetes::{KubernetesConfig, KubernetesExecutor, KubernetesSettings};
+use flow_dsl::machine_settings::KubernetesSettings;
+use flow_executors::kubernetes::{KubernetesCampaign, KubernetesExecutor};
 use flow_executors::{Batch, Executor, ExecutorEvent, Resources, TaskLaunch};
 use flow_kube_double::{ApiDouble, Options};
 use serde_json::json;
@@ -60,15 +61,15 @@ fn executor(dir: &Path) -> KubernetesExecutor {
 }
 
 fn executor_with_manifests(dir: &Path, manifest_dir: &Path) -> KubernetesExecutor {
-    let config = KubernetesConfig::from_json(&json!({
+    let settings = KubernetesSettings::from_json(&json!({
         "namespace": NS,
         "image": "registry.invalid/flow:test",
         "flow_binary": fake_flow(dir),
     }))
     .unwrap();
-    KubernetesExecutor::connect(KubernetesSettings {
+    KubernetesExecutor::connect(KubernetesCampaign {
         campaign_tag: "v1_exec".into(),
-        config,
+        settings,
         manifest_dir: manifest_dir.to_path_buf(),
         step_job_types: Default::default(),
     })

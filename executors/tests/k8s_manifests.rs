@@ -3,9 +3,10 @@
 //! the real `kubernetes-validate` (PyPI; `scripts/deps/k8s.sh` installs it). No API server
 //! runs here: this checks the documents, not what a cluster does with them.
 
-use flow_executors::kubernetes::config::{EnvFromSource, SecretEnvVar};
+use flow_dsl::machine_settings::kubernetes::{EnvFromSource, SecretEnvVar};
+use flow_dsl::machine_settings::KubernetesSettings;
 use flow_executors::kubernetes::names::{is_dns1123_label, is_valid_label_value};
-use flow_executors::kubernetes::{render_batch, KubernetesConfig, ManifestError};
+use flow_executors::kubernetes::{render_batch, ManifestError};
 use flow_executors::{Batch, Resources, TaskLaunch};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -78,18 +79,19 @@ fn gpu_batch() -> Batch {
 
 /// The `kubernetes:` block of a machine recipe file in `recipes/machines/`, read with the DSL's
 /// own loader (which also validates the file against `schemas/machine.schema.json`).
-fn recipe_config(file: &str) -> KubernetesConfig {
+fn recipe_config(file: &str) -> KubernetesSettings {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../recipes/machines")
         .join(file);
     let machine = flow_dsl::load::load_machine_recipe(&path.display().to_string())
         .unwrap_or_else(|d| panic!("{}: {d:?}", path.display()));
-    KubernetesConfig::from_json(&machine.kubernetes)
-        .unwrap_or_else(|e| panic!("{}: kubernetes block: {e}", path.display()))
+    machine
+        .kubernetes
+        .unwrap_or_else(|| panic!("{}: no kubernetes block", path.display()))
 }
 
 /// `recipes/machines/generic-k8s.yaml`, plus secret references.
-fn generic_config() -> KubernetesConfig {
+fn generic_config() -> KubernetesSettings {
     let mut config = recipe_config("generic-k8s.yaml");
     config.env_from = vec![EnvFromSource::ConfigMap("flow-site-settings".into())];
     config.secret_env = vec![SecretEnvVar {
@@ -101,7 +103,7 @@ fn generic_config() -> KubernetesConfig {
 }
 
 /// `recipes/machines/aks-gpu.yaml`: a spot A100 node pool on AKS.
-fn aks_gpu_config() -> KubernetesConfig {
+fn aks_gpu_config() -> KubernetesSettings {
     recipe_config("aks-gpu.yaml")
 }
 

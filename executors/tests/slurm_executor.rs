@@ -4,8 +4,9 @@
 mod slurm_support;
 
 use flow_dsl::error_class::ErrorClass;
-use flow_executors::slurm::config::AccountingSource;
-use flow_executors::slurm::escalation::{escalate, OnRetry};
+use flow_dsl::machine_settings::slurm::AccountingSource;
+use flow_dsl::on_retry::OnRetry;
+use flow_executors::escalation::escalate;
 use flow_executors::{Executor, ExecutorError, JobRef};
 use slurm_support::*;
 use std::process::Command;

@@ -1,7 +1,8 @@
 //! The 40,000-task campaign shape, planned without Slurm: arrays of 1,000 give 40 sbatch
 //! scripts, and the manifests are one line per task.
 
-use flow_executors::slurm::{SlurmConfig, SlurmExecutor, SlurmPaths};
+use flow_dsl::machine_settings::SlurmSettings;
+use flow_executors::slurm::{SlurmExecutor, SlurmPaths};
 use flow_executors::{Batch, Resources, TaskLaunch};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -34,9 +35,9 @@ fn forty_thousand_tasks_plan_as_forty_arrays() {
             }
         })
         .collect();
-    let config = SlurmConfig {
+    let config = SlurmSettings {
         max_submitted: Some(5000),
-        ..SlurmConfig::default()
+        ..SlurmSettings::default()
     };
     let executor = SlurmExecutor::new(
         "v1.0_mocks",

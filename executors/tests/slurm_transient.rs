@@ -4,7 +4,8 @@
 
 mod slurm_support;
 
-use flow_executors::slurm::rate_limit::{Rate, RateLimiter};
+use flow_dsl::quantity::Rate;
+use flow_executors::rate_limit::RateLimiter;
 use flow_executors::slurm::slurm_cli::{SlurmCli, TransientRetry};
 use slurm_support::require_slurm;
 use std::path::Path;

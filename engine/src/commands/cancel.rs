@@ -6,7 +6,6 @@ use super::{CommandResult, FlowError};
 use crate::cli::OutputFormat;
 use crate::compile::compile;
 use crate::layout::Layout;
-use flow_dsl::model::ExecutorKind;
 use std::path::{Path, PathBuf};
 
 pub fn cancel(file: &Path, state_dir: Option<PathBuf>, output: OutputFormat) -> CommandResult {
@@ -46,36 +45,32 @@ pub fn cancel(file: &Path, state_dir: Option<PathBuf>, output: OutputFormat) -> 
         }
         _ => {
             // No driver: cancel what the backend still holds for this campaign directly.
-            if campaign.machine.executor != ExecutorKind::Local {
+            if flow_executors::Capabilities::of(campaign.machine.executor).jobs_outlive_driver {
                 let plan = compile(&campaign, None)?;
                 let mut ex = crate::backend::executor_for(&plan)?;
-                let backend = ex.name();
+                let capabilities = ex.capabilities();
                 let done = ex.cancel_all()?;
-                {
-                    {
-                        let (action, verb, what) = match (done.deleted, backend) {
-                            (true, _) => ("deleted-jobs", "deleted", "Kubernetes Job(s)"),
-                            (false, "slurm") => ("cancelled-jobs", "cancelled", "Slurm job(s)"),
-                            (false, _) => ("cancelled-jobs", "cancelled", "job(s)"),
-                        };
-                        say(
-                            action,
-                            format!(
-                                "no driver is running; {verb} {} {what} of campaign {}{}",
-                                done.jobs,
-                                campaign.name,
-                                if done.deleted {
-                                    " (and their pods)"
-                                } else {
-                                    ""
-                                }
-                            ),
-                            None,
-                            Some(done.jobs),
-                        );
-                        return Ok(0);
-                    }
-                }
+                let (action, verb) = match done.deleted {
+                    true => ("deleted-jobs", "deleted"),
+                    false => ("cancelled-jobs", "cancelled"),
+                };
+                say(
+                    action,
+                    format!(
+                        "no driver is running; {verb} {} {}(s) of campaign {}{}",
+                        done.jobs,
+                        capabilities.job_noun,
+                        campaign.name,
+                        if done.deleted {
+                            " (and their pods)"
+                        } else {
+                            ""
+                        }
+                    ),
+                    None,
+                    Some(done.jobs),
+                );
+                return Ok(0);
             }
             say(
                 "nothing-running",

@@ -86,7 +86,11 @@ pub fn logs(
     // start, a deadline, `flow task`'s messages in the pods), as long as it keeps them.
     if let Some((backend, job_id)) = attempts
         .iter()
-        .find(|a| a.attempt == n && a.executor != "local")
+        .find(|a| {
+            a.attempt == n
+                && flow_executors::Capabilities::of_name(&a.executor)
+                    .is_some_and(|c| c.attempt_logs)
+        })
         .and_then(|a| Some((a.executor.clone(), a.job_id.clone()?)))
     {
         let logs = compile(&campaign, None)

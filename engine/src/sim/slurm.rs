@@ -1,7 +1,7 @@
 //! A simulated Slurm on a virtual clock, counted the way flow's Slurm executor counts.
 //!
 //! What it keeps from the real executor: a submission is split into arrays of at most
-//! `array_size` elements with the executor's own [`array_plan`] functions (one `sbatch`
+//! `array_size` elements with the executor's own [`flow_executors::batching`] functions (one `sbatch`
 //! call per array), and an array is held back until it fits under `max_submitted` (elements
 //! flow has in the queue, queued or running). What it simulates: each element waits in the
 //! queue (a drawn wait), then for a free slot of the cluster (`slots`: how many of flow's
@@ -13,7 +13,7 @@
 
 use super::rng::{Dist, SplitMix64};
 use flow_dsl::error_class::ErrorClass;
-use flow_executors::slurm::array_plan::{array_size, fits_window, split_into_arrays};
+use flow_executors::batching::{array_size, fits_window, split_into_arrays};
 use flow_executors::AttemptOutcome;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};

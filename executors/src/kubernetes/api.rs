@@ -2,7 +2,8 @@
 //! jittered exponential backoff on answers that say "later" (429, 5xx) or on a connection
 //! that failed. Everything else (404, 409, 422, ...) goes back to the caller at once.
 
-use crate::slurm::rate_limit::{Rate, RateLimiter};
+use crate::rate_limit::RateLimiter;
+use flow_dsl::quantity::Rate;
 use std::future::Future;
 use std::time::Duration;
 

@@ -3,7 +3,8 @@
 //! `flow task run-manifest` writes it to `$FLOW_TERMINATION_MESSAGE` (the container's
 //! `terminationMessagePath`); the kubelet copies it into the pod status, where the driver
 //! reads it through the API without touching the campaign volume. The kubelet keeps at most
-//! 4096 bytes, so [`encode`] shortens the message text until the document fits.
+//! 4096 bytes, so [`encode`] shortens the message text until the document fits. The outcome
+//! it carries is a result document ([`crate::result_document`]) under `outcome`.
 
 use crate::launch::AttemptOutcome;
 use serde::{Deserialize, Serialize};
@@ -64,9 +65,19 @@ pub fn encode(task_id: &str, attempt: u32, outcome: &AttemptOutcome) -> Option<S
 
 /// Read a termination message back; `None` when it is not a flow result (empty, a log tail
 /// from `FallbackToLogsOnError`, another schema).
+///
+/// The outcome inside is read by the one rule of [`crate::result_document`].
 pub fn decode(message: &str) -> Option<PodResult> {
-    let result: PodResult = serde_json::from_str(message.trim()).ok()?;
-    (result.schema == SCHEMA).then_some(result)
+    let doc: serde_json::Value = serde_json::from_str(message.trim()).ok()?;
+    if doc.get("schema").and_then(|s| s.as_str()) != Some(SCHEMA) {
+        return None;
+    }
+    Some(PodResult {
+        schema: SCHEMA.to_string(),
+        task_id: doc.get("task_id")?.as_str()?.to_string(),
+        attempt: u32::try_from(doc.get("attempt")?.as_u64()?).ok()?,
+        outcome: crate::result_document::outcome_of(doc.get("outcome")?).ok()?,
+    })
 }
 
 #[cfg(test)]

@@ -1,4 +1,14 @@
-//! Array index lists as Slurm prints them: `4`, `0-5%3`, `1,3-5`, `[5-9]`.
+//! Array index lists as Slurm prints them (`4`, `0-5%3`, `1,3-5`, `[5-9]`) and as sbatch
+//! takes them (`--array=0-999%200`).
+
+/// The `--array` value for `len` elements: `0-(len-1)`, with `%throttle` when given.
+pub fn array_spec(len: usize, throttle: Option<u32>) -> String {
+    let last = len.saturating_sub(1);
+    match throttle {
+        Some(t) => format!("0-{last}%{t}"),
+        None => format!("0-{last}"),
+    }
+}
 
 /// Parse a list of array indices. `N/A`, `(null)` and the empty string give `Some(vec![])`
 /// (not an array element); malformed text gives `None`. A `%N` throttle suffix is ignored.
@@ -37,6 +47,12 @@ pub fn parse_throttle(text: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn array_specs() {
+        assert_eq!(array_spec(200, None), "0-199");
+        assert_eq!(array_spec(1000, Some(50)), "0-999%50");
+    }
 
     #[test]
     fn index_lists() {

@@ -2,12 +2,12 @@
 //! (`recipes/templates/slurm-array.sbatch.hbs`, replaceable per machine). Pure: the same
 //! request always gives the same script, which is what `flow plan` shows.
 
-use super::array_plan::array_spec;
-use super::config::{GpuOption, SlurmConfig};
+use super::array_indices::array_spec;
 use super::job_tag::JobTag;
 use super::quote::{sbatch_value, shell_quote, UnquotableValue};
 use super::time_format::format_slurm_time;
 use crate::launch::Resources;
+use flow_dsl::machine_settings::slurm::{GpuOption, SlurmSettings};
 use handlebars::Handlebars;
 use serde::Serialize;
 use std::path::Path;
@@ -36,7 +36,7 @@ pub enum ScriptError {
 pub struct ScriptRequest<'a> {
     pub tag: &'a JobTag,
     pub resources: &'a Resources,
-    pub config: &'a SlurmConfig,
+    pub config: &'a SlurmSettings,
     pub task_count: usize,
     /// `%` throttle of the array; ignored for a single job.
     pub throttle: Option<u32>,
@@ -228,8 +228,8 @@ mod tests {
         }
     }
 
-    fn config() -> SlurmConfig {
-        SlurmConfig {
+    fn config() -> SlurmSettings {
+        SlurmSettings {
             account: Some("m4943".into()),
             modules: vec!["gcc/12".into(), "python 3.11".into()],
             setup: vec!["source /opt/site/env.sh".into()],
@@ -237,7 +237,7 @@ mod tests {
                 ("OMP_NUM_THREADS".into(), "8".into()),
                 ("LABEL".into(), "it's $(x)".into()),
             ]),
-            ..SlurmConfig::default()
+            ..SlurmSettings::default()
         }
     }
 
@@ -291,7 +291,7 @@ exec /opt/flow/bin/flow task run-manifest '/scratch/camp aign/logs/mocks/mocks-b
 
     #[test]
     fn single_task_is_a_plain_job() {
-        let (tag, config) = (tag(), SlurmConfig::default());
+        let (tag, config) = (tag(), SlurmSettings::default());
         let resources = Resources::default();
         let dir = PathBuf::from("/c/logs/s/b");
         let request = ScriptRequest {
@@ -312,7 +312,7 @@ exec /opt/flow/bin/flow task run-manifest '/scratch/camp aign/logs/mocks/mocks-b
 
     #[test]
     fn refuses_what_cannot_be_quoted() {
-        let (tag, config) = (tag(), SlurmConfig::default());
+        let (tag, config) = (tag(), SlurmSettings::default());
         let resources = Resources {
             partition: Some("a\"b".into()),
             ..Resources::default()
@@ -332,7 +332,7 @@ exec /opt/flow/bin/flow task run-manifest '/scratch/camp aign/logs/mocks/mocks-b
             render_script(DEFAULT_TEMPLATE, &request),
             Err(ScriptError::Unquotable(_))
         ));
-        let mut config = SlurmConfig::default();
+        let mut config = SlurmSettings::default();
         config.env.insert("BAD NAME".into(), "x".into());
         let resources = Resources::default();
         let request = ScriptRequest {
@@ -348,7 +348,7 @@ exec /opt/flow/bin/flow task run-manifest '/scratch/camp aign/logs/mocks/mocks-b
 
     #[test]
     fn strict_mode_rejects_unknown_variables() {
-        let (tag, config, resources) = (tag(), SlurmConfig::default(), Resources::default());
+        let (tag, config, resources) = (tag(), SlurmSettings::default(), Resources::default());
         let dir = PathBuf::from("/c");
         let request = ScriptRequest {
             tag: &tag,

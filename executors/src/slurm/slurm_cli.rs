@@ -3,7 +3,7 @@
 //! ("Socket timed out", "Resource temporarily unavailable", "Unexpected message") with
 //! jittered exponential backoff.
 
-use super::rate_limit::RateLimiter;
+use crate::rate_limit::RateLimiter;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,5 +1,6 @@
-//! Durations as Slurm writes them (`D-HH:MM:SS`, `HH:MM:SS`, `MM:SS`, `UNLIMITED`) and as
-//! users write them in recipes (`90s`, `30m`, `2h`, `1d`, `1h30m`).
+//! Durations as Slurm writes them (`D-HH:MM:SS`, `HH:MM:SS`, `MM:SS`, `UNLIMITED`). As
+//! users write them in recipes (`90s`, `30m`, `2h`) they are read by the DSL
+//! (`flow_dsl::quantity::parse_duration`).
 
 use std::time::Duration;
 
@@ -48,42 +49,6 @@ pub fn parse_slurm_time(text: &str) -> Result<Option<Duration>, String> {
     Ok(Some(Duration::from_secs(days * 86_400 + seconds)))
 }
 
-/// Parse a recipe duration: one or more `<number><unit>` pairs with units `s`, `m`, `h`,
-/// `d` (`90s`, `2h`, `1h30m`, `1.5h`), or a Slurm time (`1-00:00:00`). Errors name the text.
-pub fn parse_human_duration(text: &str) -> Result<Duration, String> {
-    let trimmed = text.trim();
-    if trimmed.contains(':') || trimmed.contains('-') {
-        return parse_slurm_time(trimmed)?
-            .ok_or_else(|| format!("`{text}` is not a finite duration"));
-    }
-    let bad = || format!("unreadable duration `{text}` (expected e.g. 90s, 30m, 2h, 1d, 1h30m)");
-    if trimmed.is_empty() {
-        return Err(bad());
-    }
-    let mut total = 0.0f64;
-    let mut number = String::new();
-    for ch in trimmed.chars() {
-        if ch.is_ascii_digit() || ch == '.' {
-            number.push(ch);
-            continue;
-        }
-        let unit = match ch {
-            's' => 1.0,
-            'm' => 60.0,
-            'h' => 3600.0,
-            'd' => 86_400.0,
-            _ => return Err(bad()),
-        };
-        let value: f64 = number.parse().map_err(|_| bad())?;
-        total += value * unit;
-        number.clear();
-    }
-    if !number.is_empty() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(total))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,27 +74,5 @@ mod tests {
         assert_eq!(parse_slurm_time("10").unwrap(), s(600));
         assert_eq!(parse_slurm_time("UNLIMITED").unwrap(), None);
         assert!(parse_slurm_time("x:y").is_err());
-    }
-
-    #[test]
-    fn parses_human_durations() {
-        assert_eq!(
-            parse_human_duration("24h").unwrap(),
-            Duration::from_secs(86_400)
-        );
-        assert_eq!(
-            parse_human_duration("1h30m").unwrap(),
-            Duration::from_secs(5400)
-        );
-        assert_eq!(
-            parse_human_duration("1.5h").unwrap(),
-            Duration::from_secs(5400)
-        );
-        assert_eq!(
-            parse_human_duration("1-00:00:00").unwrap(),
-            Duration::from_secs(86_400)
-        );
-        assert!(parse_human_duration("2 weeks").is_err());
-        assert!(parse_human_duration("12").is_err());
     }
 }

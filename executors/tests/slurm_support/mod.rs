@@ -2,8 +2,9 @@
 
 #![allow(dead_code)]
 
-use flow_executors::slurm::rate_limit::Rate;
-use flow_executors::slurm::{SlurmConfig, SlurmExecutor, SlurmPaths};
+use flow_dsl::machine_settings::SlurmSettings;
+use flow_dsl::quantity::Rate;
+use flow_executors::slurm::{SlurmExecutor, SlurmPaths};
 use flow_executors::{AttemptOutcome, Batch, Executor, ExecutorEvent, Resources, TaskLaunch};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,17 +47,17 @@ pub fn stand_in() -> PathBuf {
 }
 
 /// A configuration for fast tests: quick polling, a generous rate limit.
-pub fn test_config() -> SlurmConfig {
-    SlurmConfig {
+pub fn test_config() -> SlurmSettings {
+    SlurmSettings {
         poll_interval: Duration::from_millis(500),
         result_grace: Duration::from_secs(10),
         submit_rate: Rate::parse("20/s").expect("valid rate"),
         burst: 10,
-        ..SlurmConfig::default()
+        ..SlurmSettings::default()
     }
 }
 
-pub fn executor(campaign: &str, dir: &Path, config: SlurmConfig) -> SlurmExecutor {
+pub fn executor(campaign: &str, dir: &Path, config: SlurmSettings) -> SlurmExecutor {
     SlurmExecutor::new(
         campaign,
         config,

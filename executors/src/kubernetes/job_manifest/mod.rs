@@ -1,17 +1,20 @@
 //! One batch of task attempts as a `batch/v1` Indexed Job.
 //!
 //! Completion index N runs line N of the batch's manifest (the file the Slurm executor also
-//! writes, see [`crate::slurm::manifest`]): the pod's command is
+//! writes, see [`crate::manifest`]): the pod's command is
 //! `flow task run-manifest <manifest> $(JOB_COMPLETION_INDEX)`, so a pod never re-plans.
-//! Everything here is a pure function of its inputs; nothing talks to a cluster.
+//! Everything here is a pure function of its inputs; nothing talks to a cluster. What the
+//! settings and variable names must satisfy first is `checks`.
 
-use super::config::{EnvFromSource, KubernetesConfig, Toleration};
-use super::names::{
-    is_dns1123_label, is_dns1123_subdomain, is_valid_label_value, job_name, label_value,
-};
+use super::names::{job_name, label_value};
 use crate::launch::{Batch, TaskLaunch};
+use flow_dsl::machine_settings::kubernetes::{EnvFromSource, KubernetesSettings, Toleration};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
+
+mod checks;
+
+use checks::{check_config, check_env_name, require_absolute};
 
 /// Name of the one container in every pod (podFailurePolicy rules refer to it).
 pub const CONTAINER_NAME: &str = "task";
@@ -69,14 +72,13 @@ pub enum ManifestError {
 /// is part of the Job name and of the manifest's file name, so two batches with the same key
 /// but other tasks or attempts never share a Job, and the same batch submitted twice does.
 pub fn batch_manifest(batch: &Batch) -> Result<(String, String), ManifestError> {
-    let text = crate::slurm::manifest::manifest_text(&batch.tasks).map_err(|e| {
-        ManifestError::InvalidConfig {
+    let text =
+        crate::manifest::manifest_text(&batch.tasks).map_err(|e| ManifestError::InvalidConfig {
             field: "tasks".into(),
             value: batch.batch_key.clone(),
             expected: format!("serializable launch ({e})"),
-        }
-    })?;
-    let hash = crate::slurm::manifest::manifest_hash(&text);
+        })?;
+    let hash = crate::manifest::manifest_hash(&text);
     Ok((text, hash))
 }
 
@@ -122,7 +124,7 @@ pub fn render_batch(
     campaign_tag: &str,
     batch: &Batch,
     job_type: Option<&str>,
-    config: &KubernetesConfig,
+    config: &KubernetesSettings,
     manifest_path_in_pod: &str,
     flow_binary_in_pod: &str,
 ) -> Result<Vec<Value>, ManifestError> {
@@ -144,7 +146,7 @@ pub fn render_batch_with_hash(
     campaign_tag: &str,
     batch: &Batch,
     job_type: Option<&str>,
-    config: &KubernetesConfig,
+    config: &KubernetesSettings,
     manifest_path_in_pod: &str,
     flow_binary_in_pod: &str,
     manifest_hash: &str,
@@ -258,7 +260,7 @@ fn pod_failure_policy(fail_index: bool) -> Value {
 fn pod_spec(
     batch: &Batch,
     job_type: Option<&str>,
-    config: &KubernetesConfig,
+    config: &KubernetesSettings,
     manifest_path_in_pod: &str,
     flow_binary_in_pod: &str,
 ) -> Result<Value, ManifestError> {
@@ -314,7 +316,7 @@ fn pod_spec(
 
 fn container(
     batch: &Batch,
-    config: &KubernetesConfig,
+    config: &KubernetesSettings,
     manifest_path_in_pod: &str,
     flow_binary_in_pod: &str,
 ) -> Result<Value, ManifestError> {
@@ -369,7 +371,7 @@ fn container(
 
 /// Requests equal limits (Guaranteed QoS when every resource is set): cpu in whole cores,
 /// memory in MiB when known, GPUs under the configured resource name when any.
-fn resources(batch: &Batch, config: &KubernetesConfig) -> Value {
+fn resources(batch: &Batch, config: &KubernetesSettings) -> Value {
     let r = &batch.resources;
     let mut amounts = Map::new();
     amounts.insert("cpu".into(), json!(r.total_cpus().to_string()));
@@ -387,7 +389,7 @@ fn resources(batch: &Batch, config: &KubernetesConfig) -> Value {
 }
 
 /// The pod-level part of the restricted Pod Security Standard.
-fn pod_security_context(config: &KubernetesConfig) -> Value {
+fn pod_security_context(config: &KubernetesSettings) -> Value {
     let mut context = Map::new();
     context.insert("runAsNonRoot".into(), json!(true));
     if let Some(uid) = config.run_as_user {
@@ -419,7 +421,7 @@ fn container_security_context() -> Value {
 /// expand it.
 fn environment(
     tasks: &[TaskLaunch],
-    config: &KubernetesConfig,
+    config: &KubernetesSettings,
     manifest_path_in_pod: &str,
 ) -> Result<Vec<Value>, ManifestError> {
     let mut env = vec![
@@ -510,177 +512,6 @@ fn escape_variable_refs(text: &str) -> String {
     text.replace('$', "$$")
 }
 
-fn check_env_name(name: &str) -> Result<(), ManifestError> {
-    let mut chars = name.chars();
-    let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if valid {
-        Ok(())
-    } else {
-        Err(ManifestError::InvalidEnvName { name: name.into() })
-    }
-}
-
-/// A toleration the API server would accept: operator `Exists` or `Equal` (default), no value
-/// with `Exists`, a key unless `Exists` tolerates everything, a known effect, and
-/// `tolerationSeconds` only with `NoExecute`. Err: (offending value, what was expected).
-fn check_toleration(t: &Toleration) -> Result<(), (String, &'static str)> {
-    let operator = t.operator.as_deref().unwrap_or("Equal");
-    match operator {
-        "Exists" if t.value.as_deref().is_some_and(|v| !v.is_empty()) => {
-            return Err((
-                t.value.clone().unwrap_or_default(),
-                "toleration without a value (operator Exists)",
-            ))
-        }
-        "Exists" => {}
-        "Equal" if t.key.as_deref().unwrap_or("").is_empty() => {
-            return Err((String::new(), "toleration key (operator Equal)"))
-        }
-        "Equal" => {}
-        other => return Err((other.to_string(), "toleration operator (Exists or Equal)")),
-    }
-    if let Some(key) = t.key.as_deref().filter(|k| !k.is_empty()) {
-        if !is_label_key(key) {
-            return Err((key.to_string(), "toleration key ([prefix/]name)"));
-        }
-    }
-    match t.effect.as_deref() {
-        None | Some("") | Some("NoSchedule") | Some("PreferNoSchedule") | Some("NoExecute") => {}
-        Some(other) => {
-            return Err((
-                other.to_string(),
-                "toleration effect (NoSchedule, PreferNoSchedule or NoExecute)",
-            ))
-        }
-    }
-    if t.toleration_seconds.is_some() && t.effect.as_deref() != Some("NoExecute") {
-        return Err((
-            t.effect.clone().unwrap_or_default(),
-            "effect NoExecute with toleration_seconds",
-        ));
-    }
-    Ok(())
-}
-
-/// A label key: an optional DNS-1123 subdomain prefix and `/`, then a name of at most 63
-/// characters of `[A-Za-z0-9._-]` beginning and ending with an alphanumeric character.
-fn is_label_key(key: &str) -> bool {
-    let (prefix, name) = match key.split_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    prefix.is_none_or(is_dns1123_subdomain) && !name.is_empty() && is_valid_label_value(name)
-}
-
-fn require_absolute(what: &str, path: &str) -> Result<(), ManifestError> {
-    if path.starts_with('/') {
-        Ok(())
-    } else {
-        Err(ManifestError::RelativePath {
-            what: what.into(),
-            value: path.into(),
-        })
-    }
-}
-
-fn check_config(config: &KubernetesConfig) -> Result<(), ManifestError> {
-    let invalid = |field: &str, value: &str, expected: &str| ManifestError::InvalidConfig {
-        field: field.into(),
-        value: value.into(),
-        expected: expected.into(),
-    };
-    if !is_dns1123_label(&config.namespace) {
-        return Err(invalid(
-            "namespace",
-            &config.namespace,
-            "namespace (DNS-1123 label)",
-        ));
-    }
-    if config.image.trim().is_empty() || config.image.chars().any(char::is_whitespace) {
-        return Err(invalid("image", &config.image, "image reference"));
-    }
-    let subdomains = config
-        .image_pull_secrets
-        .iter()
-        .map(|n| ("image_pull_secrets", n))
-        .chain(
-            config
-                .service_account
-                .iter()
-                .map(|n| ("service_account", n)),
-        )
-        .chain(config.volume.iter().map(|v| ("volume.claim", &v.claim)))
-        .chain(config.env_from.iter().map(|s| match s {
-            EnvFromSource::Secret(n) => ("env_from.secret", n),
-            EnvFromSource::ConfigMap(n) => ("env_from.config_map", n),
-        }))
-        .chain(
-            config
-                .secret_env
-                .iter()
-                .map(|s| ("secret_env.secret", &s.secret)),
-        );
-    for (field, name) in subdomains {
-        if !is_dns1123_subdomain(name) {
-            return Err(invalid(field, name, "object name (DNS-1123 subdomain)"));
-        }
-    }
-    if let Some(volume) = &config.volume {
-        require_absolute("kubernetes.volume.mount_path", &volume.mount_path)?;
-    }
-    for (field, id) in [
-        ("run_as_user", config.run_as_user),
-        ("run_as_group", config.run_as_group),
-    ] {
-        if let Some(id) = id.filter(|id| *id <= 0) {
-            return Err(invalid(field, &id.to_string(), "non-root id (> 0)"));
-        }
-    }
-    let placements = std::iter::once(("", &config.node_selector, &config.tolerations)).chain(
-        config
-            .job_types
-            .iter()
-            .map(|(name, p)| (name.as_str(), &p.node_selector, &p.tolerations)),
-    );
-    for (job_type, selector, tolerations) in placements {
-        let prefix = if job_type.is_empty() {
-            String::new()
-        } else {
-            format!("job_types.{job_type}.")
-        };
-        for (key, value) in selector {
-            if !is_label_key(key) {
-                return Err(invalid(
-                    &format!("{prefix}node_selector"),
-                    key,
-                    "label key ([prefix/]name)",
-                ));
-            }
-            if !is_valid_label_value(value) || value.is_empty() {
-                return Err(invalid(
-                    &format!("{prefix}node_selector.{key}"),
-                    value,
-                    "label value",
-                ));
-            }
-        }
-        for t in tolerations {
-            check_toleration(t).map_err(|(value, expected)| {
-                invalid(&format!("{prefix}tolerations"), &value, expected)
-            })?;
-        }
-    }
-    if config.gpu_resource.is_empty() || !config.gpu_resource.contains('/') {
-        return Err(invalid(
-            "gpu_resource",
-            &config.gpu_resource,
-            "extended resource name (vendor/resource)",
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -717,8 +548,8 @@ mod tests {
         }
     }
 
-    fn config() -> KubernetesConfig {
-        KubernetesConfig::from_json(&json!({"namespace": "flow", "image": "img:1"})).unwrap()
+    fn config() -> KubernetesSettings {
+        KubernetesSettings::from_json(&json!({"namespace": "flow", "image": "img:1"})).unwrap()
     }
 
     #[test]
@@ -841,13 +672,13 @@ mod tests {
     #[test]
     fn placement_and_user_ids_are_checked() {
         let one = || batch(vec![task("a", &[], None)]);
-        let render = |c: &KubernetesConfig| render_batch("c", &one(), None, c, "/m", "flow");
+        let render = |c: &KubernetesSettings| render_batch("c", &one(), None, c, "/m", "flow");
         let with = |v: serde_json::Value| {
             let mut base = json!({"namespace": "flow", "image": "img:1"});
             base.as_object_mut()
                 .unwrap()
                 .extend(v.as_object().unwrap().clone());
-            KubernetesConfig::from_json(&base).unwrap()
+            KubernetesSettings::from_json(&base).unwrap()
         };
         let good = with(json!({
             "node_selector": {"kubernetes.azure.com/agentpool": "gpunp"},

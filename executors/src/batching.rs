@@ -1,6 +1,7 @@
-//! Planning of Slurm job arrays, free of I/O: how many tasks go in one array, how the
-//! step-wide `max_running` cap is shared among the arrays in the queue (each array's `%`
-//! throttle), and whether another array fits under `max_submitted` (the sliding window).
+//! Batching shared by the cluster backends, free of I/O: how many tasks go in one backend
+//! job (a Slurm array, a Kubernetes Indexed Job), how the step-wide `max_running` cap is
+//! shared among a step's jobs in flight (a Slurm array's `%` throttle, a Job's
+//! `parallelism`), and whether another job fits under `max_submitted` (the sliding window).
 
 use std::ops::Range;
 
@@ -23,15 +24,6 @@ pub fn split_into_arrays(task_count: usize, array_size: u32) -> Vec<Range<usize>
         .step_by(size)
         .map(|start| start..(start + size).min(task_count))
         .collect()
-}
-
-/// The `--array` value for `len` elements: `0-(len-1)`, with `%throttle` when given.
-pub fn array_spec(len: usize, throttle: Option<u32>) -> String {
-    let last = len.saturating_sub(1);
-    match throttle {
-        Some(t) => format!("0-{last}%{t}"),
-        None => format!("0-{last}"),
-    }
 }
 
 /// One array of a step as the window sees it: its `%` throttle and how many of its
@@ -139,12 +131,6 @@ mod tests {
         let arrays = split_into_arrays(1001, 500);
         assert_eq!(arrays, vec![0..500, 500..1000, 1000..1001]);
         assert!(split_into_arrays(0, 10).is_empty());
-    }
-
-    #[test]
-    fn array_specs() {
-        assert_eq!(array_spec(200, None), "0-199");
-        assert_eq!(array_spec(1000, Some(50)), "0-999%50");
     }
 
     #[test]

@@ -1,38 +1,10 @@
 //! One token bucket shared by every call flow makes to Slurm (sbatch, squeue, sacct,
-//! scontrol, scancel), so a campaign never floods slurmctld.
+//! scontrol, scancel), so a campaign never floods slurmctld, and by every call to the
+//! Kubernetes API. The rate itself is a setting ([`flow_dsl::quantity::Rate`]).
 
+use flow_dsl::quantity::Rate;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A rate such as `2/s`, `30/min`, `5/m`, `100/h`: `calls` per `per`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Rate {
-    pub calls: f64,
-    pub per: Duration,
-}
-
-impl Rate {
-    /// Parse `N/s`, `N/sec`, `N/m`, `N/min`, `N/h` (N may be fractional). Errors name the text.
-    pub fn parse(text: &str) -> Result<Rate, String> {
-        let bad = || format!("unreadable rate `{text}` (expected e.g. 2/s, 30/min)");
-        let (calls, unit) = text.trim().split_once('/').ok_or_else(bad)?;
-        let calls: f64 = calls.trim().parse().map_err(|_| bad())?;
-        let per = match unit.trim() {
-            "s" | "sec" | "second" => Duration::from_secs(1),
-            "m" | "min" | "minute" => Duration::from_secs(60),
-            "h" | "hour" => Duration::from_secs(3600),
-            _ => return Err(bad()),
-        };
-        if !(calls.is_finite() && calls > 0.0) {
-            return Err(bad());
-        }
-        Ok(Rate { calls, per })
-    }
-
-    fn per_second(&self) -> f64 {
-        self.calls / self.per.as_secs_f64()
-    }
-}
 
 /// The bucket's arithmetic, free of clocks: tokens refill at `rate`, up to `burst`.
 #[derive(Debug, Clone)]
@@ -110,14 +82,6 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rates_parse() {
-        assert_eq!(Rate::parse("2/s").unwrap().per_second(), 2.0);
-        assert_eq!(Rate::parse("30/min").unwrap().per_second(), 0.5);
-        assert!(Rate::parse("fast").is_err());
-        assert!(Rate::parse("0/s").is_err());
-    }
 
     #[test]
     fn bucket_allows_a_burst_then_the_rate() {

@@ -21,24 +21,21 @@
 //!
 //! Secrets appear here by name only: the manifests carry `secretRef`/`secretKeyRef`
 //! references, never a value.
+//!
+//! Defaults come from [`super::BUILTIN_DEFAULTS`] (`machine.kubernetes.*`): the NVIDIA
+//! device plugin's GPU resource, `/usr/local/bin/flow` in the image, finished Jobs kept one
+//! day (long enough for a driver that was down overnight to read pod statuses; results are
+//! on the volume anyway), no per-index retries (flow owns retries), 20 API requests/s.
 
+use super::builtin_as;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-/// Default extended resource name for GPUs (the NVIDIA device plugin's).
-pub const DEFAULT_GPU_RESOURCE: &str = "nvidia.com/gpu";
-
-/// Where the image has the `flow` executable, unless the config says otherwise.
-pub const DEFAULT_FLOW_BINARY: &str = "/usr/local/bin/flow";
-
-/// Default lifetime of a finished Job before Kubernetes deletes it: one day, long enough for
-/// a driver that was down overnight to read pod statuses (results are on the volume anyway).
-pub const DEFAULT_TTL_SECONDS_AFTER_FINISHED: u32 = 86_400;
-
-/// The machine's `kubernetes:` block, deserialized as written (snake_case keys).
+/// The machine's `kubernetes:` block, deserialized as written (snake_case keys); complete
+/// but for what has no default (`namespace` and `image` are required).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub struct KubernetesConfig {
+pub struct KubernetesSettings {
     /// Namespace of every Job (a DNS-1123 label).
     pub namespace: String,
     /// Container image that has the `flow` binary and the task's software.
@@ -51,7 +48,7 @@ pub struct KubernetesConfig {
     pub service_account: Option<String>,
     /// Mount the service account token into pods. Off by default: `flow task` does not talk to
     /// the API server, and a pod without a token cannot be used against the cluster.
-    #[serde(default)]
+    #[serde(default = "default_automount")]
     pub automount_service_account_token: bool,
     /// The ReadWriteMany claim that holds the campaign directory.
     #[serde(default)]
@@ -79,7 +76,7 @@ pub struct KubernetesConfig {
     pub ttl_seconds_after_finished: u32,
     /// Pod retries Kubernetes makes per index before the index counts as failed. 0 by
     /// default: flow owns retries (with its error classes and backoff).
-    #[serde(default)]
+    #[serde(default = "default_backoff_limit_per_index")]
     pub backoff_limit_per_index: u32,
     /// Failed indexes after which Kubernetes stops the whole Job; absent: never (every index
     /// runs, flow decides what to retry).
@@ -177,7 +174,15 @@ pub struct SecretEnvVar {
 }
 
 fn default_gpu_resource() -> String {
-    DEFAULT_GPU_RESOURCE.to_string()
+    super::builtin("machine.kubernetes.gpu_resource").to_string()
+}
+
+fn default_automount() -> bool {
+    builtin_as("machine.kubernetes.automount_service_account_token").unwrap_or(false)
+}
+
+fn default_backoff_limit_per_index() -> u32 {
+    builtin_as("machine.kubernetes.backoff_limit_per_index").unwrap_or(0)
 }
 
 /// `"1.27"`, `"v1.27.3"`, `"1.27+"` (as some providers report the minor) → (1, 27).
@@ -194,23 +199,23 @@ pub fn parse_version(text: &str) -> Option<(u32, u32)> {
 }
 
 fn default_flow_binary() -> String {
-    DEFAULT_FLOW_BINARY.to_string()
+    super::builtin("machine.kubernetes.flow_binary").to_string()
 }
 
 fn default_api_requests_per_second() -> u32 {
-    20
+    builtin_as("machine.kubernetes.api_requests_per_second").unwrap_or(1)
 }
 
 fn default_ttl() -> u32 {
-    DEFAULT_TTL_SECONDS_AFTER_FINISHED
+    builtin_as("machine.kubernetes.ttl_seconds_after_finished").unwrap_or(0)
 }
 
-impl KubernetesConfig {
-    /// Read the `kubernetes:` block from its JSON form (the DSL's merged machine turns YAML
-    /// into JSON). Fails on a missing `namespace` or `image`, a misspelt key, or a value of
-    /// the wrong type; the error names the field.
-    pub fn from_json(value: &serde_json::Value) -> Result<KubernetesConfig, serde_json::Error> {
-        KubernetesConfig::deserialize(value)
+impl KubernetesSettings {
+    /// Read the `kubernetes:` block from its JSON form, as the loader does (the loader
+    /// locates what fails). Fails on a missing `namespace` or `image`, a misspelt key, or a
+    /// value of the wrong type; the error names the field.
+    pub fn from_json(value: &serde_json::Value) -> Result<KubernetesSettings, serde_json::Error> {
+        KubernetesSettings::deserialize(value)
     }
 
     /// The (major, minor) of `server_version`, if it is set and reads as a version.
@@ -259,7 +264,7 @@ mod tests {
 
     #[test]
     fn generic_machine_block_reads_with_defaults() {
-        let config = KubernetesConfig::from_json(&json!({
+        let config = KubernetesSettings::from_json(&json!({
             "namespace": "flow",
             "image": "ghcr.io/example/flow-runtime:latest",
             "service_account": "flow-runner",
@@ -267,7 +272,7 @@ mod tests {
             "gpu_resource": "nvidia.com/gpu"
         }))
         .unwrap();
-        assert_eq!(config.gpu_resource, DEFAULT_GPU_RESOURCE);
+        assert_eq!(config.gpu_resource, "nvidia.com/gpu");
         assert_eq!(config.backoff_limit_per_index, 0);
         assert_eq!(config.ttl_seconds_after_finished, 86_400);
         assert!(!config.automount_service_account_token);
@@ -276,7 +281,7 @@ mod tests {
 
     #[test]
     fn misspelt_key_is_an_error_naming_it() {
-        let err = KubernetesConfig::from_json(&json!({
+        let err = KubernetesSettings::from_json(&json!({
             "namespace": "flow", "image": "x", "servce_account": "a"
         }))
         .unwrap_err();
@@ -285,7 +290,7 @@ mod tests {
 
     #[test]
     fn env_from_and_job_type_placement() {
-        let config = KubernetesConfig::from_json(&json!({
+        let config = KubernetesSettings::from_json(&json!({
             "namespace": "flow", "image": "x",
             "node_selector": {"kubernetes.io/os": "linux", "pool": "cpu"},
             "tolerations": [{"key": "spot", "operator": "Exists"}],
@@ -311,5 +316,26 @@ mod tests {
         assert_eq!(other.node_selector["pool"], "cpu");
         assert_eq!(other.tolerations.len(), 1);
         assert_eq!(config.placement_for(None), other);
+    }
+
+    #[test]
+    fn every_built_in_default_reads_as_the_default() {
+        let base = json!({"namespace": "flow", "image": "x"});
+        let defaults = KubernetesSettings::from_json(&base).unwrap();
+        assert_eq!(defaults.flow_binary, "/usr/local/bin/flow");
+        assert_eq!(defaults.api_requests_per_second, 20);
+        let mut seen = 0;
+        for b in super::super::BUILTIN_DEFAULTS {
+            let Some(key) = b.path.strip_prefix("machine.kubernetes.") else {
+                continue;
+            };
+            seen += 1;
+            let mut block = base.clone();
+            block[key] = super::super::builtin_json(b.value);
+            let read =
+                KubernetesSettings::from_json(&block).unwrap_or_else(|e| panic!("{}: {e}", b.path));
+            assert_eq!(read, defaults, "{}", b.path);
+        }
+        assert_eq!(seen, 6);
     }
 }
