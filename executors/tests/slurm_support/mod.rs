@@ -13,6 +13,40 @@ use std::time::{Duration, Instant};
 
 /// Panic with instructions unless a Slurm controller answers and a node is usable.
 pub fn require_slurm() {
+    // A node finishing another test's job (`comp`) or briefly between states is usable a
+    // moment later: wait for one (up to 60 s) rather than fail on a transient state.
+    let started = std::time::Instant::now();
+    loop {
+        match node_states() {
+            Some(states) if usable(&states) => break,
+            Some(_) if started.elapsed() < std::time::Duration::from_secs(60) => {
+                std::thread::sleep(std::time::Duration::from_millis(500))
+            }
+            _ => break,
+        }
+    }
+    check_slurm();
+}
+
+fn node_states() -> Option<String> {
+    let o = Command::new("sinfo")
+        .args(["--noheader", "--format=%t"])
+        .output()
+        .ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+fn usable(states: &str) -> bool {
+    states.lines().any(|s| {
+        ["idle", "mix", "alloc", "comp"]
+            .iter()
+            .any(|ok| s.starts_with(ok))
+    })
+}
+
+fn check_slurm() {
     let output = Command::new("sinfo")
         .args(["--noheader", "--format=%t"])
         .output();
@@ -29,9 +63,7 @@ pub fn require_slurm() {
         ),
     };
     assert!(
-        states
-            .lines()
-            .any(|s| ["idle", "mix", "alloc"].iter().any(|ok| s.starts_with(ok))),
+        usable(&states),
         "no usable Slurm node (sinfo says {states:?}); run `scripts/slurm-dev.sh up`"
     );
     let jq = Command::new("jq").arg("--version").output();
