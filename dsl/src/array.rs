@@ -2,7 +2,10 @@
 //! optional include/exclude lists. Elements are computed on demand from an index, so a
 //! million-element array costs no memory until its elements are asked for.
 
+use crate::node::{ScalarKind, ScalarList};
 use serde::Serialize;
+use std::borrow::Cow;
+use std::sync::Arc;
 
 /// One parameter value, kept as the user wrote it (`1.000` stays `1.000`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -51,7 +54,118 @@ pub enum ParamValues {
         stop: i64,
         step: i64,
     },
-    List(Vec<ParamValue>),
+    List(ParamList),
+}
+
+/// The values of a listed parameter: the list of scalars the loader read, shared with the
+/// document (a million values cost no second copy), or values made in code.
+#[derive(Clone)]
+pub struct ParamList(ListItems);
+
+#[derive(Clone)]
+enum ListItems {
+    Loaded(Arc<ScalarList>),
+    /// The texts in one buffer, with where each ends and its kind.
+    Packed {
+        text: String,
+        ends: Vec<usize>,
+        kinds: Vec<ParamKind>,
+    },
+}
+
+impl Default for ParamList {
+    fn default() -> ParamList {
+        ParamList(ListItems::Packed {
+            text: String::new(),
+            ends: Vec::new(),
+            kinds: Vec::new(),
+        })
+    }
+}
+
+impl ParamList {
+    pub fn from_values(values: Vec<ParamValue>) -> ParamList {
+        let mut list = ParamList::default();
+        for v in &values {
+            list.push(v);
+        }
+        list
+    }
+
+    /// Append a value (a loaded list is copied into a packed one first).
+    pub fn push(&mut self, value: &ParamValue) {
+        if let ListItems::Loaded(_) = self.0 {
+            *self = ParamList::from_values((0..self.len()).map(|i| self.get(i)).collect());
+        }
+        if let ListItems::Packed { text, ends, kinds } = &mut self.0 {
+            text.push_str(&value.text);
+            ends.push(text.len());
+            kinds.push(value.kind);
+        }
+    }
+
+    /// The items of a loaded list (a null item is the empty string).
+    pub fn from_scalars(list: Arc<ScalarList>) -> ParamList {
+        ParamList(ListItems::Loaded(list))
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            ListItems::Loaded(list) => list.len(),
+            ListItems::Packed { ends, .. } => ends.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Value `i`'s text. Panics when `i` is out of range.
+    pub fn text(&self, i: usize) -> &str {
+        match &self.0 {
+            ListItems::Loaded(list) => list.text(i),
+            ListItems::Packed { text, ends, .. } => {
+                &text[if i == 0 { 0 } else { ends[i - 1] }..ends[i]]
+            }
+        }
+    }
+
+    /// Value `i`'s kind. Panics when `i` is out of range.
+    pub fn kind(&self, i: usize) -> ParamKind {
+        match &self.0 {
+            ListItems::Loaded(list) => match list.kind(i) {
+                ScalarKind::Int => ParamKind::Int,
+                ScalarKind::Float => ParamKind::Float,
+                ScalarKind::Bool => ParamKind::Bool,
+                ScalarKind::Str | ScalarKind::Null => ParamKind::Str,
+            },
+            ListItems::Packed { kinds, .. } => kinds[i],
+        }
+    }
+
+    /// Value `i`. Panics when `i` is out of range.
+    pub fn get(&self, i: usize) -> ParamValue {
+        ParamValue {
+            text: self.text(i).to_string(),
+            kind: self.kind(i),
+        }
+    }
+}
+
+impl PartialEq for ParamList {
+    fn eq(&self, other: &ParamList) -> bool {
+        self.len() == other.len()
+            && (0..self.len())
+                .all(|i| self.text(i) == other.text(i) && self.kind(i) == other.kind(i))
+    }
+}
+
+impl std::fmt::Debug for ParamList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries((0..self.len()).map(|i| self.get(i)))
+            .finish()
+    }
 }
 
 impl ParamValues {
@@ -80,12 +194,56 @@ impl ParamValues {
             ParamValues::Range { start, step, .. } => {
                 ParamValue::int((*start as i128 + *step as i128 * i as i128) as i64)
             }
-            ParamValues::List(v) => v[i as usize].clone(),
+            ParamValues::List(v) => v.get(i as usize),
         }
+    }
+    /// Every value's text and kind, without copying a listed text.
+    pub fn texts(&self) -> impl Iterator<Item = (Cow<'_, str>, ParamKind)> + '_ {
+        (0..self.len()).map(move |i| match self {
+            ParamValues::Range { .. } => (Cow::Owned(self.get(i).text), ParamKind::Int),
+            ParamValues::List(v) => (Cow::Borrowed(v.text(i as usize)), v.kind(i as usize)),
+        })
     }
     /// Every distinct value (for plan-time checks that must not cost one per task).
     pub fn iter(&self) -> impl Iterator<Item = ParamValue> + '_ {
         (0..self.len()).map(move |i| self.get(i))
+    }
+}
+
+/// The elements `include:` adds: one value per parameter each, in the order of the array's
+/// parameters, packed in one [`ParamList`] (a million included elements are a few texts
+/// each, not a vector of named values each).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ExtraElements {
+    rows: usize,
+    values: ParamList,
+}
+
+impl ExtraElements {
+    /// Append an element: its values in the order of the array's parameters.
+    pub fn push(&mut self, values: &[ParamValue]) {
+        for v in values {
+            self.values.push(v);
+        }
+        self.rows += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Element `i`, named after `params`. Panics when `i` is out of range.
+    pub fn get(&self, i: usize, params: &[(String, ParamValues)]) -> Vec<(String, ParamValue)> {
+        let width = params.len();
+        params
+            .iter()
+            .enumerate()
+            .map(|(j, (name, _))| (name.clone(), self.values.get(i * width + j)))
+            .collect()
     }
 }
 
@@ -102,7 +260,7 @@ pub struct ArraySpec {
     pub combine: Combine,
     /// When include/exclude are used: the base indices kept, in order, then extra elements.
     pub selection: Option<Vec<u64>>,
-    pub extra: Vec<Vec<(String, ParamValue)>>,
+    pub extra: ExtraElements,
 }
 
 impl ArraySpec {
@@ -166,7 +324,7 @@ impl ArraySpec {
             None => self.base_len(),
         };
         if i >= base_count {
-            return self.extra[(i - base_count) as usize].clone();
+            return self.extra.get((i - base_count) as usize, &self.params);
         }
         match &self.selection {
             Some(sel) => self.base_element(sel[i as usize]),
@@ -180,14 +338,14 @@ mod tests {
     use super::*;
 
     fn list(vals: &[&str]) -> ParamValues {
-        ParamValues::List(
+        ParamValues::List(ParamList::from_values(
             vals.iter()
                 .map(|t| ParamValue {
                     text: t.to_string(),
                     kind: ParamKind::Float,
                 })
                 .collect(),
-        )
+        ))
     }
 
     #[test]
@@ -206,7 +364,7 @@ mod tests {
             ],
             combine: Combine::Product,
             selection: None,
-            extra: vec![],
+            extra: ExtraElements::default(),
         };
         assert_eq!(a.len(), 6);
         let e = a.element(3);

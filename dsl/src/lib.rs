@@ -8,6 +8,7 @@
 pub mod array;
 pub mod diagnostic;
 pub mod error_class;
+pub mod json_view;
 pub mod load;
 pub mod merge;
 pub mod model;

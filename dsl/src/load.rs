@@ -1,11 +1,11 @@
 //! The loading pipeline: campaign file -> machine recipe -> schema checks -> merge ->
 //! typed [`Campaign`]. Reports every problem it can find, each located.
 
-use crate::array::{ArraySpec, Combine, ParamKind, ParamValue, ParamValues};
+use crate::array::{ArraySpec, Combine, ParamKind, ParamList, ParamValue, ParamValues};
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
 use crate::merge::{leaves, merge};
 use crate::model::*;
-use crate::node::{Key, Node, Value};
+use crate::node::{Key, Node, ScalarKind, Value};
 use crate::quantity::{parse_duration, parse_memory_mb};
 use crate::recipes;
 use crate::schema::{self, DocumentKind};
@@ -13,6 +13,7 @@ use crate::source::{SourceFile, Span};
 use crate::template::{render, TemplateKind};
 use crate::yaml_loader;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Tasks one step's array may have unless `campaign.max_tasks` says otherwise.
@@ -163,19 +164,22 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, Diagnostics> {
     });
     diags.into_result()?;
 
-    let snapshot = serde_json::json!({
-        "campaign_file": path.display().to_string(),
-        "campaign": root.to_json(),
-        "machine_source": machine_source,
-        "machine": machine_root.to_json(),
-    });
+    let description = text("/campaign/description");
+    let seed_salt = root
+        .at_pointer("/campaign/seed")
+        .and_then(Node::scalar_text);
+    // The documents themselves become the snapshot: nothing is copied.
+    let snapshot = Snapshot::new(
+        path.display().to_string(),
+        root,
+        machine_source,
+        machine_root,
+    );
     Ok(Campaign {
         name,
         version,
-        description: text("/campaign/description"),
-        seed_salt: root
-            .at_pointer("/campaign/seed")
-            .and_then(Node::scalar_text),
+        description,
+        seed_salt,
         file: base_dir.join(path.file_name().unwrap_or_default()),
         campaign_dir,
         machine,
@@ -364,7 +368,7 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 
 fn strings(node: Option<&Node>) -> Vec<String> {
     node.and_then(Node::as_seq)
-        .map(|items| items.iter().filter_map(Node::scalar_text).collect())
+        .map(|items| items.iter().filter_map(|n| n.scalar_text()).collect())
         .unwrap_or_default()
 }
 
@@ -606,8 +610,11 @@ fn build_step(
         });
     }
     let mut own = Vec::new();
-    let own_node = without(&without(&without(node, "execution"), "resources"), "env");
-    leaves("", &own_node, &mut own);
+    for (k, v) in node.as_map().unwrap_or_default() {
+        if !["execution", "resources", "env"].contains(&k.name.as_str()) {
+            leaves(&k.name, v, &mut own);
+        }
+    }
     for (path, value, n) in own {
         provenance.push(Provenance {
             path,
@@ -638,7 +645,7 @@ fn build_step(
         match flow_adaptive::AdaptiveSettings::from_json(&node.to_json()) {
             Ok(settings) => Some(settings),
             Err(e) => {
-                let span = &node_along(node, &e.field).span;
+                let span = &node_along(node, &e.field);
                 diags.push(Diagnostic::at(span, field(&e.field), e.message));
                 None
             }
@@ -667,16 +674,32 @@ fn build_step(
         } else {
             None
         },
-        settings: node.to_json(),
+        settings: settings_json(node),
         node: node.clone(),
         adaptive,
         provenance,
     })
 }
 
-/// The deepest node along a field path (`space.beta.uniform`, `space.model[1]`), for
-/// locating errors of typed settings.
-fn node_along<'n>(node: &'n Node, path: &str) -> &'n Node {
+/// The step's fields as JSON for the typed step crates, without `array:`: a task gets its
+/// own parameters, and the list may hold millions of values, which every task's launch
+/// would otherwise carry (task ids never hashed it either).
+fn settings_json(node: &Node) -> serde_json::Value {
+    match node.as_map() {
+        Some(entries) => serde_json::Value::Object(
+            entries
+                .iter()
+                .filter(|(k, _)| k.name != "array")
+                .map(|(k, v)| (k.name.clone(), v.to_json()))
+                .collect(),
+        ),
+        None => node.to_json(),
+    }
+}
+
+/// Where the deepest node along a field path is (`space.beta.uniform`, `space.model[1]`),
+/// for locating errors of typed settings.
+fn node_along(node: &Node, path: &str) -> Span {
     let mut cur = node;
     for part in path.split('.') {
         let (key, index) = match part.split_once('[') {
@@ -685,16 +708,18 @@ fn node_along<'n>(node: &'n Node, path: &str) -> &'n Node {
         };
         match cur.get(key) {
             Some(next) => cur = next,
-            None => return cur,
+            None => return cur.span.clone(),
         }
         if let Some(i) = index {
             match cur.as_seq().and_then(|items| items.get(i)) {
-                Some(next) => cur = next,
-                None => return cur,
+                Some(std::borrow::Cow::Borrowed(next)) => cur = next,
+                // An item of a list of scalars: nothing is below it.
+                Some(std::borrow::Cow::Owned(item)) => return item.span,
+                None => return cur.span.clone(),
             }
         }
     }
-    cur
+    cur.span.clone()
 }
 
 fn param_value(n: &Node) -> ParamValue {
@@ -739,8 +764,31 @@ fn shown_text(text: &str) -> String {
 fn parse_values(n: &Node, field: &str, diags: &mut Diagnostics) -> Option<ParamValues> {
     if let Some(items) = n.as_seq() {
         let mut ok = true;
+        if let Some(list) = items.scalars() {
+            // The loaded list is the parameter's values: checked in place, never copied.
+            for i in 0..list.len() {
+                let suspect = match list.kind(i) {
+                    ScalarKind::Float => true,
+                    ScalarKind::Str => list.text(i).contains('\0'),
+                    _ => false,
+                };
+                let item = if suspect { list.node(i) } else { continue };
+                if let Some(why) = bad_element(&item) {
+                    diags.push(
+                        Diagnostic::at(
+                            &item.span,
+                            format!("{field}[{i}]"),
+                            format!("`{}` {why}", shown_text(list.text(i))),
+                        )
+                        .expected("a finite number, a string, or a boolean"),
+                    );
+                    ok = false;
+                }
+            }
+            return ok.then(|| ParamValues::List(ParamList::from_scalars(Arc::clone(list))));
+        }
         for (i, item) in items.iter().enumerate() {
-            if let Some(why) = bad_element(item) {
+            if let Some(why) = bad_element(&item) {
                 diags.push(
                     Diagnostic::at(
                         &item.span,
@@ -758,7 +806,9 @@ fn parse_values(n: &Node, field: &str, diags: &mut Diagnostics) -> Option<ParamV
         if !ok {
             return None;
         }
-        return Some(ParamValues::List(items.iter().map(param_value).collect()));
+        return Some(ParamValues::List(ParamList::from_values(
+            items.iter().map(|item| param_value(&item)).collect(),
+        )));
     }
     let range = n.get("range")?.as_seq()?;
     let mut ints: Vec<i64> = Vec::new();
@@ -895,7 +945,7 @@ fn parse_array(
         params,
         combine,
         selection: None,
-        extra: Vec::new(),
+        extra: Default::default(),
     };
     // The count comes from the sizes alone: nothing is enumerated before it is known.
     let count = spec.base_len_u128();
@@ -950,9 +1000,9 @@ fn parse_array(
     if let Some(ex) = exclude {
         let patterns: Vec<Vec<(String, ParamValue)>> = ex
             .as_seq()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|m| element_of(m, "exclude", diags))
+            .into_iter()
+            .flat_map(|s| s.iter())
+            .filter_map(|m| element_of(&m, "exclude", diags))
             .collect();
         let keep: Vec<u64> = (0..spec.base_len())
             .filter(|i| {
@@ -966,8 +1016,8 @@ fn parse_array(
         spec.selection = Some(keep);
     }
     if let Some(inc) = include {
-        for m in inc.as_seq().unwrap_or_default() {
-            if let Some(el) = element_of(m, "include", diags) {
+        for m in inc.as_seq().into_iter().flat_map(|s| s.iter()) {
+            if let Some(el) = element_of(&m, "include", diags) {
                 if el.len() != names.len() {
                     diags.push(
                         Diagnostic::at(
@@ -979,16 +1029,15 @@ fn parse_array(
                     );
                     continue;
                 }
-                let ordered = names
+                let ordered: Vec<ParamValue> = names
                     .iter()
                     .map(|n| {
                         el.iter()
                             .find(|(k, _)| k == n)
-                            .cloned()
-                            .unwrap_or_else(|| (n.clone(), ParamValue::int(0)))
+                            .map_or_else(|| ParamValue::int(0), |(_, v)| v.clone())
                     })
                     .collect();
-                spec.extra.push(ordered);
+                spec.extra.push(&ordered);
             }
         }
     }
@@ -1115,11 +1164,20 @@ fn check_strings(node: &Node, field: &str, diags: &mut Diagnostics) {
             Diagnostic::at(&node.span, field, "the text contains a NUL character")
                 .expected("text without NUL (`\\0`) characters"),
         ),
-        Value::Seq(items) => {
-            for (i, item) in items.iter().enumerate() {
-                check_strings(item, &format!("{field}[{i}]"), diags);
+        Value::Seq(items) => match items.scalars() {
+            Some(list) => {
+                for i in 0..list.len() {
+                    if list.kind(i) == ScalarKind::Str && list.text(i).contains('\0') {
+                        check_strings(&list.node(i), &format!("{field}[{i}]"), diags);
+                    }
+                }
             }
-        }
+            None => {
+                for (i, item) in items.iter().enumerate() {
+                    check_strings(&item, &format!("{field}[{i}]"), diags);
+                }
+            }
+        },
         Value::Map(entries) => {
             for (k, v) in entries {
                 let f = if field.is_empty() {
@@ -1171,11 +1229,11 @@ fn check_sbatch_values(node: &Node, field: &str, diags: &mut Diagnostics) {
         for (i, n) in shape
             .get("extra")
             .and_then(Node::as_seq)
-            .unwrap_or_default()
-            .iter()
+            .into_iter()
+            .flat_map(|s| s.iter())
             .enumerate()
         {
-            check(n, format!("{prefix}.extra[{i}]"));
+            check(&n, format!("{prefix}.extra[{i}]"));
         }
     };
     if field == "machine" {
@@ -1299,11 +1357,10 @@ fn check_templates(step: &Step, diags: &mut Diagnostics) {
                     if !text.contains(name.as_str()) {
                         continue;
                     }
-                    if let Some((bad, c)) = values.iter().find_map(|v| {
-                        v.text
-                            .chars()
+                    if let Some((bad, c)) = values.texts().find_map(|(text, _)| {
+                        text.chars()
                             .find(|c| is_unsafe_name_char(*c))
-                            .map(|c| (v.text.clone(), c))
+                            .map(|c| (text.to_string(), c))
                     }) {
                         diags.push(Diagnostic::at(
                             &out.span,
@@ -1316,11 +1373,11 @@ fn check_templates(step: &Step, diags: &mut Diagnostics) {
                         ));
                         continue;
                     }
-                    if let Some(bad) = values.iter().find(|v| {
-                        v.kind == ParamKind::Str
-                            && (v.text.contains('/') || v.text == ".." || v.text.is_empty())
+                    if let Some((bad, _)) = values.texts().find(|(text, kind)| {
+                        *kind == ParamKind::Str
+                            && (text.contains('/') || text == ".." || text.is_empty())
                     }) {
-                        diags.push(Diagnostic::at(&out.span, &out.field, format!("parameter `{name}` has the value `{}`, which would leave the campaign directory or name no file", bad.text)));
+                        diags.push(Diagnostic::at(&out.span, &out.field, format!("parameter `{name}` has the value `{bad}`, which would leave the campaign directory or name no file")));
                     }
                 }
             }

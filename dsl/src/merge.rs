@@ -2,7 +2,7 @@
 //! Maps merge key by key (deeply); scalars and lists replace. Nodes keep their spans, so
 //! every resolved value still says which file and line it came from.
 
-use crate::node::{Node, Value};
+use crate::node::{Node, Seq, Value};
 
 /// `over` on top of `base`.
 pub fn merge(base: &Node, over: &Node) -> Node {
@@ -24,7 +24,12 @@ pub fn merge(base: &Node, over: &Node) -> Node {
     }
 }
 
+/// Lists longer than this are shown by `flow plan --explain` as their first values, the
+/// last one and their count, not whole (a list may hold millions of values).
+pub const EXPLAIN_LIST_VALUES: usize = 100;
+
 /// Every leaf of a tree as (dotted path, value text, node), for `flow plan --explain`.
+/// A list of scalars is one leaf (`[1, 2, 3]`, abbreviated past [`EXPLAIN_LIST_VALUES`]).
 pub fn leaves<'a>(prefix: &str, node: &'a Node, out: &mut Vec<(String, String, &'a Node)>) {
     match &node.value {
         Value::Map(entries) => {
@@ -37,25 +42,45 @@ pub fn leaves<'a>(prefix: &str, node: &'a Node, out: &mut Vec<(String, String, &
                 leaves(&path, v, out);
             }
         }
-        Value::Seq(items) if items.iter().all(|i| i.scalar_text().is_some()) => {
-            let text = items
-                .iter()
-                .map(|i| i.scalar_text().unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join(", ");
-            out.push((prefix.to_string(), format!("[{text}]"), node));
-        }
-        Value::Seq(items) => {
-            for (i, v) in items.iter().enumerate() {
-                leaves(&format!("{prefix}.{i}"), v, out);
+        Value::Seq(items) => match items.nodes() {
+            Some(nodes) if !nodes.iter().all(|i| i.value.is_scalar()) => {
+                let n = nodes.len();
+                for (i, v) in nodes.iter().enumerate() {
+                    if n > EXPLAIN_LIST_VALUES && (5..n - 1).contains(&i) {
+                        if i == 5 {
+                            let hidden = format!("({n} values; {} to {} not shown)", 5, n - 2);
+                            out.push((prefix.to_string(), hidden, node));
+                        }
+                        continue;
+                    }
+                    leaves(&format!("{prefix}.{i}"), v, out);
+                }
             }
-        }
+            _ => out.push((prefix.to_string(), list_text(items), node)),
+        },
         _ => out.push((
             prefix.to_string(),
             node.scalar_text().unwrap_or_default(),
             node,
         )),
     }
+}
+
+/// `[a, b, c]`, or `[a, b, c, d, e, ..., z] (N values)` for a long list.
+fn list_text(items: &Seq) -> String {
+    let text = |i: usize| {
+        items
+            .get(i)
+            .and_then(|n| n.scalar_text())
+            .unwrap_or_default()
+    };
+    let n = items.len();
+    if n <= EXPLAIN_LIST_VALUES {
+        let all: Vec<String> = (0..n).map(text).collect();
+        return format!("[{}]", all.join(", "));
+    }
+    let first: Vec<String> = (0..5).map(text).collect();
+    format!("[{}, ..., {}] ({n} values)", first.join(", "), text(n - 1))
 }
 
 #[cfg(test)]
@@ -77,5 +102,39 @@ mod tests {
         assert_eq!(m.at_pointer("/x/b").unwrap().as_seq().unwrap().len(), 1);
         assert_eq!(m.at_pointer("/x/c/d").unwrap().scalar_text().unwrap(), "1");
         assert_eq!(m.at_pointer("/x/c/e").unwrap().span.file.name, "c.yaml");
+    }
+
+    #[test]
+    fn explain_shows_short_lists_whole_and_long_ones_abbreviated() {
+        let long: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+        let maps: Vec<String> = (0..200).map(|i| format!("{{r: {i}}}")).collect();
+        let text = format!(
+            "a: [1, x, 2.50]\nb: [{}]\nc: [[1], 2]\nd: [{}]\n",
+            long.join(", "),
+            maps.join(", ")
+        );
+        let root = parse(&SourceFile::new("c.yaml", text)).unwrap();
+        let mut out = Vec::new();
+        leaves("", &root, &mut out);
+        let shown: Vec<(&str, &str)> = out
+            .iter()
+            .map(|(p, v, _)| (p.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("a", "[1, x, 2.50]"),
+                ("b", "[0, 1, 2, 3, 4, ..., 999] (1000 values)"),
+                ("c.0", "[1]"),
+                ("c.1", "2"),
+                ("d.0.r", "0"),
+                ("d.1.r", "1"),
+                ("d.2.r", "2"),
+                ("d.3.r", "3"),
+                ("d.4.r", "4"),
+                ("d", "(200 values; 5 to 198 not shown)"),
+                ("d.199.r", "199"),
+            ]
+        );
     }
 }

@@ -9,7 +9,7 @@
 //! [`MAX_NODES`] values, so memory stays a small multiple of the file size.
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::node::{Key, Node, Value};
+use crate::node::{Key, Node, ScalarList, Seq, Value};
 use crate::source::{SourceFile, Span};
 use saphyr_parser::{Event, Parser, ScalarStyle};
 use std::collections::HashMap;
@@ -119,8 +119,52 @@ pub fn decode_utf8(name: &str, bytes: Vec<u8>) -> Result<String, Diagnostic> {
     }
 }
 
+/// The items of a list being read: compact while every item is a scalar.
+enum Items {
+    Scalars(ScalarList),
+    Nodes(Vec<Node>),
+}
+
+impl Items {
+    /// Append an item. The first that is not a scalar turns the list into nodes.
+    fn push(&mut self, node: Node) {
+        match self {
+            Items::Scalars(list) => {
+                if !list.push(&node) {
+                    let mut nodes: Vec<Node> = (0..list.len()).map(|i| list.node(i)).collect();
+                    nodes.push(node);
+                    *self = Items::Nodes(nodes);
+                }
+            }
+            Items::Nodes(nodes) => nodes.push(node),
+        }
+    }
+
+    /// Items held compactly (they do not count against [`MAX_NODES`]).
+    fn compact_len(&self) -> usize {
+        match self {
+            Items::Scalars(list) => list.len(),
+            Items::Nodes(_) => 0,
+        }
+    }
+
+    fn into_seq(self) -> Seq {
+        match self {
+            Items::Scalars(list) if list.is_empty() => Seq::from_nodes(Vec::new()),
+            Items::Scalars(mut list) => {
+                list.shrink_to_fit();
+                Seq::from_scalars(list)
+            }
+            Items::Nodes(mut nodes) => {
+                nodes.shrink_to_fit();
+                Seq::from_nodes(nodes)
+            }
+        }
+    }
+}
+
 enum Frame {
-    Seq(Span, Vec<Node>, usize),
+    Seq(Span, Items, usize),
     /// Entries, the key waiting for its value, the anchor, and each key's first line (so a
     /// duplicate is found in O(1), not by scanning: maps may have 10^6 keys).
     Map(
@@ -151,7 +195,11 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
     // Each anchored node with its size in nodes (what an alias to it costs).
     let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
     let mut alias_nodes = 0usize;
+    // Every value read (aliases count their whole size), and those of them held compactly in
+    // lists of scalars, which do not count against MAX_NODES: their memory is bounded by the
+    // file's size (about 13 bytes beside each item's text).
     let mut nodes = 0usize;
+    let mut compact = 0usize;
     let mut root: Option<Node> = None;
     let mut documents = 0usize;
     let mut errors = Diagnostics::default();
@@ -229,7 +277,11 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
                     )
                     .into());
                 }
-                stack.push(Frame::Seq(span, Vec::new(), anchor));
+                stack.push(Frame::Seq(
+                    span,
+                    Items::Scalars(ScalarList::new(file)),
+                    anchor,
+                ));
                 None
             }
             Event::MappingStart(anchor, _) => {
@@ -246,9 +298,8 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq(s, mut items, anchor)) => {
-                    items.shrink_to_fit();
-                    Some((Node::new(Value::Seq(items), s), anchor))
+                Some(Frame::Seq(s, items, anchor)) => {
+                    Some((Node::new(Value::Seq(items.into_seq()), s), anchor))
                 }
                 _ => None,
             },
@@ -260,7 +311,7 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
                 _ => None,
             },
         };
-        if nodes > MAX_NODES {
+        if nodes - compact > MAX_NODES {
             return Err(Diagnostic::at(
                 &event_span,
                 "",
@@ -278,7 +329,11 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
         }
         match stack.last_mut() {
             None => root = Some(node),
-            Some(Frame::Seq(_, items, _)) => items.push(node),
+            Some(Frame::Seq(_, items, _)) => {
+                compact -= items.compact_len();
+                items.push(node);
+                compact += items.compact_len();
+            }
             Some(Frame::Map(_, entries, pending, _, seen)) => match pending.take() {
                 None => {
                     let name = match &node.value {
@@ -337,7 +392,10 @@ fn first_indenting_tab(file: &SourceFile, from: usize) -> Option<(usize, usize)>
 /// Nodes in a tree (what a copy of it costs).
 fn node_count(node: &Node) -> usize {
     match &node.value {
-        Value::Seq(items) => 1 + items.iter().map(node_count).sum::<usize>(),
+        Value::Seq(items) => match items.nodes() {
+            Some(nodes) => 1 + nodes.iter().map(node_count).sum::<usize>(),
+            None => 1 + items.len(),
+        },
         Value::Map(entries) => {
             1 + entries
                 .iter()
@@ -414,8 +472,10 @@ mod tests {
         let n = load("a:\n  b: 1\n  c: [x, 2.50]\n").unwrap();
         let b = n.at_pointer("/a/b").unwrap();
         assert_eq!((b.span.line, b.span.col), (2, 6));
-        let c1 = n.at_pointer("/a/c/1").unwrap();
+        // An item of a list of scalars is built on demand: `locate` reaches it.
+        let c1 = n.locate("/a/c/1").unwrap();
         assert_eq!(c1.scalar_text().unwrap(), "2.50");
+        assert_eq!((c1.span.line, c1.span.col), (3, 10));
         assert_eq!(n.key("a").unwrap().span.line, 1);
     }
 
@@ -494,5 +554,49 @@ mod tests {
     fn invalid_utf8_is_located() {
         let d = decode_utf8("x.yaml", b"a: 1\nb: \xff\n".to_vec()).unwrap_err();
         assert_eq!(d.headline(), "x.yaml:2:4: the file is not valid UTF-8");
+    }
+
+    #[test]
+    fn scalar_lists_read_like_nodes() {
+        let text = "a: [1, 007, -2.50, .inf, x, 'y z', true, False, ~, '']\n";
+        let root = load(text).unwrap();
+        let seq = root.get("a").unwrap().as_seq().unwrap();
+        assert!(seq.scalars().is_some(), "a list of scalars is compact");
+        let texts: Vec<String> = seq.iter().map(|n| n.scalar_text().unwrap()).collect();
+        assert_eq!(
+            texts,
+            ["1", "7", "-2.50", ".inf", "x", "y z", "true", "false", "", ""]
+        );
+        assert_eq!(seq.get(1).unwrap().value, Value::Int(7));
+        assert!(
+            matches!(seq.get(3).unwrap().value, Value::Float { value, .. } if value.is_infinite())
+        );
+        assert_eq!(seq.get(8).unwrap().value, Value::Null);
+        assert_eq!(seq.get(9).unwrap().value, Value::Str(String::new()));
+        let x = root.locate("/a/4").unwrap();
+        assert_eq!(
+            (x.span.line, x.span.col),
+            (1, text.find(" x,").unwrap() + 2)
+        );
+        assert!(root.at_pointer("/a/4").is_none());
+        assert!(root.locate("/a/4/0").is_none());
+        assert!(root.locate("/a/10").is_none());
+        assert_eq!(
+            root.to_json(),
+            serde_json::json!({"a": [1, 7, -2.5, ".inf", "x", "y z", true, false, null, ""]})
+        );
+    }
+
+    #[test]
+    fn a_list_with_a_collection_keeps_nodes() {
+        let text = "a: [1, [2], {b: 3}]\n";
+        let root = load(text).unwrap();
+        let seq = root.get("a").unwrap().as_seq().unwrap();
+        assert_eq!(seq.nodes().map(<[Node]>::len), Some(3));
+        assert_eq!(root.at_pointer("/a/0").unwrap().value, Value::Int(1));
+        assert_eq!(
+            root.at_pointer("/a/2/b").unwrap().span.col,
+            text.find('3').unwrap() + 1
+        );
     }
 }
