@@ -68,7 +68,7 @@ enum ListItems {
     /// The texts in one buffer, with where each ends and its kind.
     Packed {
         text: String,
-        ends: Vec<usize>,
+        ends: Vec<u32>,
         kinds: Vec<ParamKind>,
     },
 }
@@ -84,23 +84,51 @@ impl Default for ParamList {
 }
 
 impl ParamList {
+    /// A packed list of these values.
     pub fn from_values(values: Vec<ParamValue>) -> ParamList {
         let mut list = ParamList::default();
         for v in &values {
-            list.push(v);
+            // Values come from files of at most 64 MiB (aliases copy at most 64 MiB more).
+            let _ = list.push(v);
         }
         list
     }
 
-    /// Append a value (a loaded list is copied into a packed one first).
-    pub fn push(&mut self, value: &ParamValue) {
+    /// Append a value (a loaded list is copied into a packed one first). False, and
+    /// nothing appended, when the texts would pass 4 GiB.
+    pub fn push(&mut self, value: &ParamValue) -> bool {
         if let ListItems::Loaded(_) = self.0 {
             *self = ParamList::from_values((0..self.len()).map(|i| self.get(i)).collect());
         }
+        let ListItems::Packed { text, ends, kinds } = &mut self.0 else {
+            return false;
+        };
+        let Ok(end) = u32::try_from(text.len() + value.text.len()) else {
+            return false;
+        };
+        text.push_str(&value.text);
+        ends.push(end);
+        kinds.push(value.kind);
+        true
+    }
+
+    /// Keep the first `n` values of a packed list.
+    fn truncate(&mut self, n: usize) {
         if let ListItems::Packed { text, ends, kinds } = &mut self.0 {
-            text.push_str(&value.text);
-            ends.push(text.len());
-            kinds.push(value.kind);
+            if n < ends.len() {
+                text.truncate(if n == 0 { 0 } else { ends[n - 1] as usize });
+                ends.truncate(n);
+                kinds.truncate(n);
+            }
+        }
+    }
+
+    /// Release the spare capacity left by growing.
+    pub fn shrink_to_fit(&mut self) {
+        if let ListItems::Packed { text, ends, kinds } = &mut self.0 {
+            text.shrink_to_fit();
+            ends.shrink_to_fit();
+            kinds.shrink_to_fit();
         }
     }
 
@@ -125,7 +153,8 @@ impl ParamList {
         match &self.0 {
             ListItems::Loaded(list) => list.text(i),
             ListItems::Packed { text, ends, .. } => {
-                &text[if i == 0 { 0 } else { ends[i - 1] }..ends[i]]
+                let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+                &text[start..ends[i] as usize]
             }
         }
     }
@@ -220,12 +249,24 @@ pub struct ExtraElements {
 }
 
 impl ExtraElements {
-    /// Append an element: its values in the order of the array's parameters.
-    pub fn push(&mut self, values: &[ParamValue]) {
+    /// Append an element: its values in the order of the array's parameters. False, and
+    /// nothing appended, when the texts would pass 4 GiB (they come from files of at most
+    /// 64 MiB, whose aliases copy at most 64 MiB more).
+    pub fn push(&mut self, values: &[ParamValue]) -> bool {
+        let before = self.values.len();
         for v in values {
-            self.values.push(v);
+            if !self.values.push(v) {
+                self.values.truncate(before);
+                return false;
+            }
         }
         self.rows += 1;
+        true
+    }
+
+    /// Release the spare capacity left by growing.
+    pub fn shrink_to_fit(&mut self) {
+        self.values.shrink_to_fit();
     }
 
     pub fn len(&self) -> usize {

@@ -9,7 +9,7 @@
 //! float is its text, a string), the same numbers, the same member order. The tests below
 //! check it against serde_json's representation, value by value and error by error.
 
-use crate::node::{Key, Node, ScalarKind, ScalarList, Seq, Value};
+use crate::node::{Key, MapList, Node, ScalarKind, ScalarList, Seq, Value};
 use jsonschema::json::{Array, Json, JsonNumber, Node as JsonNode, NodeIdentity, Object};
 use jsonschema::types::JsonType;
 use std::borrow::Cow;
@@ -17,11 +17,13 @@ use std::borrow::Cow;
 /// The representation: documents of [`Node`]s.
 pub struct YamlJson;
 
-/// One value of a document: a node, an item of a list of scalars, or a property name.
+/// One value of a document: a node, an item of a list of scalars, a map of a list of maps,
+/// or a property name.
 #[derive(Clone, Copy)]
 pub enum YamlValue<'a> {
     Node(&'a Node),
     Item(&'a ScalarList, usize),
+    Row(&'a MapList, usize),
     Name(&'a str),
 }
 
@@ -57,7 +59,7 @@ enum Shape<'a> {
     Number(YamlNumber),
     Str(Cow<'a, str>),
     Seq(&'a Seq),
-    Map(&'a [(Key, Node)]),
+    Map(YamlMap<'a>),
 }
 
 impl<'a> YamlValue<'a> {
@@ -74,8 +76,9 @@ impl<'a> YamlValue<'a> {
                 Value::Float { text, .. } => Shape::Str(Cow::Borrowed(text)),
                 Value::Str(s) => Shape::Str(Cow::Borrowed(s)),
                 Value::Seq(items) => Shape::Seq(items),
-                Value::Map(entries) => Shape::Map(entries),
+                Value::Map(entries) => Shape::Map(YamlMap::Entries(entries)),
             },
+            YamlValue::Row(list, i) => Shape::Map(YamlMap::Row(list, i)),
             YamlValue::Item(list, i) => {
                 let text = list.text(i);
                 match list.kind(i) {
@@ -106,7 +109,7 @@ impl<'a> JsonNode<'a, YamlJson> for YamlValue<'a> {
 
     fn as_object(&self) -> Option<YamlMap<'a>> {
         match self.shape() {
-            Shape::Map(entries) => Some(YamlMap(entries)),
+            Shape::Map(map) => Some(map),
             _ => None,
         }
     }
@@ -158,6 +161,7 @@ impl<'a> JsonNode<'a, YamlJson> for YamlValue<'a> {
         Cow::Owned(match *self {
             YamlValue::Node(node) => node.to_json(),
             YamlValue::Item(list, i) => list.to_json(i),
+            YamlValue::Row(list, i) => list.to_json(i),
             YamlValue::Name(s) => serde_json::Value::String(s.to_string()),
         })
     }
@@ -168,6 +172,12 @@ impl<'a> JsonNode<'a, YamlJson> for YamlValue<'a> {
             // An item has no address of its own: its list's, told apart by its index.
             YamlValue::Item(list, i) => Some(NodeIdentity::tagged(
                 std::ptr::from_ref(list) as usize,
+                u32::try_from(i).map_or(u32::MAX, |i| i.saturating_add(1)),
+            )),
+            // The low bit tells a map of a list from an item of its values (an address is
+            // even).
+            YamlValue::Row(list, i) => Some(NodeIdentity::tagged(
+                std::ptr::from_ref(list) as usize | 1,
                 u32::try_from(i).map_or(u32::MAX, |i| i.saturating_add(1)),
             )),
             YamlValue::Name(_) => None,
@@ -224,8 +234,12 @@ impl JsonNumber for YamlNumber {
     }
 }
 
-/// A map's entries.
-pub struct YamlMap<'a>(&'a [(Key, Node)]);
+/// A map's entries: a node's, or those of a map of a [`MapList`].
+#[derive(Clone, Copy)]
+pub enum YamlMap<'a> {
+    Entries(&'a [(Key, Node)]),
+    Row(&'a MapList, usize),
+}
 
 impl<'a> Object<'a, YamlJson> for YamlMap<'a> {
     type Node = YamlValue<'a>;
@@ -233,30 +247,44 @@ impl<'a> Object<'a, YamlJson> for YamlMap<'a> {
     type MembersIter = YamlMembers<'a>;
 
     fn len(&self) -> usize {
-        self.0.len()
+        match *self {
+            YamlMap::Entries(entries) => entries.len(),
+            YamlMap::Row(list, i) => list.entries(i).len(),
+        }
     }
 
     fn get(&self, key: &String) -> Option<YamlValue<'a>> {
-        self.0
-            .iter()
-            .find(|(k, _)| k.name == *key)
-            .map(|(_, v)| YamlValue::Node(v))
+        self.members().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
     fn members(&self) -> YamlMembers<'a> {
-        YamlMembers(self.0.iter())
+        match *self {
+            YamlMap::Entries(entries) => YamlMembers::Entries(entries.iter()),
+            YamlMap::Row(list, i) => YamlMembers::Row(list, list.entries(i)),
+        }
     }
 }
 
-pub struct YamlMembers<'a>(std::slice::Iter<'a, (Key, Node)>);
+pub enum YamlMembers<'a> {
+    Entries(std::slice::Iter<'a, (Key, Node)>),
+    Row(&'a MapList, std::ops::Range<usize>),
+}
 
 impl<'a> Iterator for YamlMembers<'a> {
     type Item = (&'a str, YamlValue<'a>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.0
-            .next()
-            .map(|(k, v)| (k.name.as_str(), YamlValue::Node(v)))
+        match self {
+            YamlMembers::Entries(entries) => entries
+                .next()
+                .map(|(k, v)| (k.name.as_str(), YamlValue::Node(v))),
+            YamlMembers::Row(list, entries) => {
+                let list: &'a MapList = list;
+                entries
+                    .next()
+                    .map(|e| (list.name(e), YamlValue::Item(list.values(), e)))
+            }
+        }
     }
 }
 
@@ -289,9 +317,13 @@ impl<'a> Iterator for YamlItems<'a> {
 
     fn next(&mut self) -> Option<YamlValue<'a>> {
         let i = self.next;
-        let item = match (self.seq.nodes(), self.seq.scalars()) {
-            (Some(nodes), _) => YamlValue::Node(nodes.get(i)?),
-            (None, Some(list)) if i < list.len() => YamlValue::Item(list, i),
+        if i >= self.seq.len() {
+            return None;
+        }
+        let item = match (self.seq.nodes(), self.seq.scalars(), self.seq.maps()) {
+            (Some(nodes), _, _) => YamlValue::Node(&nodes[i]),
+            (_, Some(list), _) => YamlValue::Item(list, i),
+            (_, _, Some(list)) => YamlValue::Row(list, i),
             _ => return None,
         };
         self.next += 1;
@@ -330,6 +362,7 @@ mod tests {
         let root = doc(concat!(
             "a: [1, -7, 2.50, 1e3, .nan, -.inf, 1e309, x, '1', true, ~, '', 18446744073709551615]\n",
             "b: {c: [1, [2, {d: .inf}]], e: 9223372036854775807}\n",
+            "f: [{r: 1, z: 0.5}, {r: 2, s: x}, {}, {n: ~, t: true}]\n",
         ));
         fn same(v: YamlValue<'_>, j: &serde_json::Value) {
             assert_eq!(v.to_value().as_ref(), j);

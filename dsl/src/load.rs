@@ -606,7 +606,7 @@ fn build_step(
         provenance.push(Provenance {
             path,
             value,
-            span: Some(n.span.clone()),
+            span: Some(n),
         });
     }
     let mut own = Vec::new();
@@ -619,7 +619,7 @@ fn build_step(
         provenance.push(Provenance {
             path,
             value,
-            span: Some(n.span.clone()),
+            span: Some(n),
         });
     }
     let explicit = |p: &str| provenance.iter().any(|x: &Provenance| x.path == p);
@@ -700,26 +700,29 @@ fn settings_json(node: &Node) -> serde_json::Value {
 /// Where the deepest node along a field path is (`space.beta.uniform`, `space.model[1]`),
 /// for locating errors of typed settings.
 fn node_along(node: &Node, path: &str) -> Span {
-    let mut cur = node;
-    for part in path.split('.') {
-        let (key, index) = match part.split_once('[') {
-            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (part, None),
-        };
-        match cur.get(key) {
-            Some(next) => cur = next,
-            None => return cur.span.clone(),
-        }
-        if let Some(i) = index {
-            match cur.as_seq().and_then(|items| items.get(i)) {
-                Some(std::borrow::Cow::Borrowed(next)) => cur = next,
-                // An item of a list of scalars: nothing is below it.
-                Some(std::borrow::Cow::Owned(item)) => return item.span,
-                None => return cur.span.clone(),
-            }
-        }
+    let (part, rest) = match path.split_once('.') {
+        Some((part, rest)) => (part, Some(rest)),
+        None => (path, None),
+    };
+    let (key, index) = match part.split_once('[') {
+        Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+        None => (part, None),
+    };
+    let Some(next) = node.get(key) else {
+        return node.span.clone();
+    };
+    let next = match index {
+        // An item of a compact list is built: the rest of the way is inside it.
+        Some(i) => match next.as_seq().and_then(|items| items.get(i)) {
+            Some(item) => item,
+            None => return next.span.clone(),
+        },
+        None => std::borrow::Cow::Borrowed(next),
+    };
+    match rest {
+        Some(rest) => node_along(&next, rest),
+        None => next.span.clone(),
     }
-    cur.span.clone()
 }
 
 fn param_value(n: &Node) -> ParamValue {
@@ -1037,9 +1040,17 @@ fn parse_array(
                             .map_or_else(|| ParamValue::int(0), |(_, v)| v.clone())
                     })
                     .collect();
-                spec.extra.push(&ordered);
+                if !spec.extra.push(&ordered) {
+                    diags.push(Diagnostic::at(
+                        &m.span,
+                        format!("{field}.include"),
+                        "the included elements hold more than 4 GiB of text",
+                    ));
+                    break;
+                }
             }
         }
+        spec.extra.shrink_to_fit();
     }
     Some(spec)
 }
@@ -1164,15 +1175,26 @@ fn check_strings(node: &Node, field: &str, diags: &mut Diagnostics) {
             Diagnostic::at(&node.span, field, "the text contains a NUL character")
                 .expected("text without NUL (`\\0`) characters"),
         ),
-        Value::Seq(items) => match items.scalars() {
-            Some(list) => {
+        Value::Seq(items) => match (items.scalars(), items.maps()) {
+            (Some(list), _) => {
                 for i in 0..list.len() {
                     if list.kind(i) == ScalarKind::Str && list.text(i).contains('\0') {
                         check_strings(&list.node(i), &format!("{field}[{i}]"), diags);
                     }
                 }
             }
-            None => {
+            (None, Some(maps)) => {
+                let values = maps.values();
+                for i in 0..maps.len() {
+                    if maps.entries(i).any(|e| {
+                        maps.name(e).contains('\0')
+                            || (values.kind(e) == ScalarKind::Str && values.text(e).contains('\0'))
+                    }) {
+                        check_strings(&maps.node(i), &format!("{field}[{i}]"), diags);
+                    }
+                }
+            }
+            (None, None) => {
                 for (i, item) in items.iter().enumerate() {
                     check_strings(&item, &format!("{field}[{i}]"), diags);
                 }

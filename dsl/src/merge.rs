@@ -3,6 +3,7 @@
 //! every resolved value still says which file and line it came from.
 
 use crate::node::{Node, Seq, Value};
+use crate::source::Span;
 
 /// `over` on top of `base`.
 pub fn merge(base: &Node, over: &Node) -> Node {
@@ -28,9 +29,10 @@ pub fn merge(base: &Node, over: &Node) -> Node {
 /// last one and their count, not whole (a list may hold millions of values).
 pub const EXPLAIN_LIST_VALUES: usize = 100;
 
-/// Every leaf of a tree as (dotted path, value text, node), for `flow plan --explain`.
-/// A list of scalars is one leaf (`[1, 2, 3]`, abbreviated past [`EXPLAIN_LIST_VALUES`]).
-pub fn leaves<'a>(prefix: &str, node: &'a Node, out: &mut Vec<(String, String, &'a Node)>) {
+/// Every leaf of a tree as (dotted path, value text, where it is), for `flow plan --explain`.
+/// A list of scalars is one leaf (`[1, 2, 3]`, abbreviated past [`EXPLAIN_LIST_VALUES`]); a
+/// longer list of collections shows its first five items, its last, and how many it holds.
+pub fn leaves(prefix: &str, node: &Node, out: &mut Vec<(String, String, Span)>) {
     match &node.value {
         Value::Map(entries) => {
             for (k, v) in entries {
@@ -42,26 +44,33 @@ pub fn leaves<'a>(prefix: &str, node: &'a Node, out: &mut Vec<(String, String, &
                 leaves(&path, v, out);
             }
         }
-        Value::Seq(items) => match items.nodes() {
-            Some(nodes) if !nodes.iter().all(|i| i.value.is_scalar()) => {
-                let n = nodes.len();
-                for (i, v) in nodes.iter().enumerate() {
-                    if n > EXPLAIN_LIST_VALUES && (5..n - 1).contains(&i) {
-                        if i == 5 {
-                            let hidden = format!("({n} values; {} to {} not shown)", 5, n - 2);
-                            out.push((prefix.to_string(), hidden, node));
-                        }
-                        continue;
+        Value::Seq(items)
+            if items.scalars().is_some()
+                || items
+                    .nodes()
+                    .is_some_and(|n| n.iter().all(|i| i.value.is_scalar())) =>
+        {
+            out.push((prefix.to_string(), list_text(items), node.span.clone()));
+        }
+        Value::Seq(items) => {
+            let n = items.len();
+            for i in 0..n {
+                if n > EXPLAIN_LIST_VALUES && (5..n - 1).contains(&i) {
+                    if i == 5 {
+                        let hidden = format!("({n} values; 5 to {} not shown)", n - 2);
+                        out.push((prefix.to_string(), hidden, node.span.clone()));
                     }
-                    leaves(&format!("{prefix}.{i}"), v, out);
+                    continue;
+                }
+                if let Some(item) = items.get(i) {
+                    leaves(&format!("{prefix}.{i}"), &item, out);
                 }
             }
-            _ => out.push((prefix.to_string(), list_text(items), node)),
-        },
+        }
         _ => out.push((
             prefix.to_string(),
             node.scalar_text().unwrap_or_default(),
-            node,
+            node.span.clone(),
         )),
     }
 }
@@ -113,6 +122,7 @@ mod tests {
             long.join(", "),
             maps.join(", ")
         );
+        let text = format!("{text}e: [{{a: 1, b: [2]}}, {{c: x}}]\n");
         let root = parse(&SourceFile::new("c.yaml", text)).unwrap();
         let mut out = Vec::new();
         leaves("", &root, &mut out);
@@ -134,6 +144,9 @@ mod tests {
                 ("d.4.r", "4"),
                 ("d", "(200 values; 5 to 198 not shown)"),
                 ("d.199.r", "199"),
+                ("e.0.a", "1"),
+                ("e.0.b", "[2]"),
+                ("e.1.c", "x"),
             ]
         );
     }

@@ -1,10 +1,12 @@
 //! The YAML document as flow sees it: a tree whose every node knows its source position.
 //!
-//! Lists whose items are all scalars (the long ones: array parameters with millions of
-//! values) are held compactly in a [`ScalarList`]: one text buffer and, per item, its kind,
-//! where its text ends and its line and column, about 13 bytes beside the text instead of a
-//! node of 56. Their items are [`Node`]s only when asked for one ([`Seq::get`],
-//! [`Seq::iter`]), so a list of 5 million numbers costs about 100 MB, not 300 MB.
+//! Long lists are held compactly: a list whose items are all scalars (array parameters with
+//! millions of values) in a [`ScalarList`] (one text buffer and, per item, its kind, where
+//! its text ends and its line and column: 13 bytes beside the text instead of a node of 56),
+//! a list of maps whose values are all scalars (`include:` elements) in a [`MapList`] (about
+//! 12 bytes a map and 25 an entry, instead of 270). Their items are [`Node`]s only when asked
+//! for one ([`Seq::get`], [`Seq::iter`]): a list of 5 million numbers costs about 100 MB, not
+//! 300 MB.
 
 use crate::source::{SourceFile, Span};
 use std::borrow::Cow;
@@ -53,6 +55,7 @@ enum SeqItems {
     /// Shared: copies of the tree (merge, aliases, the typed step) and the parameter values
     /// of an array (`array::ParamValues`) all point at one list.
     Scalars(Arc<ScalarList>),
+    Maps(Arc<MapList>),
 }
 
 impl Seq {
@@ -66,10 +69,16 @@ impl Seq {
         Seq(SeqItems::Scalars(Arc::new(list)))
     }
 
+    /// A list of maps of scalars, held compactly.
+    pub fn from_maps(list: MapList) -> Seq {
+        Seq(SeqItems::Maps(Arc::new(list)))
+    }
+
     pub fn len(&self) -> usize {
         match &self.0 {
             SeqItems::Nodes(items) => items.len(),
             SeqItems::Scalars(list) => list.len(),
+            SeqItems::Maps(list) => list.len(),
         }
     }
 
@@ -77,11 +86,12 @@ impl Seq {
         self.len() == 0
     }
 
-    /// Item `i`: borrowed when the list holds nodes, built when it is a [`ScalarList`].
+    /// Item `i`: borrowed when the list holds nodes, built when it is compact.
     pub fn get(&self, i: usize) -> Option<Cow<'_, Node>> {
         match &self.0 {
             SeqItems::Nodes(items) => items.get(i).map(Cow::Borrowed),
             SeqItems::Scalars(list) => (i < list.len()).then(|| Cow::Owned(list.node(i))),
+            SeqItems::Maps(list) => (i < list.len()).then(|| Cow::Owned(list.node(i))),
         }
     }
 
@@ -90,11 +100,11 @@ impl Seq {
         (0..self.len()).filter_map(move |i| self.get(i))
     }
 
-    /// The items as nodes when the list holds nodes (a list with a map or a list in it).
+    /// The items as nodes when the list holds nodes (neither compact form fits it).
     pub fn nodes(&self) -> Option<&[Node]> {
         match &self.0 {
             SeqItems::Nodes(items) => Some(items),
-            SeqItems::Scalars(_) => None,
+            _ => None,
         }
     }
 
@@ -102,7 +112,15 @@ impl Seq {
     pub fn scalars(&self) -> Option<&Arc<ScalarList>> {
         match &self.0 {
             SeqItems::Scalars(list) => Some(list),
-            SeqItems::Nodes(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The compact form when every item is a map of scalars.
+    pub fn maps(&self) -> Option<&Arc<MapList>> {
+        match &self.0 {
+            SeqItems::Maps(list) => Some(list),
+            _ => None,
         }
     }
 }
@@ -183,10 +201,19 @@ impl ScalarList {
         self.text.push_str(&text);
         self.ends.push(end);
         self.kinds.push(kind);
-        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        self.positions
-            .push([clamp(node.span.line), clamp(node.span.col)]);
+        self.positions.push(position(&node.span));
         true
+    }
+
+    /// Keep the first `n` items.
+    fn truncate(&mut self, n: usize) {
+        if n < self.len() {
+            let end = if n == 0 { 0 } else { self.ends[n - 1] as usize };
+            self.text.truncate(end);
+            self.ends.truncate(n);
+            self.kinds.truncate(n);
+            self.positions.truncate(n);
+        }
     }
 
     /// Release the spare capacity left by growing.
@@ -203,6 +230,11 @@ impl ScalarList {
 
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
+    }
+
+    /// Bytes of all the items' texts.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
     }
 
     /// Item `i`'s text, as [`Node::scalar_text`] gives it. Panics when `i` is out of range.
@@ -254,6 +286,171 @@ impl ScalarList {
                 .map_or_else(|| J::String(text.to_string()), J::Number),
             ScalarKind::Str => J::String(text.to_string()),
         }
+    }
+}
+
+/// Maps whose values are all scalars, from one file (a list of `include:` elements): per
+/// entry its key (the names kept once each) and position, the values in a [`ScalarList`],
+/// and per map where its entries end and its position.
+pub struct MapList {
+    names: Vec<String>,
+    name_ids: std::collections::HashMap<String, u32>,
+    entry_names: Vec<u32>,
+    key_positions: Vec<[u32; 2]>,
+    values: ScalarList,
+    ends: Vec<u32>,
+    positions: Vec<[u32; 2]>,
+}
+
+fn position(span: &Span) -> [u32; 2] {
+    let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    [clamp(span.line), clamp(span.col)]
+}
+
+impl MapList {
+    pub fn new(file: &Arc<SourceFile>) -> MapList {
+        MapList {
+            names: Vec::new(),
+            name_ids: std::collections::HashMap::new(),
+            entry_names: Vec::new(),
+            key_positions: Vec::new(),
+            values: ScalarList::new(file),
+            ends: Vec::new(),
+            positions: Vec::new(),
+        }
+    }
+
+    /// Whether a node can be an item: a map of this list's file whose values are scalars.
+    pub fn accepts(&self, node: &Node) -> bool {
+        let Value::Map(entries) = &node.value else {
+            return false;
+        };
+        Arc::ptr_eq(&self.values.file, &node.span.file)
+            && entries.iter().all(|(k, v)| {
+                Arc::ptr_eq(&self.values.file, &k.span.file) && self.values.accepts(v)
+            })
+    }
+
+    /// Append a map of scalars; false (and nothing appended) when [`MapList::accepts`] says
+    /// no, or when the list would pass 2^32 entries or names.
+    pub fn push(&mut self, node: &Node) -> bool {
+        let Some(entries) = node.as_map().filter(|_| self.accepts(node)) else {
+            return false;
+        };
+        let Ok(end) = u32::try_from(self.entry_names.len() + entries.len()) else {
+            return false;
+        };
+        let values_before = self.values.len();
+        for (k, v) in entries {
+            let id = match self.name_ids.get(&k.name) {
+                Some(id) => *id,
+                None => {
+                    let Ok(id) = u32::try_from(self.names.len()) else {
+                        self.truncate(values_before);
+                        return false;
+                    };
+                    self.names.push(k.name.clone());
+                    self.name_ids.insert(k.name.clone(), id);
+                    id
+                }
+            };
+            if !self.values.push(v) {
+                self.truncate(values_before);
+                return false;
+            }
+            self.entry_names.push(id);
+            self.key_positions.push(position(&k.span));
+        }
+        self.ends.push(end);
+        self.positions.push(position(&node.span));
+        true
+    }
+
+    /// Drop the entries of a map that could not be appended whole.
+    fn truncate(&mut self, entries: usize) {
+        self.entry_names.truncate(entries);
+        self.key_positions.truncate(entries);
+        self.values.truncate(entries);
+    }
+
+    /// Release the spare capacity left by growing, and the table that found names.
+    pub fn shrink_to_fit(&mut self) {
+        self.name_ids = std::collections::HashMap::new();
+        self.entry_names.shrink_to_fit();
+        self.key_positions.shrink_to_fit();
+        self.values.shrink_to_fit();
+        self.ends.shrink_to_fit();
+        self.positions.shrink_to_fit();
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The entries of map `i`, as indices into [`MapList::values`] and [`MapList::name`].
+    pub fn entries(&self, i: usize) -> std::ops::Range<usize> {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        start..self.ends[i] as usize
+    }
+
+    /// Entry `e`'s key.
+    pub fn name(&self, e: usize) -> &str {
+        &self.names[self.entry_names[e] as usize]
+    }
+
+    /// Entry `e`'s key with its position.
+    pub fn key(&self, e: usize) -> Key {
+        let [line, col] = self.key_positions[e];
+        Key {
+            name: self.name(e).to_string(),
+            span: Span::new(&self.values.file, line as usize, col as usize),
+        }
+    }
+
+    /// The values of every entry, in order.
+    pub fn values(&self) -> &ScalarList {
+        &self.values
+    }
+
+    /// Where map `i` starts.
+    pub fn span(&self, i: usize) -> Span {
+        let [line, col] = self.positions[i];
+        Span::new(&self.values.file, line as usize, col as usize)
+    }
+
+    /// Map `i` as a node.
+    pub fn node(&self, i: usize) -> Node {
+        let entries = self
+            .entries(i)
+            .map(|e| (self.key(e), self.values.node(e)))
+            .collect();
+        Node::new(Value::Map(entries), self.span(i))
+    }
+
+    /// Map `i` as JSON (like [`Node::to_json`]), without building the node.
+    pub fn to_json(&self, i: usize) -> serde_json::Value {
+        serde_json::Value::Object(
+            self.entries(i)
+                .map(|e| (self.name(e).to_string(), self.values.to_json(e)))
+                .collect(),
+        )
+    }
+
+    /// Bytes of all the keys and values.
+    pub fn text_len(&self) -> usize {
+        let keys: usize = (0..self.entry_names.len())
+            .map(|e| self.name(e).len())
+            .sum();
+        keys + self.values.text_len()
+    }
+
+    /// Values in the list as the loader counts them: each map, key and value.
+    pub fn value_count(&self) -> usize {
+        self.len() + 2 * self.entry_names.len()
     }
 }
 
@@ -355,7 +552,7 @@ impl Node {
     /// Follow a JSON pointer through the tree, items of lists of scalars included.
     pub fn locate(&self, pointer: &str) -> Option<Cow<'_, Node>> {
         let mut node = self;
-        let mut segments = pointer.split('/').skip(1).peekable();
+        let mut segments = pointer.split('/').skip(1);
         while let Some(raw) = segments.next() {
             let seg = raw.replace("~1", "/").replace("~0", "~");
             node = match &node.value {
@@ -364,9 +561,11 @@ impl Node {
                     let i = seg.parse::<usize>().ok()?;
                     match items.get(i)? {
                         Cow::Borrowed(item) => item,
-                        // A scalar: nothing is below it.
+                        // Built from a compact list: the rest of the way is inside it.
                         Cow::Owned(item) => {
-                            return segments.peek().is_none().then_some(Cow::Owned(item))
+                            let rest: String = segments.by_ref().map(|s| format!("/{s}")).collect();
+                            let found = item.locate(&rest)?.into_owned();
+                            return Some(Cow::Owned(found));
                         }
                     }
                 }
@@ -391,6 +590,7 @@ impl Node {
             Value::Seq(items) => J::Array(match &items.0 {
                 SeqItems::Nodes(nodes) => nodes.iter().map(Node::to_json).collect(),
                 SeqItems::Scalars(list) => (0..list.len()).map(|i| list.to_json(i)).collect(),
+                SeqItems::Maps(list) => (0..list.len()).map(|i| list.to_json(i)).collect(),
             }),
             Value::Map(entries) => J::Object(
                 entries
