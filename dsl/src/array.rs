@@ -2,7 +2,7 @@
 //! optional include/exclude lists. Elements are computed on demand from an index, so a
 //! million-element array costs no memory until its elements are asked for.
 
-use crate::node::{ScalarKind, ScalarList};
+use crate::node::{MapList, ScalarKind, ScalarList};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -113,7 +113,7 @@ impl ParamList {
     }
 
     /// Keep the first `n` values of a packed list.
-    fn truncate(&mut self, n: usize) {
+    pub(crate) fn truncate(&mut self, n: usize) {
         if let ListItems::Packed { text, ends, kinds } = &mut self.0 {
             if n < ends.len() {
                 text.truncate(if n == 0 { 0 } else { ends[n - 1] as usize });
@@ -162,12 +162,7 @@ impl ParamList {
     /// Value `i`'s kind. Panics when `i` is out of range.
     pub fn kind(&self, i: usize) -> ParamKind {
         match &self.0 {
-            ListItems::Loaded(list) => match list.kind(i) {
-                ScalarKind::Int => ParamKind::Int,
-                ScalarKind::Float => ParamKind::Float,
-                ScalarKind::Bool => ParamKind::Bool,
-                ScalarKind::Str | ScalarKind::Null => ParamKind::Str,
-            },
+            ListItems::Loaded(list) => param_kind(list.kind(i)),
             ListItems::Packed { kinds, .. } => kinds[i],
         }
     }
@@ -239,52 +234,148 @@ impl ParamValues {
     }
 }
 
-/// The elements `include:` adds: one value per parameter each, in the order of the array's
-/// parameters, packed in one [`ParamList`] (a million included elements are a few texts
-/// each, not a vector of named values each).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ExtraElements {
-    rows: usize,
-    values: ParamList,
+/// The elements `include:` adds: one value per parameter each. Either the list of maps the
+/// loader read, shared with the document, or values packed in one [`ParamList`] in the order
+/// of the array's parameters (a million included elements are a few texts each, not a
+/// vector of named values each).
+#[derive(Clone)]
+pub struct ExtraElements(Extra);
+
+#[derive(Clone)]
+enum Extra {
+    Packed {
+        rows: usize,
+        values: ParamList,
+    },
+    /// Each map sets every parameter, and nothing else.
+    Loaded {
+        maps: Arc<MapList>,
+        names: Vec<String>,
+    },
+}
+
+impl Default for ExtraElements {
+    fn default() -> ExtraElements {
+        ExtraElements(Extra::Packed {
+            rows: 0,
+            values: ParamList::default(),
+        })
+    }
 }
 
 impl ExtraElements {
-    /// Append an element: its values in the order of the array's parameters. False, and
-    /// nothing appended, when the texts would pass 4 GiB (they come from files of at most
-    /// 64 MiB, whose aliases copy at most 64 MiB more).
+    /// The maps of a loaded list, each of which sets exactly the parameters `names`.
+    pub fn from_maps(maps: Arc<MapList>, names: Vec<String>) -> ExtraElements {
+        ExtraElements(Extra::Loaded { maps, names })
+    }
+
+    /// Append an element: its values in the order of the array's parameters (elements from
+    /// a loaded list are copied first). False, and nothing appended, when the texts would
+    /// pass 4 GiB (they come from files of at most 64 MiB, whose aliases copy at most
+    /// 64 MiB more).
     pub fn push(&mut self, values: &[ParamValue]) -> bool {
-        let before = self.values.len();
+        if let Extra::Loaded { names, .. } = &self.0 {
+            let mut packed = ExtraElements::default();
+            for i in 0..self.len() {
+                let row: Vec<ParamValue> = self.values_of(i, names);
+                if !packed.push(&row) {
+                    return false;
+                }
+            }
+            *self = packed;
+        }
+        let Extra::Packed { rows, values: list } = &mut self.0 else {
+            return false;
+        };
+        let before = list.len();
         for v in values {
-            if !self.values.push(v) {
-                self.values.truncate(before);
+            if !list.push(v) {
+                list.truncate(before);
                 return false;
             }
         }
-        self.rows += 1;
+        *rows += 1;
         true
     }
 
     /// Release the spare capacity left by growing.
     pub fn shrink_to_fit(&mut self) {
-        self.values.shrink_to_fit();
+        if let Extra::Packed { values, .. } = &mut self.0 {
+            values.shrink_to_fit();
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.rows
+        match &self.0 {
+            Extra::Packed { rows, .. } => *rows,
+            Extra::Loaded { maps, .. } => maps.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows == 0
+        self.len() == 0
+    }
+
+    /// Element `i`'s values for the parameters `names`, in their order.
+    fn values_of(&self, i: usize, names: &[String]) -> Vec<ParamValue> {
+        match &self.0 {
+            Extra::Packed { values, .. } => (0..names.len())
+                .map(|j| values.get(i * names.len() + j))
+                .collect(),
+            Extra::Loaded { maps, .. } => names
+                .iter()
+                .map(|name| {
+                    let values = maps.values();
+                    maps.entries(i).find(|e| maps.name(*e) == name).map_or_else(
+                        || ParamValue::int(0),
+                        |e| ParamValue {
+                            text: values.text(e).to_string(),
+                            kind: param_kind(values.kind(e)),
+                        },
+                    )
+                })
+                .collect(),
+        }
     }
 
     /// Element `i`, named after `params`. Panics when `i` is out of range.
     pub fn get(&self, i: usize, params: &[(String, ParamValues)]) -> Vec<(String, ParamValue)> {
-        let width = params.len();
-        params
-            .iter()
-            .enumerate()
-            .map(|(j, (name, _))| (name.clone(), self.values.get(i * width + j)))
-            .collect()
+        let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
+        let values = self.values_of(i, &names);
+        names.into_iter().zip(values).collect()
+    }
+
+    /// Every element's values, in the order of its own parameters (for comparing).
+    fn rows(&self) -> Vec<Vec<ParamValue>> {
+        let names = match &self.0 {
+            Extra::Loaded { names, .. } => names.clone(),
+            Extra::Packed { rows, values } => {
+                let width = if *rows == 0 { 0 } else { values.len() / rows };
+                (0..width).map(|j| j.to_string()).collect()
+            }
+        };
+        (0..self.len()).map(|i| self.values_of(i, &names)).collect()
+    }
+}
+
+impl PartialEq for ExtraElements {
+    fn eq(&self, other: &ExtraElements) -> bool {
+        self.rows() == other.rows()
+    }
+}
+
+impl std::fmt::Debug for ExtraElements {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.rows()).finish()
+    }
+}
+
+fn param_kind(kind: ScalarKind) -> ParamKind {
+    match kind {
+        ScalarKind::Int => ParamKind::Int,
+        ScalarKind::Float => ParamKind::Float,
+        ScalarKind::Bool => ParamKind::Bool,
+        ScalarKind::Str | ScalarKind::Null => ParamKind::Str,
     }
 }
 
@@ -411,6 +502,34 @@ mod tests {
         let e = a.element(3);
         assert_eq!((e[0].1.text.as_str(), e[1].1.text.as_str()), ("1", "0.5"));
         assert_eq!(a.element(0)[1].1.text, "1.000");
+    }
+
+    #[test]
+    fn included_elements_read_the_same_loaded_or_packed() {
+        let file = crate::source::SourceFile::new("c.yaml", "[{r: 1, z: '0.5'}, {z: 2.50, r: 3}]");
+        let root = crate::yaml_loader::parse(&file).unwrap();
+        let maps = Arc::clone(root.as_seq().unwrap().maps().unwrap());
+        let params = vec![
+            ("r".to_string(), list(&["0"])),
+            ("z".to_string(), list(&["0"])),
+        ];
+        let mut loaded = ExtraElements::from_maps(maps, vec!["r".into(), "z".into()]);
+        let mut packed = ExtraElements::default();
+        let value = |text: &str, kind| ParamValue {
+            text: text.to_string(),
+            kind,
+        };
+        assert!(packed.push(&[value("1", ParamKind::Int), value("0.5", ParamKind::Str)]));
+        assert!(packed.push(&[value("3", ParamKind::Int), value("2.50", ParamKind::Float)]));
+        assert_eq!(loaded, packed);
+        for i in 0..2 {
+            assert_eq!(loaded.get(i, &params), packed.get(i, &params));
+        }
+        assert_eq!(loaded.get(1, &params)[1].1.text, "2.50");
+        // Adding to a loaded list copies it first.
+        let third = [value("5", ParamKind::Int), value("x", ParamKind::Str)];
+        assert!(loaded.push(&third) && packed.push(&third));
+        assert_eq!((loaded.len(), &loaded), (3, &packed));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! The loading pipeline: campaign file -> machine recipe -> schema checks -> merge ->
 //! typed [`Campaign`]. Reports every problem it can find, each located.
 
-use crate::array::{ArraySpec, Combine, ParamKind, ParamList, ParamValue, ParamValues};
+use crate::array::{
+    ArraySpec, Combine, ExtraElements, ParamKind, ParamList, ParamValue, ParamValues,
+};
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
 use crate::merge::{leaves, merge};
 use crate::model::*;
-use crate::node::{Key, Node, ScalarKind, Value};
+use crate::node::{Key, Node, ScalarKind, Seq, Value};
 use crate::quantity::{parse_duration, parse_memory_mb};
 use crate::recipes;
 use crate::schema::{self, DocumentKind};
@@ -1019,38 +1021,63 @@ fn parse_array(
         spec.selection = Some(keep);
     }
     if let Some(inc) = include {
-        for m in inc.as_seq().into_iter().flat_map(|s| s.iter()) {
-            if let Some(el) = element_of(&m, "include", diags) {
-                if el.len() != names.len() {
-                    diags.push(
-                        Diagnostic::at(
-                            &m.span,
-                            format!("{field}.include"),
-                            "an included element must set every parameter",
-                        )
-                        .expected(names.join(", ")),
-                    );
-                    continue;
-                }
-                let ordered: Vec<ParamValue> = names
+        // An element's values in the order of the parameters, when it sets every one.
+        let ordered = |m: &Node, diags: &mut Diagnostics| -> Option<Vec<ParamValue>> {
+            let el = element_of(m, "include", diags)?;
+            if el.len() != names.len() {
+                diags.push(
+                    Diagnostic::at(
+                        &m.span,
+                        format!("{field}.include"),
+                        "an included element must set every parameter",
+                    )
+                    .expected(names.join(", ")),
+                );
+                return None;
+            }
+            Some(
+                names
                     .iter()
                     .map(|n| {
                         el.iter()
                             .find(|(k, _)| k == n)
                             .map_or_else(|| ParamValue::int(0), |(_, v)| v.clone())
                     })
-                    .collect();
-                if !spec.extra.push(&ordered) {
-                    diags.push(Diagnostic::at(
-                        &m.span,
-                        format!("{field}.include"),
-                        "the included elements hold more than 4 GiB of text",
-                    ));
-                    break;
+                    .collect(),
+            )
+        };
+        let items = || inc.as_seq().into_iter().flat_map(|s| s.iter());
+        let copy = |diags: &mut Diagnostics, extra: &mut ExtraElements| {
+            for m in items() {
+                if let Some(values) = ordered(&m, diags) {
+                    if !extra.push(&values) {
+                        diags.push(Diagnostic::at(
+                            &m.span,
+                            format!("{field}.include"),
+                            "the included elements hold more than 4 GiB of text",
+                        ));
+                        break;
+                    }
                 }
             }
+            extra.shrink_to_fit();
+        };
+        match inc.as_seq().and_then(Seq::maps) {
+            // A list of maps of scalars, each a whole element: the elements as loaded,
+            // read in place, not copied.
+            Some(maps) => {
+                let errors_before = diags.len();
+                for m in items() {
+                    let _ = ordered(&m, diags);
+                }
+                if diags.len() == errors_before {
+                    spec.extra = ExtraElements::from_maps(Arc::clone(maps), names.clone());
+                } else {
+                    copy(&mut Diagnostics::default(), &mut spec.extra);
+                }
+            }
+            None => copy(diags, &mut spec.extra),
         }
-        spec.extra.shrink_to_fit();
     }
     Some(spec)
 }
