@@ -142,6 +142,18 @@ fn no_quoting_context_runs_an_interpolated_value() {
             serde_json::to_string(c).unwrap()
         ));
     }
+    // `env:` values are no templates: they reach the task as variables, literally.
+    let vars: Vec<String> = PAYLOADS
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("P{i}: {}", serde_json::to_string(p).unwrap()))
+        .collect();
+    let prints: Vec<String> = (0..PAYLOADS.len()).map(|i| format!("\"$P{i}\"")).collect();
+    steps.push_str(&format!(
+        "  env_values:\n    kind: command\n    env: {{{}}}\n    command: {}\n",
+        vars.join(", "),
+        serde_json::to_string(&format!("printf '%s\\n' {} >> out.txt", prints.join(" "))).unwrap()
+    ));
     let yaml =
         format!("campaign: {{name: q, version: v1, machine: local, output: out}}\nsteps:\n{steps}");
     std::fs::write(tmp.path().join("c.yaml"), yaml).unwrap();
@@ -165,6 +177,13 @@ fn no_quoting_context_runs_an_interpolated_value() {
         assert!(
             written.contains(p),
             "{p:?} not written literally:\n{written}"
+        );
+    }
+    // The env step wrote every value, line breaks included, on lines of their own.
+    for p in PAYLOADS {
+        assert!(
+            written.contains(&format!("{p}\n")),
+            "env value {p:?} not passed literally:\n{written}"
         );
     }
 }
@@ -401,5 +420,162 @@ fn long_lists_load_within_a_small_multiple_of_their_size() {
             started.elapsed()
         );
         assert!(ratio <= 4.0, "{shape}: {ratio:.2}x its size");
+    }
+}
+
+/// Files larger than the 64 MiB cap are refused from their size, before a byte is read,
+/// as a campaign and as its machine file (sparse files: nothing is written).
+#[test]
+fn inputs_past_the_size_cap_are_refused_unread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let big = std::fs::File::create(tmp.path().join("big.yaml")).unwrap();
+    big.set_len(65 << 20).unwrap();
+    let started = Instant::now();
+    let out = flow_capped(tmp.path(), &["validate", "big.yaml"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot read big.yaml: it is 68 MB, larger than flow reads (67 MB)"),
+        "{stderr}"
+    );
+    std::fs::write(
+        tmp.path().join("c.yaml"),
+        "campaign: {name: b, version: v1, machine: ./big.yaml}\nsteps:\n  a: {kind: command, command: echo}\n",
+    )
+    .unwrap();
+    let out = flow_capped(tmp.path(), &["validate", "c.yaml"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("c.yaml:1:")
+            && stderr.contains("cannot read machine file `./big.yaml`")
+            && stderr.contains("larger than flow reads"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// A task printing more than its step's `execution.max_log_size` has its log rotated
+/// (the log and the one rotation before it are kept, not everything it printed); and
+/// `flow logs` streams a log larger than its own memory cap.
+#[test]
+fn task_logs_are_capped_per_step_and_streamed() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 8 MB in 40 writes, past a 1 MB limit; and one 160 MB log below a 200 MB limit.
+    std::fs::write(
+        tmp.path().join("c.yaml"),
+        concat!(
+            "campaign: {name: g, version: v1, machine: local, output: out}\n",
+            "steps:\n",
+            "  chatty:\n    kind: command\n    execution: {max_log_size: 1M}\n",
+            "    command: \"for i in $(seq 40); do head -c 200000 /dev/zero | tr '\\\\0' x; sleep 0.05; done\"\n",
+            "  big:\n    kind: command\n    execution: {max_log_size: 200M}\n",
+            "    command: \"head -c 160000000 /dev/zero | tr '\\\\0' y\"\n",
+        ),
+    )
+    .unwrap();
+    let out = flow(tmp.path(), &["run", "c.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (_, rows) = campaign_state(&tmp.path().join("out/v1_g"));
+    let id = |step: &str| rows.values().find(|r| r.step == step).unwrap().id.clone();
+
+    let chatty = id("chatty");
+    let logs = flow(tmp.path(), &["logs", "c.yaml", &chatty]);
+    let shown = text(&logs.stdout);
+    assert_eq!(logs.status.code(), Some(0), "{}", text(&logs.stderr));
+    assert!(
+        shown.contains("(the log was rotated: the part before is in "),
+        "{}",
+        &shown[..shown.len().min(2000)]
+    );
+    let kept: u64 = walk(&tmp.path().join("out/v1_g"))
+        .iter()
+        .filter(|p| {
+            p.to_string_lossy().contains(&chatty[..8]) && p.to_string_lossy().contains(".out")
+        })
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(
+        (1_000_000..4_000_000).contains(&kept),
+        "{kept} bytes of the 8 MB printed kept"
+    );
+
+    // 160 MB through a process limited to 128 MiB of address space.
+    let big = id("big");
+    let sink = std::fs::File::create(tmp.path().join("big.log")).unwrap();
+    let mut cmd = flow_cmd(tmp.path(), &["logs", "c.yaml", &big]);
+    cmd.stdout(sink);
+    // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mem = libc::rlimit {
+                rlim_cur: 128 << 20,
+                rlim_max: 128 << 20,
+            };
+            libc::setrlimit(libc::RLIMIT_AS, &mem);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let streamed = std::fs::metadata(tmp.path().join("big.log")).unwrap().len();
+    assert!(streamed > 160_000_000, "{streamed} bytes");
+}
+
+/// A run stopped by a full disk (here: a file-size limit, the same failed writes) ends with
+/// an error naming the state database; `flow status` then says the driver is not running
+/// and counts no task as running, or, when the database's set-up was cut short, says so
+/// instead of an SQL error; and the next run, with room again, finishes the campaign.
+#[test]
+fn a_run_stopped_by_a_full_disk_leaves_a_truthful_status() {
+    for limit in [60_000u64, 400_000] {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join("c.yaml"),
+            "campaign: {name: d, version: v1, machine: local, output: out}\nsteps:\n  a:\n    kind: command\n    array: {i: {range: [0, 100]}}\n    command: sleep 0.1; echo {{i}}\n",
+        )
+        .unwrap();
+        let mut cmd = flow_cmd(tmp.path(), &["run", "c.yaml"]);
+        // SAFETY: setrlimit and signal are async-signal-safe and touch no memory of the
+        // parent.
+        unsafe {
+            cmd.pre_exec(move || {
+                let size = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                libc::setrlimit(libc::RLIMIT_FSIZE, &size);
+                // A write past the limit fails (EFBIG) instead of killing the writer.
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{limit}: {stderr}");
+        assert!(stderr.contains("state.db"), "{limit}: {stderr}");
+
+        let status = flow(tmp.path(), &["status", "c.yaml"]);
+        let (stdout, stderr) = (text(&status.stdout), text(&status.stderr));
+        assert!(!stderr.contains("no such"), "{limit}: {stderr}");
+        match status.status.code() {
+            Some(0) => {
+                assert!(stdout.contains("driver: not running"), "{limit}: {stdout}");
+                let counted: Vec<&str> = stdout
+                    .lines()
+                    .filter(|l| !l.starts_with("driver:") && l.contains("running"))
+                    .collect();
+                assert!(counted.is_empty(), "{limit}: tasks still running: {stdout}");
+            }
+            _ => assert!(
+                stderr.contains("state.db")
+                    && stderr.contains("`flow run FILE` brings it up to date"),
+                "{limit}: {stderr}"
+            ),
+        }
+        let out = flow(tmp.path(), &["run", "c.yaml"]);
+        assert_eq!(out.status.code(), Some(0), "{limit}: {}", text(&out.stderr));
+        let status = text(&flow(tmp.path(), &["status", "c.yaml"]).stdout);
+        assert!(status.contains("100/100 succeeded"), "{limit}: {status}");
     }
 }

@@ -64,8 +64,12 @@ fn campaign(path: &Path, shape: &str, bytes: usize) -> usize {
         _ => {
             text.push_str("    command: echo {{r}} {{z}}\n    array:\n      r: [0]\n      z: [0.5]\n      include:\n");
             while text.len() < bytes {
-                writeln!(text, "        - {{r: {n}, z: {:.2}}}", 0.5 + (n % 20) as f64 * 0.05)
-                    .unwrap();
+                writeln!(
+                    text,
+                    "        - {{r: {n}, z: {:.2}}}",
+                    0.5 + (n % 20) as f64 * 0.05
+                )
+                .unwrap();
                 n += 1;
             }
         }

@@ -87,6 +87,12 @@ pub enum StateError {
     },
     #[error("state database {path} {why}; flow does not replace it: move it away, or run `flow run FILE --reset-state` to keep it as {path}.corrupt-<time> and start the state over (tasks it recorded as done would run again)")]
     Corrupt { path: String, why: String },
+    #[error("state database {path} has layout {found}, older than this flow's ({known}): an older flow wrote it, or its set-up was cut short (a full disk?); `flow run FILE` brings it up to date")]
+    TooOld {
+        path: String,
+        found: i64,
+        known: i64,
+    },
     #[error("state database {path} was written by a newer flow (layout {found}, this flow knows {known}); upgrade flow")]
     TooNew {
         path: String,
@@ -616,6 +622,18 @@ impl StateStore {
 
     /// Every task, by id.
     pub fn load_tasks(&self) -> Result<HashMap<String, TaskRow>, StateError> {
+        // A reader may meet a database of an older layout (the driver migrates first).
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql(&self.path))?;
+        if version < SCHEMA_VERSION {
+            return Err(StateError::TooOld {
+                path: self.path.display().to_string(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
         let mut stmt = self
             .conn
             .prepare("SELECT id, step, idx, state, attempts, retries, infra_retries, error_class, message, not_before, pid, job_id, params, product, consumed, work, started FROM tasks")
