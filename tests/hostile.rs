@@ -612,3 +612,38 @@ fn a_run_stopped_by_a_full_disk_leaves_a_truthful_status() {
         assert!(status.contains("100/100 succeeded"), "{limit}: {status}");
     }
 }
+
+/// Values a machine file writes into `#SBATCH` lines (its account, a job type's partition,
+/// constraint) are checked like a step's: a line break or a control character is a
+/// located error at validate and at plan, in the machine file.
+#[test]
+fn sbatch_values_of_a_machine_are_refused_located() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("m.yaml"),
+        concat!(
+            "machine:\n  name: evil\n  executor: slurm\n  slurm:\n",
+            "    account: \"proj\\n#SBATCH --uid=0\"\n    max_array_size: 1000\n",
+            "  job_types:\n    cpu: {partition: \"cpu\\r\", constraint: \"a\\u0007b\", nodes: 1, mem: 2G, time: 1h}\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("c.yaml"),
+        "campaign: {name: h, version: v1, machine: m.yaml}\nsteps:\n  a: {kind: command, command: echo, resources: {job_type: cpu}}\n",
+    )
+    .unwrap();
+    for command in ["validate", "plan"] {
+        let out = flow_capped(tmp.path(), &[command, "c.yaml"]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        for expected in [
+            "m.yaml:5:14: machine.slurm.account: the value `proj\\n#SBATCH --uid=0` holds a line break",
+            "m.yaml:8:22: machine.job_types.cpu.partition: the value `cpu\\r` holds a carriage return",
+            "machine.job_types.cpu.constraint: the value `a\\u{7}b` holds the control character U+0007",
+        ] {
+            assert!(stderr.contains(expected), "{command}: {expected}\n{stderr}");
+        }
+        assert!(!text(&out.stdout).contains("#SBATCH"), "{command}");
+    }
+}
