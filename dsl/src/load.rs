@@ -14,6 +14,7 @@ use crate::schema::{self, DocumentKind};
 use crate::source::{SourceFile, Span};
 use crate::template::{render, TemplateKind};
 use crate::yaml_loader;
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -1009,12 +1010,33 @@ fn parse_array(
             .flat_map(|s| s.iter())
             .filter_map(|m| element_of(&m, "exclude", diags))
             .collect();
+        // Patterns grouped by the parameters they set, each group a set of value keys: an
+        // element is looked up once per group, not compared with every pattern.
+        let mut groups: Vec<(Vec<usize>, HashSet<Vec<ValueKey>>)> = Vec::new();
+        for p in &patterns {
+            let mut cols: Vec<usize> = p
+                .iter()
+                .filter_map(|(k, _)| names.iter().position(|n| n == k))
+                .collect();
+            cols.sort_unstable();
+            let key: Vec<ValueKey> = cols
+                .iter()
+                .filter_map(|c| p.iter().find(|(k, _)| *k == names[*c]))
+                .map(|(_, v)| value_key(v))
+                .collect();
+            match groups.iter_mut().find(|(c, _)| *c == cols) {
+                Some((_, set)) => {
+                    set.insert(key);
+                }
+                None => groups.push((cols, HashSet::from([key]))),
+            }
+        }
         let keep: Vec<u64> = (0..spec.base_len())
             .filter(|i| {
                 let el = spec.base_element(*i);
-                !patterns.iter().any(|p| {
-                    p.iter()
-                        .all(|(k, v)| el.iter().any(|(ek, ev)| ek == k && same_value(ev, v)))
+                !groups.iter().any(|(cols, set)| {
+                    let key: Vec<ValueKey> = cols.iter().map(|c| value_key(&el[*c].1)).collect();
+                    set.contains(&key)
                 })
             })
             .collect();
@@ -1080,6 +1102,22 @@ fn parse_array(
         }
     }
     Some(spec)
+}
+
+/// A parameter value as `exclude:` compares it, as a hash key: numbers by value (`1.0` is
+/// `1`, `-0` is `0`), any other text (`NaN` included) as written; equal keys are exactly
+/// [`same_value`].
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum ValueKey {
+    Number(u64),
+    Text(String),
+}
+
+fn value_key(v: &ParamValue) -> ValueKey {
+    match v.text.parse::<f64>() {
+        Ok(x) if !x.is_nan() => ValueKey::Number(if x == 0.0 { 0 } else { x.to_bits() }),
+        _ => ValueKey::Text(v.text.clone()),
+    }
 }
 
 fn same_value(a: &ParamValue, b: &ParamValue) -> bool {
@@ -1525,5 +1563,53 @@ steps:
     /// `load_campaign_text` writes the campaign file into it.
     fn tempfile_dir() -> tempfile::TempDir {
         tempfile::tempdir().unwrap()
+    }
+}
+
+#[cfg(test)]
+mod exclude_tests {
+    use super::*;
+
+    #[test]
+    fn value_keys_are_equal_exactly_when_values_are_the_same() {
+        let texts = [
+            "1", "1.0", "1e0", "01", "+1", "-0", "0", "0.0", "NaN", "nan", "inf", "infinity",
+            "-inf", "abc", "", "1_000", "1000", "1e3", "0x10",
+        ];
+        for a in texts {
+            for b in texts {
+                let (a, b) = (
+                    ParamValue {
+                        text: a.into(),
+                        kind: ParamKind::Str,
+                    },
+                    ParamValue {
+                        text: b.into(),
+                        kind: ParamKind::Str,
+                    },
+                );
+                assert_eq!(
+                    value_key(&a) == value_key(&b),
+                    same_value(&a, &b),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn many_exclusions_cost_one_lookup_per_element() {
+        let dir = tempfile::tempdir().unwrap();
+        let patterns: Vec<String> = (0..2000).map(|k| format!("{{i: {}}}", k * 7)).collect();
+        let text = format!(
+            "campaign: {{name: c, version: v1, machine: local}}\nsteps:\n  a:\n    kind: command\n    command: echo {{{{i}}}} {{{{z}}}}\n    array:\n      i: {{range: [0, 200000]}}\n      z: [0.5, 1.0]\n      exclude: [{}, {{i: 1, z: 1}}, {{z: '0.50'}}]\n",
+            patterns.join(", ")
+        );
+        let started = std::time::Instant::now();
+        let c = load_campaign_text("c.yaml", &text, dir.path()).unwrap();
+        let array = c.steps[0].array.as_ref().unwrap();
+        // z 0.5 is excluded ('0.50' is the same number), then i = 0, 7, ... 13993 and (1, 1.0).
+        assert_eq!(array.len(), 200_000 - 2000 - 1);
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
     }
 }
