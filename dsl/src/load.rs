@@ -1105,8 +1105,8 @@ fn parse_array(
 }
 
 /// A parameter value as `exclude:` compares it, as a hash key: numbers by value (`1.0` is
-/// `1`, `-0` is `0`), any other text (`NaN` included) as written; equal keys are exactly
-/// [`same_value`].
+/// `1`, `-0` is `0`), any other text (`NaN` included) as written (the test below checks it
+/// against the comparison it replaced).
 #[derive(Debug, PartialEq, Eq, Hash)]
 enum ValueKey {
     Number(u64),
@@ -1117,16 +1117,6 @@ fn value_key(v: &ParamValue) -> ValueKey {
     match v.text.parse::<f64>() {
         Ok(x) if !x.is_nan() => ValueKey::Number(if x == 0.0 { 0 } else { x.to_bits() }),
         _ => ValueKey::Text(v.text.clone()),
-    }
-}
-
-fn same_value(a: &ParamValue, b: &ParamValue) -> bool {
-    if a.text == b.text {
-        return true;
-    }
-    match (a.text.parse::<f64>(), b.text.parse::<f64>()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
     }
 }
 
@@ -1569,6 +1559,17 @@ steps:
 #[cfg(test)]
 mod exclude_tests {
     use super::*;
+
+    /// How `exclude:` compared two values before it used keys.
+    fn same_value(a: &ParamValue, b: &ParamValue) -> bool {
+        if a.text == b.text {
+            return true;
+        }
+        match (a.text.parse::<f64>(), b.text.parse::<f64>()) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => false,
+        }
+    }
 
     #[test]
     fn value_keys_are_equal_exactly_when_values_are_the_same() {
