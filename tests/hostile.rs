@@ -210,6 +210,41 @@ fn an_output_through_a_link_out_of_the_campaign_touches_nothing_outside() {
         "keep me"
     );
     assert!(!campaign_dir.join("link").join("victim.txt.tmp").exists());
+    let said = format!("{}{stderr}", text(&out.stdout));
+    assert!(
+        said.contains("c.yaml:5:13: steps.a.output: the output path `link/victim.txt` leaves the campaign directory"),
+        "{said}"
+    );
+
+    // The same for the directories flow writes itself: logs, and a step's work directory.
+    for (link, step) in [
+        ("logs", "    command: echo hi\n"),
+        ("work", "    workdir: work/x\n    command: echo hi > f\n"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let campaign_dir = tmp.path().join("out/v1_l");
+        std::fs::create_dir_all(&campaign_dir).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, campaign_dir.join(link)).unwrap();
+        std::fs::write(
+            tmp.path().join("c.yaml"),
+            format!("campaign: {{name: l, version: v1, machine: local, output: out}}\nsteps:\n  a:\n    kind: command\n{step}"),
+        )
+        .unwrap();
+        let out = run_bounded(tmp.path());
+        let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_ne!(out.status.code(), Some(0), "{link}: {said}");
+        assert!(
+            said.contains("which leaves the campaign directory"),
+            "{link}: {said}"
+        );
+        assert_eq!(
+            walk(&elsewhere),
+            Vec::<PathBuf>::new(),
+            "{link}: written outside"
+        );
+    }
 }
 
 #[test]
