@@ -59,6 +59,9 @@ impl Diagnostic {
     }
 }
 
+/// Characters of the offending line an error shows.
+const SHOWN_CHARS: usize = 200;
+
 impl fmt::Display for Diagnostic {
     /// The headline, the offending source line with a caret, and the hint.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -67,10 +70,23 @@ impl fmt::Display for Diagnostic {
             if let Some(line) = span.file.line_text(span.line) {
                 let number = span.line.to_string();
                 let pad = " ".repeat(number.len());
-                let shown: String = line.chars().take(200).collect();
+                // A long line (a list on one line) is shown around the column it points at.
+                let col = span.col.saturating_sub(1);
+                let (shown, caret_col) = if col < SHOWN_CHARS {
+                    let shown: String = line.chars().take(SHOWN_CHARS).collect();
+                    let caret = col.min(shown.chars().count());
+                    (shown, caret)
+                } else {
+                    let start = col - SHOWN_CHARS / 2;
+                    let mut shown: String = "...".to_string();
+                    shown.extend(line.chars().skip(start).take(SHOWN_CHARS));
+                    if line.chars().nth(start + SHOWN_CHARS).is_some() {
+                        shown.push_str("...");
+                    }
+                    (shown, 3 + SHOWN_CHARS / 2)
+                };
                 writeln!(f, "{pad} |")?;
                 writeln!(f, "{number} | {shown}")?;
-                let caret_col = span.col.saturating_sub(1).min(shown.chars().count());
                 let lead: String = shown
                     .chars()
                     .take(caret_col)
@@ -149,6 +165,34 @@ pub fn did_you_mean<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_line_is_shown_around_the_column() {
+        let line: String = (0..2000).map(|i| format!("{i}, ")).collect();
+        let file = crate::source::SourceFile::new("c.yaml", format!("x: [{line}]\n"));
+        let col = 4 + line.find("1500,").unwrap() + 1;
+        let d = Diagnostic::at(&Span::new(&file, 1, col), "x[1500]", "bad");
+        let text = d.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[2].starts_with("1 | ...") && lines[2].ends_with("..."),
+            "{text}"
+        );
+        let caret = lines[3].find('^').unwrap();
+        assert_eq!(&lines[2][caret..caret + 5], "1500,", "{text}");
+        // A short line, or a column within the first 200 characters, shows the line's start.
+        let d = Diagnostic::at(&Span::new(&file, 1, 5), "x[0]", "bad");
+        let text = d.to_string();
+        assert_eq!(
+            text.lines().nth(2).unwrap().chars().count(),
+            4 + 200,
+            "{text}"
+        );
+        assert_eq!(
+            text.lines().nth(3).unwrap(),
+            format!("  | {}^", " ".repeat(4))
+        );
+    }
 
     #[test]
     fn suggests_close_words_only() {

@@ -9,6 +9,7 @@
 pub mod array;
 pub mod diagnostic;
 pub mod error_class;
+pub mod json_view;
 pub mod load;
 pub mod machine_settings;
 pub mod merge;

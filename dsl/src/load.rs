@@ -5,21 +5,25 @@
 //! [`crate::machine_settings`]); `step` resolves each step, `arrays` its `array:`, `checks`
 //! what is checked across the campaign.
 
-use crate::array::{ArraySpec, Combine, ParamKind, ParamValue, ParamValues};
+use crate::array::{
+    ArraySpec, Combine, ExtraElements, ParamKind, ParamList, ParamValue, ParamValues,
+};
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
 use crate::machine_settings::{
     block_provenance, builtin, builtin_as, builtin_provenance, typed_block,
 };
 use crate::merge::{leaves, merge};
 use crate::model::*;
-use crate::node::{Key, Node, Value};
+use crate::node::{Key, Node, ScalarKind, Seq, Value};
 use crate::quantity::{parse_duration, parse_memory_mb};
 use crate::recipes;
 use crate::schema::{self, DocumentKind};
 use crate::source::{SourceFile, Span};
 use crate::template::{render, TemplateKind};
 use crate::yaml_loader;
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 mod arrays;
@@ -186,19 +190,22 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, Diagnostics> {
     });
     diags.into_result()?;
 
-    let snapshot = serde_json::json!({
-        "campaign_file": path.display().to_string(),
-        "campaign": root.to_json(),
-        "machine_source": machine_source,
-        "machine": machine_root.to_json(),
-    });
+    let description = text("/campaign/description");
+    let seed_salt = root
+        .at_pointer("/campaign/seed")
+        .and_then(Node::scalar_text);
+    // The documents themselves become the snapshot: nothing is copied.
+    let snapshot = Snapshot::new(
+        path.display().to_string(),
+        root,
+        machine_source,
+        machine_root,
+    );
     Ok(Campaign {
         name,
         version,
-        description: text("/campaign/description"),
-        seed_salt: root
-            .at_pointer("/campaign/seed")
-            .and_then(Node::scalar_text),
+        description,
+        seed_salt,
         file: base_dir.join(path.file_name().unwrap_or_default()),
         campaign_dir,
         machine,
@@ -383,7 +390,7 @@ fn build_machine(
 
 fn strings(node: Option<&Node>) -> Vec<String> {
     node.and_then(Node::as_seq)
-        .map(|items| items.iter().filter_map(Node::scalar_text).collect())
+        .map(|items| items.iter().filter_map(|n| n.scalar_text()).collect())
         .unwrap_or_default()
 }
 

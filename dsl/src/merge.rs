@@ -2,7 +2,8 @@
 //! Maps merge key by key (deeply); scalars and lists replace. Nodes keep their spans, so
 //! every resolved value still says which file and line it came from.
 
-use crate::node::{Node, Value};
+use crate::node::{Node, Seq, Value};
+use crate::source::Span;
 
 /// `over` on top of `base`.
 pub fn merge(base: &Node, over: &Node) -> Node {
@@ -24,8 +25,14 @@ pub fn merge(base: &Node, over: &Node) -> Node {
     }
 }
 
-/// Every leaf of a tree as (dotted path, value text, node), for `flow plan --explain`.
-pub fn leaves<'a>(prefix: &str, node: &'a Node, out: &mut Vec<(String, String, &'a Node)>) {
+/// Lists longer than this are shown by `flow plan --explain` as their first values, the
+/// last one and their count, not whole (a list may hold millions of values).
+pub const EXPLAIN_LIST_VALUES: usize = 100;
+
+/// Every leaf of a tree as (dotted path, value text, where it is), for `flow plan --explain`.
+/// A list of scalars is one leaf (`[1, 2, 3]`, abbreviated past [`EXPLAIN_LIST_VALUES`]); a
+/// longer list of collections shows its first five items, its last, and how many it holds.
+pub fn leaves(prefix: &str, node: &Node, out: &mut Vec<(String, String, Span)>) {
     match &node.value {
         Value::Map(entries) => {
             for (k, v) in entries {
@@ -37,25 +44,52 @@ pub fn leaves<'a>(prefix: &str, node: &'a Node, out: &mut Vec<(String, String, &
                 leaves(&path, v, out);
             }
         }
-        Value::Seq(items) if items.iter().all(|i| i.scalar_text().is_some()) => {
-            let text = items
-                .iter()
-                .map(|i| i.scalar_text().unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join(", ");
-            out.push((prefix.to_string(), format!("[{text}]"), node));
+        Value::Seq(items)
+            if items.scalars().is_some()
+                || items
+                    .nodes()
+                    .is_some_and(|n| n.iter().all(|i| i.value.is_scalar())) =>
+        {
+            out.push((prefix.to_string(), list_text(items), node.span.clone()));
         }
         Value::Seq(items) => {
-            for (i, v) in items.iter().enumerate() {
-                leaves(&format!("{prefix}.{i}"), v, out);
+            let n = items.len();
+            for i in 0..n {
+                if n > EXPLAIN_LIST_VALUES && (5..n - 1).contains(&i) {
+                    if i == 5 {
+                        let hidden = format!("({n} values; 5 to {} not shown)", n - 2);
+                        out.push((prefix.to_string(), hidden, node.span.clone()));
+                    }
+                    continue;
+                }
+                if let Some(item) = items.get(i) {
+                    leaves(&format!("{prefix}.{i}"), &item, out);
+                }
             }
         }
         _ => out.push((
             prefix.to_string(),
             node.scalar_text().unwrap_or_default(),
-            node,
+            node.span.clone(),
         )),
     }
+}
+
+/// `[a, b, c]`, or `[a, b, c, d, e, ..., z] (N values)` for a long list.
+fn list_text(items: &Seq) -> String {
+    let text = |i: usize| {
+        items
+            .get(i)
+            .and_then(|n| n.scalar_text())
+            .unwrap_or_default()
+    };
+    let n = items.len();
+    if n <= EXPLAIN_LIST_VALUES {
+        let all: Vec<String> = (0..n).map(text).collect();
+        return format!("[{}]", all.join(", "));
+    }
+    let first: Vec<String> = (0..5).map(text).collect();
+    format!("[{}, ..., {}] ({n} values)", first.join(", "), text(n - 1))
 }
 
 #[cfg(test)]
@@ -77,5 +111,43 @@ mod tests {
         assert_eq!(m.at_pointer("/x/b").unwrap().as_seq().unwrap().len(), 1);
         assert_eq!(m.at_pointer("/x/c/d").unwrap().scalar_text().unwrap(), "1");
         assert_eq!(m.at_pointer("/x/c/e").unwrap().span.file.name, "c.yaml");
+    }
+
+    #[test]
+    fn explain_shows_short_lists_whole_and_long_ones_abbreviated() {
+        let long: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+        let maps: Vec<String> = (0..200).map(|i| format!("{{r: {i}}}")).collect();
+        let text = format!(
+            "a: [1, x, 2.50]\nb: [{}]\nc: [[1], 2]\nd: [{}]\n",
+            long.join(", "),
+            maps.join(", ")
+        );
+        let text = format!("{text}e: [{{a: 1, b: [2]}}, {{c: x}}]\n");
+        let root = parse(&SourceFile::new("c.yaml", text)).unwrap();
+        let mut out = Vec::new();
+        leaves("", &root, &mut out);
+        let shown: Vec<(&str, &str)> = out
+            .iter()
+            .map(|(p, v, _)| (p.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("a", "[1, x, 2.50]"),
+                ("b", "[0, 1, 2, 3, 4, ..., 999] (1000 values)"),
+                ("c.0", "[1]"),
+                ("c.1", "2"),
+                ("d.0.r", "0"),
+                ("d.1.r", "1"),
+                ("d.2.r", "2"),
+                ("d.3.r", "3"),
+                ("d.4.r", "4"),
+                ("d", "(200 values; 5 to 198 not shown)"),
+                ("d.199.r", "199"),
+                ("e.0.a", "1"),
+                ("e.0.b", "[2]"),
+                ("e.1.c", "x"),
+            ]
+        );
     }
 }

@@ -9,6 +9,7 @@ pub use crate::provenance::Provenance;
 use crate::source::Span;
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The step kinds flow knows.
@@ -246,7 +247,7 @@ pub struct Campaign {
     /// `notify:` of the campaign over the machine's; `None` when nothing is to be told.
     pub notify: Option<crate::machine_settings::notify::NotifySettings>,
     /// The resolved configuration (campaign file + machine), stored as a snapshot.
-    pub snapshot: serde_json::Value,
+    pub snapshot: Snapshot,
 }
 
 impl Campaign {
@@ -265,5 +266,70 @@ impl Campaign {
                 }
             })
             .unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
+/// The resolved configuration as JSON (`{campaign_file, campaign, machine_source, machine}`,
+/// what `metadata/config.json` holds), read as a `serde_json::Value` through `Deref`.
+///
+/// It is built the first time it is read, from the documents the campaign was loaded from:
+/// `flow validate` never builds it, so a campaign holding a list of millions of values does
+/// not pay 72 bytes per value for a JSON copy it does not use.
+#[derive(Clone)]
+pub struct Snapshot {
+    documents: Arc<SnapshotDocuments>,
+    json: OnceLock<serde_json::Value>,
+}
+
+struct SnapshotDocuments {
+    campaign_file: String,
+    campaign: Node,
+    machine_source: String,
+    machine: Node,
+}
+
+impl Snapshot {
+    pub fn new(
+        campaign_file: String,
+        campaign: Node,
+        machine_source: String,
+        machine: Node,
+    ) -> Snapshot {
+        Snapshot {
+            documents: Arc::new(SnapshotDocuments {
+                campaign_file,
+                campaign,
+                machine_source,
+                machine,
+            }),
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The snapshot as JSON (built on the first call).
+    pub fn json(&self) -> &serde_json::Value {
+        self.json.get_or_init(|| {
+            let d = &self.documents;
+            serde_json::json!({
+                "campaign_file": d.campaign_file,
+                "campaign": d.campaign.to_json(),
+                "machine_source": d.machine_source,
+                "machine": d.machine.to_json(),
+            })
+        })
+    }
+}
+
+impl std::ops::Deref for Snapshot {
+    type Target = serde_json::Value;
+
+    fn deref(&self) -> &serde_json::Value {
+        self.json()
+    }
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.json(), f)
     }
 }

@@ -5,10 +5,12 @@
 //! file is validated before merging, so an error points into the file that holds it.
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
+use crate::json_view::{YamlJson, YamlValue};
 use crate::node::Node;
 use jsonschema::error::ValidationErrorKind;
 use jsonschema::{Registry, Validator};
 use serde_json::Value as Json;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -59,8 +61,8 @@ pub enum DocumentKind {
 
 struct Schemas {
     docs: HashMap<String, Json>,
-    campaign: Validator,
-    machine: Validator,
+    campaign: Validator<YamlJson>,
+    machine: Validator<YamlJson>,
 }
 
 fn schemas() -> &'static Schemas {
@@ -84,7 +86,8 @@ fn schemas() -> &'static Schemas {
         ));
         let build = |name: &str| {
             let schema = &docs[&format!("{BASE}{name}")];
-            jsonschema::options()
+            // Documents are validated as node trees (`json_view`), never copied into JSON.
+            jsonschema::options_for::<YamlJson>()
                 .with_registry(registry)
                 .build(schema)
                 .unwrap_or_else(|e| panic!("embedded schema {name} does not compile: {e}"))
@@ -106,26 +109,24 @@ pub fn validate(kind: DocumentKind, root: &Node) -> Result<(), Diagnostics> {
         DocumentKind::Campaign => &s.campaign,
         DocumentKind::Machine => &s.machine,
     };
-    let instance = root.to_json();
     let root_doc = match kind {
         DocumentKind::Campaign => "campaign.schema.json",
         DocumentKind::Machine => "machine.schema.json",
     };
     let mut out = Diagnostics::default();
-    for error in validator.iter_errors(&instance) {
+    for error in validator.iter_errors(YamlValue::Node(root)) {
         let pointer = error.instance_path().as_str().to_string();
-        let node = root.at_pointer(&pointer).unwrap_or(root);
+        let node = root.locate(&pointer).unwrap_or(Cow::Borrowed(root));
         let field = pointer_to_field(&pointer);
         let eval = error.evaluation_path().as_str().to_string();
         let trail = s.walk(root_doc, &eval);
-        let located = instance.pointer(&pointer).unwrap_or(&instance);
         match error.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected }
             | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
                 let owner = trail.iter().rev().nth(1).copied();
                 let mut known = Vec::new();
                 if let Some(owner) = owner {
-                    s.collect_properties(owner, located, &mut known, 0);
+                    s.collect_properties(owner, &node, &mut known, 0);
                 }
                 for name in unexpected {
                     if known.contains(name) {
@@ -302,7 +303,7 @@ impl Schemas {
     fn collect_properties(
         &self,
         schema: &Json,
-        instance: &Json,
+        instance: &Node,
         out: &mut Vec<String>,
         depth: usize,
     ) {
@@ -335,7 +336,7 @@ impl Schemas {
                 .and_then(Json::as_object)
                 .is_none_or(|props| {
                     props.iter().all(|(k, v)| match v.get("const") {
-                        Some(c) => instance.get(k) == Some(c),
+                        Some(c) => instance.get(k).is_some_and(|v| equals_const(v, c)),
                         None => true,
                     })
                 });
@@ -353,6 +354,16 @@ impl Schemas {
             }
         }
         format!("{BASE}campaign.schema.json")
+    }
+}
+
+/// Whether a node is the JSON value `c` (a `const` of a schema), comparing collections only
+/// when the constant is one.
+fn equals_const(node: &Node, c: &Json) -> bool {
+    if node.value.is_scalar() || c.is_array() || c.is_object() {
+        node.to_json() == *c
+    } else {
+        false
     }
 }
 
@@ -450,6 +461,127 @@ mod tests {
     #[test]
     fn embedded_schemas_compile() {
         let _ = schemas();
+    }
+
+    /// The same schemas, compiled for serde_json documents (how flow validated before it
+    /// read node trees in place).
+    fn serde_validators() -> (Validator, Validator) {
+        let docs: Vec<(String, Json)> = SCHEMA_FILES
+            .iter()
+            .map(|(name, text)| (format!("{BASE}{name}"), serde_json::from_str(text).unwrap()))
+            .collect();
+        let registry: &'static Registry<'static> = Box::leak(Box::new(
+            Registry::new()
+                .extend(docs.clone())
+                .and_then(|b| b.prepare())
+                .unwrap(),
+        ));
+        let build = |name: &str| {
+            let schema = &docs.iter().find(|(k, _)| k.ends_with(name)).unwrap().1;
+            jsonschema::options()
+                .with_registry(registry)
+                .build(schema)
+                .unwrap()
+        };
+        (
+            build("/campaign.schema.json"),
+            build("/machine.schema.json"),
+        )
+    }
+
+    /// Every error of a validation, all it says (where, by which rule, what, in words).
+    fn described<'i>(errors: impl Iterator<Item = jsonschema::ValidationError<'i>>) -> Vec<String> {
+        errors
+            .map(|e| {
+                format!(
+                    "{} | {} | {:?} | {}",
+                    e.instance_path().as_str(),
+                    e.evaluation_path().as_str(),
+                    e.kind(),
+                    e
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn validating_the_tree_in_place_says_what_validating_its_json_says() {
+        let (campaign, machine) = serde_validators();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = Vec::new();
+        for dir in [
+            "examples",
+            "tests/invalid",
+            "tests/hostile",
+            "recipes/machines",
+            "tests/invalid/machines",
+        ] {
+            for e in std::fs::read_dir(root.join(dir)).into_iter().flatten() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "yaml") {
+                    files.push(p);
+                }
+            }
+        }
+        assert!(files.len() > 60, "{}", files.len());
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let (mut compared, mut errors) = (0, 0);
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            // The file, and variants with one line's value replaced by a value of another kind.
+            let mut variants = vec![text.clone()];
+            let lines: Vec<&str> = text.lines().collect();
+            for _ in 0..20 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let Some(line) = lines.get(rng as usize % lines.len().max(1)) else {
+                    break;
+                };
+                let Some((head, _)) = line.split_once(": ") else {
+                    continue;
+                };
+                let value = [
+                    "~",
+                    "[1, x, ~]",
+                    "{a: 1}",
+                    "-3",
+                    "1.5",
+                    ".nan",
+                    "''",
+                    "true",
+                    "[]",
+                ][(rng >> 32) as usize % 9];
+                let mut changed: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+                changed[lines.iter().position(|l| l == line).unwrap()] = format!("{head}: {value}");
+                variants.push(changed.join("\n"));
+            }
+            for variant in variants {
+                let Ok(node) = parse(&SourceFile::new("c.yaml", variant)) else {
+                    continue;
+                };
+                let json = node.to_json();
+                let is_machine = node.get("machine").is_some();
+                let (theirs, ours) = if is_machine {
+                    (&machine, &schemas().machine)
+                } else {
+                    (&campaign, &schemas().campaign)
+                };
+                let expected = described(theirs.iter_errors(&json));
+                assert_eq!(
+                    described(ours.iter_errors(YamlValue::Node(&node))),
+                    expected,
+                    "{}",
+                    file.display()
+                );
+                compared += 1;
+                errors += expected.len();
+            }
+        }
+        assert!(
+            compared > 500 && errors > 500,
+            "{compared} documents, {errors} errors"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! [`MAX_NODES`] values, so memory stays a small multiple of the file size.
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::node::{Key, Node, Value};
+use crate::node::{Key, MapList, Node, ScalarList, Seq, Value};
 use crate::source::{SourceFile, Span};
 use saphyr_parser::{Event, Parser, ScalarStyle};
 use std::collections::HashMap;
@@ -21,6 +21,9 @@ pub const MAX_DEPTH: usize = 128;
 pub const MAX_BYTES: usize = 64 * 1024 * 1024;
 /// Nodes that aliases (`*name`) may add to a document, all aliases together.
 pub const MAX_ALIAS_NODES: usize = 100_000;
+/// Text that aliases may copy, all aliases together: a few thousand aliases of one long
+/// string are few nodes but gigabytes.
+pub const MAX_ALIAS_BYTES: usize = 64 * 1024 * 1024;
 /// Values (scalars, lists, maps) in one document, aliases included.
 pub const MAX_NODES: usize = 2_000_000;
 
@@ -119,8 +122,79 @@ pub fn decode_utf8(name: &str, bytes: Vec<u8>) -> Result<String, Diagnostic> {
     }
 }
 
+/// The items of a list being read: compact while every item is a scalar, or every item a
+/// map of scalars.
+enum Items {
+    Empty(Arc<SourceFile>),
+    Scalars(ScalarList),
+    Maps(MapList),
+    Nodes(Vec<Node>),
+}
+
+impl Items {
+    /// Append an item. The first that does not fit the list's compact form turns the list
+    /// into nodes.
+    fn push(&mut self, node: Node) {
+        match self {
+            Items::Empty(file) => {
+                let mut scalars = ScalarList::new(file);
+                let mut maps = MapList::new(file);
+                *self = if scalars.push(&node) {
+                    Items::Scalars(scalars)
+                } else if maps.push(&node) {
+                    Items::Maps(maps)
+                } else {
+                    Items::Nodes(vec![node])
+                };
+            }
+            Items::Scalars(list) => {
+                if !list.push(&node) {
+                    let mut nodes: Vec<Node> = (0..list.len()).map(|i| list.node(i)).collect();
+                    nodes.push(node);
+                    *self = Items::Nodes(nodes);
+                }
+            }
+            Items::Maps(list) => {
+                if !list.push(&node) {
+                    let mut nodes: Vec<Node> = (0..list.len()).map(|i| list.node(i)).collect();
+                    nodes.push(node);
+                    *self = Items::Nodes(nodes);
+                }
+            }
+            Items::Nodes(nodes) => nodes.push(node),
+        }
+    }
+
+    /// Values held compactly (they do not count against [`MAX_NODES`]).
+    fn compact_len(&self) -> usize {
+        match self {
+            Items::Scalars(list) => list.len(),
+            Items::Maps(list) => list.value_count(),
+            Items::Empty(_) | Items::Nodes(_) => 0,
+        }
+    }
+
+    fn into_seq(self) -> Seq {
+        match self {
+            Items::Empty(_) => Seq::from_nodes(Vec::new()),
+            Items::Scalars(mut list) => {
+                list.shrink_to_fit();
+                Seq::from_scalars(list)
+            }
+            Items::Maps(mut list) => {
+                list.shrink_to_fit();
+                Seq::from_maps(list)
+            }
+            Items::Nodes(mut nodes) => {
+                nodes.shrink_to_fit();
+                Seq::from_nodes(nodes)
+            }
+        }
+    }
+}
+
 enum Frame {
-    Seq(Span, Vec<Node>, usize),
+    Seq(Span, Items, usize),
     /// Entries, the key waiting for its value, the anchor, and each key's first line (so a
     /// duplicate is found in O(1), not by scanning: maps may have 10^6 keys).
     Map(
@@ -148,10 +222,16 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
     }
     let mut parser = Parser::new_from_str(&file.text);
     let mut stack: Vec<Frame> = Vec::new();
-    // Each anchored node with its size in nodes (what an alias to it costs).
-    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
+    // Each anchored node with its size in nodes and in bytes of text (what an alias to it
+    // costs).
+    let mut anchors: HashMap<usize, (Node, usize, usize)> = HashMap::new();
     let mut alias_nodes = 0usize;
+    let mut alias_bytes = 0usize;
+    // Every value read (aliases count their whole size), and those of them held compactly in
+    // lists of scalars, which do not count against MAX_NODES: their memory is bounded by the
+    // file's size (about 13 bytes beside each item's text).
     let mut nodes = 0usize;
+    let mut compact = 0usize;
     let mut root: Option<Node> = None;
     let mut documents = 0usize;
     let mut errors = Diagnostics::default();
@@ -193,9 +273,22 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
                 None
             }
             Event::Alias(id) => match anchors.get(&id) {
-                Some((node, size)) => {
+                Some((node, size, bytes)) => {
                     alias_nodes = alias_nodes.saturating_add(*size);
+                    alias_bytes = alias_bytes.saturating_add(*bytes);
                     nodes = nodes.saturating_add(*size);
+                    if alias_bytes > MAX_ALIAS_BYTES {
+                        return Err(Diagnostic::at(
+                            &span,
+                            "",
+                            format!(
+                                "aliases copy more than {} MiB of text (an alias bomb?)",
+                                MAX_ALIAS_BYTES >> 20
+                            ),
+                        )
+                        .help("write the repeated values out, or use fewer aliases")
+                        .into());
+                    }
                     if alias_nodes > MAX_ALIAS_NODES {
                         return Err(Diagnostic::at(
                             &span,
@@ -229,7 +322,7 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
                     )
                     .into());
                 }
-                stack.push(Frame::Seq(span, Vec::new(), anchor));
+                stack.push(Frame::Seq(span, Items::Empty(Arc::clone(file)), anchor));
                 None
             }
             Event::MappingStart(anchor, _) => {
@@ -246,9 +339,8 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq(s, mut items, anchor)) => {
-                    items.shrink_to_fit();
-                    Some((Node::new(Value::Seq(items), s), anchor))
+                Some(Frame::Seq(s, items, anchor)) => {
+                    Some((Node::new(Value::Seq(items.into_seq()), s), anchor))
                 }
                 _ => None,
             },
@@ -260,7 +352,7 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
                 _ => None,
             },
         };
-        if nodes > MAX_NODES {
+        if nodes - compact > MAX_NODES {
             return Err(Diagnostic::at(
                 &event_span,
                 "",
@@ -274,11 +366,16 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostics> {
         };
         if anchor != 0 {
             let size = node_count(&node);
-            anchors.insert(anchor, (node.clone(), size));
+            let bytes = text_size(&node);
+            anchors.insert(anchor, (node.clone(), size, bytes));
         }
         match stack.last_mut() {
             None => root = Some(node),
-            Some(Frame::Seq(_, items, _)) => items.push(node),
+            Some(Frame::Seq(_, items, _)) => {
+                compact -= items.compact_len();
+                items.push(node);
+                compact += items.compact_len();
+            }
             Some(Frame::Map(_, entries, pending, _, seen)) => match pending.take() {
                 None => {
                     let name = match &node.value {
@@ -337,7 +434,11 @@ fn first_indenting_tab(file: &SourceFile, from: usize) -> Option<(usize, usize)>
 /// Nodes in a tree (what a copy of it costs).
 fn node_count(node: &Node) -> usize {
     match &node.value {
-        Value::Seq(items) => 1 + items.iter().map(node_count).sum::<usize>(),
+        Value::Seq(items) => match (items.nodes(), items.maps()) {
+            (Some(nodes), _) => 1 + nodes.iter().map(node_count).sum::<usize>(),
+            (None, Some(maps)) => 1 + maps.value_count(),
+            (None, None) => 1 + items.len(),
+        },
         Value::Map(entries) => {
             1 + entries
                 .iter()
@@ -345,6 +446,26 @@ fn node_count(node: &Node) -> usize {
                 .sum::<usize>()
         }
         _ => 1,
+    }
+}
+
+/// Bytes of text in a tree: its strings, numbers as written and keys (what a copy of it
+/// costs beside its nodes).
+fn text_size(node: &Node) -> usize {
+    match &node.value {
+        Value::Str(s) => s.len(),
+        Value::Float { text, .. } => text.len(),
+        Value::Null | Value::Bool(_) | Value::Int(_) => 0,
+        Value::Seq(items) => match (items.nodes(), items.scalars(), items.maps()) {
+            (Some(nodes), _, _) => nodes.iter().map(text_size).sum(),
+            (_, Some(list), _) => list.text_len(),
+            (_, _, Some(maps)) => maps.text_len(),
+            _ => 0,
+        },
+        Value::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| k.name.len() + text_size(v))
+            .sum(),
     }
 }
 
@@ -414,8 +535,10 @@ mod tests {
         let n = load("a:\n  b: 1\n  c: [x, 2.50]\n").unwrap();
         let b = n.at_pointer("/a/b").unwrap();
         assert_eq!((b.span.line, b.span.col), (2, 6));
-        let c1 = n.at_pointer("/a/c/1").unwrap();
+        // An item of a list of scalars is built on demand: `locate` reaches it.
+        let c1 = n.locate("/a/c/1").unwrap();
         assert_eq!(c1.scalar_text().unwrap(), "2.50");
+        assert_eq!((c1.span.line, c1.span.col), (3, 10));
         assert_eq!(n.key("a").unwrap().span.line, 1);
     }
 
@@ -462,6 +585,29 @@ mod tests {
     }
 
     #[test]
+    fn aliases_of_long_text_are_refused_quickly() {
+        let copies = vec!["*t"; 1100].join(", ");
+        let text = format!("t: &t \"{}\"\nc: [{copies}]\n", "x".repeat(65536));
+        let started = std::time::Instant::now();
+        let e = load(&text).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // The 1,025th copy passes 64 MiB.
+        let col = text
+            .lines()
+            .nth(1)
+            .unwrap()
+            .match_indices("*t")
+            .nth(1024)
+            .unwrap()
+            .0
+            + 1;
+        assert_eq!(
+            e.0[0].headline(),
+            format!("t.yaml:2:{col}: aliases copy more than 64 MiB of text (an alias bomb?)")
+        );
+    }
+
+    #[test]
     fn only_regular_files_are_read() {
         assert!(matches!(
             read_capped(std::path::Path::new("/dev/zero")),
@@ -494,5 +640,76 @@ mod tests {
     fn invalid_utf8_is_located() {
         let d = decode_utf8("x.yaml", b"a: 1\nb: \xff\n".to_vec()).unwrap_err();
         assert_eq!(d.headline(), "x.yaml:2:4: the file is not valid UTF-8");
+    }
+
+    #[test]
+    fn scalar_lists_read_like_nodes() {
+        let text = "a: [1, 007, -2.50, .inf, x, 'y z', true, False, ~, '']\n";
+        let root = load(text).unwrap();
+        let seq = root.get("a").unwrap().as_seq().unwrap();
+        assert!(seq.scalars().is_some(), "a list of scalars is compact");
+        let texts: Vec<String> = seq.iter().map(|n| n.scalar_text().unwrap()).collect();
+        assert_eq!(
+            texts,
+            ["1", "7", "-2.50", ".inf", "x", "y z", "true", "false", "", ""]
+        );
+        assert_eq!(seq.get(1).unwrap().value, Value::Int(7));
+        assert!(
+            matches!(seq.get(3).unwrap().value, Value::Float { value, .. } if value.is_infinite())
+        );
+        assert_eq!(seq.get(8).unwrap().value, Value::Null);
+        assert_eq!(seq.get(9).unwrap().value, Value::Str(String::new()));
+        let x = root.locate("/a/4").unwrap();
+        assert_eq!(
+            (x.span.line, x.span.col),
+            (1, text.find(" x,").unwrap() + 2)
+        );
+        assert!(root.at_pointer("/a/4").is_none());
+        assert!(root.locate("/a/4/0").is_none());
+        assert!(root.locate("/a/10").is_none());
+        assert_eq!(
+            root.to_json(),
+            serde_json::json!({"a": [1, 7, -2.5, ".inf", "x", "y z", true, false, null, ""]})
+        );
+    }
+
+    #[test]
+    fn lists_of_maps_of_scalars_read_like_nodes() {
+        let text =
+            "a:\n  - {r: 1, z: x}\n  - {r: 2}\n  - {}\n  - z: [1]\nb: [{r: 1}, {r: 2, s: '3'}]\n";
+        let root = load(text).unwrap();
+        let b = root.get("b").unwrap().as_seq().unwrap();
+        assert!(b.maps().is_some(), "a list of maps of scalars is compact");
+        let second = b.get(1).unwrap();
+        assert_eq!(second.get("s").unwrap().value, Value::Str("3".into()));
+        let s = root.locate("/b/1/s").unwrap();
+        assert_eq!((s.span.line, s.span.col), (6, 23));
+        assert_eq!(second.key("s").unwrap().span.col, 20);
+        assert_eq!((second.span.line, second.span.col), (6, 13));
+        // A map holding a list is a node: the list keeps nodes, and reads the same.
+        let a = root.get("a").unwrap().as_seq().unwrap();
+        assert!(a.nodes().is_some());
+        assert_eq!(root.at_pointer("/a/0/z").unwrap().as_str(), Some("x"));
+        assert_eq!(
+            root.at_pointer("/a/3/z").unwrap().as_seq().unwrap().len(),
+            1
+        );
+        assert_eq!(
+            root.to_json(),
+            serde_json::json!({"a": [{"r": 1, "z": "x"}, {"r": 2}, {}, {"z": [1]}], "b": [{"r": 1}, {"r": 2, "s": "3"}]})
+        );
+    }
+
+    #[test]
+    fn a_list_with_a_collection_keeps_nodes() {
+        let text = "a: [1, [2], {b: 3}]\n";
+        let root = load(text).unwrap();
+        let seq = root.get("a").unwrap().as_seq().unwrap();
+        assert_eq!(seq.nodes().map(<[Node]>::len), Some(3));
+        assert_eq!(root.at_pointer("/a/0").unwrap().value, Value::Int(1));
+        assert_eq!(
+            root.at_pointer("/a/2/b").unwrap().span.col,
+            text.find('3').unwrap() + 1
+        );
     }
 }

@@ -114,11 +114,31 @@ pub(super) fn check_strings(node: &Node, field: &str, diags: &mut Diagnostics) {
             Diagnostic::at(&node.span, field, "the text contains a NUL character")
                 .expected("text without NUL (`\\0`) characters"),
         ),
-        Value::Seq(items) => {
-            for (i, item) in items.iter().enumerate() {
-                check_strings(item, &format!("{field}[{i}]"), diags);
+        Value::Seq(items) => match (items.scalars(), items.maps()) {
+            (Some(list), _) => {
+                for i in 0..list.len() {
+                    if list.kind(i) == ScalarKind::Str && list.text(i).contains('\0') {
+                        check_strings(&list.node(i), &format!("{field}[{i}]"), diags);
+                    }
+                }
             }
-        }
+            (None, Some(maps)) => {
+                let values = maps.values();
+                for i in 0..maps.len() {
+                    if maps.entries(i).any(|e| {
+                        maps.name(e).contains('\0')
+                            || (values.kind(e) == ScalarKind::Str && values.text(e).contains('\0'))
+                    }) {
+                        check_strings(&maps.node(i), &format!("{field}[{i}]"), diags);
+                    }
+                }
+            }
+            (None, None) => {
+                for (i, item) in items.iter().enumerate() {
+                    check_strings(&item, &format!("{field}[{i}]"), diags);
+                }
+            }
+        },
         Value::Map(entries) => {
             for (k, v) in entries {
                 let f = if field.is_empty() {
@@ -170,11 +190,11 @@ pub(super) fn check_sbatch_values(node: &Node, field: &str, diags: &mut Diagnost
         for (i, n) in shape
             .get("extra")
             .and_then(Node::as_seq)
-            .unwrap_or_default()
-            .iter()
+            .into_iter()
+            .flat_map(|s| s.iter())
             .enumerate()
         {
-            check(n, format!("{prefix}.extra[{i}]"));
+            check(&n, format!("{prefix}.extra[{i}]"));
         }
     };
     if field == "machine" {
@@ -276,11 +296,10 @@ pub(super) fn check_templates(step: &Step, diags: &mut Diagnostics) {
                     if !text.contains(name.as_str()) {
                         continue;
                     }
-                    if let Some((bad, c)) = values.iter().find_map(|v| {
-                        v.text
-                            .chars()
+                    if let Some((bad, c)) = values.texts().find_map(|(text, _)| {
+                        text.chars()
                             .find(|c| is_unsafe_name_char(*c))
-                            .map(|c| (v.text.clone(), c))
+                            .map(|c| (text.to_string(), c))
                     }) {
                         diags.push(Diagnostic::at(
                             &out.span,
@@ -293,11 +312,11 @@ pub(super) fn check_templates(step: &Step, diags: &mut Diagnostics) {
                         ));
                         continue;
                     }
-                    if let Some(bad) = values.iter().find(|v| {
-                        v.kind == ParamKind::Str
-                            && (v.text.contains('/') || v.text == ".." || v.text.is_empty())
+                    if let Some((bad, _)) = values.texts().find(|(text, kind)| {
+                        *kind == ParamKind::Str
+                            && (text.contains('/') || text == ".." || text.is_empty())
                     }) {
-                        diags.push(Diagnostic::at(&out.span, &out.field, format!("parameter `{name}` has the value `{}`, which would leave the campaign directory or name no file", bad.text)));
+                        diags.push(Diagnostic::at(&out.span, &out.field, format!("parameter `{name}` has the value `{bad}`, which would leave the campaign directory or name no file")));
                     }
                 }
             }

@@ -209,17 +209,20 @@ pub(super) fn build_step(
         provenance.push(Provenance {
             path,
             value,
-            span: Some(n.span.clone()),
+            span: Some(n),
         });
     }
     let mut own = Vec::new();
-    let own_node = without(&without(&without(node, "execution"), "resources"), "env");
-    leaves("", &own_node, &mut own);
+    for (k, v) in node.as_map().unwrap_or_default() {
+        if !["execution", "resources", "env"].contains(&k.name.as_str()) {
+            leaves(&k.name, v, &mut own);
+        }
+    }
     for (path, value, n) in own {
         provenance.push(Provenance {
             path,
             value,
-            span: Some(n.span.clone()),
+            span: Some(n),
         });
     }
     let written: Vec<String> = provenance.iter().map(|p| p.path.clone()).collect();
@@ -231,7 +234,7 @@ pub(super) fn build_step(
         match flow_adaptive::AdaptiveSettings::from_json(&node.to_json()) {
             Ok(settings) => Some(settings),
             Err(e) => {
-                let span = &node_along(node, &e.field).span;
+                let span = &node_along(node, &e.field);
                 diags.push(Diagnostic::at(span, field(&e.field), e.message));
                 None
             }
@@ -260,34 +263,55 @@ pub(super) fn build_step(
         } else {
             None
         },
-        settings: node.to_json(),
+        settings: settings_json(node),
         node: node.clone(),
         adaptive,
         provenance,
     })
 }
 
-/// The deepest node along a field path (`space.beta.uniform`, `space.model[1]`), for
-/// locating errors of typed settings.
-pub(super) fn node_along<'n>(node: &'n Node, path: &str) -> &'n Node {
-    let mut cur = node;
-    for part in path.split('.') {
-        let (key, index) = match part.split_once('[') {
-            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (part, None),
-        };
-        match cur.get(key) {
-            Some(next) => cur = next,
-            None => return cur,
-        }
-        if let Some(i) = index {
-            match cur.as_seq().and_then(|items| items.get(i)) {
-                Some(next) => cur = next,
-                None => return cur,
-            }
-        }
+/// The step's fields as JSON for the typed step crates, without `array:`: a task gets its
+/// own parameters, and the list may hold millions of values, which every task's launch
+/// would otherwise carry (task ids never hashed it either).
+fn settings_json(node: &Node) -> serde_json::Value {
+    match node.as_map() {
+        Some(entries) => serde_json::Value::Object(
+            entries
+                .iter()
+                .filter(|(k, _)| k.name != "array")
+                .map(|(k, v)| (k.name.clone(), v.to_json()))
+                .collect(),
+        ),
+        None => node.to_json(),
     }
-    cur
+}
+
+/// Where the deepest node along a field path is (`space.beta.uniform`, `space.model[1]`),
+/// for locating errors of typed settings.
+pub(super) fn node_along(node: &Node, path: &str) -> Span {
+    let (part, rest) = match path.split_once('.') {
+        Some((part, rest)) => (part, Some(rest)),
+        None => (path, None),
+    };
+    let (key, index) = match part.split_once('[') {
+        Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+        None => (part, None),
+    };
+    let Some(next) = node.get(key) else {
+        return node.span.clone();
+    };
+    let next = match index {
+        // An item of a compact list is built: the rest of the way is inside it.
+        Some(i) => match next.as_seq().and_then(|items| items.get(i)) {
+            Some(item) => item,
+            None => return next.span.clone(),
+        },
+        None => std::borrow::Cow::Borrowed(next),
+    };
+    match rest {
+        Some(rest) => node_along(&next, rest),
+        None => next.span.clone(),
+    }
 }
 
 /// A percentage as the md-benchmark gate takes it: `5%`, "5%" or 5.

@@ -135,7 +135,7 @@ pub(crate) fn block_provenance(prefix: &str, node: Option<&Node>, out: &mut Vec<
         out.push(Provenance {
             path: path.clone(),
             value: value.clone(),
-            span: Some(n.span.clone()),
+            span: Some(n.clone()),
         });
     }
     builtin_provenance(prefix, |p| written.iter().any(|(w, _, _)| w == p), out);

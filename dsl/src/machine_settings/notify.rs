@@ -87,7 +87,7 @@ pub(crate) fn notify_settings(
     let mut events = HashSet::new();
     match merged.get("events").and_then(Node::as_seq) {
         Some(list) => {
-            for e in list {
+            for e in list.iter() {
                 match e.as_str().and_then(EventKind::parse) {
                     Some(kind) => {
                         events.insert(kind);

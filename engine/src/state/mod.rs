@@ -93,6 +93,12 @@ pub enum StateError {
     },
     #[error("state database {path} {why}; flow does not replace it: move it away, or run `flow run FILE --reset-state` to keep it as {path}.corrupt-<time> and start the state over (tasks it recorded as done would run again)")]
     Corrupt { path: String, why: String },
+    #[error("state database {path} has layout {found}, older than this flow's ({known}): an older flow wrote it, or its set-up was cut short (a full disk?); `flow run FILE` brings it up to date")]
+    TooOld {
+        path: String,
+        found: i64,
+        known: i64,
+    },
     #[error("state database {path} was written by a newer flow (layout {found}, this flow knows {known}); upgrade flow")]
     TooNew {
         path: String,

@@ -5,6 +5,18 @@ use super::*;
 impl StateStore {
     /// Every task, by id.
     pub fn load_tasks(&self) -> Result<HashMap<String, TaskRow>, StateError> {
+        // A reader may meet a database of an older layout (the driver migrates first).
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql(&self.path))?;
+        if version < SCHEMA_VERSION {
+            return Err(StateError::TooOld {
+                path: self.path.display().to_string(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
         let mut stmt = self
             .conn
             .prepare("SELECT id, step, idx, state, attempts, retries, infra_retries, error_class, message, not_before, pid, job_id, params, product, consumed, work, started FROM tasks")
