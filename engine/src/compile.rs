@@ -310,7 +310,16 @@ pub fn compile(
             StepKind::Adaptive => 0,
             _ => step.array.as_ref().map_or(1, |a| a.len()),
         };
-        let max_array = u64::from(campaign.machine.slurm.max_array_size).max(1);
+        // The most tasks one submission holds: a Slurm array, an Indexed Job.
+        let max_array = match executor {
+            ExecutorKind::Kubernetes => campaign
+                .machine
+                .kubernetes
+                .as_ref()
+                .map_or(1000, |k| u64::from(k.max_job_size)),
+            _ => u64::from(campaign.machine.slurm.max_array_size),
+        }
+        .max(1);
         let batch_size = match executor {
             ExecutorKind::Local => step.execution.batch_size.unwrap_or(1),
             _ => step
@@ -456,4 +465,31 @@ fn qe_structures(
             (r.name.clone(), r.path.clone(), json)
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch_sizes(machine: &str) -> Vec<u64> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.yaml"), machine).unwrap();
+        let text = "campaign: {name: b, version: v1, machine: m.yaml}\nsteps:\n  s:\n    kind: command\n    command: echo {{i}}\n    array: {i: {range: [0, 1000]}}\n";
+        let campaign =
+            flow_dsl::load::load_campaign_text("b.yaml", text, dir.path()).expect("loads");
+        let plan = compile(&campaign, None).expect("compiles");
+        plan.steps.iter().map(|s| s.batch_size).collect()
+    }
+
+    #[test]
+    fn a_batch_is_capped_by_its_own_backends_setting() {
+        // Kubernetes: its own `max_job_size`, whatever the Slurm block says.
+        let k8s = "machine:\n  name: k\n  executor: kubernetes\n  kubernetes: {namespace: n, image: i, max_job_size: 250}\n  slurm: {max_array_size: 10}\n";
+        assert_eq!(batch_sizes(k8s), [250]);
+        let k8s_default = "machine:\n  name: k\n  executor: kubernetes\n  kubernetes: {namespace: n, image: i}\n  slurm: {max_array_size: 10}\n";
+        assert_eq!(batch_sizes(k8s_default), [1000]);
+        // Slurm: `max_array_size`.
+        let slurm = "machine:\n  name: s\n  executor: slurm\n  slurm: {max_array_size: 300}\n";
+        assert_eq!(batch_sizes(slurm), [300]);
+    }
 }

@@ -104,6 +104,11 @@ pub struct KubernetesSettings {
     /// `slurm.max_submitted`, which a Kubernetes run never reads.
     #[serde(default)]
     pub max_submitted: Option<u64>,
+    /// Most tasks of one Indexed Job (its `completions`); a step's batch is at most this
+    /// many tasks. Kubernetes' own counterpart of `slurm.max_array_size`, which a
+    /// Kubernetes run never reads.
+    #[serde(default = "default_max_job_size")]
+    pub max_job_size: u32,
     /// Most API requests per second the driver makes (a token bucket shared by every call).
     #[serde(default = "default_api_requests_per_second")]
     pub api_requests_per_second: u32,
@@ -200,6 +205,10 @@ pub fn parse_version(text: &str) -> Option<(u32, u32)> {
 
 fn default_flow_binary() -> String {
     super::builtin("machine.kubernetes.flow_binary").to_string()
+}
+
+fn default_max_job_size() -> u32 {
+    builtin_as("machine.kubernetes.max_job_size").unwrap_or(1)
 }
 
 fn default_api_requests_per_second() -> u32 {
@@ -324,6 +333,7 @@ mod tests {
         let defaults = KubernetesSettings::from_json(&base).unwrap();
         assert_eq!(defaults.flow_binary, "/usr/local/bin/flow");
         assert_eq!(defaults.api_requests_per_second, 20);
+        assert_eq!(defaults.max_job_size, 1000);
         let mut seen = 0;
         for b in super::super::BUILTIN_DEFAULTS {
             let Some(key) = b.path.strip_prefix("machine.kubernetes.") else {
@@ -336,6 +346,6 @@ mod tests {
                 KubernetesSettings::from_json(&block).unwrap_or_else(|e| panic!("{}: {e}", b.path));
             assert_eq!(read, defaults, "{}", b.path);
         }
-        assert_eq!(seen, 6);
+        assert_eq!(seen, 7);
     }
 }

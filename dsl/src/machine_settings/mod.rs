@@ -59,6 +59,7 @@ pub const BUILTIN_DEFAULTS: &[BuiltinDefault] = &[
     d("machine.kubernetes.backoff_limit_per_index", "0"),
     d("machine.kubernetes.flow_binary", "/usr/local/bin/flow"),
     d("machine.kubernetes.api_requests_per_second", "20"),
+    d("machine.kubernetes.max_job_size", "1000"),
     // A step's execution (`execution`, after machine and campaign defaults).
     d("execution.max_retries", "0"),
     d("execution.timeout", "none"),
