@@ -23,7 +23,8 @@ pub struct PlannedStep {
     pub upstream: Vec<usize>,
     /// Digest of the step's work (see [`task_id`]).
     pub digest: blake3::Hash,
-    /// Digest over all of this step's task ids, in order (feeds downstream ids).
+    /// Digest over all of this step's task ids, in order (feeds downstream ids); computed only
+    /// for a step that another step needs (the empty digest otherwise).
     pub ids_digest: blake3::Hash,
     /// qe-scf: the structures found at plan time, by stable name (`file` or `file#frame`).
     pub structures: Vec<String>,
@@ -351,8 +352,10 @@ pub fn compile(
             algorithm_env: bindings.algorithm[i].clone(),
             components,
         });
-        // The digest over all task ids (streamed: no per-task memory).
-        if let Some(p) = planned[i].as_mut() {
+        // The digest over all task ids (streamed: no per-task memory). Only a consumer's
+        // ids read it, so a step nothing needs costs validate and plan nothing per task.
+        let consumed = upstream.iter().any(|ups| ups.contains(&i));
+        if let Some(p) = planned[i].as_mut().filter(|_| consumed) {
             let mut ids = blake3::Hasher::new();
             for t in 0..task_count {
                 ids.update(task_id::task_id(&p.digest, &p.params(step, t)).as_bytes());
