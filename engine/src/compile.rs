@@ -207,6 +207,21 @@ pub fn compile(
     campaign: &Campaign,
     executor: Option<ExecutorKind>,
 ) -> Result<Plan<'_>, Diagnostics> {
+    compile_with(campaign, executor, true)
+}
+
+/// Compile for checking only (`flow validate`): the same diagnostics, but no step's task ids
+/// are folded for its consumers, so the cost does not grow with the task count. The plan's
+/// task ids below a needed step are not the campaign's: never run or compare them.
+pub fn compile_for_checks(campaign: &Campaign) -> Result<Plan<'_>, Diagnostics> {
+    compile_with(campaign, None, false)
+}
+
+fn compile_with(
+    campaign: &Campaign,
+    executor: Option<ExecutorKind>,
+    fold_ids: bool,
+) -> Result<Plan<'_>, Diagnostics> {
     let executor = executor.unwrap_or(campaign.machine.executor);
     let mut diags = Diagnostics::default();
     let n = campaign.steps.len();
@@ -354,7 +369,7 @@ pub fn compile(
         });
         // The digest over all task ids (streamed: no per-task memory). Only a consumer's
         // ids read it, so a step nothing needs costs validate and plan nothing per task.
-        let consumed = upstream.iter().any(|ups| ups.contains(&i));
+        let consumed = fold_ids && upstream.iter().any(|ups| ups.contains(&i));
         if let Some(p) = planned[i].as_mut().filter(|_| consumed) {
             let mut ids = blake3::Hasher::new();
             for t in 0..task_count {

@@ -3,7 +3,7 @@
 use super::common::{print_json, warn_about_secrets};
 use super::CommandResult;
 use crate::cli::OutputFormat;
-use crate::compile::compile;
+use crate::compile::compile_for_checks;
 use flow_dsl::load::load_campaign;
 use std::path::Path;
 
@@ -23,7 +23,7 @@ pub fn diagnostic_json(d: &flow_dsl::diagnostic::Diagnostic) -> serde_json::Valu
 pub fn validate(file: &Path, output: OutputFormat) -> CommandResult {
     let result = load_campaign(file).and_then(|campaign| {
         warn_about_secrets(&campaign);
-        let plan = compile(&campaign, None)?;
+        let plan = compile_for_checks(&campaign)?;
         Ok((
             plan.order.len(),
             plan.total_tasks(),
