@@ -3,10 +3,19 @@
 
 use std::time::Duration;
 
-/// Parse `90s`, `10m`, `2h`, `1d`, `1h30m`, `250ms`, or a bare number of seconds.
+/// The longest duration flow accepts anywhere (timeouts, walltimes, backoffs): 366 days.
+/// Longer values are certainly typos, and past about 2^63 ns they cannot be added to a clock.
+pub const MAX_DURATION_SECS: u64 = 366 * 86400;
+
+/// Parse `90s`, `10m`, `2h`, `1d`, `1h30m`, `250ms`, or a bare number of seconds, at most
+/// [`MAX_DURATION_SECS`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
+    let too_long = || format!("`{text}` is longer than the most flow accepts (366d)");
     if let Ok(secs) = text.parse::<u64>() {
+        if secs > MAX_DURATION_SECS {
+            return Err(too_long());
+        }
         return Ok(Duration::from_secs(secs));
     }
     let mut total = 0f64;
@@ -38,6 +47,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         };
         total += value * factor;
         rest = &rest[unit_len..];
+    }
+    if !total.is_finite() || total > MAX_DURATION_SECS as f64 {
+        return Err(too_long());
     }
     Ok(Duration::from_secs_f64(total))
 }
@@ -77,7 +89,11 @@ pub fn human_duration(d: Duration) -> String {
 /// Parse `500M`, `32G`, `1.5T`, `64GB`, `512Mi` (binary units), or a bare number of MiB.
 pub fn parse_memory_mb(text: &str) -> Result<u64, String> {
     let t = text.trim();
+    let too_much = || format!("`{text}` is more memory than the most flow accepts (1P)");
     if let Ok(mb) = t.parse::<u64>() {
+        if mb > MAX_MEMORY_MB {
+            return Err(too_much());
+        }
         return Ok(mb);
     }
     let split = t
@@ -98,8 +114,15 @@ pub fn parse_memory_mb(text: &str) -> Result<u64, String> {
         "T" => 1024.0 * 1024.0,
         _ => return Err(format!("`{text}` has an unknown unit (K, M, G, T)")),
     };
-    Ok((value * factor).ceil() as u64)
+    let mb = (value * factor).ceil();
+    if !mb.is_finite() || mb > MAX_MEMORY_MB as f64 {
+        return Err(too_much());
+    }
+    Ok(mb as u64)
 }
+
+/// The most memory flow accepts for one task: 1 PiB, in MiB.
+pub const MAX_MEMORY_MB: u64 = 1024 * 1024 * 1024;
 
 /// A rate such as `2/s`, `30/min`, `5/m`, `100/h`: `calls` per `per`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -135,6 +158,18 @@ impl Rate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_durations_and_memory_are_errors_not_panics() {
+        for text in ["213503982334602d", "18446744073709551615", "1e400s", "367d", "9999999999999999999999h"] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+        assert_eq!(parse_duration("366d").unwrap().as_secs(), MAX_DURATION_SECS);
+        for text in ["18446744073709551615", "99999999999999999999T", "2P"] {
+            assert!(parse_memory_mb(text).is_err(), "{text}");
+        }
+        assert_eq!(parse_memory_mb("1024T").unwrap(), MAX_MEMORY_MB);
+    }
 
     #[test]
     fn durations() {

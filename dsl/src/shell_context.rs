@@ -48,11 +48,25 @@ struct Heredoc {
     delimiter: String,
     strip_tabs: bool,
     expanding: bool,
+    /// The body is read as code by the command it feeds (`sh <<EOF`, `. /dev/stdin <<EOF`,
+    /// or a pipeline into a shell): no value may stand in it.
+    code: bool,
 }
 
-/// Commands that run their arguments as shell code again.
-const REEVALUATING: &[&str] = &["eval", "ssh"];
-const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh"];
+/// Commands that run their later arguments as shell code again, wherever they stand in the
+/// command (`timeout 5 ssh ...`, `find -exec ...`).
+const REEVALUATING: &[&str] = &[
+    "eval", "ssh", "trap", "alias", "watch", "parallel", ".", "source",
+];
+/// Shells: `sh -c CODE`, `sh -c -- CODE`, `bash -o pipefail -c CODE` run CODE; `sh` alone
+/// (or `sh -s`) runs what it reads on standard input.
+const SHELLS: &[&str] = &[
+    "sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "yash", "posh", "fish", "csh", "tcsh",
+];
+/// Programs whose `-c CODE` (or `--command CODE`) hands CODE to a shell.
+const DASH_C_RUNNERS: &[&str] = &["su", "runuser", "script", "flock"];
+/// Shell options that take the next word as their argument.
+const SHELL_OPTIONS_WITH_ARGUMENT: &[&str] = &["-o", "+o", "-O", "+O", "--rcfile", "--init-file"];
 
 /// Quote `value` as one unquoted shell word.
 pub fn quote_word(value: &str) -> String {
@@ -111,6 +125,10 @@ fn shown(value: &str) -> String {
 
 /// Replace every marker in `rendered` by `values[i]` spelled for its shell context.
 /// Errors are plain sentences (the caller adds the location).
+/// A backslash escapes the first character of whatever flow writes for the value (its
+/// opening quote, or the backslash of an escape), which would undo the quoting.
+const BACKSLASH_BEFORE_VALUE: &str = "a value is interpolated right after a backslash, which would escape the quoting flow writes for it; remove the backslash, or write a literal backslash inside single quotes ('\\')";
+
 pub fn substitute(rendered: &str, values: &[String]) -> Result<String, String> {
     let chars: Vec<char> = rendered.chars().collect();
     let mut out = String::with_capacity(rendered.len() + 16);
@@ -126,6 +144,10 @@ pub fn substitute(rendered: &str, values: &[String]) -> Result<String, String> {
     let mut word = String::new();
     // The outer command's words while a `$(...)` is read.
     let mut saved: Vec<(Vec<String>, String)> = Vec::new();
+    // Whether a value was interpolated in the current pipeline, and whether the command now
+    // being read follows a `|` (its standard input is the pipeline's output).
+    let mut pipeline_has_value = false;
+    let mut after_pipe = false;
     let mut i = 0;
 
     macro_rules! end_word {
@@ -133,6 +155,26 @@ pub fn substitute(rendered: &str, values: &[String]) -> Result<String, String> {
             if !word.is_empty() {
                 words.push(std::mem::take(&mut word));
             }
+        };
+    }
+    // A simple command ends (at `|`, `;`, `&`, a newline or the end): if it follows a `|` and
+    // runs its input as code, no value may have been interpolated earlier in the pipeline.
+    macro_rules! end_command {
+        ($separator:expr) => {
+            end_word!();
+            if after_pipe && runs_stdin_as_code(&words) {
+                if pipeline_has_value {
+                    return Err(PIPED_INTO_SHELL.to_string());
+                }
+                for doc in pending.iter_mut() {
+                    doc.code = true;
+                }
+            }
+            after_pipe = $separator == '|';
+            if $separator != '|' {
+                pipeline_has_value = false;
+            }
+            words.clear();
         };
     }
 
@@ -144,6 +186,9 @@ pub fn substitute(rendered: &str, values: &[String]) -> Result<String, String> {
             parens: 0,
         });
 
+        if c == '\\' && next == Some(MARK_START) && !matches!(top, Frame::Single) {
+            return Err(BACKSLASH_BEFORE_VALUE.to_string());
+        }
         if c == MARK_START {
             let (index, after) = read_marker(&chars, i)?;
             let value = values
@@ -160,6 +205,7 @@ pub fn substitute(rendered: &str, values: &[String]) -> Result<String, String> {
                     "a value is interpolated after {why}, where flow cannot tell how the shell will read it; {SAFE_WAY}"
                 ));
             }
+            pipeline_has_value = true;
             let spelled = match top {
                 Frame::Code { .. } => {
                     check_reevaluation(&words, &word)?;
@@ -299,10 +345,11 @@ pub fn substitute(rendered: &str, values: &[String]) -> Result<String, String> {
                         continue;
                     }
                     '<' if next == Some('<') && chars.get(i + 2) != Some(&'<') => {
-                        let (heredoc, after) = read_heredoc_operator(&chars, i + 2)?;
+                        let (mut heredoc, after) = read_heredoc_operator(&chars, i + 2)?;
                         out.extend(&chars[i..after]);
-                        pending.push(heredoc);
                         end_word!();
+                        heredoc.code = runs_stdin_as_code(&words);
+                        pending.push(heredoc);
                         i = after;
                         continue;
                     }
@@ -327,8 +374,7 @@ pub fn substitute(rendered: &str, values: &[String]) -> Result<String, String> {
                         }
                     }
                     '\n' => {
-                        end_word!();
-                        words.clear();
+                        end_command!('\n');
                         out.push(c);
                         i += 1;
                         if !pending.is_empty() {
@@ -336,8 +382,22 @@ pub fn substitute(rendered: &str, values: &[String]) -> Result<String, String> {
                         }
                         continue;
                     }
+                    '&' if i > 0 && chars[i - 1] == '|' => {
+                        // `|&` (bash): still a pipe.
+                    }
                     ';' | '&' | '|' => {
+                        // `|` (not `||`) joins a pipeline; anything else ends it.
+                        let previous = i.checked_sub(1).map(|p| chars[p]);
+                        let pipe = c == '|' && next != Some('|') && previous != Some('|');
+                        end_command!(if pipe { '|' } else { ';' });
+                    }
+                    '<' | '>' if next == Some('(') => {
+                        // Process substitution: `bash <(...)` or `source <(...)` runs the
+                        // output of the inner command as code.
                         end_word!();
+                        if runs_stdin_as_code(&words) || reevaluates(&words) {
+                            lost = lost.or(Some("a process substitution read by a shell"));
+                        }
                         words.clear();
                     }
                     ' ' | '\t' | '<' | '>' => {
@@ -489,6 +549,10 @@ pub fn substitute(rendered: &str, values: &[String]) -> Result<String, String> {
             }
         }
     }
+    end_word!();
+    if after_pipe && pipeline_has_value && runs_stdin_as_code(&words) {
+        return Err(PIPED_INTO_SHELL.to_string());
+    }
     if !pending.is_empty() {
         // A here-document operator on the last line: its body would be empty.
         pending.clear();
@@ -496,56 +560,123 @@ pub fn substitute(rendered: &str, values: &[String]) -> Result<String, String> {
     Ok(out)
 }
 
+const PIPED_INTO_SHELL: &str = "a value is interpolated into a pipeline whose output a shell runs as code (`... | sh`), where no quoting can protect it; pass the value as an argument: `sh -c 'echo \"$1\"' sh {{p}}`";
+
+/// The command's words without quotes, and the program's base name at each.
+fn base_name(word: &str) -> &str {
+    let w = word.trim_matches(['"', '\'']);
+    w.rsplit('/').next().unwrap_or(w)
+}
+
+/// Whether any word is a command that re-evaluates its later arguments.
+fn reevaluates(words: &[String]) -> bool {
+    words.iter().any(|w| REEVALUATING.contains(&base_name(w)))
+}
+
+/// Whether this command runs its standard input as shell code: a shell without `-c`
+/// (`sh`, `bash -s`, `sudo bash`), or `.`/`source` of `/dev/stdin`, `-` or fd 0.
+fn runs_stdin_as_code(words: &[String]) -> bool {
+    words.iter().enumerate().any(|(k, w)| {
+        let base = base_name(w);
+        if SHELLS.contains(&base) {
+            let rest = &words[k + 1..];
+            let has_c = rest
+                .iter()
+                .take_while(|w| w.starts_with(['-', '+']))
+                .any(|w| !w.starts_with("--") && w.contains('c'));
+            let has_script = rest
+                .iter()
+                .map(|w| w.trim_matches(['"', '\'']))
+                .find(|w| !w.starts_with(['-', '+']))
+                .is_some_and(|w| !matches!(w, "/dev/stdin" | "-" | "/proc/self/fd/0" | "/dev/fd/0"));
+            return !has_c && !has_script;
+        }
+        if base == "." || base == "source" {
+            return words.get(k + 1).is_some_and(|a| {
+                matches!(
+                    a.trim_matches(['"', '\'']),
+                    "/dev/stdin" | "-" | "/proc/self/fd/0" | "/dev/fd/0"
+                )
+            });
+        }
+        false
+    })
+}
+
 fn word_is_case(words: &[String]) -> bool {
     words.last().is_some_and(|w| w == "case")
 }
 
-/// Refuse a value that a command would run as shell code once more (`eval`, `sh -c`, `ssh`).
+/// Refuse a value that a command would run as shell code once more: anything after `eval`,
+/// `ssh`, `trap`, `alias`, ... wherever they stand (`timeout 5 ssh`, `find -exec`), the code
+/// operand of a shell's `-c` (`sh -c CODE`, `sh -c -- CODE`, `xargs bash -o pipefail -c
+/// CODE`, `busybox sh -c CODE`) or an option word of a shell, and `su -c CODE`.
 fn check_reevaluation(words: &[String], current: &str) -> Result<(), String> {
     let mut all: Vec<&str> = words.iter().map(String::as_str).collect();
     if !current.is_empty() {
         all.push(current);
     }
-    let Some(first_real) = all.iter().position(|w| {
-        !w.contains('=')
-            && ![
-                "env", "exec", "command", "nohup", "time", "sudo", "srun", "mpirun",
-            ]
-            .contains(w)
-    }) else {
-        return Ok(());
-    };
-    let program = all[first_real].trim_matches(['"', '\'']);
-    let base = program.rsplit('/').next().unwrap_or(program);
     // The word the value lands in.
     let at = if current.is_empty() {
         all.len()
     } else {
         all.len() - 1
     };
-    let reruns = if REEVALUATING.contains(&base) {
-        at > first_real
-    } else if SHELLS.contains(&base) {
-        // `sh -c CODE NAME ARGS...`: CODE is run; the arguments after it are data.
-        let option = all[first_real + 1..]
-            .iter()
-            .position(|w| w.starts_with('-') && !w.starts_with("--") && w.contains('c'))
-            .map(|p| p + first_real + 1);
-        option.is_some_and(|o| at == o + 1)
-    } else {
-        false
-    };
-    if reruns {
-        let safe = if SHELLS.contains(&base) {
-            format!("pass it as an argument after the script and use \"$1\" there: `{base} -c 'echo \"$1\"' {base} {{{{p}}}}`")
+    let landing = all.get(at).map(|w| w.trim_matches(['"', '\''])).unwrap_or("");
+    for (k, word) in all.iter().enumerate().take(at) {
+        let base = base_name(word);
+        let reruns = if REEVALUATING.contains(&base) {
+            true
+        } else if SHELLS.contains(&base) {
+            shell_code_operand(&all[k + 1..at], landing)
+        } else if DASH_C_RUNNERS.contains(&base) {
+            let previous = all[at - 1].trim_matches(['"', '\'']);
+            (k + 1 < at && previous.starts_with('-') && !previous.starts_with("--") && previous.contains('c'))
+                || previous == "--command"
+                || landing.starts_with("--command=")
+                || (landing.starts_with("-c") && k + 1 == at)
         } else {
-            "run the command directly, without it".to_string()
+            false
         };
-        return Err(format!(
-            "a value is interpolated into code that `{base}` runs a second time, where no quoting can protect it; {safe}"
-        ));
+        if reruns {
+            let safe = if SHELLS.contains(&base) {
+                format!("pass it as an argument after the script and use \"$1\" there: `{base} -c 'echo \"$1\"' {base} {{{{p}}}}`")
+            } else {
+                "run the command directly, without it".to_string()
+            };
+            return Err(format!(
+                "a value is interpolated into code that `{base}` runs a second time, where no quoting can protect it; {safe}"
+            ));
+        }
     }
     Ok(())
+}
+
+/// `between` are the words after a shell up to the one the value lands in (`landing`):
+/// whether that word is an option (`sh -{{p}}`) or the code operand of `-c`.
+fn shell_code_operand(between: &[&str], landing: &str) -> bool {
+    let mut saw_c = false;
+    let mut j = 0;
+    while j < between.len() {
+        let w = between[j].trim_matches(['"', '\'']);
+        if w == "--" {
+            // The next word is the first operand: is it where the value lands?
+            return saw_c && j + 1 == between.len();
+        }
+        if !w.starts_with(['-', '+']) || w.len() < 2 {
+            // An operand before the value: the script (or code), and the value is an argument.
+            return false;
+        }
+        if !w.starts_with("--") && w.contains('c') {
+            saw_c = true;
+        }
+        if SHELL_OPTIONS_WITH_ARGUMENT.contains(&w) {
+            j += 1;
+        }
+        j += 1;
+    }
+    // The value lands in the first word after the options.
+    saw_c || landing.starts_with(['-', '+'])
 }
 
 fn read_marker(chars: &[char], at: usize) -> Result<(usize, usize), String> {
@@ -604,6 +735,7 @@ fn read_heredoc_operator(chars: &[char], mut i: usize) -> Result<(Heredoc, usize
             delimiter,
             strip_tabs,
             expanding,
+            code: false,
         },
         i,
     ))
@@ -646,6 +778,11 @@ fn copy_heredocs(
                             shown(value)
                         ));
                     }
+                    if doc.code {
+                        return Err(format!(
+                            "a value is interpolated into a here-document that a shell runs as code, where no quoting can protect it; {SAFE_WAY}"
+                        ));
+                    }
                     no_line_breaks(value, "a here-document")?;
                     if doc.expanding {
                         if expansion_before {
@@ -659,6 +796,9 @@ fn copy_heredocs(
                     }
                     j = after;
                     continue;
+                }
+                if doc.expanding && c == '\\' && chars.get(j + 1) == Some(&MARK_START) {
+                    return Err(BACKSLASH_BEFORE_VALUE.to_string());
                 }
                 if doc.expanding && c == '\\' {
                     out.push(c);
@@ -695,6 +835,66 @@ mod tests {
     fn sub(template: &str, value: &str) -> Result<String, String> {
         let rendered = template.replace("{}", &format!("{MARK_START}0{MARK_END}"));
         substitute(&rendered, &[value.to_string()])
+    }
+
+    #[test]
+    fn every_way_to_run_a_value_a_second_time_is_refused() {
+        for t in [
+            "sh -c {}",
+            "sh -c -- {}",
+            "sh -ec {}",
+            "sh -c -e {}",
+            "bash -o pipefail -c {}",
+            "sh -{}",
+            "timeout 5 sh -c {}",
+            "echo a | xargs sh -c {}",
+            "find . -exec sh -c {} \\;",
+            "busybox sh -c {}",
+            "nice -n 5 bash -c \"{}\"",
+            "sudo -u x bash -lc '{}'",
+            "trap {} EXIT",
+            "alias zz={}",
+            "timeout 5 ssh host {}",
+            "su -c {} user",
+            "su user -c {}",
+            "flock /tmp/l -c {}",
+            "script -q -c {} /dev/null",
+            "eval \"x={}\"",
+            ". /dev/stdin <<EOF\necho {}\nEOF\n",
+            "sh <<EOF\necho {}\nEOF\n",
+            "bash -s <<'EOF'\necho {}\nEOF\n",
+            "cat <<EOF | sh\necho {}\nEOF\n",
+            "echo {} | sh",
+            "echo {} | tee log |& bash -s",
+            "printf '%s' {} | sudo bash",
+            "bash <(echo {})",
+            "source <(echo {})",
+            "source /dev/stdin <<< {}",
+        ] {
+            assert!(sub(t, "x").is_err(), "not refused: {t}");
+        }
+        for t in [
+            "sh -c 'echo \"$1\"' sh {}",
+            "bash -o pipefail -c 'echo \"$1\"' sh {}",
+            "sh script.sh {}",
+            "echo {} | grep x",
+            "echo {} || sh -c 'true'",
+            "echo {}; echo a | sh",
+            "cat <<EOF | grep x\n{}\nEOF\n",
+            "python run.py {} | tee log",
+            "sh -c 'echo hi' && echo {}",
+        ] {
+            assert!(sub(t, "x").is_ok(), "refused: {t}: {:?}", sub(t, "x"));
+        }
+    }
+
+    #[test]
+    fn a_backslash_before_a_value_is_refused() {
+        for t in ["echo \\{}", "echo \"\\{}\"", "cat <<EOF\n\\{}\nEOF\n"] {
+            assert!(sub(t, "a b").unwrap_err().contains("backslash"), "{t}");
+        }
+        assert_eq!(sub("echo '\\{}'", "a b").unwrap(), "echo '\\a b'");
+        assert_eq!(sub("echo \\\\{}", "a").unwrap(), "echo \\\\a");
     }
 
     #[test]

@@ -141,8 +141,21 @@ pub enum TemplateKind {
 
 /// Render `text` with `data`. Errors are plain sentences (the caller adds the location).
 pub fn render(kind: TemplateKind, text: &str, data: &serde_json::Value) -> Result<String, String> {
-    if kind == TemplateKind::Command && text.contains("{{{") {
-        return Err("`{{{...}}}` would insert a value without shell quoting; use `{{...}}`".into());
+    if kind == TemplateKind::Command {
+        if text.contains("{{{") {
+            return Err(
+                "`{{{...}}}` would insert a value without shell quoting; use `{{...}}`".into(),
+            );
+        }
+        // `{{&p}}` (and `{{~&p}}`) is the other spelling of an unescaped value; partials and
+        // decorators could carry one in. Refuse them from the parsed template, not the text.
+        if let Ok(compiled) = handlebars::Template::compile(text) {
+            if let Some(what) = unescaped_element(&compiled) {
+                return Err(format!(
+                    "{what} would insert text without shell quoting; use `{{{{...}}}}`"
+                ));
+            }
+        }
     }
     match kind {
         TemplateKind::Path => path_registry()
@@ -162,6 +175,24 @@ pub fn render(kind: TemplateKind, text: &str, data: &serde_json::Value) -> Resul
             shell_context::substitute(&rendered, &values)
         }
     }
+}
+
+/// The first element of `t` (or of a block inside it) that writes a value unescaped.
+fn unescaped_element(t: &handlebars::Template) -> Option<&'static str> {
+    use handlebars::template::TemplateElement as E;
+    t.elements.iter().find_map(|e| match e {
+        E::HtmlExpression(_) => Some("`{{&...}}`"),
+        E::DecoratorExpression(_) | E::DecoratorBlock(_) => Some("a decorator `{{*...}}`"),
+        E::PartialExpression(_) | E::PartialBlock(_) => Some("a partial `{{>...}}`"),
+        E::HelperBlock(h) => h
+            .template
+            .as_ref()
+            .and_then(unescaped_element)
+            .or_else(|| h.inverse.as_ref().and_then(unescaped_element)),
+        E::RawString(_) | E::Expression(_) | E::Comment(_) => None,
+        // An element kind a later handlebars adds: refuse rather than guess it is safe.
+        _ => Some("this template construct"),
+    })
 }
 
 fn describe(e: &handlebars::RenderError, data: &serde_json::Value) -> String {
@@ -205,6 +236,19 @@ mod tests {
         let out = render(TemplateKind::Command, "echo {{x}}", &data).unwrap();
         assert_eq!(out, "echo 'a b'\\''; $(touch /tmp/pwned) `id`\nnext'");
         assert!(render(TemplateKind::Command, "echo {{{x}}}", &data).is_err());
+        for unescaped in [
+            "echo {{&x}}",
+            "echo {{& x}}",
+            "echo {{~&x~}}",
+            "echo {{#if x}}{{&x}}{{/if}}",
+            "echo {{#if x}}a{{else}}{{&x}}{{/if}}",
+            "{{#*inline \"p\"}}{{x}}{{/inline}}echo {{> p}}",
+        ] {
+            assert!(
+                render(TemplateKind::Command, unescaped, &data).is_err(),
+                "{unescaped}"
+            );
+        }
     }
 
     #[test]

@@ -73,21 +73,22 @@ pub(super) fn build_step(
     if kind == StepKind::MdBenchmark {
         check_gate(node, &field("gate"), diags);
     }
-    let rs = |k: &str| r.get(k).and_then(Node::scalar_text);
-    let ru = |k: &str, dflt: u32| match r.get(k).map(|n| &n.value) {
-        Some(Value::Int(i)) => *i as u32,
-        _ => dflt,
+    let mut count = |k: &str, dflt: u32| {
+        resource_count(r, k, dflt, &field(&format!("resources.{k}")), diags)
     };
+    let (nodes, tasks_per_node) = (count("nodes", 1), count("tasks_per_node", 1));
+    let (cpus_per_task, gpus_per_node) = (count("cpus_per_task", 1), count("gpus_per_node", 0));
+    let rs = |k: &str| r.get(k).and_then(Node::scalar_text);
     let resources = JobShape {
         job_type: job_type_name,
         partition: rs("partition"),
         account: rs("account").or_else(|| machine.slurm.account.clone()),
         qos: rs("qos"),
         constraint: rs("constraint"),
-        nodes: ru("nodes", 1),
-        tasks_per_node: ru("tasks_per_node", 1),
-        cpus_per_task: ru("cpus_per_task", 1),
-        gpus_per_node: ru("gpus_per_node", 0),
+        nodes,
+        tasks_per_node,
+        cpus_per_task,
+        gpus_per_node,
         mem_mb: r
             .get("mem")
             .and_then(|n| memory_of(n, &field("resources.mem"), diags)),
@@ -344,5 +345,37 @@ pub(super) fn check_gate(step: &Node, field: &str, diags: &mut Diagnostics) {
             )
             .expected("pass_below at most marginal_below (PASS below the first, MARGINAL below the second)"),
         );
+    }
+}
+
+/// The most nodes, tasks, CPUs or GPUs one task may ask for: anything larger is a typo, and
+/// a value past 32 bits would wrap silently.
+pub const MAX_RESOURCE_COUNT: i64 = 1 << 20;
+
+/// A whole-number resource (`nodes`, `cpus_per_task`, ...): an integer in
+/// `minimum..=MAX_RESOURCE_COUNT`, or `default` when absent. Anything else (a float such as
+/// `1e3`, a string, a value out of range) is a located error, never a silent default.
+fn resource_count(r: &Node, key: &str, default: u32, field: &str, diags: &mut Diagnostics) -> u32 {
+    let minimum = i64::from(default.min(1));
+    let Some(n) = r.get(key) else {
+        return default;
+    };
+    let allowed = format!("a whole number from {minimum} to {MAX_RESOURCE_COUNT}");
+    match &n.value {
+        Value::Int(i) if (minimum..=MAX_RESOURCE_COUNT).contains(i) => *i as u32,
+        Value::Int(i) => {
+            diags.push(
+                Diagnostic::at(&n.span, field, format!("{i} is out of range")).expected(allowed),
+            );
+            default
+        }
+        _ => {
+            let text = n.scalar_text().unwrap_or_else(|| "this value".into());
+            diags.push(
+                Diagnostic::at(&n.span, field, format!("`{text}` is not a whole number"))
+                    .expected(allowed),
+            );
+            default
+        }
     }
 }
