@@ -682,3 +682,45 @@ fn sbatch_values_of_a_machine_are_refused_located() {
         assert!(!text(&out.stdout).contains("#SBATCH"), "{command}");
     }
 }
+
+/// A machine's `slurm.template` is read only when it is a regular file, is compiled at
+/// validate, and a broken one is reported by line and column without showing its text.
+#[test]
+fn sbatch_templates_are_checked_at_validate_without_quoting_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("fifo.hbs");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path; mkfifo touches no memory of ours.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    std::fs::write(
+        tmp.path().join("broken.hbs"),
+        "#!/bin/bash\n#SBATCH --job-name={{job_name\nTOKEN=ghp_SECRETxyz {{#if}}\n",
+    )
+    .unwrap();
+    for (template, expected) in [
+        ("/dev/zero", "it is a device, not a regular file"),
+        ("fifo.hbs", "it is a FIFO (named pipe), not a regular file"),
+        ("broken.hbs", "is not a valid handlebars template at line"),
+    ] {
+        std::fs::write(
+            tmp.path().join("m.yaml"),
+            format!("machine:\n  name: t\n  executor: slurm\n  slurm:\n    template: {template}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            tmp.path().join("c.yaml"),
+            "campaign: {name: h, version: v1, machine: m.yaml}\nsteps:\n  a: {kind: command, command: echo}\n",
+        )
+        .unwrap();
+        for command in ["validate", "plan"] {
+            let started = Instant::now();
+            let out = flow_capped(tmp.path(), &[command, "c.yaml"]);
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{command} {template}: {stderr}");
+            assert!(stderr.contains("m.yaml:5:15: machine.slurm.template"), "{stderr}");
+            assert!(stderr.contains(expected), "{template}: {stderr}");
+            assert!(!stderr.contains("SECRET") && !stderr.contains("job_name"), "{stderr}");
+            assert!(started.elapsed() < Duration::from_secs(5));
+        }
+    }
+}

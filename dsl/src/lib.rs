@@ -24,4 +24,5 @@ pub mod secrets;
 pub mod shell_context;
 pub mod source;
 pub mod template;
+pub mod user_file;
 pub mod yaml_loader;

@@ -316,6 +316,38 @@ pub fn load_machine_recipe(name: &str) -> Result<Machine, Diagnostics> {
     diags.into_result().map(|_| m)
 }
 
+/// A machine's `slurm.template` must be a regular file flow can read and a template that
+/// compiles. The error says where in the template it fails, never what the template's line
+/// holds (it is not a campaign file, and may be anything).
+fn check_sbatch_template(path: &Path, node: &Node, diags: &mut Diagnostics) {
+    let field = "machine.slurm.template";
+    let text = match crate::user_file::read_text(path) {
+        Ok(text) => text,
+        Err(e) => {
+            diags.push(Diagnostic::at(
+                &node.span,
+                field,
+                format!("cannot read the sbatch template {}: {e}", path.display()),
+            ));
+            return;
+        }
+    };
+    if let Err(e) = handlebars::Template::compile(&text) {
+        let at = e
+            .pos()
+            .map_or(String::new(), |(l, c)| format!(" at line {l}, column {c}"));
+        diags.push(Diagnostic::at(
+            &node.span,
+            field,
+            format!(
+                "the sbatch template {} is not a valid handlebars template{at}: {}",
+                path.display(),
+                e.reason()
+            ),
+        ));
+    }
+}
+
 /// The typed machine. `base_dir` (the campaign file's directory) resolves a relative
 /// `slurm.template`; `None` leaves it as written (`flow recipes show`).
 fn build_machine(
@@ -352,7 +384,11 @@ fn build_machine(
         slurm.env.insert(k.clone(), v.clone());
     }
     if let (Some(t), Some(base)) = (&slurm.template, base_dir) {
-        slurm.template = Some(base.join(t));
+        let path = base.join(t);
+        if let Some(node) = m.at_pointer("/slurm/template") {
+            check_sbatch_template(&path, node, diags);
+        }
+        slurm.template = Some(path);
     }
     let kubernetes_node = m.get("kubernetes");
     let kubernetes: Option<KubernetesSettings> = kubernetes_node.and_then(|n| {

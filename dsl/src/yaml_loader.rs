@@ -18,7 +18,7 @@ use std::sync::Arc;
 /// Deeper documents are rejected (a guard against stack exhaustion on hostile input).
 pub const MAX_DEPTH: usize = 128;
 /// Larger files are rejected before parsing (and never read past this size).
-pub const MAX_BYTES: usize = 64 * 1024 * 1024;
+pub use crate::user_file::MAX_BYTES;
 /// Nodes that aliases (`*name`) may add to a document, all aliases together.
 pub const MAX_ALIAS_NODES: usize = 100_000;
 /// Text that aliases may copy, all aliases together: a few thousand aliases of one long
@@ -27,74 +27,7 @@ pub const MAX_ALIAS_BYTES: usize = 64 * 1024 * 1024;
 /// Values (scalars, lists, maps) in one document, aliases included.
 pub const MAX_NODES: usize = 2_000_000;
 
-/// Why a file could not be read.
-#[derive(Debug)]
-pub enum ReadError {
-    Io(std::io::Error),
-    /// Not a regular file (a device such as /dev/zero, a FIFO, a directory, a socket).
-    NotRegular(&'static str),
-    /// Larger than [`MAX_BYTES`].
-    TooLarge(u64),
-}
-
-impl std::fmt::Display for ReadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReadError::Io(e) => write!(f, "{e}"),
-            ReadError::NotRegular(what) => {
-                write!(
-                    f,
-                    "it is {what}, not a regular file (flow reads only regular files)"
-                )
-            }
-            ReadError::TooLarge(n) => write!(
-                f,
-                "it is {} MB, larger than flow reads ({} MB)",
-                n / 1_000_000,
-                MAX_BYTES / 1_000_000
-            ),
-        }
-    }
-}
-
-/// Read a regular file of at most [`MAX_BYTES`]. Devices, FIFOs and directories are refused
-/// before a byte is read (the open does not wait for a FIFO's writer), and a file that grows
-/// while it is read is cut off at the cap and refused.
-pub fn read_capped(path: &std::path::Path) -> Result<Vec<u8>, ReadError> {
-    use std::io::Read;
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(ReadError::Io)?;
-    let meta = file.metadata().map_err(ReadError::Io)?;
-    let ft = meta.file_type();
-    if !ft.is_file() {
-        return Err(ReadError::NotRegular(if ft.is_dir() {
-            "a directory"
-        } else if ft.is_fifo() {
-            "a FIFO (named pipe)"
-        } else if ft.is_char_device() || ft.is_block_device() {
-            "a device"
-        } else if ft.is_socket() {
-            "a socket"
-        } else {
-            "not a file"
-        }));
-    }
-    if meta.len() > MAX_BYTES as u64 {
-        return Err(ReadError::TooLarge(meta.len()));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(ReadError::Io)?;
-    if bytes.len() > MAX_BYTES {
-        return Err(ReadError::TooLarge(bytes.len() as u64));
-    }
-    Ok(bytes)
-}
+pub use crate::user_file::{read_capped, ReadError};
 
 /// Decode bytes as UTF-8, locating the first invalid byte.
 pub fn decode_utf8(name: &str, bytes: Vec<u8>) -> Result<String, Diagnostic> {

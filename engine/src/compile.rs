@@ -266,13 +266,13 @@ fn compile_with(
         let mut input_digest = blake3::Hasher::new();
         for input in &step.inputs {
             let path = base.join(input);
-            match std::fs::read(&path) {
-                Ok(bytes) => {
+            match flow_dsl::user_file::hash_regular_file(&path) {
+                Ok(digest) => {
                     input_digest.update(input.as_bytes());
-                    input_digest.update(blake3::hash(&bytes).as_bytes());
+                    input_digest.update(digest.as_bytes());
                 }
                 Err(e) => diags.push(Diagnostic::at(
-                    &step.span,
+                    step.node.get("inputs").map_or(&step.span, |n| &n.span),
                     format!("steps.{}.inputs", step.name),
                     format!("cannot read input file {}: {e}", path.display()),
                 )),
@@ -287,8 +287,8 @@ fn compile_with(
                     for (name, path, reference) in found {
                         // Each structure's content counts in its own task's id only, so
                         // adding a structure leaves the other ids (and their work) alone.
-                        let digest = std::fs::read(&path)
-                            .map(|bytes| blake3::hash(&bytes).to_hex()[..16].to_string())
+                        let digest = flow_dsl::user_file::hash_regular_file(&path)
+                            .map(|hash| hash.to_hex()[..16].to_string())
                             .unwrap_or_default();
                         structure_digests.push(digest);
                         structures.push(name);
@@ -473,9 +473,25 @@ fn qe_structures(
             .map_or(&step.span, |n| &n.span);
         Diagnostic::at(span, format!("{field}.pseudopotentials"), e.to_string())
     })?;
-    let span = step.node.get("structures").map_or(&step.span, |n| &n.span);
-    let found = flow_qe_scf::plan::expand_structures(&settings, base)
-        .map_err(|e| Diagnostic::at(span, format!("{field}.structures"), e.to_string()))?;
+    let at = |key: &str| step.node.get(key).map_or(&step.span, |n| &n.span);
+    // Paths inside the campaign directory are shown relative to it, as the user wrote them.
+    let prefix = format!("{}/", base.display());
+    let shown = |e: flow_qe_scf::QeError| e.to_string().replace(&prefix, "");
+    flow_qe_scf::plan::effective_policy(&settings, base).map_err(|e| {
+        Diagnostic::at(at("recovery"), format!("{field}.recovery"), shown(e))
+    })?;
+    let found = flow_qe_scf::plan::expand_structures(&settings, base).map_err(|e| {
+        Diagnostic::at(at("structures"), format!("{field}.structures"), shown(e))
+    })?;
+    flow_qe_scf::plan::check_elements(&settings, base, found.iter().map(|(_, s)| s)).map_err(
+        |e| {
+            Diagnostic::at(
+                at("pseudopotentials"),
+                format!("{field}.pseudopotentials"),
+                shown(e),
+            )
+        },
+    )?;
     Ok(found
         .into_iter()
         .map(|(r, _)| {

@@ -51,7 +51,7 @@ pub fn machine_root(campaign: &Campaign) -> Option<PathBuf> {
 }
 
 /// What a build-env step provides: its environment's name and file digest.
-fn provided(campaign: &Campaign, step: &Step) -> Option<EnvBinding> {
+fn provided(campaign: &Campaign, step: &Step, diags: &mut Diagnostics) -> Option<EnvBinding> {
     let settings: flow_mlip::build_env::Settings =
         serde_json::from_value(step.settings.clone()).ok()?;
     let root = build_root(campaign, step);
@@ -64,13 +64,27 @@ fn provided(campaign: &Campaign, step: &Step) -> Option<EnvBinding> {
                 file.name.clone(),
                 blake3::hash(file.text.as_bytes()).to_hex()[..16].to_string(),
             ),
-            Err(_) => (
+            Err(e) => {
+                // A file the step names that cannot be read (a device, a FIFO, missing, not
+                // UTF-8) is the campaign's error now, not the build's later.
+                if let flow_mlip::MlipError::Io { path, source, .. } = &e {
+                    if settings.environment_is_path() {
+                        let span = step.node.get("environment").map_or(&step.span, |n| &n.span);
+                        diags.push(Diagnostic::at(
+                            span,
+                            format!("steps.{}.environment", step.name),
+                            format!("cannot read the environment file {}: {source}", path.display()),
+                        ));
+                    }
+                }
+                (
                 Path::new(&settings.environment)
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_else(|| settings.environment.clone()),
                 String::new(),
-            ),
+            )
+            }
         };
     Some(EnvBinding {
         name,
@@ -116,7 +130,7 @@ pub fn bind(campaign: &Campaign, upstream: &[Vec<usize>], diags: &mut Diagnostic
         .iter()
         .map(|s| {
             (s.kind == StepKind::BuildEnv)
-                .then(|| provided(campaign, s))
+                .then(|| provided(campaign, s, diags))
                 .flatten()
         })
         .collect();

@@ -10,6 +10,8 @@ const CAMPAIGN: &str = "campaign: {name: c, version: v1, machine: m.yaml, output
 fn load(machine: &str, campaign: &str) -> Result<Campaign, String> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("m.yaml"), machine).unwrap();
+    // The sbatch template a machine may name: it must exist (it is checked at load).
+    std::fs::write(dir.path().join("t.hbs"), "#!/bin/bash\n{{body}}\n").unwrap();
     load_campaign_text("c.yaml", campaign, dir.path()).map_err(|d| d.to_string())
 }
 
@@ -120,4 +122,11 @@ fn notify_is_the_campaigns_over_the_machines() {
         .unwrap()
         .notify
         .is_none());
+}
+
+#[test]
+fn a_missing_or_broken_sbatch_template_is_a_load_error() {
+    let missing = "machine:\n  name: m\n  executor: slurm\n  slurm: {template: nowhere.hbs}\n";
+    let e = load(missing, CAMPAIGN).unwrap_err();
+    assert!(e.contains("machine.slurm.template: cannot read the sbatch template"), "{e}");
 }

@@ -31,7 +31,7 @@ impl EnvironmentFile {
     /// [`MlipError::RequiresPython`] (also when `requires-python` is absent), and
     /// [`MlipError::MissingSetup`].
     pub fn load(path: &Path) -> Result<Self, MlipError> {
-        let text = std::fs::read_to_string(path).map_err(io_error("reading", path))?;
+        let text = flow_dsl::user_file::read_text(path).map_err(io_error("reading", path))?;
         Self::parse(path, text)
     }
 

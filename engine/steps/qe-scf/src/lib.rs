@@ -28,6 +28,7 @@ pub mod results_table;
 pub mod run;
 pub mod settings;
 pub mod structure;
+pub mod upf_header;
 pub mod task;
 pub mod yaml;
 

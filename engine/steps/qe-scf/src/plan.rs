@@ -96,6 +96,43 @@ pub fn check_pseudopotentials(settings: &Settings, base_dir: &Path) -> Result<()
     Ok(())
 }
 
+/// Every element of `structures` has a file in the step's family (or its `files`), the file
+/// exists, and its header names that element and the family's functional (files only where
+/// the directory exists here). Each element is checked once, however many structures hold it.
+pub fn check_elements<'a>(
+    settings: &Settings,
+    base_dir: &Path,
+    structures: impl IntoIterator<Item = &'a Structure>,
+) -> Result<(), QeError> {
+    let family = crate::pseudo::PseudoFamily::load(&settings.pseudopotentials.family, base_dir)?;
+    let mut elements: Vec<String> = Vec::new();
+    for s in structures {
+        for e in s.species() {
+            if !elements.contains(&e) {
+                elements.push(e);
+            }
+        }
+    }
+    let dir = settings
+        .pseudopotentials
+        .dir
+        .as_ref()
+        .map(|d| base_dir.join(d));
+    // Files are checked where their directory is on this machine: a campaign validated
+    // on a laptop for a cluster's directory gets the element coverage checked only.
+    let on_this_machine = dir
+        .clone()
+        .or_else(|| family.default_dir.clone())
+        .is_some_and(|d| d.is_dir());
+    family.resolve(
+        &elements,
+        dir.as_deref(),
+        &settings.pseudopotentials.files,
+        on_this_machine,
+    )?;
+    Ok(())
+}
+
 /// The policy a step uses: its `recovery`, with `allow_smearing` and `max_attempts`
 /// applied.
 pub fn effective_policy(settings: &Settings, base_dir: &Path) -> Result<RecoveryPolicy, QeError> {

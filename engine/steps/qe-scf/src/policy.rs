@@ -196,7 +196,7 @@ impl RecoveryPolicy {
                 if name.contains('/') || name.ends_with(".yaml") || name.ends_with(".yml") {
                     let path = base_dir.join(name);
                     let text =
-                        std::fs::read_to_string(&path).map_err(|e| PolicyError::Invalid {
+                        flow_dsl::user_file::read_text(&path).map_err(|e| PolicyError::Invalid {
                             source_name: path.display().to_string(),
                             message: format!("cannot read: {e}"),
                         })?;

@@ -97,6 +97,23 @@ pub enum PseudoError {
         /// The elements it has.
         covered: String,
     },
+    /// A file's header names another element than the one it is used for.
+    #[error("pseudopotential for {element} in family `{family}`: {} is a pseudopotential for {found}, not {element}", path.display())]
+    WrongElement {
+        element: String,
+        family: String,
+        path: PathBuf,
+        found: String,
+    },
+    /// A file's header names another functional than the family's.
+    #[error("pseudopotential for {element} in family `{family}`: {} was generated with {found}, but the family is {expected}; pw.x would compute with {found}", path.display())]
+    WrongFunctional {
+        element: String,
+        family: String,
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
     /// The family names a file that is not in the directory.
     #[error("pseudopotential for {element} in family `{family}`: file {} does not exist", path.display())]
     MissingFile {
@@ -152,7 +169,7 @@ impl PseudoFamily {
             || name_or_path.ends_with(".yml");
         if looks_like_path {
             let path = base_dir.join(name_or_path);
-            let text = std::fs::read_to_string(&path).map_err(|e| PseudoError::Invalid {
+            let text = flow_dsl::user_file::read_text(&path).map_err(|e| PseudoError::Invalid {
                 source_name: path.display().to_string(),
                 message: format!("cannot read: {e}"),
             })?;
@@ -168,9 +185,44 @@ impl PseudoFamily {
         })
     }
 
+    /// The file at `path` must say it is for `element`, and be generated with the family's
+    /// functional when both are known. A header flow cannot read passes: pw.x reads it.
+    fn check_header(&self, element: &str, path: &Path) -> Result<(), PseudoError> {
+        use crate::upf_header::{classify, read_identity, Functional};
+        let Ok(id) = read_identity(path) else {
+            return Ok(());
+        };
+        if let Some(found) = id.element {
+            if !found.eq_ignore_ascii_case(element) {
+                return Err(PseudoError::WrongElement {
+                    element: element.to_string(),
+                    family: self.family.clone(),
+                    path: path.to_path_buf(),
+                    found,
+                });
+            }
+        }
+        let expected = self.functional.as_deref().map(classify);
+        if let (Some(Functional::Known(found)), Some(Functional::Known(expected))) =
+            (id.functional, expected)
+        {
+            if found != expected {
+                return Err(PseudoError::WrongFunctional {
+                    element: element.to_string(),
+                    family: self.family.clone(),
+                    path: path.to_path_buf(),
+                    found: found.to_string(),
+                    expected: expected.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Chooses a file per element and the cutoffs (the largest suggested over the
     /// elements). `dir` overrides the family's default directory; `overrides` replace the
-    /// family's file for some elements. With `check_files`, every file must exist.
+    /// family's file for some elements. With `check_files`, every file must exist and its
+    /// header must name its element and the family's functional.
     pub fn resolve(
         &self,
         elements: &[String],
@@ -206,6 +258,9 @@ impl PseudoFamily {
                     family: self.family.clone(),
                     path: dir.join(&file),
                 });
+            }
+            if check_files {
+                self.check_header(el, &dir.join(&file))?;
             }
             if let Some(e) = entry {
                 if let Some(w) = e.ecutwfc {

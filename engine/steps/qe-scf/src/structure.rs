@@ -456,7 +456,7 @@ pub fn read_structures(path: &Path) -> Result<Vec<Structure>, StructureError> {
 }
 
 fn read_text(path: &Path) -> Result<String, StructureError> {
-    std::fs::read_to_string(path).map_err(|source| StructureError::Io {
+    flow_dsl::user_file::read_text(path).map_err(|source| StructureError::Io {
         path: path.to_path_buf(),
         source,
     })

@@ -129,7 +129,7 @@ impl SlurmExecutor {
         paths: SlurmPaths,
     ) -> Result<Self, ExecutorError> {
         let template = match &config.template {
-            Some(path) => std::fs::read_to_string(path).map_err(|e| {
+            Some(path) => flow_dsl::user_file::read_text(path).map_err(|e| {
                 ExecutorError::io(format!("reading sbatch template {}", path.display()), e)
             })?,
             None => DEFAULT_TEMPLATE.to_string(),
