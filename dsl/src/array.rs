@@ -316,6 +316,11 @@ impl ExtraElements {
         self.len() == 0
     }
 
+    /// Included element `i`'s values for the parameters `names`, in their order.
+    pub fn element_values(&self, i: usize, names: &[String]) -> Vec<ParamValue> {
+        self.values_of(i, names)
+    }
+
     /// Element `i`'s values for the parameters `names`, in their order.
     fn values_of(&self, i: usize, names: &[String]) -> Vec<ParamValue> {
         match &self.0 {

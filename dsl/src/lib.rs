@@ -7,6 +7,7 @@
 //! user's file, line, column and field.
 
 pub mod array;
+pub mod array_repeats;
 pub mod diagnostic;
 pub mod error_class;
 pub mod json_view;

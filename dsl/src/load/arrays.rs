@@ -3,6 +3,7 @@
 //! by `campaign.max_tasks`.
 
 use super::*;
+use crate::array_repeats::Repeat;
 
 pub(super) fn param_value(n: &Node) -> ParamValue {
     let kind = match n.value {
@@ -366,7 +367,87 @@ pub(super) fn parse_array(
             None => copy(diags, &mut spec.extra),
         }
     }
+    if spec.len() > max_tasks {
+        diags.push(
+            Diagnostic::at(
+                include.map_or(at, |n| &n.span),
+                format!("{field}.include"),
+                format!(
+                    "with its included elements the array has {} tasks, more than campaign.max_tasks ({max_tasks})",
+                    spec.len()
+                ),
+            )
+            .help("split the campaign, or raise `campaign.max_tasks` if this many tasks are meant"),
+        );
+        return None;
+    }
+    if let Some(repeat) = crate::array_repeats::first_repeat(&spec) {
+        diags.push(repeat_diagnostic(&spec, &repeat, node, field));
+        return None;
+    }
     Some(spec)
+}
+
+/// The located error for two elements that would be one task.
+fn repeat_diagnostic(spec: &ArraySpec, repeat: &Repeat, node: &Node, field: &str) -> Diagnostic {
+    use crate::array_repeats::Repeat;
+    let help = "each element of an array is one task, identified by its values: remove the repeat";
+    let include_item = |i: usize| {
+        node.get("include")
+            .and_then(|n| n.as_seq().and_then(|s| s.iter().nth(i)))
+    };
+    let d = match repeat {
+        Repeat::InList {
+            param,
+            first,
+            again,
+        } => {
+            let name = &spec.params[*param].0;
+            let list = node
+                .get(name)
+                .or_else(|| node.get("zip").and_then(|z| z.get(name)));
+            let item = list.and_then(|l| l.as_seq().and_then(|s| s.iter().nth(*again)));
+            let text = spec.params[*param].1.get(*again as u64).text;
+            Diagnostic::at(
+                item.as_ref().map_or(&node.span, |n| &n.span),
+                format!("{field}.{name}[{again}]"),
+                format!(
+                    "`{}` repeats the value at [{first}]: both would be the same task",
+                    shown_text(&text)
+                ),
+            )
+        }
+        Repeat::Zipped { first, again } => Diagnostic::at(
+            node.get("zip").map_or(&node.span, |n| &n.span),
+            format!("{field}.zip"),
+            format!("row {again} repeats row {first}: both would be the same task"),
+        ),
+        Repeat::IncludedTwice { include, first } => {
+            let item = include_item(*include);
+            Diagnostic::at(
+                item.as_ref().map_or(&node.span, |n| &n.span),
+                format!("{field}.include[{include}]"),
+                format!("repeats include[{first}]: both would be the same task"),
+            )
+        }
+        Repeat::IncludedInBase { include, base } => {
+            let item = include_item(*include);
+            let values: Vec<String> = spec
+                .base_element(*base)
+                .into_iter()
+                .map(|(n, v)| format!("{n}: {}", shown_text(&v.text)))
+                .collect();
+            Diagnostic::at(
+                item.as_ref().map_or(&node.span, |n| &n.span),
+                format!("{field}.include[{include}]"),
+                format!(
+                    "is already an element of the array ({{{}}}): both would be the same task",
+                    values.join(", ")
+                ),
+            )
+        }
+    };
+    d.help(help)
 }
 
 /// A parameter value as `exclude:` compares it, as a hash key: numbers by value (`1.0` is
