@@ -72,3 +72,35 @@ fn a_literal_secret_reaches_the_task_and_nothing_flow_prints_or_keeps() {
         );
     }
 }
+
+/// A machine's secret-named `setup.env` value is written into the real sbatch script (the
+/// job needs it) but `flow plan`, with or without `--explain`, shows it as `***`.
+#[test]
+fn the_plan_shows_a_machine_setup_secret_masked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(
+        d.join("m.yaml"),
+        format!("machine:\n  name: s\n  executor: slurm\n  setup:\n    env: {{MY_API_KEY: {SECRET}, PLAIN: visible}}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("c.yaml"),
+        "campaign: {name: s, version: v1, machine: m.yaml}\nsteps:\n  a: {kind: command, command: echo hi}\n",
+    )
+    .unwrap();
+    for args in [
+        vec!["plan", "c.yaml"],
+        vec!["plan", "c.yaml", "--explain"],
+        vec!["plan", "c.yaml", "--format", "json"],
+    ] {
+        let out = flow(d, &args);
+        assert_ok(&out);
+        let printed = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(!printed.contains(SECRET), "{args:?} shows the secret:\n{printed}");
+        if args.len() == 2 || args[2] == "--explain" {
+            assert!(printed.contains("export MY_API_KEY='***'"), "{args:?}:\n{printed}");
+            assert!(printed.contains("export PLAIN=visible"), "{args:?}:\n{printed}");
+        }
+    }
+}

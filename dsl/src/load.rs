@@ -152,6 +152,20 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, Diagnostics> {
     check_strings(&root, "", &mut diags);
     check_strings(&machine_root, "", &mut diags);
     check_sbatch_values(&machine_root, "machine", &mut diags);
+    check_env_names(root.at_pointer("/defaults/env"), "defaults.env", &mut diags);
+    check_env_names(
+        machine_root.at_pointer("/machine/defaults/env"),
+        "machine.defaults.env",
+        &mut diags,
+    );
+    check_env_names(
+        machine_root.at_pointer("/machine/setup/env"),
+        "machine.setup.env",
+        &mut diags,
+    );
+    for (key, node) in root.get("steps").and_then(Node::as_map).unwrap_or_default() {
+        check_env_names(node.get("env"), &format!("steps.{}.env", key.name), &mut diags);
+    }
 
     let mut steps = Vec::new();
     if let Some(entries) = root.get("steps").and_then(Node::as_map) {

@@ -28,6 +28,25 @@ pub fn executor_for(plan: &Plan) -> Result<Box<dyn Executor>> {
 /// The Slurm executor of a plan: the machine's typed Slurm settings (set-up included), the
 /// campaign's logs directory, and this very binary as the program each array element runs.
 pub fn slurm_executor_for(plan: &Plan) -> Result<flow_executors::slurm::SlurmExecutor> {
+    slurm_executor_with(plan, plan.campaign.machine.slurm.clone())
+}
+
+/// The Slurm executor whose scripts `flow plan` shows: the machine's secret-named
+/// `setup.env` values are written as `***` (the real scripts carry them).
+pub fn slurm_preview_executor(plan: &Plan) -> Result<flow_executors::slurm::SlurmExecutor> {
+    let mut settings = plan.campaign.machine.slurm.clone();
+    for (name, value) in settings.env.iter_mut() {
+        if flow_dsl::secrets::is_secret_name(name) {
+            *value = flow_dsl::secrets::MASK.to_string();
+        }
+    }
+    slurm_executor_with(plan, settings)
+}
+
+fn slurm_executor_with(
+    plan: &Plan,
+    settings: flow_dsl::machine_settings::SlurmSettings,
+) -> Result<flow_executors::slurm::SlurmExecutor> {
     let campaign = plan.campaign;
     let paths = flow_executors::slurm::SlurmPaths {
         logs_dir: campaign.campaign_dir.join("logs"),
@@ -36,7 +55,7 @@ pub fn slurm_executor_for(plan: &Plan) -> Result<flow_executors::slurm::SlurmExe
     let tag = format!("{}_{}", campaign.version, campaign.name);
     Ok(flow_executors::slurm::SlurmExecutor::new(
         tag,
-        campaign.machine.slurm.clone(),
+        settings,
         paths,
     )?)
 }

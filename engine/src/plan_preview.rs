@@ -3,7 +3,7 @@
 //! `--format manifests`), and what its kind adds (`step_kind::StepBehaviour::plan_details`).
 
 use crate::attempt_launch::{describe_launch, resources_of};
-use crate::backend::{kubernetes_config, kubernetes_manifest_dir, slurm_executor_for};
+use crate::backend::{kubernetes_config, kubernetes_manifest_dir, slurm_preview_executor};
 use crate::compile::Plan;
 use crate::layout::{write_atomic, Layout};
 use crate::step_kind::{self, qe_scf::QeFocus, runs_on_driver};
@@ -30,7 +30,7 @@ fn slurm_preview(plan: &Plan, step_index: usize) -> Result<String, String> {
         max_running: step.execution.max_running,
         tasks,
     };
-    let executor = slurm_executor_for(plan).map_err(|e| e.to_string())?;
+    let executor = slurm_preview_executor(plan).map_err(|e| e.to_string())?;
     let previews = executor.preview(&batch).map_err(|e| e.to_string())?;
     let first = previews.first().ok_or("no array")?;
     Ok(format!(

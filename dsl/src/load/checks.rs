@@ -163,6 +163,16 @@ pub(super) fn check_strings(node: &Node, field: &str, diags: &mut Diagnostics) {
 /// Values written into `#SBATCH` lines (partition, account, qos, constraint, extra) must not
 /// hold a line break or another control character: it would end the line and start another.
 pub(super) fn check_sbatch_values(node: &Node, field: &str, diags: &mut Diagnostics) {
+    let problems = std::cell::RefCell::new(Vec::new());
+    let check_extra = |n: &Node, f: String| {
+        if let Some(why) = n.as_str().and_then(extra_option_problem) {
+            problems.borrow_mut().push(
+                Diagnostic::at(&n.span, f, why).expected(
+                    "a scheduler option such as `--exclusive` or `--gres=gpu:a100:1`, other than those flow sets",
+                ),
+            );
+        }
+    };
     let mut check = |n: &Node, f: String| {
         if let Some(text) = n.as_str() {
             if let Some(c) = text.chars().find(|c| c.is_control()) {
@@ -195,6 +205,7 @@ pub(super) fn check_sbatch_values(node: &Node, field: &str, diags: &mut Diagnost
             .enumerate()
         {
             check(&n, format!("{prefix}.extra[{i}]"));
+            check_extra(&n, format!("{prefix}.extra[{i}]"));
         }
     };
     if field == "machine" {
@@ -212,6 +223,91 @@ pub(super) fn check_sbatch_values(node: &Node, field: &str, diags: &mut Diagnost
     } else {
         visit(node, field);
     }
+    diags.0.extend(problems.into_inner());
+}
+
+/// Variables a shell or the dynamic loader acts on before the task's command runs:
+/// `BASH_ENV` and `ENV` name a file a shell sources (code), `SHELLOPTS`/`BASHOPTS`/`PS4`
+/// change how it runs (`PS4` with xtrace expands `$(...)`), `IFS` how it splits words,
+/// `LD_PRELOAD`/`LD_AUDIT` what the loader injects into every program. A campaign never
+/// needs to set them; a templated value in one would run as code. (`PATH` and
+/// `LD_LIBRARY_PATH` stay allowed: they choose programs, they do not run text.)
+pub const RESERVED_ENV_NAMES: &[&str] = &[
+    "BASH_ENV",
+    "ENV",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "IFS",
+    "PROMPT_COMMAND",
+    "BASH_FUNC",
+    "LD_PRELOAD",
+    "LD_AUDIT",
+];
+
+/// Refuse `env:` names a shell or the loader would act on (see [`RESERVED_ENV_NAMES`]).
+pub(super) fn check_env_names(node: Option<&Node>, field: &str, diags: &mut Diagnostics) {
+    for (key, _) in node.and_then(Node::as_map).unwrap_or_default() {
+        let name = key.name.as_str();
+        let reserved = RESERVED_ENV_NAMES.contains(&name) || name.starts_with("BASH_FUNC_");
+        if reserved {
+            diags.push(
+                Diagnostic::at(
+                    &key.span,
+                    format!("{field}.{name}"),
+                    format!(
+                        "`{name}` is not allowed in `env:`: the shell or the dynamic loader acts on it before the task's command runs"
+                    ),
+                )
+                .expected("a variable for the task itself")
+                .help("set up the task's environment with the machine's `setup.modules` or `setup.commands`, or an `environment:`"),
+            );
+        }
+    }
+}
+
+/// The sbatch options flow sets itself, for its array, logs and bookkeeping: an `extra`
+/// line may not set them (it would redirect logs out of the campaign directory, or change
+/// the array the driver tracks).
+pub const FLOW_SBATCH_OPTIONS: &[(&str, Option<char>)] = &[
+    ("array", Some('a')),
+    ("output", Some('o')),
+    ("error", Some('e')),
+    ("input", Some('i')),
+    ("chdir", Some('D')),
+    ("job-name", Some('J')),
+    ("comment", None),
+    ("wrap", None),
+    ("parsable", None),
+    ("open-mode", None),
+];
+
+/// Why one `extra` line cannot be passed to the scheduler, if it cannot.
+pub fn extra_option_problem(line: &str) -> Option<String> {
+    let t = line.trim();
+    if !t.starts_with('-') {
+        return Some(format!(
+            "`{}` is not an option (it does not start with `-`)",
+            shown_text(t)
+        ));
+    }
+    let managed = |name: &str| format!("`{}` sets `--{name}`, which flow sets itself", shown_text(t));
+    if let Some(long) = t.strip_prefix("--") {
+        let name = long.split(['=', ' ']).next().unwrap_or("");
+        // sbatch takes any unambiguous abbreviation of a long option (`--out=`).
+        if let Some((full, _)) = FLOW_SBATCH_OPTIONS
+            .iter()
+            .find(|(full, _)| !name.is_empty() && full.starts_with(name))
+        {
+            return Some(managed(full));
+        }
+        return None;
+    }
+    let short = t[1..].chars().next()?;
+    FLOW_SBATCH_OPTIONS
+        .iter()
+        .find(|(_, s)| *s == Some(short))
+        .map(|(full, _)| managed(full))
 }
 
 /// A value as errors show it: control characters escaped, at most 60 characters.
@@ -231,6 +327,31 @@ pub fn is_confined(rendered: &str) -> bool {
     !rendered.is_empty()
         && p.components()
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+/// The campaign directory's entries flow itself writes: a task output may not be one of
+/// them or lie beneath them.
+pub const RESERVED_DIRS: &[&str] = &["metadata", "logs", "work"];
+
+/// Why a confined output path is still not a task's to write: it names the campaign
+/// directory itself, or lies in a directory flow keeps (state, logs, work directories).
+pub fn reserved_reason(rendered: &str) -> Option<String> {
+    let mut normal = Path::new(rendered).components().filter_map(|c| match c {
+        Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+        _ => None,
+    });
+    match normal.next() {
+        None => Some("names the campaign directory itself, not a file in it".to_string()),
+        Some(first) if RESERVED_DIRS.contains(&first.as_str()) => Some(format!(
+            "lies in `{first}/`, which flow keeps for its own {}",
+            match first.as_str() {
+                "metadata" => "state database and records",
+                "logs" => "task logs",
+                _ => "work directories",
+            }
+        )),
+        Some(_) => None,
+    }
 }
 
 pub(super) fn check_templates(step: &Step, diags: &mut Diagnostics) {
@@ -334,7 +455,25 @@ pub(super) fn check_templates(step: &Step, diags: &mut Diagnostics) {
                     &out.field,
                     format!("the output path `{rendered}` leaves the campaign directory"),
                 )),
-                Ok(_) => {}
+                Ok(rendered) => {
+                    if let Some(why) = reserved_reason(&rendered) {
+                        diags.push(
+                            Diagnostic::at(
+                                &out.span,
+                                &out.field,
+                                format!("the output path `{}` {why}", shown_text(&rendered)),
+                            )
+                            .expected(format!(
+                                "a file path in the campaign directory outside {}",
+                                RESERVED_DIRS
+                                    .iter()
+                                    .map(|d| format!("`{d}/`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )),
+                        );
+                    }
+                }
                 Err(e) => diags.push(Diagnostic::at(&out.span, &out.field, e)),
             }
         }
