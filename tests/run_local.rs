@@ -518,8 +518,27 @@ fn plans_tell_the_truth_and_resume_is_exact() {
         text(&out.stdout)
     );
 
-    // Two drivers, two state directories: the campaign's lock refuses the second.
+    // A new state directory for a campaign that has a state is refused: it would start
+    // an empty state and redo everything.
     write(d, "c.yaml", &campaign("3"));
+    let refused = flow(d, &["run", "c.yaml", "--state-dir", "s1"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("would start an empty state and redo finished work"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(!d.join("s1/state.db").exists());
+    // Moved as the error says, it is taken.
+    std::fs::create_dir_all(d.join("s1")).unwrap();
+    for entry in std::fs::read_dir(out_dir.join("metadata")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("state.db") {
+            std::fs::rename(&path, d.join("s1").join(&name)).unwrap();
+        }
+    }
+    // Two drivers, two state directories: the campaign's lock refuses the second.
     let mut first = flow_cmd(d, &["run", "c.yaml", "--state-dir", "s1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -541,4 +560,187 @@ fn plans_tell_the_truth_and_resume_is_exact() {
     // The dead driver is reported as dead, not as running.
     let status = text(&flow(d, &["status", "c.yaml", "--state-dir", "s1"]).stdout);
     assert!(status.contains("driver: DEAD"), "{status}");
+}
+
+/// Done means the output is still the one its task made (#12 rule 1): an output truncated
+/// or rewritten reruns its task (and its consumer); one only copied back with its times
+/// kept (a new inode) does not; one replaced by a link out of the campaign directory is not
+/// done, and its task is refused (#13: flow writes nothing through such a link), so its
+/// consumer is blocked, not run on the foreign file.
+#[test]
+fn an_output_changed_after_its_success_is_redone() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "c.yaml",
+        "campaign: {name: c, version: v1, machine: local, output: out}\nsteps:\n  a:\n    kind: command\n    array: {i: [1, 2, 3, 4]}\n    command: echo \"hello {{i}}\" >> ../../ledger; echo \"hello {{i}}\" > {{output}}\n    output: data/a{{i}}.txt\n  b:\n    kind: command\n    needs: [a]\n    command: cat data/a*.txt > {{output}}\n    output: data/b.txt\n",
+    );
+    assert_ok(&flow(d, &["run", "c.yaml"]));
+    let data = d.join("out/v1_c/data");
+    let ledger = || std::fs::read_to_string(d.join("ledger")).unwrap();
+    assert_eq!(ledger().lines().count(), 4);
+    // 1: truncated. 2: rewritten with the same size. 3: copied away and back, times kept.
+    // 4: replaced by a link to a file outside the campaign directory.
+    std::fs::write(data.join("a1.txt"), "").unwrap();
+    let old = std::fs::metadata(data.join("a2.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    std::fs::write(data.join("a2.txt"), "HELLO 2\n").unwrap();
+    let f = std::fs::File::options()
+        .write(true)
+        .open(data.join("a2.txt"))
+        .unwrap();
+    f.set_modified(old + Duration::from_secs(1)).unwrap();
+    drop(f);
+    let status = std::process::Command::new("cp")
+        .args(["-a", "data/a3.txt", "../a3.txt"])
+        .current_dir(d.join("out/v1_c"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::remove_file(data.join("a3.txt")).unwrap();
+    std::process::Command::new("cp")
+        .args(["-a", "../a3.txt", "data/a3.txt"])
+        .current_dir(d.join("out/v1_c"))
+        .status()
+        .unwrap();
+    std::fs::write(d.join("elsewhere.txt"), "hello 4\n").unwrap();
+    std::fs::remove_file(data.join("a4.txt")).unwrap();
+    std::os::unix::fs::symlink(d.join("elsewhere.txt"), data.join("a4.txt")).unwrap();
+
+    let plan = flow(d, &["plan", "c.yaml", "--format", "json"]);
+    assert_ok(&plan);
+    let json: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(json["steps"][0]["done"], 1, "{json:#}");
+    assert_eq!(json["steps"][0]["to_run"], 3, "{json:#}");
+    assert_eq!(json["steps"][1]["to_run"], 1, "{json:#}");
+
+    let b_before = std::fs::read_to_string(data.join("b.txt")).unwrap();
+    let out = flow(d, &["run", "c.yaml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("changed since its task produced it"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("outside the campaign directory"),
+        "{stderr}"
+    );
+    let reran: Vec<String> = ledger().lines().skip(4).map(str::to_string).collect();
+    let mut sorted = reran.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["hello 1", "hello 2"], "{reran:?}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("a1.txt")).unwrap(),
+        "hello 1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("b.txt")).unwrap(),
+        b_before,
+        "b must not run while one of its upstream tasks failed"
+    );
+    assert!(
+        data.join("a4.txt").is_symlink(),
+        "nothing is written through the link"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("elsewhere.txt")).unwrap(),
+        "hello 4\n"
+    );
+    let status = flow(d, &["status", "c.yaml", "--output", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json["steps"][0]["counts"]["succeeded"], 3, "{json:#}");
+    assert_eq!(json["steps"][0]["counts"]["failed"], 1, "{json:#}");
+    assert!(
+        json["steps"][1]["counts"]["succeeded"].is_null(),
+        "{json:#}"
+    );
+    assert_eq!(json["steps"][1]["counts"]["blocked"], 1, "{json:#}");
+}
+
+/// What a task runs is its identity (#12): a step whose command uses `{{seed}}` reruns
+/// when `campaign.seed` changes or the step is renamed; one using `{{index}}` reruns the
+/// tasks whose index shifted when an element is removed; a step using neither keeps its
+/// work through both.
+#[test]
+fn seed_index_and_step_name_count_when_the_templates_use_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let campaign = |seed: &str, seeded: &str, values: &str| {
+        format!(
+            "campaign: {{name: c, version: v1, machine: local, output: out{seed}}}\nsteps:\n  {seeded}:\n    kind: command\n    array: {{p: [{values}]}}\n    command: echo {seeded} {{{{p}}}} >> ../../ledger; echo {{{{seed}}}} > {{{{output}}}}\n    output: s/{{{{p}}}}.txt\n  indexed:\n    kind: command\n    array: {{p: [{values}]}}\n    command: echo indexed {{{{p}}}} >> ../../ledger; echo {{{{index}}}} > {{{{output}}}}\n    output: i/{{{{p}}}}.txt\n  plain:\n    kind: command\n    array: {{p: [{values}]}}\n    command: echo plain {{{{p}}}} >> ../../ledger; echo {{{{p}}}} > {{{{output}}}}\n    output: p/{{{{p}}}}.txt\n"
+        )
+    };
+    let ledger = || std::fs::read_to_string(d.join("ledger")).unwrap_or_default();
+    let run = |text: String| {
+        write(d, "c.yaml", &text);
+        let before = ledger().lines().count();
+        assert_ok(&flow(d, &["run", "c.yaml"]));
+        let mut ran: Vec<String> = ledger().lines().skip(before).map(str::to_string).collect();
+        ran.sort();
+        ran
+    };
+    assert_eq!(run(campaign("", "seeded", "a, b, c")).len(), 9);
+    assert_eq!(run(campaign("", "seeded", "a, b, c")), Vec::<String>::new());
+    // A seed salt: only the step that uses {{seed}} reruns.
+    assert_eq!(
+        run(campaign(", seed: 7", "seeded", "a, b, c")),
+        ["seeded a", "seeded b", "seeded c"]
+    );
+    // `a` removed: b and c have new indices, so `indexed` reruns them; nothing else runs.
+    assert_eq!(
+        run(campaign(", seed: 7", "seeded", "b, c")),
+        ["indexed b", "indexed c"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("out/v1_c/i/b.txt")).unwrap(),
+        "0\n"
+    );
+    // The seeded step renamed: its seeds change, so it reruns; the others keep their work.
+    assert_eq!(
+        run(campaign(", seed: 7", "renamed", "b, c")),
+        ["renamed b", "renamed c"]
+    );
+}
+
+/// A driver stopped by SIGTERM in its first milliseconds (while the state database is
+/// created) leaves either no state or a whole one: the next run always finishes (#12; a
+/// 0-byte `state.db` blocked every later command before).
+#[test]
+fn sigterm_at_start_never_leaves_a_broken_state() {
+    for delay_ms in [0u64, 2, 5, 10, 15, 20, 30, 50] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(
+            d,
+            "c.yaml",
+            "campaign: {name: c, version: v1, machine: local, output: out}\nsteps:\n  a:\n    kind: command\n    array: {i: [1, 2]}\n    command: echo {{i}}\n",
+        );
+        let child = flow_cmd(d, &["run", "c.yaml"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let mut child = child;
+        child.wait().unwrap();
+        let db = db(d, "v1_c");
+        if let Ok(m) = std::fs::metadata(&db) {
+            assert!(m.len() > 0, "{delay_ms} ms: a 0-byte state database");
+        }
+        let out = flow(d, &["run", "c.yaml"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{delay_ms} ms: {}",
+            text(&out.stderr)
+        );
+        let status = text(&flow(d, &["status", "c.yaml"]).stdout);
+        assert!(status.contains("2/2 succeeded"), "{delay_ms} ms: {status}");
+    }
 }

@@ -97,10 +97,19 @@ fn the_plan_shows_a_machine_setup_secret_masked() {
         let out = flow(d, &args);
         assert_ok(&out);
         let printed = format!("{}{}", text(&out.stdout), text(&out.stderr));
-        assert!(!printed.contains(SECRET), "{args:?} shows the secret:\n{printed}");
+        assert!(
+            !printed.contains(SECRET),
+            "{args:?} shows the secret:\n{printed}"
+        );
         if args.len() == 2 || args[2] == "--explain" {
-            assert!(printed.contains("export MY_API_KEY='***'"), "{args:?}:\n{printed}");
-            assert!(printed.contains("export PLAIN=visible"), "{args:?}:\n{printed}");
+            assert!(
+                printed.contains("export MY_API_KEY='***'"),
+                "{args:?}:\n{printed}"
+            );
+            assert!(
+                printed.contains("export PLAIN=visible"),
+                "{args:?}:\n{printed}"
+            );
         }
     }
 }

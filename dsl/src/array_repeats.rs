@@ -31,6 +31,10 @@ pub enum Repeat {
 
 /// The first repeated element of `spec`, if any.
 pub fn first_repeat(spec: &ArraySpec) -> Option<Repeat> {
+    if spec.combine == Combine::Zip && spec.params.iter().any(|(_, v)| v.len() != spec.base_len()) {
+        // Zipped lists of unequal lengths are reported as such; their rows are undefined.
+        return None;
+    }
     let lists: Vec<Option<TextIndex>> = spec
         .params
         .iter()
@@ -41,14 +45,18 @@ pub fn first_repeat(spec: &ArraySpec) -> Option<Repeat> {
         .collect();
     let zip_rows = || {
         TextIndex::new(spec.base_len() as usize, |i| {
-            Cow::Owned(row_key(spec.params.iter().map(|(_, v)| v.get(i as u64).text)))
+            Cow::Owned(row_key(
+                spec.params.iter().map(|(_, v)| v.get(i as u64).text),
+            ))
         })
     };
     let zip_index = match spec.combine {
         Combine::Product => {
             for (param, index) in lists.iter().enumerate() {
                 let Some(index) = index else { continue };
-                let ParamValues::List(l) = &spec.params[param].1 else { continue };
+                let ParamValues::List(l) = &spec.params[param].1 else {
+                    continue;
+                };
                 if let Some((first, again)) = index.first_repeat(|i| Cow::Borrowed(l.text(i))) {
                     return Some(Repeat::InList {
                         param,
@@ -62,7 +70,9 @@ pub fn first_repeat(spec: &ArraySpec) -> Option<Repeat> {
         Combine::Zip => {
             let rows = zip_rows();
             let key = |i: usize| {
-                Cow::Owned(row_key(spec.params.iter().map(|(_, v)| v.get(i as u64).text)))
+                Cow::Owned(row_key(
+                    spec.params.iter().map(|(_, v)| v.get(i as u64).text),
+                ))
             };
             if let Some((first, again)) = rows.first_repeat(key) {
                 return Some(Repeat::Zipped {
@@ -99,9 +109,9 @@ pub fn first_repeat(spec: &ArraySpec) -> Option<Repeat> {
                         (ParamValues::Range { start, stop, step }, _) => {
                             range_position(*start, *stop, *step, text)
                         }
-                        (ParamValues::List(l), Some(ix)) => {
-                            ix.position(text, |i| Cow::Borrowed(l.text(i))).map(|p| p as u64)
-                        }
+                        (ParamValues::List(l), Some(ix)) => ix
+                            .position(text, |i| Cow::Borrowed(l.text(i)))
+                            .map(|p| p as u64),
                         _ => None,
                     };
                     match position {
@@ -240,7 +250,10 @@ mod tests {
 
     fn spec(params: Vec<(&str, ParamValues)>, combine: Combine) -> ArraySpec {
         ArraySpec {
-            params: params.into_iter().map(|(n, v)| (n.to_string(), v)).collect(),
+            params: params
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v))
+                .collect(),
             combine,
             selection: None,
             extra: ExtraElements::default(),
@@ -249,7 +262,10 @@ mod tests {
 
     #[test]
     fn a_repeated_list_value_is_found_and_distinct_values_are_not() {
-        let s = spec(vec![("p", list(&["a", "b", "c", "b", "a"]))], Combine::Product);
+        let s = spec(
+            vec![("p", list(&["a", "b", "c", "b", "a"]))],
+            Combine::Product,
+        );
         assert_eq!(
             first_repeat(&s),
             Some(Repeat::InList {
@@ -263,7 +279,14 @@ mod tests {
         let all_same: Vec<String> = vec!["x".to_string(); 200_000];
         let refs: Vec<&str> = all_same.iter().map(String::as_str).collect();
         let s = spec(vec![("p", list(&refs))], Combine::Product);
-        assert!(matches!(first_repeat(&s), Some(Repeat::InList { first: 0, again: 1, .. })));
+        assert!(matches!(
+            first_repeat(&s),
+            Some(Repeat::InList {
+                first: 0,
+                again: 1,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -277,11 +300,21 @@ mod tests {
             vec![("a", list(&["1", "2", "1"])), ("b", list(&["x", "y", "x"]))],
             Combine::Zip,
         );
-        assert_eq!(first_repeat(&s), Some(Repeat::Zipped { first: 0, again: 2 }));
+        assert_eq!(
+            first_repeat(&s),
+            Some(Repeat::Zipped { first: 0, again: 2 })
+        );
 
         let mut s = spec(
             vec![
-                ("i", ParamValues::Range { start: 0, stop: 10, step: 2 }),
+                (
+                    "i",
+                    ParamValues::Range {
+                        start: 0,
+                        stop: 10,
+                        step: 2,
+                    },
+                ),
                 ("z", list(&["0.5", "1.0"])),
             ],
             Combine::Product,
@@ -291,14 +324,24 @@ mod tests {
         s.extra.push(&[text_value("4"), text_value("1.0")]);
         assert_eq!(
             first_repeat(&s),
-            Some(Repeat::IncludedInBase { include: 1, base: 5 })
+            Some(Repeat::IncludedInBase {
+                include: 1,
+                base: 5
+            })
         );
         s.selection = Some(vec![0, 1, 2, 3, 4, 6, 7, 8, 9]);
-        assert_eq!(first_repeat(&s), None, "an excluded element may be included back");
+        assert_eq!(
+            first_repeat(&s),
+            None,
+            "an excluded element may be included back"
+        );
         s.extra.push(&[text_value("3"), text_value("0.5")]);
         assert_eq!(
             first_repeat(&s),
-            Some(Repeat::IncludedTwice { include: 2, first: 0 })
+            Some(Repeat::IncludedTwice {
+                include: 2,
+                first: 0
+            })
         );
     }
 }

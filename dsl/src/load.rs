@@ -164,7 +164,11 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, Diagnostics> {
         &mut diags,
     );
     for (key, node) in root.get("steps").and_then(Node::as_map).unwrap_or_default() {
-        check_env_names(node.get("env"), &format!("steps.{}.env", key.name), &mut diags);
+        check_env_names(
+            node.get("env"),
+            &format!("steps.{}.env", key.name),
+            &mut diags,
+        );
     }
 
     let mut steps = Vec::new();

@@ -161,7 +161,13 @@ mod tests {
 
     #[test]
     fn huge_durations_and_memory_are_errors_not_panics() {
-        for text in ["213503982334602d", "18446744073709551615", "1e400s", "367d", "9999999999999999999999h"] {
+        for text in [
+            "213503982334602d",
+            "18446744073709551615",
+            "1e400s",
+            "367d",
+            "9999999999999999999999h",
+        ] {
             assert!(parse_duration(text).is_err(), "{text}");
         }
         assert_eq!(parse_duration("366d").unwrap().as_secs(), MAX_DURATION_SECS);

@@ -588,7 +588,9 @@ fn runs_stdin_as_code(words: &[String]) -> bool {
                 .iter()
                 .map(|w| w.trim_matches(['"', '\'']))
                 .find(|w| !w.starts_with(['-', '+']))
-                .is_some_and(|w| !matches!(w, "/dev/stdin" | "-" | "/proc/self/fd/0" | "/dev/fd/0"));
+                .is_some_and(|w| {
+                    !matches!(w, "/dev/stdin" | "-" | "/proc/self/fd/0" | "/dev/fd/0")
+                });
             return !has_c && !has_script;
         }
         if base == "." || base == "source" {
@@ -622,7 +624,10 @@ fn check_reevaluation(words: &[String], current: &str) -> Result<(), String> {
     } else {
         all.len() - 1
     };
-    let landing = all.get(at).map(|w| w.trim_matches(['"', '\''])).unwrap_or("");
+    let landing = all
+        .get(at)
+        .map(|w| w.trim_matches(['"', '\'']))
+        .unwrap_or("");
     for (k, word) in all.iter().enumerate().take(at) {
         let base = base_name(word);
         let reruns = if REEVALUATING.contains(&base) {
@@ -631,7 +636,10 @@ fn check_reevaluation(words: &[String], current: &str) -> Result<(), String> {
             shell_code_operand(&all[k + 1..at], landing)
         } else if DASH_C_RUNNERS.contains(&base) {
             let previous = all[at - 1].trim_matches(['"', '\'']);
-            (k + 1 < at && previous.starts_with('-') && !previous.starts_with("--") && previous.contains('c'))
+            (k + 1 < at
+                && previous.starts_with('-')
+                && !previous.starts_with("--")
+                && previous.contains('c'))
                 || previous == "--command"
                 || landing.starts_with("--command=")
                 || (landing.starts_with("-c") && k + 1 == at)

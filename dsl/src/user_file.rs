@@ -128,9 +128,18 @@ mod tests {
         // SAFETY: a valid path; mkfifo touches no memory of ours.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         for path in [Path::new("/dev/zero"), fifo.as_path(), dir.path()] {
-            assert!(matches!(read_capped(path), Err(ReadError::NotRegular(_))), "{path:?}");
-            assert!(matches!(hash_regular_file(path), Err(ReadError::NotRegular(_))), "{path:?}");
-            assert!(read_text(path).unwrap_err().to_string().contains("not a regular file"));
+            assert!(
+                matches!(read_capped(path), Err(ReadError::NotRegular(_))),
+                "{path:?}"
+            );
+            assert!(
+                matches!(hash_regular_file(path), Err(ReadError::NotRegular(_))),
+                "{path:?}"
+            );
+            assert!(read_text(path)
+                .unwrap_err()
+                .to_string()
+                .contains("not a regular file"));
         }
         let file = dir.path().join("f");
         std::fs::write(&file, "abc").unwrap();

@@ -64,6 +64,8 @@ pub fn evaluation_task_id(step_digest: &blake3::Hash, param_id: &str, replicate:
             ("param_id".into(), text_param(param_id)),
             ("replicate".into(), ParamValue::int(replicate as i64)),
         ],
+        // An evaluation's index is its place in the committed history, fixed once asked.
+        None,
     )
 }
 

@@ -54,9 +54,7 @@ fn slurm_executor_with(
     };
     let tag = format!("{}_{}", campaign.version, campaign.name);
     Ok(flow_executors::slurm::SlurmExecutor::new(
-        tag,
-        settings,
-        paths,
+        tag, settings, paths,
     )?)
 }
 

@@ -23,6 +23,8 @@ pub struct PlannedStep {
     pub upstream: Vec<usize>,
     /// Digest of the step's work (see [`task_id`]).
     pub digest: blake3::Hash,
+    /// The step's templates use `{{index}}`: each task's index is part of its id.
+    pub index_in_id: bool,
     /// Digest over all of this step's task ids, in order (feeds downstream ids); computed only
     /// for a step that another step needs (the empty digest otherwise).
     pub ids_digest: blake3::Hash,
@@ -152,7 +154,8 @@ impl<'c> Plan<'c> {
             }
         }
         let params = self.params(step_index, i);
-        let id = task_id::task_id(&self.steps[step_index].digest, &params);
+        let planned = &self.steps[step_index];
+        let id = task_id::task_id(&planned.digest, &params, planned.index_in_id.then_some(i));
         let seed = task_seed(
             &self.campaign.name,
             &self.campaign.steps[step_index].name,
@@ -319,6 +322,8 @@ fn compile_with(
             &components.inputs,
             &components.upstream,
             &components.environment,
+            &campaign.name,
+            campaign.seed_salt.as_deref(),
         );
         let task_count = match step.kind {
             StepKind::QeScf => structures.len() as u64,
@@ -358,6 +363,7 @@ fn compile_with(
             open_ended: step.kind == StepKind::Adaptive,
             upstream: upstream[i].clone(),
             digest,
+            index_in_id: task_id::template_uses(step).index,
             ids_digest: blake3::hash(b""),
             structures,
             structure_refs,
@@ -373,7 +379,8 @@ fn compile_with(
         if let Some(p) = planned[i].as_mut().filter(|_| consumed) {
             let mut ids = blake3::Hasher::new();
             for t in 0..task_count {
-                ids.update(task_id::task_id(&p.digest, &p.params(step, t)).as_bytes());
+                let index = p.index_in_id.then_some(t);
+                ids.update(task_id::task_id(&p.digest, &p.params(step, t), index).as_bytes());
             }
             p.ids_digest = ids.finalize();
         }
@@ -477,12 +484,10 @@ fn qe_structures(
     // Paths inside the campaign directory are shown relative to it, as the user wrote them.
     let prefix = format!("{}/", base.display());
     let shown = |e: flow_qe_scf::QeError| e.to_string().replace(&prefix, "");
-    flow_qe_scf::plan::effective_policy(&settings, base).map_err(|e| {
-        Diagnostic::at(at("recovery"), format!("{field}.recovery"), shown(e))
-    })?;
-    let found = flow_qe_scf::plan::expand_structures(&settings, base).map_err(|e| {
-        Diagnostic::at(at("structures"), format!("{field}.structures"), shown(e))
-    })?;
+    flow_qe_scf::plan::effective_policy(&settings, base)
+        .map_err(|e| Diagnostic::at(at("recovery"), format!("{field}.recovery"), shown(e)))?;
+    let found = flow_qe_scf::plan::expand_structures(&settings, base)
+        .map_err(|e| Diagnostic::at(at("structures"), format!("{field}.structures"), shown(e)))?;
     flow_qe_scf::plan::check_elements(&settings, base, found.iter().map(|(_, s)| s)).map_err(
         |e| {
             Diagnostic::at(

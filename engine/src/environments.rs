@@ -73,17 +73,20 @@ fn provided(campaign: &Campaign, step: &Step, diags: &mut Diagnostics) -> Option
                         diags.push(Diagnostic::at(
                             span,
                             format!("steps.{}.environment", step.name),
-                            format!("cannot read the environment file {}: {source}", path.display()),
+                            format!(
+                                "cannot read the environment file {}: {source}",
+                                path.display()
+                            ),
                         ));
                     }
                 }
                 (
-                Path::new(&settings.environment)
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| settings.environment.clone()),
-                String::new(),
-            )
+                    Path::new(&settings.environment)
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| settings.environment.clone()),
+                    String::new(),
+                )
             }
         };
     Some(EnvBinding {

@@ -138,11 +138,21 @@ pub fn check_output(
         }
     };
     let path = plan.campaign.campaign_dir.join(&rel);
+    if let Some(why) = leaves_campaign(&plan.campaign.campaign_dir, &path) {
+        return OutputCheck::Invalid(format!("its output {rel} {why}"));
+    }
     let product = match file_product(&path) {
         Ok(p) => p,
         Err(_) => return OutputCheck::Missing(format!("its output {rel} is gone")),
     };
     let changed = recorded != Some(product.as_str());
+    if changed && !kind.validates_output_contents() {
+        if let Some(why) = recorded.and_then(|r| rewritten(r, &product)) {
+            return OutputCheck::Invalid(format!(
+                "its output {rel} changed since its task produced it ({why})"
+            ));
+        }
+    }
     if changed || verify {
         let task = plan.task(step_index, index);
         if let Err(e) = kind.revalidate_output(plan, step_index, &task, &path) {
@@ -150,6 +160,37 @@ pub fn check_output(
         }
     }
     OutputCheck::Present { product, changed }
+}
+
+/// Why an output path, followed through links, is not beneath the campaign directory.
+pub fn leaves_campaign(campaign_dir: &std::path::Path, path: &std::path::Path) -> Option<String> {
+    let real = std::fs::canonicalize(path).ok()?;
+    let root = std::fs::canonicalize(campaign_dir).ok()?;
+    (!real.starts_with(&root)).then(|| {
+        format!(
+            "resolves to {}, outside the campaign directory (through a symbolic link)",
+            real.display()
+        )
+    })
+}
+
+/// Why an output whose product fingerprint changed was not left as its task made it: its
+/// size or modification time differ (truncated, rewritten, replaced by another file, a
+/// directory or a link to another file). `None` when only the inode changed (a campaign
+/// directory copied or moved with its times kept).
+fn rewritten(recorded: &str, now: &str) -> Option<String> {
+    let fields = |p: &str| {
+        let mut parts = p.strip_prefix("file:")?.split(':');
+        Some((parts.next()?.to_string(), parts.next()?.to_string()))
+    };
+    match (fields(recorded), fields(now)) {
+        (Some((size_a, _)), Some((size_b, _))) if size_a != size_b => {
+            Some(format!("{size_a} bytes then, {size_b} now"))
+        }
+        (Some((_, time_a)), Some((_, time_b))) if time_a != time_b => Some("modified since".into()),
+        (Some(_), Some(_)) => None,
+        _ => Some("its fingerprint differs".into()),
+    }
 }
 
 /// Per step: how many tasks are done, will run (by reason), failed, blocked.

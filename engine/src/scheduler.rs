@@ -112,8 +112,32 @@ pub fn state_location(layout: &Layout, state_dir: Option<&PathBuf>) -> (PathBuf,
     }
 }
 
+/// A campaign has one state. When it already has one elsewhere than `db_path` (a new
+/// `--state-dir`, or none given after one was), running would start an empty state and
+/// redo finished work: refuse, and say how to move it. A state moved by hand to
+/// `db_path` is taken as it is.
+fn refuse_a_second_state(layout: &Layout, db_path: &std::path::Path) -> Result<()> {
+    let recorded = std::fs::read_to_string(layout.state_pointer())
+        .ok()
+        .map(|t| PathBuf::from(t.trim()));
+    let current = recorded.unwrap_or_else(|| layout.default_state_db());
+    let holds_state = |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.len() > 0);
+    if current != db_path && holds_state(&current) && !holds_state(db_path) {
+        bail!(
+            "this campaign's state is {}; running with the state at {} would start an empty state and redo finished work. Run without --state-dir (or with the directory it was started with), or move the state first (the file and its -wal and -shm companions): mv {}* {}/",
+            current.display(),
+            db_path.display(),
+            current.display(),
+            db_path.parent().unwrap_or(db_path).display()
+        );
+    }
+    Ok(())
+}
+
 /// Run a campaign to the end (or until interrupted).
 pub fn run(campaign: &Campaign, opts: &RunOptions) -> Result<RunSummary> {
+    // From the first moment: a SIGTERM while the state is created stops the run cleanly.
+    install_signal_handlers();
     let plan = compile(campaign, opts.executor).map_err(|d| anyhow!("{d}"))?;
     let layout = Layout::new(&campaign.campaign_dir);
     for dir in [layout.metadata(), layout.logs(), layout.qa()] {
@@ -129,12 +153,6 @@ pub fn run(campaign: &Campaign, opts: &RunOptions) -> Result<RunSummary> {
     if let Some(note) = &note {
         eprintln!("note: {note}");
     }
-    if db_path != layout.default_state_db() {
-        write_atomic(
-            &layout.state_pointer(),
-            db_path.display().to_string().as_bytes(),
-        )?;
-    }
     let pid = std::process::id();
     let host = state::hostname();
     // The lock in the campaign directory first: two drivers given two `--state-dir`s
@@ -142,6 +160,16 @@ pub fn run(campaign: &Campaign, opts: &RunOptions) -> Result<RunSummary> {
     let (mut lock, note) = CampaignLock::acquire(&layout.driver_lock(), &host, pid, now())?;
     if let Some(msg) = note {
         eprintln!("note: {msg}");
+    }
+    refuse_a_second_state(&layout, &db_path)?;
+    // Where the state is, recorded only by the driver that holds the campaign.
+    if db_path != layout.default_state_db() {
+        write_atomic(
+            &layout.state_pointer(),
+            db_path.display().to_string().as_bytes(),
+        )?;
+    } else {
+        let _ = std::fs::remove_file(layout.state_pointer());
     }
     let mut store = StateStore::open(&db_path)?;
     if let Some(msg) = store.acquire_lease(&host, pid, now())? {
@@ -464,6 +492,9 @@ fn drive(
             store.apply(&core.take_changes(), now())?;
         }
         if core.finished() {
+            // Steps left blocked: their successes that consumed changed outputs are not done.
+            core.settle();
+            store.apply(&core.take_changes(), now())?;
             break;
         }
         if stop_started.is_some_and(|s| s.elapsed() > STOP_GRACE) {

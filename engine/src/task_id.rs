@@ -8,7 +8,12 @@
 //! the environment the step runs in (or builds); the task's parameters (as written); and the
 //! ids of every upstream task (chained through a per-step digest, so a change upstream
 //! reaches every downstream id). Templates with a task's parameters determine the rendered
-//! command, so hashing both is hashing the command after templating.
+//! command, so hashing both is hashing the command after templating. The built-in values a
+//! template may use count when it uses them (`template_uses`): with `{{seed}}`, the
+//! campaign name, step name and `campaign.seed` salt (the seed's inputs besides the
+//! parameters); with `{{index}}`, the task's index; with `{{step}}`, the step's name. So a
+//! new salt, a renamed step or an index shifted by a removed element reruns exactly the
+//! tasks whose command changed (scheme v3).
 //!
 //! What a task consumed from its `needs` (the fingerprints of the upstream outputs at the
 //! time it ran) is not part of the id, which must be known before upstream runs: it is
@@ -31,7 +36,7 @@ use flow_dsl::array::ParamValue;
 use flow_dsl::model::Step;
 
 /// The version of the task-id scheme. Stored in each campaign's state.
-pub const SCHEME: &str = "flow-task-v2";
+pub const SCHEME: &str = "flow-task-v3";
 
 /// Fields of a step that schedule work but do not define it.
 pub const SCHEDULING_FIELDS: &[&str] = &[
@@ -42,12 +47,55 @@ pub const SCHEDULING_FIELDS: &[&str] = &[
     "description",
 ];
 
-/// Digest of what one step's tasks share: kind, templates, settings, inputs, upstream.
+/// Which built-in per-task values a step's templates (command, output, env, settings)
+/// use: each one used is part of the task's identity, since it changes what the task runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TemplateUses {
+    /// `{{seed}}`: its campaign name, step name and `campaign.seed` salt count.
+    pub seed: bool,
+    /// `{{index}}`: the task's position in its array counts.
+    pub index: bool,
+    /// `{{step}}`: the step's name counts.
+    pub step: bool,
+}
+
+/// What `step`'s templates use, read from every `{{...}}` of its settings (over-counting a
+/// word inside a helper call only makes an id more specific).
+pub fn template_uses(step: &Step) -> TemplateUses {
+    let mut work = step.settings.clone();
+    if let Some(obj) = work.as_object_mut() {
+        obj.remove("array");
+        obj.remove("description");
+    }
+    let text = work.to_string();
+    let mut uses = TemplateUses::default();
+    let mut rest = text.as_str();
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let close = after.find("}}").unwrap_or(after.len());
+        for word in after[..close].split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            match word {
+                "seed" => uses.seed = true,
+                "index" => uses.index = true,
+                "step" => uses.step = true,
+                _ => {}
+            }
+        }
+        rest = &after[close..];
+    }
+    uses
+}
+
+/// Digest of what one step's tasks share: kind, templates, settings, inputs, upstream,
+/// and what the seed or the step name add when the templates use them (`campaign` is the
+/// campaign's name, `salt` its `campaign.seed`).
 pub fn step_work_digest(
     step: &Step,
     input_digest: &str,
     upstream_digest: &str,
     env_digest: &str,
+    campaign: &str,
+    salt: Option<&str>,
 ) -> blake3::Hash {
     let mut work = step.settings.clone();
     if let Some(obj) = work.as_object_mut() {
@@ -70,6 +118,24 @@ pub fn step_work_digest(
     h.update(upstream_digest.as_bytes());
     h.update(b"\0environment\0");
     h.update(env_digest.as_bytes());
+    let uses = template_uses(step);
+    if uses.seed {
+        // The seed is campaign, step, salt and the parameters (already hashed per task).
+        for part in [
+            "\0seed\0",
+            campaign,
+            "\0",
+            &step.name,
+            "\0",
+            salt.unwrap_or(""),
+        ] {
+            h.update(part.as_bytes());
+        }
+    }
+    if uses.step {
+        h.update(b"\0step\0");
+        h.update(step.name.as_bytes());
+    }
     h.finalize()
 }
 
@@ -118,9 +184,21 @@ pub fn canonical_json(v: &serde_json::Value) -> String {
 
 /// The id of one task: 20 hex digits (80 bits) of blake3 over the step digest and the
 /// task's parameters.
-pub fn task_id(step_digest: &blake3::Hash, params: &[(String, ParamValue)]) -> String {
+///
+/// `index` is the task's position in its array when the step's templates use `{{index}}`
+/// (removing an element before it then changes what it runs), `None` otherwise.
+pub fn task_id(
+    step_digest: &blake3::Hash,
+    params: &[(String, ParamValue)],
+    index: Option<u64>,
+) -> String {
     let mut h = blake3::Hasher::new();
     h.update(step_digest.as_bytes());
+    if let Some(i) = index {
+        h.update(b"index=");
+        h.update(&i.to_le_bytes());
+        h.update(b"\0");
+    }
     for (k, v) in params {
         h.update(k.as_bytes());
         h.update(b"=");
@@ -175,8 +253,8 @@ mod tests {
     #[test]
     fn ids_depend_on_parameters_and_seeds_are_stable() {
         let d = blake3::hash(b"x");
-        let a = task_id(&d, &[("r".into(), ParamValue::int(1))]);
-        let b = task_id(&d, &[("r".into(), ParamValue::int(2))]);
+        let a = task_id(&d, &[("r".into(), ParamValue::int(1))], None);
+        let b = task_id(&d, &[("r".into(), ParamValue::int(2))], None);
         assert_ne!(a, b);
         assert_eq!(a.len(), 20);
     }

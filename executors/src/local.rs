@@ -227,6 +227,7 @@ fn worker(shared: Arc<Shared>, tx: Sender<ExecutorEvent>, journal: Option<PathBu
             extra.push(("FLOW_RESULT_FILE".to_string(), j.display().to_string()));
         }
         let started = now();
+        let oom_before = crate::task_runner::oom_kill_count();
         let spawner_rss_kib = crate::launch::ResourceUsage::own_peak_rss_kib();
         let outcome = match spawn(launch, &extra) {
             Ok(child) => {
@@ -259,7 +260,7 @@ fn worker(shared: Arc<Shared>, tx: Sender<ExecutorEvent>, journal: Option<PathBu
                             spawner_rss_kib,
                             ..usage
                         }),
-                        ..outcome_of(status, timed_out, cancelled, started)
+                        ..outcome_of(status, timed_out, cancelled, started, oom_before)
                     },
                     Ok(None) => AttemptOutcome {
                         exit_code: None,

@@ -188,12 +188,76 @@ pub fn wait_with_usage(
     }
 }
 
-/// Translate an exit status into an outcome.
+/// How many processes the kernel's out-of-memory killer has killed in this process's
+/// memory cgroup and below, when the system says: cgroup v2 `memory.events`, or v1
+/// `memory.oom_control` (where a container sees its own cgroup as the mount's root).
+pub fn oom_kill_count() -> Option<u64> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let counter = |file: String, key: &str| {
+        std::fs::read_to_string(file).ok().and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|n| n.trim().parse().ok())
+        })
+    };
+    let v1 = cgroups.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == "memory")
+            .then(|| path.to_string())
+    });
+    if let Some(path) = v1 {
+        return counter(
+            format!("/sys/fs/cgroup/memory{path}/memory.oom_control"),
+            "oom_kill ",
+        )
+        .or_else(|| {
+            counter(
+                "/sys/fs/cgroup/memory/memory.oom_control".into(),
+                "oom_kill ",
+            )
+        });
+    }
+    let path = cgroups.lines().find_map(|l| l.strip_prefix("0::"))?;
+    counter(
+        format!(
+            "/sys/fs/cgroup{}/memory.events",
+            path.trim().trim_end_matches('/')
+        ),
+        "oom_kill ",
+    )
+}
+
+/// An attempt killed by SIGKILL (or a shell reporting 137): the out-of-memory killer only
+/// when the cgroup's OOM count rose while it ran (`oom_before`, taken at its start);
+/// otherwise a signal, said without guessing.
+fn sigkill_class(oom_before: Option<u64>) -> (ErrorClass, &'static str) {
+    match (oom_before, oom_kill_count()) {
+        (Some(before), Some(after)) if after > before => (
+            ErrorClass::OutOfMemory,
+            " (the kernel's out-of-memory killer: its cgroup counted an OOM kill while it ran)",
+        ),
+        (Some(_), Some(_)) => (
+            ErrorClass::Signal,
+            " (SIGKILL, not from the out-of-memory killer: its cgroup counted no OOM kill)",
+        ),
+        _ => (
+            ErrorClass::Signal,
+            " (SIGKILL: sent by a process, or the kernel's out-of-memory killer; this system does not say which)",
+        ),
+    }
+}
+
+/// Translate an exit status into an outcome. `oom_before` is [`oom_kill_count`] when the
+/// attempt started.
 pub fn outcome_of(
     status: ExitStatus,
     timed_out: bool,
     cancelled: bool,
     started: f64,
+    oom_before: Option<u64>,
 ) -> AttemptOutcome {
     let (error_class, message) = if cancelled {
         (Some(ErrorClass::Cancelled), Some("cancelled".to_string()))
@@ -203,23 +267,26 @@ pub fn outcome_of(
             Some("killed after its timeout".to_string()),
         )
     } else if let Some(sig) = status.signal() {
-        let class = if sig == libc::SIGKILL {
-            // An unexpected SIGKILL is most often the kernel's OOM killer.
-            ErrorClass::OutOfMemory
+        let (class, why) = if sig == libc::SIGKILL {
+            sigkill_class(oom_before)
         } else {
-            ErrorClass::Signal
+            (ErrorClass::Signal, "")
         };
-        (Some(class), Some(format!("killed by signal {sig}")))
+        (Some(class), Some(format!("killed by signal {sig}{why}")))
     } else if status.code() == Some(0) {
         (None, None)
     } else {
         let code = status.code().unwrap_or(-1);
-        let class = match code {
-            126 | 127 => ErrorClass::LaunchFailed,
-            137 => ErrorClass::OutOfMemory,
-            _ => ErrorClass::NonzeroExit,
+        let (class, why) = match code {
+            126 | 127 => (ErrorClass::LaunchFailed, ""),
+            137 => match sigkill_class(oom_before) {
+                (ErrorClass::OutOfMemory, why) => (ErrorClass::OutOfMemory, why),
+                // A shell's 137 with no OOM kill counted: its program was killed by a signal.
+                (_, why) => (ErrorClass::NonzeroExit, why),
+            },
+            _ => (ErrorClass::NonzeroExit, ""),
         };
-        (Some(class), Some(format!("exit status {code}")))
+        (Some(class), Some(format!("exit status {code}{why}")))
     };
     AttemptOutcome {
         exit_code: status.code(),
@@ -242,6 +309,7 @@ pub fn read_result(path: &Path) -> Option<AttemptOutcome> {
 /// [`crate::timeout`]), write its result file, and return the outcome.
 pub fn run_to_completion(launch: &TaskLaunch) -> AttemptOutcome {
     let started = now();
+    let oom_before = oom_kill_count();
     let spawner_rss_kib = ResourceUsage::own_peak_rss_kib();
     let child = match spawn(launch, &[]) {
         Ok(c) => c,
@@ -277,7 +345,7 @@ pub fn run_to_completion(launch: &TaskLaunch) -> AttemptOutcome {
     };
     kill_group(pgid, libc::SIGKILL);
     drop(child); // reaped by wait4 above
-    let mut outcome = outcome_of(status, timed_out, false, started);
+    let mut outcome = outcome_of(status, timed_out, false, started, oom_before);
     outcome.usage = usage;
     let _ = write_result(&launch.result_path, &outcome);
     outcome
@@ -286,6 +354,24 @@ pub fn run_to_completion(launch: &TaskLaunch) -> AttemptOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A SIGKILL that no OOM kill explains is a signal, not "out of memory" (a task killed
+    /// by `kill -9` was reported as OOM before).
+    #[test]
+    fn a_sigkill_without_an_oom_kill_is_a_signal() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = launch(dir.path(), "kill -9 $$", None);
+        let outcome = run_to_completion(&l);
+        assert_eq!(outcome.signal, Some(libc::SIGKILL), "{outcome:?}");
+        assert_eq!(outcome.error_class, Some(ErrorClass::Signal), "{outcome:?}");
+        assert!(
+            outcome.message.as_deref().unwrap_or("").contains("SIGKILL"),
+            "{outcome:?}"
+        );
+        if oom_kill_count().is_none() {
+            eprintln!("note: this system reports no OOM count; the message says so");
+        }
+    }
 
     fn launch(dir: &Path, script: &str, timeout: Option<Duration>) -> TaskLaunch {
         TaskLaunch {

@@ -291,7 +291,12 @@ pub fn extra_option_problem(line: &str) -> Option<String> {
             shown_text(t)
         ));
     }
-    let managed = |name: &str| format!("`{}` sets `--{name}`, which flow sets itself", shown_text(t));
+    let managed = |name: &str| {
+        format!(
+            "`{}` sets `--{name}`, which flow sets itself",
+            shown_text(t)
+        )
+    };
     if let Some(long) = t.strip_prefix("--") {
         let name = long.split(['=', ' ']).next().unwrap_or("");
         // sbatch takes any unambiguous abbreviation of a long option (`--out=`).

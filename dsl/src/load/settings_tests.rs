@@ -128,5 +128,8 @@ fn notify_is_the_campaigns_over_the_machines() {
 fn a_missing_or_broken_sbatch_template_is_a_load_error() {
     let missing = "machine:\n  name: m\n  executor: slurm\n  slurm: {template: nowhere.hbs}\n";
     let e = load(missing, CAMPAIGN).unwrap_err();
-    assert!(e.contains("machine.slurm.template: cannot read the sbatch template"), "{e}");
+    assert!(
+        e.contains("machine.slurm.template: cannot read the sbatch template"),
+        "{e}"
+    );
 }

@@ -73,9 +73,8 @@ pub(super) fn build_step(
     if kind == StepKind::MdBenchmark {
         check_gate(node, &field("gate"), diags);
     }
-    let mut count = |k: &str, dflt: u32| {
-        resource_count(r, k, dflt, &field(&format!("resources.{k}")), diags)
-    };
+    let mut count =
+        |k: &str, dflt: u32| resource_count(r, k, dflt, &field(&format!("resources.{k}")), diags);
     let (nodes, tasks_per_node) = (count("nodes", 1), count("tasks_per_node", 1));
     let (cpus_per_task, gpus_per_node) = (count("cpus_per_task", 1), count("gpus_per_node", 0));
     let rs = |k: &str| r.get(k).and_then(Node::scalar_text);

@@ -54,6 +54,8 @@ struct StepState {
     gate: Option<(usize, String)>,
     /// Staleness checked since the step opened.
     checked: bool,
+    /// Staleness checked while the step is blocked (its stale successes are blocked too).
+    blocked_checked: bool,
     /// Digest of the upstream products while the step is open.
     consumed_now: Option<String>,
 }
@@ -363,6 +365,9 @@ impl CampaignCore {
         for oi in 0..self.order.len() {
             let i = self.order[oi];
             if let Some(reason) = self.blocking_reason(i) {
+                if !self.state[i].blocked_checked {
+                    self.block_stale(i, &reason);
+                }
                 while let Some(n) = self.state[i].ready.pop_front() {
                     self.tasks[n].state = TaskState::Blocked;
                     self.state[i].counts.blocked += 1;
@@ -393,6 +398,57 @@ impl CampaignCore {
             }
         }
         out
+    }
+
+    /// At the end of a run: every step that is blocked has its stale successes blocked too
+    /// (a step blocked without ready tasks is never visited by [`Self::tick`]).
+    pub fn settle(&mut self) {
+        for oi in 0..self.order.len() {
+            let i = self.order[oi];
+            if self.state[i].blocked_checked {
+                continue;
+            }
+            if let Some(reason) = self.blocking_reason(i) {
+                self.block_stale(i, &reason);
+            }
+        }
+    }
+
+    /// A blocked step's successes whose upstream changed are not done either: what they
+    /// consumed is gone or being redone, and the step cannot run to replace them. They are
+    /// blocked with the step's reason (a later run reruns them once the upstream succeeds).
+    fn block_stale(&mut self, i: usize, reason: &str) {
+        self.state[i].blocked_checked = true;
+        if self.steps[i].upstream.is_empty() {
+            return;
+        }
+        let now_digest = self.consumed_digest(i);
+        for k in 0..self.state[i].slots.len() {
+            let n = self.state[i].slots[k];
+            let t = &self.tasks[n];
+            if t.state != TaskState::Succeeded
+                || t.consumed.as_ref().is_none_or(|c| *c == now_digest)
+            {
+                continue;
+            }
+            let t = &mut self.tasks[n];
+            t.state = TaskState::Blocked;
+            t.gate_stop = None;
+            let s = &mut self.state[i];
+            s.counts.succeeded -= 1;
+            s.counts.skipped = s.counts.skipped.saturating_sub(1);
+            s.counts.blocked += 1;
+            if s.gate.as_ref().is_some_and(|(g, _)| *g == n) {
+                s.gate = None;
+            }
+            self.changes.push(Change::SetState {
+                task_id: self.tasks[n].id.clone(),
+                state: TaskState::Blocked,
+                message: Some(format!(
+                    "{reason}; its earlier success consumed outputs that changed since"
+                )),
+            });
+        }
     }
 
     /// Compare the step's succeeded tasks with what they consumed; stale ones run again.

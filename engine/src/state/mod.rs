@@ -351,6 +351,9 @@ impl StateStore {
                 source,
             })?;
         }
+        if !path.exists() {
+            Self::create_atomically(path)?;
+        }
         check_database_file(path)?;
         let conn = Connection::open(path).map_err(corrupt_or_sql(path))?;
         conn.busy_timeout(Duration::from_secs(10))
@@ -368,6 +371,54 @@ impl StateStore {
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Create a new database with its schema beside `path` and rename it into place: a
+    /// driver stopped at any moment leaves either no database or a complete one, never a
+    /// 0-byte file that later runs must refuse as corrupt.
+    fn create_atomically(path: &Path) -> Result<(), StateError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "state.db".into());
+        let temporary = path.with_file_name(format!(".{name}.new.{}", std::process::id()));
+        let io = |source| StateError::Io {
+            path: temporary.display().to_string(),
+            source,
+        };
+        let _ = std::fs::remove_file(&temporary);
+        let made = Self::make_schema_at(&temporary);
+        if made.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        made?;
+        std::fs::File::open(&temporary)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        std::fs::rename(&temporary, path).map_err(|source| StateError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    }
+
+    /// A database with the current schema at `temporary` (journal mode DELETE: nothing
+    /// beside it to rename).
+    fn make_schema_at(temporary: &Path) -> Result<(), StateError> {
+        {
+            let conn = Connection::open(temporary).map_err(sql(temporary))?;
+            conn.execute_batch("PRAGMA journal_mode=DELETE;")
+                .map_err(sql(temporary))?;
+            let mut store = StateStore {
+                conn,
+                path: temporary.to_path_buf(),
+            };
+            store.migrate()?;
+        }
+        Ok(())
     }
 
     /// Open read-only (never blocks the driver, never writes). A database in a directory

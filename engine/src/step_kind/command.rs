@@ -29,6 +29,12 @@ impl StepBehaviour for Command {
                 );
                 return (invalid(&outcome, message), details);
             }
+            if let Some(why) =
+                crate::freshness::leaves_campaign(&a.plan.campaign.campaign_dir, &path)
+            {
+                let message = format!("the command exited 0 but its output {out} {why}");
+                return (invalid(&outcome, message), details);
+            }
             let fingerprint = flow_mock_generation::FileFingerprint::of(&path).ok();
             let details =
                 serde_json::json!({"output": out, "fingerprint": fingerprint}).to_string();

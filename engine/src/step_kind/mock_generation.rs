@@ -63,6 +63,10 @@ impl StepBehaviour for MockGeneration {
         }
     }
 
+    fn validates_output_contents(&self) -> bool {
+        true
+    }
+
     fn revalidate_output(
         &self,
         plan: &Plan,

@@ -28,8 +28,8 @@ pub mod results_table;
 pub mod run;
 pub mod settings;
 pub mod structure;
-pub mod upf_header;
 pub mod task;
+pub mod upf_header;
 pub mod yaml;
 
 pub use error::QeError;

@@ -195,11 +195,12 @@ impl RecoveryPolicy {
                 }
                 if name.contains('/') || name.ends_with(".yaml") || name.ends_with(".yml") {
                     let path = base_dir.join(name);
-                    let text =
-                        flow_dsl::user_file::read_text(&path).map_err(|e| PolicyError::Invalid {
+                    let text = flow_dsl::user_file::read_text(&path).map_err(|e| {
+                        PolicyError::Invalid {
                             source_name: path.display().to_string(),
                             message: format!("cannot read: {e}"),
-                        })?;
+                        }
+                    })?;
                     return Self::from_yaml(&text, &path.display().to_string());
                 }
                 Err(PolicyError::Unknown {
