@@ -733,3 +733,40 @@ fn sbatch_templates_are_checked_at_validate_without_quoting_them() {
         }
     }
 }
+
+/// A `metadata`, `logs` or `qa` link out of the campaign directory: `flow run` and `flow
+/// report` refuse before writing anything through it (the state database and the report
+/// went outside before).
+#[test]
+fn flow_directories_linked_outside_are_refused() {
+    for dir in ["metadata", "logs", "qa"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let outside = d.join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(
+            d.join("c.yaml"),
+            "campaign: {name: t, version: v1, machine: local, output: out}\nsteps:\n  a: {kind: command, command: echo hi}\n",
+        )
+        .unwrap();
+        let campaign = d.join("out/v1_t");
+        if dir == "qa" {
+            let out = flow(d, &["run", "c.yaml"]);
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+            std::fs::remove_dir_all(campaign.join("qa")).unwrap();
+        } else {
+            std::fs::create_dir_all(&campaign).unwrap();
+        }
+        std::os::unix::fs::symlink(&outside, campaign.join(dir)).unwrap();
+        let command: &[&str] = if dir == "qa" {
+            &["report", "c.yaml"]
+        } else {
+            &["run", "c.yaml"]
+        };
+        let out = flow(d, command);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{dir}: {stderr}");
+        assert!(stderr.contains("leaves the campaign directory"), "{dir}: {stderr}");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "{dir}: wrote outside");
+    }
+}

@@ -140,6 +140,7 @@ pub fn run(campaign: &Campaign, opts: &RunOptions) -> Result<RunSummary> {
     install_signal_handlers();
     let plan = compile(campaign, opts.executor).map_err(|d| anyhow!("{d}"))?;
     let layout = Layout::new(&campaign.campaign_dir);
+    layout.check_confined().map_err(|e| anyhow!("{e}"))?;
     for dir in [layout.metadata(), layout.logs(), layout.qa()] {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;

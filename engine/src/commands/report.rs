@@ -63,7 +63,16 @@ pub fn report(file: &Path, out: Option<&Path>, state_dir: Option<&PathBuf>) -> C
     let (campaign, layout, store) = open(file, state_dir)?;
     let plan = compile(&campaign, None)?;
     let html = crate::report::render(&plan, &layout, &store, flow_executors::task_runner::now())?;
-    let path = out.map_or_else(|| layout.qa().join("report.html"), Path::to_path_buf);
+    // The default place is the campaign's own `qa/`, which must stay inside it; a path
+    // given with -o is the user's choice.
+    let path = match out {
+        Some(p) => p.to_path_buf(),
+        None => crate::confined_path::layout_path(
+            &layout.campaign_dir,
+            &layout.qa().join("report.html"),
+        )
+        .map_err(FlowError::msg)?,
+    };
     write_atomic(&path, html.as_bytes())
         .map_err(|e| FlowError::msg(format!("cannot write {}: {e}", path.display())))?;
     println!(
