@@ -174,7 +174,7 @@ pub fn parse_extxyz(text: &str) -> Result<Vec<Structure>, StructureError> {
             syntax(
                 F,
                 count_line,
-                format!("expected the atom count, found `{}`", lines[i].trim()),
+                "expected the atom count (a whole number) on this line".to_string(),
             )
         })?;
         let comment = lines
@@ -202,7 +202,7 @@ pub fn parse_extxyz(text: &str) -> Result<Vec<Structure>, StructureError> {
                 syntax(
                     F,
                     count_line + 1,
-                    format!("Lattice is not 9 numbers: `{lattice}`"),
+                    "Lattice is not 9 numbers".to_string(),
                 )
             })?;
         if nums.len() != 9 {
@@ -244,7 +244,7 @@ pub fn parse_extxyz(text: &str) -> Result<Vec<Structure>, StructureError> {
             }
             symbols.push(
                 normalize_symbol(sym).ok_or_else(|| {
-                    syntax(F, ln + 1, format!("`{sym}` is not a chemical symbol"))
+                    syntax(F, ln + 1, "the species column is not a chemical symbol")
                 })?,
             );
             positions.push(p);
@@ -266,15 +266,13 @@ pub fn parse_extxyz(text: &str) -> Result<Vec<Structure>, StructureError> {
 fn property_columns(spec: &str) -> Result<(usize, usize), String> {
     let parts: Vec<&str> = spec.split(':').collect();
     if !parts.len().is_multiple_of(3) {
-        return Err(format!(
-            "Properties `{spec}` is not name:type:count triples"
-        ));
+        return Err("Properties is not name:type:count triples".to_string());
     }
     let (mut col, mut species, mut pos) = (0usize, None, None);
-    for t in parts.chunks(3) {
+    for (k, t) in parts.chunks(3).enumerate() {
         let count: usize = t[2]
             .parse()
-            .map_err(|_| format!("Properties `{spec}`: `{}` is not a count", t[2]))?;
+            .map_err(|_| format!("Properties: the count of property {} is not a number", k + 1))?;
         match t[0] {
             "species" => species = Some(col),
             "pos" => pos = Some(col),
@@ -284,7 +282,7 @@ fn property_columns(spec: &str) -> Result<(usize, usize), String> {
     }
     match (species, pos) {
         (Some(s), Some(p)) => Ok((s, p)),
-        _ => Err(format!("Properties `{spec}` lacks species or pos")),
+        _ => Err("Properties lacks species or pos".to_string()),
     }
 }
 
@@ -374,7 +372,7 @@ pub fn parse_poscar(text: &str) -> Result<Structure, StructureError> {
     let mut positions = Vec::new();
     for (name, count) in names.iter().zip(&counts) {
         let sym = normalize_symbol(name)
-            .ok_or_else(|| syntax(F, 6, format!("`{name}` is not a chemical symbol")))?;
+            .ok_or_else(|| syntax(F, 6, "a species name is not a chemical symbol"))?;
         for _ in 0..*count {
             let v = floats(next, 3)?;
             let p = if cartesian {
@@ -498,8 +496,20 @@ pub fn read_with_ase(path: &Path) -> Result<Vec<Structure>, StructureError> {
     }
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr.lines().last().unwrap_or("").to_string();
-        return Err(err(format!("ASE could not read it: {last}")));
+        // ASE's message may quote the file; only its exception type is shown.
+        let last = stderr.lines().last().unwrap_or("");
+        let kind: String = last
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '_')
+            .take(60)
+            .collect();
+        return Err(err(format!(
+            "ASE could not read it ({}); run `python3 -c \"import ase.io; ase.io.read('FILE')\"` to see why",
+            if kind.is_empty() { "no reason given" } else { &kind }
+        )));
     }
     let frames: Vec<Structure> = serde_json::from_slice(&out.stdout)
         .map_err(|e| err(format!("unexpected output from the ASE reader: {e}")))?;
