@@ -287,3 +287,51 @@ fn kubernetes_manifests_of_every_batch_validate_against_the_official_schema() {
         );
     }
 }
+
+/// `flow plan` and `flow status` show a description or value holding terminal escapes or
+/// direction overrides escaped, never raw (#13).
+#[test]
+fn plan_text_shows_control_characters_escaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("c.yaml"),
+        "campaign: {name: t, version: v1, machine: local, description: \"x\\e[2Jy\\u202ez\"}\nsteps:\n  a: {kind: command, description: \"red \\e[31m\", array: {p: [\"a\\e[1mb\"]}, command: \"echo {{p}}\"}\n",
+    )
+    .unwrap();
+    let out = flow(tmp.path(), &["plan", "c.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\u{202e}'),
+        "{stdout:?}"
+    );
+    assert!(stdout.contains("\\u{1b}"), "{stdout}");
+}
+
+/// `flow logs --attempt N` for an attempt the task never had is an error, exit 1.
+#[test]
+fn logs_of_an_attempt_that_does_not_exist_exit_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("c.yaml"),
+        "campaign: {name: t, version: v1, machine: local, output: out}\nsteps:\n  a: {kind: command, command: echo hi}\n",
+    )
+    .unwrap();
+    assert_ok(&flow(tmp.path(), &["run", "c.yaml"]));
+    let status = flow(tmp.path(), &["status", "c.yaml", "--output", "json"]);
+    assert_ok(&status);
+    let store = flow_engine::state::StateStore::open_readonly(
+        &tmp.path().join("out/v1_t/metadata/state.db"),
+    )
+    .unwrap();
+    let id = store.load_tasks().unwrap().into_keys().next().unwrap();
+    let ok = flow(tmp.path(), &["logs", "c.yaml", &id, "--attempt", "1"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    let bad = flow(tmp.path(), &["logs", "c.yaml", &id, "--attempt", "7"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stderr).contains("has no attempt 7"),
+        "{}",
+        text(&bad.stderr)
+    );
+}

@@ -766,7 +766,14 @@ fn flow_directories_linked_outside_are_refused() {
         let out = flow(d, command);
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{dir}: {stderr}");
-        assert!(stderr.contains("leaves the campaign directory"), "{dir}: {stderr}");
-        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "{dir}: wrote outside");
+        assert!(
+            stderr.contains("leaves the campaign directory"),
+            "{dir}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read_dir(&outside).unwrap().count(),
+            0,
+            "{dir}: wrote outside"
+        );
     }
 }

@@ -61,7 +61,12 @@ impl Layout {
     /// of the campaign directory through a symbolic link: refuse before anything is written
     /// there (a `metadata -> /elsewhere` link put the state database outside).
     pub fn check_confined(&self) -> Result<(), String> {
-        for dir in [self.metadata(), self.logs(), self.qa(), self.campaign_dir.join("work")] {
+        for dir in [
+            self.metadata(),
+            self.logs(),
+            self.qa(),
+            self.campaign_dir.join("work"),
+        ] {
             crate::confined_path::layout_path(&self.campaign_dir, &dir)?;
         }
         Ok(())

@@ -465,3 +465,37 @@ pub fn mermaid(plan: &Plan) -> String {
     }
     out
 }
+
+/// Text for a terminal: control characters (other than newline and tab) and the
+/// bidirectional-override characters are written as escapes (`\u{1b}`), so a value in a
+/// campaign file cannot move the cursor, recolour the screen or reorder what is shown.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod terminal_tests {
+    #[test]
+    fn escapes_and_bidi_controls_are_shown_escaped() {
+        assert_eq!(super::terminal_safe("a\nb\tc"), "a\nb\tc");
+        assert_eq!(
+            super::terminal_safe("x\u{1b}[2Jy\u{202e}z\r"),
+            "x\\u{1b}[2Jy\\u{202e}z\\u{d}"
+        );
+    }
+}

@@ -367,6 +367,17 @@ pub(super) fn parse_array(
             None => copy(diags, &mut spec.extra),
         }
     }
+    if spec.is_empty() {
+        diags.push(
+            Diagnostic::at(
+                exclude.map_or(at, |n| &n.span),
+                format!("{field}.exclude"),
+                "excludes every element of the array: the step would have no task",
+            )
+            .help("remove the step, or exclude fewer elements"),
+        );
+        return None;
+    }
     if spec.len() > max_tasks {
         diags.push(
             Diagnostic::at(

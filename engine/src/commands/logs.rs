@@ -50,6 +50,18 @@ pub fn logs(
     })?;
     let attempts = store.attempts(&id)?;
     let n = attempt.unwrap_or(row.attempts.max(1));
+    if let Some(asked) = attempt {
+        if asked == 0 || (asked > row.attempts && !attempts.iter().any(|a| a.attempt == asked)) {
+            return Err(FlowError::msg(format!(
+                "task {id} has no attempt {asked}: it has {} (attempts count from 1)",
+                match row.attempts {
+                    0 => "none yet".to_string(),
+                    1 => "attempt 1".to_string(),
+                    n => format!("attempts 1 to {n}"),
+                }
+            )));
+        }
+    }
     let layout = Layout::new(&campaign.campaign_dir);
     let (out, err) = layout.log_files(&row.step, row.index, &id, n);
     println!(

@@ -61,8 +61,9 @@ pub fn plan(file: &Path, args: PlanArgs) -> CommandResult {
     match args.format {
         PlanFormat::Text => {
             let details = crate::plan_preview::plan_details_for(&plan, &args.focus)?;
-            print!("{}", plan_render::text(&plan, &done, args.explain));
-            print!("{details}");
+            let text = plan_render::text(&plan, &done, args.explain);
+            print!("{}", plan_render::terminal_safe(&text));
+            print!("{}", plan_render::terminal_safe(&details));
         }
         PlanFormat::Json => println!(
             "{}",

@@ -39,7 +39,7 @@ fn status_once(file: &Path, output: OutputFormat, state_dir: Option<&PathBuf>) -
         _ => {
             // The database may be on another machine's disk: the driver's snapshot.
             if let Ok(text) = std::fs::read_to_string(layout.status_snapshot()) {
-                println!("{text}");
+                println!("{}", crate::plan_render::terminal_safe(&text));
                 return Ok(0);
             }
             return Err(FlowError::msg(format!(
@@ -52,7 +52,7 @@ fn status_once(file: &Path, output: OutputFormat, state_dir: Option<&PathBuf>) -
     let now = flow_executors::task_runner::now();
     let (doc, text) = crate::status::report(&plan, &layout, &store, now)?;
     match output {
-        OutputFormat::Text => print!("{text}"),
+        OutputFormat::Text => print!("{}", crate::plan_render::terminal_safe(&text)),
         OutputFormat::Json => {
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
         }

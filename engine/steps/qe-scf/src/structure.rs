@@ -198,13 +198,7 @@ pub fn parse_extxyz(text: &str) -> Result<Vec<Structure>, StructureError> {
             .split_whitespace()
             .map(|t| t.parse::<f64>())
             .collect::<Result<_, _>>()
-            .map_err(|_| {
-                syntax(
-                    F,
-                    count_line + 1,
-                    "Lattice is not 9 numbers".to_string(),
-                )
-            })?;
+            .map_err(|_| syntax(F, count_line + 1, "Lattice is not 9 numbers".to_string()))?;
         if nums.len() != 9 {
             return Err(syntax(
                 F,
@@ -270,9 +264,12 @@ fn property_columns(spec: &str) -> Result<(usize, usize), String> {
     }
     let (mut col, mut species, mut pos) = (0usize, None, None);
     for (k, t) in parts.chunks(3).enumerate() {
-        let count: usize = t[2]
-            .parse()
-            .map_err(|_| format!("Properties: the count of property {} is not a number", k + 1))?;
+        let count: usize = t[2].parse().map_err(|_| {
+            format!(
+                "Properties: the count of property {} is not a number",
+                k + 1
+            )
+        })?;
         match t[0] {
             "species" => species = Some(col),
             "pos" => pos = Some(col),
