@@ -182,6 +182,12 @@ pub fn text(plan: &Plan, done: &DoneCounts, explain: bool) -> String {
             if f.blocked > 0 {
                 tasks_line.push_str(&format!("; {} will be blocked", f.blocked));
             }
+        } else if step.adaptive.is_none() {
+            // No state: the campaign never ran, every task is new.
+            tasks_line.push_str(&format!(
+                "; 0 done; {} to run ({} new)",
+                planned.task_count, planned.task_count
+            ));
         }
         let _ = writeln!(out, "{tasks_line}");
         if let Some(f) = fresh {

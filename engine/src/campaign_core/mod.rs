@@ -301,11 +301,11 @@ impl CampaignCore {
                     .iter()
                     .map(|&n| &self.tasks[n])
                     .find(|t| t.state == TaskState::Failed)
-                    .map(|t| format!("; first failed task {}", t.id))
+                    .map(|t| format!(" (first failed task {})", t.id))
                     .unwrap_or_default();
+                // No counts: they grow after the message is written (`flow status` has them).
                 return Some(format!(
-                    "blocked: upstream step {name} did not succeed ({} failed, {} blocked{failed_task})",
-                    up.counts.failed, up.counts.blocked
+                    "blocked: upstream step {name} did not succeed{failed_task}"
                 ));
             }
             if step.condition == Condition::AllCompleted
