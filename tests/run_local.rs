@@ -744,3 +744,45 @@ fn sigterm_at_start_never_leaves_a_broken_state() {
         assert!(status.contains("2/2 succeeded"), "{delay_ms} ms: {status}");
     }
 }
+
+/// After kill -9 of the driver, status says the driver is dead and that its attempts
+/// still run here as orphans (it said "its tasks are not running" while they ran), and
+/// the next run recovers them.
+#[test]
+fn status_after_kill_9_names_the_orphans_still_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "c.yaml",
+        "campaign: {name: c, version: v1, machine: local, output: out}\nsteps:\n  a:\n    kind: command\n    array: {i: [1, 2]}\n    command: sleep 3; echo {{i}} > {{output}}\n    output: o/{{i}}.txt\n",
+    );
+    let mut driver = flow_cmd(d, &["run", "c.yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let logs = d.join("out/v1_c/logs/a");
+    let started = Instant::now();
+    while !logs.is_dir() || walk(&logs).len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "tasks never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    driver.kill().unwrap();
+    driver.wait().unwrap();
+    let status = flow(d, &["status", "c.yaml"]);
+    let out = text(&status.stdout);
+    assert!(out.contains("driver: DEAD"), "{out}");
+    assert!(
+        out.contains("still run on this machine (orphaned)"),
+        "{out}"
+    );
+    assert!(out.contains("2 orphaned"), "{out}");
+    assert_ok(&flow(d, &["run", "c.yaml"]));
+    let out = text(&flow(d, &["status", "c.yaml"]).stdout);
+    assert!(out.contains("2/2 succeeded"), "{out}");
+}

@@ -74,7 +74,7 @@ impl DriverState {
                 pid,
                 heartbeat_age_s,
             } => format!(
-                "driver: DEAD — pid {pid} on {host} is gone (last heartbeat {heartbeat_age_s:.0} s ago); its tasks are not running: `flow run` recovers them"
+                "driver: DEAD — pid {pid} on {host} is gone (last heartbeat {heartbeat_age_s:.0} s ago); nothing watches its attempts: `flow run` recovers them"
             ),
         }
     }
@@ -120,6 +120,19 @@ pub fn report(
     let info = store.step_info().unwrap_or_default();
     let timing = store.step_timing().unwrap_or_default();
     let driver = driver_state(store, layout, now);
+    // What plan would say of each task: a success whose output changed, or whose upstream
+    // changed, is not counted done here either.
+    let fresh = crate::freshness::assess(plan, &rows, &details, false);
+    // A dead driver's attempts may outlive it: on this machine, look for their processes.
+    let orphans: std::collections::HashSet<String> = match &driver {
+        DriverState::Dead { host, .. } if *host == crate::state::hostname() => {
+            crate::recovery::local_task_processes()
+                .into_keys()
+                .map(|(task, _)| task)
+                .collect()
+        }
+        _ => Default::default(),
+    };
     let mut text = format!(
         "campaign {} {} ({})\n{}\n",
         campaign.name,
@@ -127,6 +140,26 @@ pub fn report(
         campaign.campaign_dir.display(),
         driver.text()
     );
+    if let DriverState::Dead { .. } = &driver {
+        let left: Vec<&TaskRow> = rows
+            .values()
+            .filter(|r| r.state == TaskState::Running)
+            .collect();
+        let here = left.iter().filter(|r| orphans.contains(&r.id)).count();
+        if !left.is_empty() {
+            text.push_str(&match plan.executor {
+                flow_dsl::model::ExecutorKind::Local => format!(
+                    "  {} attempt(s) were running when it died; {here} still run on this machine (orphaned): `flow run` stops them and ingests what finished\n",
+                    left.len()
+                ),
+                other => format!(
+                    "  {} attempt(s) were running when it died; their {} jobs may still run: `flow run` adopts them\n",
+                    left.len(),
+                    other.as_str()
+                ),
+            });
+        }
+    }
     // adaptive: the evaluations asked so far are tasks of their step (registered in the plan).
     let _ = crate::adaptive_step::AdaptiveSteps::load(plan, store);
     let mut steps_json = Vec::new();
@@ -142,11 +175,25 @@ pub fn report(
         let grouped = step.array.as_ref().is_some_and(|a| a.params.len() > 1);
         let mut groups: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
         let total = plan.task_total(i);
-        for t in plan.tasks(i) {
+        for (k, t) in plan.tasks(i).enumerate() {
             let row = rows.get(&t.id);
+            let verdict = fresh.verdicts.get(i).and_then(|v| v.get(k));
             let label: &'static str = match row {
                 None => "pending",
                 Some(r) => match r.state {
+                    TaskState::Succeeded
+                        if matches!(
+                            verdict,
+                            Some(crate::freshness::Verdict::Run(
+                                crate::freshness::RunReason::UpstreamChanged
+                                    | crate::freshness::RunReason::SettingsChanged
+                                    | crate::freshness::RunReason::EnvironmentRebuilt,
+                                _
+                            ))
+                        ) =>
+                    {
+                        "stale"
+                    }
                     TaskState::Succeeded => {
                         let d = details
                             .get(&t.id)
@@ -176,6 +223,7 @@ pub fn report(
                             _ => "succeeded",
                         }
                     }
+                    TaskState::Running if !driver.alive() && orphans.contains(&r.id) => "orphaned",
                     TaskState::Running if !driver.alive() => "interrupted",
                     TaskState::Running if r.started.is_some() => "running",
                     TaskState::Running => "queued",

@@ -122,7 +122,20 @@ pub fn process_alive(pid: u32) -> bool {
     }
     // SAFETY: signal 0 checks existence only.
     let r = unsafe { libc::kill(pid as i32, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    let exists = r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    // A killed driver nobody has reaped yet (a zombie) still answers signal 0.
+    exists && !is_zombie(pid)
+}
+
+/// Whether `/proc` shows the process as a zombie (state `Z`: exited, not yet reaped).
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|st| {
+            st.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
 
 /// This host's name.
