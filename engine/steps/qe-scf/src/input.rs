@@ -127,7 +127,7 @@ pub fn prepare_structure(
         (None, true) => {}
     }
     for (k, v) in policy.initial.iter().chain(settings.parameters.iter()) {
-        initial.insert(k.clone(), v.clone());
+        initial.insert(crate::params::canonical(k), v.clone());
     }
     for key in initial.keys() {
         locate(key)?;
@@ -280,6 +280,28 @@ mod tests {
         parse_extxyz("2\nLattice=\"2.87 0 0 0 2.87 0 0 0 2.87\"\nFe 0 0 0\nFe 1.435 1.435 1.435\n")
             .unwrap()
             .remove(0)
+    }
+
+    /// A user's `electrons.mixing_beta` is the one pw.x gets, over the policy's starting
+    /// `mixing_beta: 0.7` (both were written, and pw.x read the policy's).
+    #[test]
+    fn a_qualified_user_parameter_wins_over_the_policy_start() {
+        let p = prepare_structure(
+            &settings(json!({"kpoints": {"spacing": 0.5}, "parameters": {"electrons.mixing_beta": 0.25}})),
+            &policy(),
+            si(),
+            "si",
+            Path::new("/"),
+            1,
+            false,
+        )
+        .unwrap();
+        assert_eq!(p.initial.get("mixing_beta"), Some(&json!(0.25)));
+        assert!(!p.initial.contains_key("electrons.mixing_beta"));
+        let text = render_pw_input(&p, &p.initial, "./out").unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("mixing_beta")).collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert!(lines[0].contains("0.25"), "{text}");
     }
 
     #[test]

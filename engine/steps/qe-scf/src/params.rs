@@ -116,6 +116,21 @@ pub enum ParamError {
     },
 }
 
+/// One spelling per parameter: `electrons.mixing_beta` is `mixing_beta` (the namelist a
+/// known name belongs to adds nothing), so a user's qualified value and a policy's bare one
+/// are one entry and the later one wins, instead of two lines of which pw.x reads the
+/// policy's. A qualified name flow does not know keeps its namelist.
+pub fn canonical(key: &str) -> String {
+    if let Some((_, name)) = key.split_once('.') {
+        if let (Ok((qualified, _)), Ok((bare, _))) = (locate(key), locate(name)) {
+            if qualified == bare {
+                return name.to_string();
+            }
+        }
+    }
+    key.to_string()
+}
+
 /// The namelist and bare name of a parameter key. `starting_magnetization(1)` and the
 /// like go to `&SYSTEM`.
 pub fn locate(key: &str) -> Result<(Namelist, String), ParamError> {
@@ -163,10 +178,10 @@ pub fn locate(key: &str) -> Result<(Namelist, String), ParamError> {
 pub fn fortran_value(name: &str, v: &Value) -> Result<String, ParamError> {
     match v {
         Value::String(s) => {
-            if s.contains('\n') {
+            if s.chars().any(char::is_control) {
                 return Err(ParamError::BadValue {
                     name: name.into(),
-                    message: "strings cannot contain newlines".into(),
+                    message: "strings cannot contain newlines or other control characters (they would end the namelist line)".into(),
                 });
             }
             Ok(format!("'{}'", s.replace('\'', "''")))

@@ -497,6 +497,7 @@ pub fn next_parameters(policy: &RecoveryPolicy, history: &History, structure: &s
         // a change is a value other than the one pw.x ran with (set, or reported: pools)
         let mut changed = false;
         for (key, edit) in &h.set {
+            let key = &crate::params::canonical(key);
             let current = params.get(key).or(last.observed.get(key)).cloned();
             match edit.apply(params.get(key), last.observed.get(key)) {
                 EditResult::Value(v) => {

@@ -218,8 +218,10 @@ impl Settings {
         if self.pools == Some(0) {
             return Err(bad("pools", "must be at least 1".into()));
         }
-        for key in self.parameters.keys() {
+        for (key, value) in &self.parameters {
             locate(key).map_err(|e| bad(&format!("parameters.{key}"), e.to_string()))?;
+            crate::params::fortran_value(key, value)
+                .map_err(|e| bad(&format!("parameters.{key}"), e.to_string()))?;
         }
         if self.structures.patterns().is_empty() {
             return Err(bad("structures", "no structure files given".into()));
