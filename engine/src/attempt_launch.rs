@@ -60,12 +60,16 @@ pub fn build_launch(
     index: u64,
     task_id: &str,
     attempt: u32,
+    time_limit: Option<std::time::Duration>,
 ) -> Result<TaskLaunch, String> {
-    describe_launch(plan, layout, step_index, index, task_id, attempt, true)
+    describe_launch(plan, layout, step_index, index, task_id, attempt, true, time_limit)
 }
 
 /// The launch of an attempt. With `prepare`, also make what it needs on disk (directories,
 /// the spec file of typed steps, no stale result); without, touch nothing (`flow plan`).
+/// `time_limit` is the attempt's scheduler limit after `on_retry` escalation (`None`: the
+/// step's own), which a typed step's own deadline follows.
+#[allow(clippy::too_many_arguments)]
 pub fn describe_launch(
     plan: &Plan,
     layout: &Layout,
@@ -74,6 +78,7 @@ pub fn describe_launch(
     task_id: &str,
     attempt: u32,
     prepare: bool,
+    time_limit: Option<std::time::Duration>,
 ) -> Result<TaskLaunch, String> {
     let campaign = plan.campaign;
     let step = &campaign.steps[step_index];
@@ -165,7 +170,10 @@ pub fn describe_launch(
     }
 
     // Typed steps: the driver writes everything the job needs (no re-planning in the job).
-    let spec = TaskSpec::new(plan, layout, step_index, &task, attempt);
+    let mut spec = TaskSpec::new(plan, layout, step_index, &task, attempt);
+    if let Some(limit) = time_limit {
+        spec.time_limit_s = Some(limit.as_secs_f64());
+    }
     let spec_path = layout.spec_file(&step.name, index, task_id, attempt);
     let json = serde_json::to_vec_pretty(&spec).map_err(|e| e.to_string())?;
     if prepare {

@@ -20,7 +20,7 @@ use crate::state::TaskRow;
 use crate::step_kind::runs_on_driver;
 use crate::task_state::TaskState;
 use flow_dsl::model::ExecutorKind;
-use flow_executors::task_runner::{group_alive, kill_group, now, read_result};
+use flow_executors::task_runner::{group_alive, now, read_result};
 use flow_executors::JobRef;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -98,9 +98,9 @@ pub fn recover(
         let mut killed = false;
         for pgid in groups {
             if group_alive(pgid) {
-                kill_group(pgid, libc::SIGTERM);
+                flow_executors::process_group::kill_tree(pgid, libc::SIGTERM);
                 std::thread::sleep(Duration::from_millis(200));
-                kill_group(pgid, libc::SIGKILL);
+                flow_executors::process_group::kill_tree(pgid, libc::SIGKILL);
                 killed = true;
                 out.killed += 1;
             }

@@ -439,7 +439,8 @@ fn drive(
             let mut in_batch: Vec<(usize, u32)> = Vec::with_capacity(sub.tasks.len());
             for &(slot, attempt) in &sub.tasks {
                 let task = core.task(slot);
-                match build_launch(plan, layout, sub.step, task.index, &task.id, attempt) {
+                let limit = escalated_resources(step, sub.level).time_limit;
+                match build_launch(plan, layout, sub.step, task.index, &task.id, attempt, limit) {
                     Ok(launch) => {
                         launches.push(launch);
                         in_batch.push((slot, attempt));

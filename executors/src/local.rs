@@ -399,14 +399,14 @@ impl Executor for LocalExecutor {
             }
         }
         for pgid in &running {
-            kill_group(*pgid, libc::SIGTERM);
+            crate::process_group::kill_tree(*pgid, libc::SIGTERM);
         }
         let shared = Arc::clone(&self.shared);
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_secs(5));
             for pgid in running {
                 if lock(&shared.cancelled).contains(&pgid) {
-                    kill_group(pgid, libc::SIGKILL);
+                    crate::process_group::kill_tree(pgid, libc::SIGKILL);
                 }
             }
         });

@@ -318,7 +318,10 @@ pub fn run_to_completion(launch: &TaskLaunch) -> AttemptOutcome {
                 exit_code: None,
                 signal: None,
                 error_class: Some(ErrorClass::LaunchFailed),
-                message: Some(format!("cannot start {:?}: {e}", launch.argv.first())),
+                message: Some(format!(
+                    "cannot start {}: {e}",
+                    launch.argv.first().map_or("(no program)", String::as_str)
+                )),
                 started_at: Some(started),
                 ended_at: Some(now()),
                 usage: None,

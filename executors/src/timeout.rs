@@ -9,7 +9,7 @@
 //! whatever its exit status says. Deadlines are checked every [`TICK`] by one thread per
 //! process, started on first use, so no waiter polls and no thread is spent per task.
 
-use crate::process_group::kill_group;
+use crate::process_group::kill_tree;
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
@@ -82,16 +82,17 @@ fn enforce(now: Instant) {
         }
     }
     for pgid in term {
-        kill_group(pgid, libc::SIGTERM);
+        kill_tree(pgid, libc::SIGTERM);
     }
     for pgid in kill {
-        kill_group(pgid, libc::SIGKILL);
+        kill_tree(pgid, libc::SIGKILL);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process_group::kill_group;
     use std::os::unix::process::CommandExt;
 
     #[test]

@@ -221,9 +221,13 @@ fn run(spec: &TaskSpec, started: f64) -> Result<TypedResult, String> {
         options.launcher = launcher_argv(Some("mpirun -np {{ranks}}"), ranks);
     }
     options.ranks = ranks as u32;
+    // The scheduler's clock started before this process did (queue to start, the job's
+    // setup) and it kills a little after its limit: flow's own deadline comes first, by a
+    // margin, so a walltime ends as an interrupted policy (class walltime, resumed and
+    // escalated by `on_retry`), not as a pw.x killed from outside.
     options.deadline = spec
         .time_limit_s
-        .map(|s| Instant::now() + Duration::from_secs_f64(s));
+        .map(|s| Instant::now() + Duration::from_secs_f64((s - deadline_margin_s(s)).max(1.0)));
     options.env = vec![
         ("OMPI_ALLOW_RUN_AS_ROOT".into(), "1".into()),
         ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM".into(), "1".into()),
@@ -294,9 +298,22 @@ fn run(spec: &TaskSpec, started: f64) -> Result<TypedResult, String> {
     })
 }
 
+/// Seconds before the scheduler's limit that flow's own deadline falls: 10% of the limit,
+/// at least 5 s, at most 120 s.
+fn deadline_margin_s(limit_s: f64) -> f64 {
+    (limit_s * 0.1).clamp(5.0, 120.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_deadline_margin_is_bounded() {
+        assert_eq!(deadline_margin_s(60.0), 6.0);
+        assert_eq!(deadline_margin_s(10.0), 5.0);
+        assert_eq!(deadline_margin_s(86_400.0), 120.0);
+    }
 
     #[test]
     fn launchers() {
