@@ -782,6 +782,21 @@ fn status_after_kill_9_names_the_orphans_still_running() {
         "{out}"
     );
     assert!(out.contains("2 orphaned"), "{out}");
+    // Once the orphans have finished, plan counts them done (the next run ingests their
+    // results) instead of "to run".
+    let t0 = Instant::now();
+    while !(d.join("out/v1_c/o/1.txt").exists() && d.join("out/v1_c/o/2.txt").exists()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the orphans never finished"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let plan = flow(d, &["plan", "c.yaml", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(json["steps"][0]["done"], 2, "{json:#}");
+    assert_eq!(json["steps"][0]["to_run"], 0, "{json:#}");
     assert_ok(&flow(d, &["run", "c.yaml"]));
     let out = text(&flow(d, &["status", "c.yaml"]).stdout);
     assert!(out.contains("2/2 succeeded"), "{out}");

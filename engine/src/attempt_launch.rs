@@ -62,7 +62,9 @@ pub fn build_launch(
     attempt: u32,
     time_limit: Option<std::time::Duration>,
 ) -> Result<TaskLaunch, String> {
-    describe_launch(plan, layout, step_index, index, task_id, attempt, true, time_limit)
+    describe_launch(
+        plan, layout, step_index, index, task_id, attempt, true, time_limit,
+    )
 }
 
 /// The launch of an attempt. With `prepare`, also make what it needs on disk (directories,

@@ -227,6 +227,9 @@ pub fn assess(
     let mut ids: Vec<Vec<String>> = vec![Vec::new(); n];
     let mut steps_out = vec![StepFreshness::default(); n];
     let mut will_change = vec![false; n];
+    let layout = crate::layout::Layout::new(&campaign.campaign_dir);
+    // The local executor's journals of ended shell launches, read once if a task is running.
+    let mut journals: Option<HashMap<(String, u32), flow_executors::AttemptOutcome>> = None;
     // Rows of tasks no longer in the plan, by (step, params): what a new id replaced.
     let mut superseded: Option<HashMap<(&str, &str), &TaskRow>> = None;
     for &i in &plan.order {
@@ -264,8 +267,14 @@ pub fn assess(
                         let d = details
                             .get(&t.id)
                             .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok());
-                        match check_output(plan, i, t.index, r.product.as_deref(), d.as_ref(), verify)
-                        {
+                        match check_output(
+                            plan,
+                            i,
+                            t.index,
+                            r.product.as_deref(),
+                            d.as_ref(),
+                            verify,
+                        ) {
                             OutputCheck::Missing(m) => Verdict::Run(RunReason::OutputMissing, m),
                             OutputCheck::Invalid(m) => Verdict::Run(RunReason::OutputInvalid, m),
                             check => {
@@ -277,10 +286,7 @@ pub fn assess(
                                 };
                                 let stale = !plan.steps[i].upstream.is_empty()
                                     && (upstream_changes
-                                        || r
-                                            .consumed
-                                            .as_ref()
-                                            .is_some_and(|c| *c != consumed_now));
+                                        || r.consumed.as_ref().is_some_and(|c| *c != consumed_now));
                                 if stale && upstream_failed.is_none() {
                                     Verdict::Run(
                                         RunReason::UpstreamChanged,
@@ -293,10 +299,37 @@ pub fn assess(
                         }
                     }
                     TaskState::Failed => Verdict::Failed,
-                    TaskState::Running => Verdict::Run(
-                        RunReason::Interrupted,
-                        "was running when its driver stopped (its result is ingested if it finished)".into(),
-                    ),
+                    TaskState::Running => {
+                        let journals = journals.get_or_insert_with(|| {
+                            flow_executors::local::read_result_journals(&layout.result_journals())
+                        });
+                        let result = layout.result_file(&step.name, t.index, &t.id, r.attempts);
+                        let finished = flow_executors::task_runner::read_result(&result)
+                            .or_else(|| journals.get(&(t.id.clone(), r.attempts)).cloned());
+                        match finished {
+                            // It finished while nobody watched: the next run ingests it
+                            // (and validates its output), nothing reruns.
+                            Some(o) if o.error_class.is_none() && o.exit_code.unwrap_or(0) == 0 => {
+                                match check_output(plan, i, t.index, None, None, verify) {
+                                    OutputCheck::Missing(m) | OutputCheck::Invalid(m) => {
+                                        Verdict::Run(RunReason::Interrupted, m)
+                                    }
+                                    _ => Verdict::Done {
+                                        product: None,
+                                        changed: false,
+                                    },
+                                }
+                            }
+                            Some(_) => Verdict::Run(
+                                RunReason::Interrupted,
+                                "ended unsuccessfully while its driver was down (the next run ingests it and retries it if retries remain)".into(),
+                            ),
+                            None => Verdict::Run(
+                                RunReason::Interrupted,
+                                "was running when its driver stopped (its result is ingested if it finished)".into(),
+                            ),
+                        }
+                    }
                     TaskState::Cancelled => Verdict::Run(RunReason::Cancelled, String::new()),
                     TaskState::Blocked => Verdict::Run(RunReason::BlockedBefore, String::new()),
                     TaskState::Pending if r.attempts > 0 => Verdict::Run(

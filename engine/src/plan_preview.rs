@@ -18,7 +18,9 @@ fn slurm_preview(plan: &Plan, step_index: usize) -> Result<String, String> {
     let mut tasks = Vec::new();
     for i in 0..n {
         let t = plan.task(step_index, i);
-        tasks.push(describe_launch(plan, &layout, step_index, i, &t.id, 1, false, None)?);
+        tasks.push(describe_launch(
+            plan, &layout, step_index, i, &t.id, 1, false, None,
+        )?);
     }
     let batch = flow_executors::Batch {
         campaign: format!("{}_{}", campaign.version, campaign.name),
@@ -66,7 +68,9 @@ fn kubernetes_jobs(
         let mut tasks = Vec::new();
         for i in start..end {
             let t = plan.task(step_index, i);
-            tasks.push(describe_launch(plan, &layout, step_index, i, &t.id, 1, false, None)?);
+            tasks.push(describe_launch(
+                plan, &layout, step_index, i, &t.id, 1, false, None,
+            )?);
         }
         let batch_key = format!("{}-b{:05}", step.name, start / size);
         let batch = flow_executors::Batch {

@@ -65,11 +65,7 @@ pub fn descendant_groups(pgid: u32) -> Vec<u32> {
     }
     // SAFETY: getpgrp has no preconditions.
     let own = unsafe { libc::getpgrp() } as u32;
-    let mut seen: Vec<u32> = procs
-        .iter()
-        .filter(|p| p.2 == pgid)
-        .map(|p| p.0)
-        .collect();
+    let mut seen: Vec<u32> = procs.iter().filter(|p| p.2 == pgid).map(|p| p.0).collect();
     let mut groups = Vec::new();
     let mut i = 0;
     while i < seen.len() {
@@ -113,19 +109,29 @@ mod tests {
             assert!(t0.elapsed().as_secs() < 10);
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        let inner: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        let inner: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         kill_tree(pgid, libc::SIGKILL);
         child.wait().unwrap();
         let t0 = std::time::Instant::now();
         // SAFETY: signal 0 only checks existence.
         while unsafe { libc::kill(inner, 0) } == 0 {
             let zombie = std::fs::read_to_string(format!("/proc/{inner}/stat"))
-                .map(|s| s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+                .map(|s| {
+                    s.rsplit_once(')')
+                        .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+                })
                 .unwrap_or(true);
             if zombie {
                 break;
             }
-            assert!(t0.elapsed().as_secs() < 5, "the grandchild in its own group survived");
+            assert!(
+                t0.elapsed().as_secs() < 5,
+                "the grandchild in its own group survived"
+            );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }

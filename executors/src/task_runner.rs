@@ -350,6 +350,20 @@ pub fn run_to_completion(launch: &TaskLaunch) -> AttemptOutcome {
     drop(child); // reaped by wait4 above
     let mut outcome = outcome_of(status, timed_out, false, started, oom_before);
     outcome.usage = usage;
+    // A program that writes its own result (flow's typed runner: a qe-scf policy that ran
+    // out of time says `walltime`, with its details) keeps it; the exit status would say
+    // only "exit status 1". flow's own timeout, which killed it, still decides.
+    if launch.writes_result && !launch.status_by_trap && !timed_out {
+        if let Some(own) = read_result(&launch.result_path) {
+            if let Some(u) = &outcome.usage {
+                let _ = crate::result_document::add_usage_to_result(&launch.result_path, u);
+            }
+            return AttemptOutcome {
+                usage: own.usage.clone().or(outcome.usage),
+                ..own
+            };
+        }
+    }
     let _ = write_result(&launch.result_path, &outcome);
     outcome
 }
@@ -357,6 +371,35 @@ pub fn run_to_completion(launch: &TaskLaunch) -> AttemptOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A program that writes its own result (flow's typed runner) keeps it: the exit
+    /// status does not overwrite its class and details (a qe-scf walltime read as
+    /// "nonzero-exit" under Slurm before).
+    #[test]
+    fn a_result_the_program_wrote_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = launch(dir.path(), "true", None);
+        let own = r#"{"exit_code":null,"signal":null,"error_class":"walltime","message":"the allocation ended mid-policy","started_at":1.0,"ended_at":2.0,"details":{"interrupted":"x"}}"#;
+        l.argv = vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!(
+                "mkdir -p results; printf '%s\\n' '{own}' > {}; exit 1",
+                l.result_path.display()
+            ),
+        ];
+        l.writes_result = true;
+        l.status_by_trap = false;
+        let outcome = run_to_completion(&l);
+        assert_eq!(
+            outcome.error_class,
+            Some(ErrorClass::Walltime),
+            "{outcome:?}"
+        );
+        let text = std::fs::read_to_string(&l.result_path).unwrap();
+        assert!(text.contains("\"interrupted\""), "{text}");
+        assert!(text.contains("\"usage\""), "{text}");
+    }
 
     /// A SIGKILL that no OOM kill explains is a signal, not "out of memory" (a task killed
     /// by `kill -9` was reported as OOM before).

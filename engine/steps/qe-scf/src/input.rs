@@ -287,7 +287,9 @@ mod tests {
     #[test]
     fn a_qualified_user_parameter_wins_over_the_policy_start() {
         let p = prepare_structure(
-            &settings(json!({"kpoints": {"spacing": 0.5}, "parameters": {"electrons.mixing_beta": 0.25}})),
+            &settings(
+                json!({"kpoints": {"spacing": 0.5}, "parameters": {"electrons.mixing_beta": 0.25}}),
+            ),
             &policy(),
             si(),
             "si",
