@@ -422,3 +422,74 @@ fn a_qos_submit_limit_is_absorbed_and_told_once_in_progress_status_and_report() 
         assert!(a["peak_rss_mib"].as_f64().is_some_and(|m| m > 0.0), "{a}");
     }
 }
+
+/// qe-scf on Slurm (#12): an attempt that runs out of its allocation ends as an
+/// interrupted policy, class `walltime` (it read `nonzero-exit` before, so `on_retry: time`
+/// never applied), the retry asks Slurm for the escalated time, and its own deadline
+/// follows it: pw.x (behind a wrapper that first sleeps past the first limit) then
+/// converges. About three minutes.
+#[test]
+fn a_qe_scf_walltime_is_escalated_and_the_retry_converges() {
+    require_slurm();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    machine(d);
+    let name = unique("qewall");
+    std::fs::create_dir_all(d.join("structures")).unwrap();
+    std::fs::copy(
+        root().join("examples/structures/si2.extxyz"),
+        d.join("structures/si.extxyz"),
+    )
+    .unwrap();
+    let wrapper = d.join("slow-pw.sh");
+    std::fs::write(&wrapper, "#!/bin/sh\nsleep 70\nexec pw.x \"$@\"\n").unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("c.yaml"),
+        format!("campaign: {{name: {name}, version: v1, machine: machine.yaml, output: out}}\nsteps:\n  scf:\n    kind: qe-scf\n    structures: structures/*.extxyz\n    pseudopotentials: {{family: qe-debian}}\n    kpoints: {{spacing: 0.6}}\n    ecutwfc: 15\n    pw_command: {}\n    resources: {{time: 1m}}\n    execution: {{max_retries: 1, retry_backoff: {{initial: 1s}}, on_retry: {{time: x2}}}}\n", wrapper.display()),
+    )
+    .unwrap();
+    let out = flow(d, &["run", "c.yaml"]);
+    assert_ok(&out);
+    let (store, rows) = campaign_state(&d.join(format!("out/v1_{name}")));
+    let task = rows.values().next().unwrap();
+    assert_eq!((task.state, task.attempts), (TaskState::Succeeded, 2));
+    let attempts = store.attempts(&task.id).unwrap();
+    assert_eq!(
+        attempts[0].error_class.as_deref(),
+        Some("walltime"),
+        "{attempts:?}"
+    );
+    let t = Instant::now();
+    let limits = loop {
+        let jobs = Command::new("sacct")
+            .args([
+                "-n",
+                "-X",
+                "-P",
+                "-o",
+                "JobName,Timelimit",
+                "-S",
+                "now-2hours",
+            ])
+            .output()
+            .unwrap();
+        let limits: Vec<String> = text(&jobs.stdout)
+            .lines()
+            .filter(|l| l.starts_with(&format!("v1_{name}.")))
+            .map(|l| l.rsplit('|').next().unwrap_or("").to_string())
+            .collect();
+        if limits.len() >= 2 || t.elapsed() > Duration::from_secs(20) {
+            break limits;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        limits.contains(&"00:01:00".to_string()) && limits.contains(&"00:02:00".to_string()),
+        "{limits:?}"
+    );
+}
