@@ -23,6 +23,7 @@ pub mod recipes;
 pub mod schema;
 pub mod secrets;
 pub mod shell_context;
+pub mod shell_reevaluation;
 pub mod source;
 pub mod template;
 pub mod user_file;

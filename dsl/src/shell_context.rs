@@ -16,10 +16,15 @@
 //! | arithmetic `$((...))`, `((...))` | integers only |
 //!
 //! Places with no safe spelling are refused with an error that shows the safe way to write
-//! the command: backticks, `${...}`, `$'...'`, a here-document delimiter, the arguments of
-//! `eval` or of `sh -c`-like commands (which would run the value as code a second time),
-//! and anything after a `case` inside `$(...)` (where this lexer cannot follow `)`).
+//! the command: backticks, `${...}`, `$'...'`, a here-document delimiter, right after a
+//! backslash, code that is run a second time (`crate::shell_reevaluation`: `eval`, `sh -c`,
+//! a pipeline into a shell, ...), and anything after a `case` inside `$(...)` (where this
+//! lexer cannot follow `)`).
 //! A value holding NUL is refused everywhere (no shell can receive it).
+
+use crate::shell_reevaluation::{
+    check_reevaluation, reevaluates, runs_stdin_as_code, PIPED_INTO_SHELL,
+};
 
 /// Opens a marker; followed by the value's decimal index and [`MARK_END`].
 pub const MARK_START: char = '\u{E000}';
@@ -52,21 +57,6 @@ struct Heredoc {
     /// or a pipeline into a shell): no value may stand in it.
     code: bool,
 }
-
-/// Commands that run their later arguments as shell code again, wherever they stand in the
-/// command (`timeout 5 ssh ...`, `find -exec ...`).
-const REEVALUATING: &[&str] = &[
-    "eval", "ssh", "trap", "alias", "watch", "parallel", ".", "source",
-];
-/// Shells: `sh -c CODE`, `sh -c -- CODE`, `bash -o pipefail -c CODE` run CODE; `sh` alone
-/// (or `sh -s`) runs what it reads on standard input.
-const SHELLS: &[&str] = &[
-    "sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "yash", "posh", "fish", "csh", "tcsh",
-];
-/// Programs whose `-c CODE` (or `--command CODE`) hands CODE to a shell.
-const DASH_C_RUNNERS: &[&str] = &["su", "runuser", "script", "flock"];
-/// Shell options that take the next word as their argument.
-const SHELL_OPTIONS_WITH_ARGUMENT: &[&str] = &["-o", "+o", "-O", "+O", "--rcfile", "--init-file"];
 
 /// Quote `value` as one unquoted shell word.
 pub fn quote_word(value: &str) -> String {
@@ -123,11 +113,12 @@ fn shown(value: &str) -> String {
     format!("{:?}{more}", cut)
 }
 
-/// Replace every marker in `rendered` by `values[i]` spelled for its shell context.
-/// Errors are plain sentences (the caller adds the location).
 /// A backslash escapes the first character of whatever flow writes for the value (its
 /// opening quote, or the backslash of an escape), which would undo the quoting.
 const BACKSLASH_BEFORE_VALUE: &str = "a value is interpolated right after a backslash, which would escape the quoting flow writes for it; remove the backslash, or write a literal backslash inside single quotes ('\\')";
+
+/// Replace every marker in `rendered` by `values[i]` spelled for its shell context.
+/// Errors are plain sentences (the caller adds the location).
 
 pub fn substitute(rendered: &str, values: &[String]) -> Result<String, String> {
     let chars: Vec<char> = rendered.chars().collect();
@@ -560,131 +551,8 @@ pub fn substitute(rendered: &str, values: &[String]) -> Result<String, String> {
     Ok(out)
 }
 
-const PIPED_INTO_SHELL: &str = "a value is interpolated into a pipeline whose output a shell runs as code (`... | sh`), where no quoting can protect it; pass the value as an argument: `sh -c 'echo \"$1\"' sh {{p}}`";
-
-/// The command's words without quotes, and the program's base name at each.
-fn base_name(word: &str) -> &str {
-    let w = word.trim_matches(['"', '\'']);
-    w.rsplit('/').next().unwrap_or(w)
-}
-
-/// Whether any word is a command that re-evaluates its later arguments.
-fn reevaluates(words: &[String]) -> bool {
-    words.iter().any(|w| REEVALUATING.contains(&base_name(w)))
-}
-
-/// Whether this command runs its standard input as shell code: a shell without `-c`
-/// (`sh`, `bash -s`, `sudo bash`), or `.`/`source` of `/dev/stdin`, `-` or fd 0.
-fn runs_stdin_as_code(words: &[String]) -> bool {
-    words.iter().enumerate().any(|(k, w)| {
-        let base = base_name(w);
-        if SHELLS.contains(&base) {
-            let rest = &words[k + 1..];
-            let has_c = rest
-                .iter()
-                .take_while(|w| w.starts_with(['-', '+']))
-                .any(|w| !w.starts_with("--") && w.contains('c'));
-            let has_script = rest
-                .iter()
-                .map(|w| w.trim_matches(['"', '\'']))
-                .find(|w| !w.starts_with(['-', '+']))
-                .is_some_and(|w| {
-                    !matches!(w, "/dev/stdin" | "-" | "/proc/self/fd/0" | "/dev/fd/0")
-                });
-            return !has_c && !has_script;
-        }
-        if base == "." || base == "source" {
-            return words.get(k + 1).is_some_and(|a| {
-                matches!(
-                    a.trim_matches(['"', '\'']),
-                    "/dev/stdin" | "-" | "/proc/self/fd/0" | "/dev/fd/0"
-                )
-            });
-        }
-        false
-    })
-}
-
 fn word_is_case(words: &[String]) -> bool {
     words.last().is_some_and(|w| w == "case")
-}
-
-/// Refuse a value that a command would run as shell code once more: anything after `eval`,
-/// `ssh`, `trap`, `alias`, ... wherever they stand (`timeout 5 ssh`, `find -exec`), the code
-/// operand of a shell's `-c` (`sh -c CODE`, `sh -c -- CODE`, `xargs bash -o pipefail -c
-/// CODE`, `busybox sh -c CODE`) or an option word of a shell, and `su -c CODE`.
-fn check_reevaluation(words: &[String], current: &str) -> Result<(), String> {
-    let mut all: Vec<&str> = words.iter().map(String::as_str).collect();
-    if !current.is_empty() {
-        all.push(current);
-    }
-    // The word the value lands in.
-    let at = if current.is_empty() {
-        all.len()
-    } else {
-        all.len() - 1
-    };
-    let landing = all
-        .get(at)
-        .map(|w| w.trim_matches(['"', '\'']))
-        .unwrap_or("");
-    for (k, word) in all.iter().enumerate().take(at) {
-        let base = base_name(word);
-        let reruns = if REEVALUATING.contains(&base) {
-            true
-        } else if SHELLS.contains(&base) {
-            shell_code_operand(&all[k + 1..at], landing)
-        } else if DASH_C_RUNNERS.contains(&base) {
-            let previous = all[at - 1].trim_matches(['"', '\'']);
-            (k + 1 < at
-                && previous.starts_with('-')
-                && !previous.starts_with("--")
-                && previous.contains('c'))
-                || previous == "--command"
-                || landing.starts_with("--command=")
-                || (landing.starts_with("-c") && k + 1 == at)
-        } else {
-            false
-        };
-        if reruns {
-            let safe = if SHELLS.contains(&base) {
-                format!("pass it as an argument after the script and use \"$1\" there: `{base} -c 'echo \"$1\"' {base} {{{{p}}}}`")
-            } else {
-                "run the command directly, without it".to_string()
-            };
-            return Err(format!(
-                "a value is interpolated into code that `{base}` runs a second time, where no quoting can protect it; {safe}"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// `between` are the words after a shell up to the one the value lands in (`landing`):
-/// whether that word is an option (`sh -{{p}}`) or the code operand of `-c`.
-fn shell_code_operand(between: &[&str], landing: &str) -> bool {
-    let mut saw_c = false;
-    let mut j = 0;
-    while j < between.len() {
-        let w = between[j].trim_matches(['"', '\'']);
-        if w == "--" {
-            // The next word is the first operand: is it where the value lands?
-            return saw_c && j + 1 == between.len();
-        }
-        if !w.starts_with(['-', '+']) || w.len() < 2 {
-            // An operand before the value: the script (or code), and the value is an argument.
-            return false;
-        }
-        if !w.starts_with("--") && w.contains('c') {
-            saw_c = true;
-        }
-        if SHELL_OPTIONS_WITH_ARGUMENT.contains(&w) {
-            j += 1;
-        }
-        j += 1;
-    }
-    // The value lands in the first word after the options.
-    saw_c || landing.starts_with(['-', '+'])
 }
 
 fn read_marker(chars: &[char], at: usize) -> Result<(usize, usize), String> {
@@ -863,6 +731,10 @@ mod tests {
             "trap {} EXIT",
             "alias zz={}",
             "timeout 5 ssh host {}",
+            "sudo -u x timeout 10s eval {}",
+            "timeout -s KILL 5 trap {} EXIT",
+            "sudo -E eval {}",
+            "FOO=1 env BAR=2 trap {} EXIT",
             "su -c {} user",
             "su user -c {}",
             "flock /tmp/l -c {}",
@@ -891,6 +763,11 @@ mod tests {
             "cat <<EOF | grep x\n{}\nEOF\n",
             "python run.py {} | tee log",
             "sh -c 'echo hi' && echo {}",
+            "find . -name {}",
+            "grep eval {}",
+            "ls -la . {}",
+            "echo source {}",
+            "cp {} .",
         ] {
             assert!(sub(t, "x").is_ok(), "refused: {t}: {:?}", sub(t, "x"));
         }

@@ -186,6 +186,18 @@ pub fn layout_path(campaign_dir: &Path, path: &Path) -> Result<PathBuf, String> 
     })
 }
 
+/// Why an output path, followed through links, is not beneath the campaign directory.
+pub fn leaves_campaign(campaign_dir: &std::path::Path, path: &std::path::Path) -> Option<String> {
+    let real = std::fs::canonicalize(path).ok()?;
+    let root = std::fs::canonicalize(campaign_dir).ok()?;
+    (!real.starts_with(&root)).then(|| {
+        format!(
+            "resolves to {}, outside the campaign directory (through a symbolic link)",
+            real.display()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

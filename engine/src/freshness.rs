@@ -138,7 +138,7 @@ pub fn check_output(
         }
     };
     let path = plan.campaign.campaign_dir.join(&rel);
-    if let Some(why) = leaves_campaign(&plan.campaign.campaign_dir, &path) {
+    if let Some(why) = crate::confined_path::leaves_campaign(&plan.campaign.campaign_dir, &path) {
         return OutputCheck::Invalid(format!("its output {rel} {why}"));
     }
     let product = match file_product(&path) {
@@ -160,18 +160,6 @@ pub fn check_output(
         }
     }
     OutputCheck::Present { product, changed }
-}
-
-/// Why an output path, followed through links, is not beneath the campaign directory.
-pub fn leaves_campaign(campaign_dir: &std::path::Path, path: &std::path::Path) -> Option<String> {
-    let real = std::fs::canonicalize(path).ok()?;
-    let root = std::fs::canonicalize(campaign_dir).ok()?;
-    (!real.starts_with(&root)).then(|| {
-        format!(
-            "resolves to {}, outside the campaign directory (through a symbolic link)",
-            real.display()
-        )
-    })
 }
 
 /// Why an output whose product fingerprint changed was not left as its task made it: its

@@ -30,7 +30,7 @@ impl StepBehaviour for Command {
                 return (invalid(&outcome, message), details);
             }
             if let Some(why) =
-                crate::freshness::leaves_campaign(&a.plan.campaign.campaign_dir, &path)
+                crate::confined_path::leaves_campaign(&a.plan.campaign.campaign_dir, &path)
             {
                 let message = format!("the command exited 0 but its output {out} {why}");
                 return (invalid(&outcome, message), details);
