@@ -119,7 +119,6 @@ const BACKSLASH_BEFORE_VALUE: &str = "a value is interpolated right after a back
 
 /// Replace every marker in `rendered` by `values[i]` spelled for its shell context.
 /// Errors are plain sentences (the caller adds the location).
-
 pub fn substitute(rendered: &str, values: &[String]) -> Result<String, String> {
     let chars: Vec<char> = rendered.chars().collect();
     let mut out = String::with_capacity(rendered.len() + 16);
