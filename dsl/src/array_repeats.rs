@@ -35,12 +35,15 @@ pub fn first_repeat(spec: &ArraySpec) -> Option<Repeat> {
         // Zipped lists of unequal lengths are reported as such; their rows are undefined.
         return None;
     }
+    // Indices for looking values up are only needed to place included elements.
     let lists: Vec<Option<TextIndex>> = spec
         .params
         .iter()
         .map(|(_, v)| match v {
-            ParamValues::List(l) => Some(TextIndex::new(l.len(), |i| Cow::Borrowed(l.text(i)))),
-            ParamValues::Range { .. } => None,
+            ParamValues::List(l) if !spec.extra.is_empty() => {
+                Some(TextIndex::new(l.len(), |i| Cow::Borrowed(l.text(i))))
+            }
+            _ => None,
         })
         .collect();
     let zip_rows = || {
@@ -52,12 +55,11 @@ pub fn first_repeat(spec: &ArraySpec) -> Option<Repeat> {
     };
     let zip_index = match spec.combine {
         Combine::Product => {
-            for (param, index) in lists.iter().enumerate() {
-                let Some(index) = index else { continue };
-                let ParamValues::List(l) = &spec.params[param].1 else {
+            for (param, (_, values)) in spec.params.iter().enumerate() {
+                let ParamValues::List(l) = values else {
                     continue;
                 };
-                if let Some((first, again)) = index.first_repeat(|i| Cow::Borrowed(l.text(i))) {
+                if let Some((first, again)) = list_repeat(l.len(), |i| l.text(i)) {
                     return Some(Repeat::InList {
                         param,
                         first,
@@ -164,6 +166,39 @@ fn range_position(start: i64, stop: i64, step: i64, text: &str) -> Option<u64> {
         v <= start && v > stop
     };
     (inside && (v - start) % step == 0).then(|| ((v - start) / step) as u64)
+}
+
+/// The first repeat among `n` texts with 4 bytes per text: their 32-bit hashes sorted
+/// find the few hashes that occur twice, and only the texts with those hashes are compared.
+fn list_repeat<'a>(n: usize, text: impl Fn(usize) -> &'a str) -> Option<(usize, usize)> {
+    let hasher = std::collections::hash_map::RandomState::new();
+    let hash = |i: usize| hash32(&hasher, text(i)) as u32;
+    let mut hashes: Vec<u32> = (0..n).map(hash).collect();
+    hashes.sort_unstable();
+    let twice: std::collections::HashSet<u32> = hashes
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect();
+    drop(hashes);
+    if twice.is_empty() {
+        return None;
+    }
+    // Texts with a shared hash, by hash, in index order.
+    let mut groups: std::collections::HashMap<u32, Vec<usize>> = Default::default();
+    for i in 0..n {
+        let h = hash(i);
+        if !twice.contains(&h) {
+            continue;
+        }
+        let group = groups.entry(h).or_default();
+        if let Some(&first) = group.iter().find(|&&d| text(d) == text(i)) {
+            // Indices ascend: the first repeat met is the one with the smallest later index.
+            return Some((first, i));
+        }
+        group.push(i);
+    }
+    None
 }
 
 /// Sorted `(hash << 32) | index` of `n` texts.
