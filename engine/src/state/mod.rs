@@ -635,6 +635,65 @@ mod tests {
         assert_eq!(s.load_tasks().unwrap()["a"].state, TaskState::Pending);
     }
 
+    /// An adopted job is seen to start when the new driver first polls it; its own result
+    /// says when it really started, and that earlier time is what the trace keeps.
+    #[test]
+    fn an_attempt_keeps_the_earlier_start_its_result_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = StateStore::open(&dir.path().join("s.db")).unwrap();
+        s.insert_tasks([("a", "st", 0u64, "{}".to_string(), "{}".to_string())].into_iter())
+            .unwrap();
+        let outcome = |started: f64| flow_executors::AttemptOutcome {
+            exit_code: Some(0),
+            signal: None,
+            error_class: None,
+            message: None,
+            started_at: Some(started),
+            ended_at: Some(300.0),
+            usage: None,
+        };
+        for (task, reported, expected) in [("a", 50.0, 50.0), ("a", 250.0, 200.0)] {
+            s.apply(
+                &[
+                    Change::Launched {
+                        task_id: task.into(),
+                        attempt: if reported < 100.0 { 1 } else { 2 },
+                        executor: "slurm".into(),
+                        batch_key: "b".into(),
+                        at: 10.0,
+                        consumed: None,
+                    },
+                    Change::Started {
+                        task_id: task.into(),
+                        attempt: if reported < 100.0 { 1 } else { 2 },
+                        job_id: "7".into(),
+                        pid: None,
+                        at: 200.0,
+                    },
+                    Change::Finished {
+                        task_id: task.into(),
+                        attempt: if reported < 100.0 { 1 } else { 2 },
+                        outcome: outcome(reported),
+                        state: TaskState::Succeeded,
+                        retries: 0,
+                        infra_retries: 0,
+                        not_before: None,
+                        details: None,
+                        product: None,
+                    },
+                ],
+                300.0,
+            )
+            .unwrap();
+            let attempts = s.attempts(task).unwrap();
+            assert_eq!(
+                attempts.last().unwrap().started,
+                Some(expected),
+                "{reported}"
+            );
+        }
+    }
+
     #[test]
     fn dates_render() {
         assert_eq!(format_time(0.0), "1970-01-01 00:00:00 UTC");

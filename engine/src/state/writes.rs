@@ -124,13 +124,17 @@ impl StateStore {
                     product,
                 } => {
                     let class = outcome.error_class.map(|c| c.as_str().to_string());
+                    // The start the attempt recorded itself (its result file, or the
+                    // scheduler's accounting) when it is earlier than when the driver saw
+                    // it start: an adopted job had been running long before.
                     let usage = outcome
                         .usage
                         .as_ref()
                         .and_then(|u| serde_json::to_string(u).ok());
                     tx.prepare_cached(
                         "UPDATE attempts SET ended = ?3, exit_code = ?4, signal = ?5, error_class = ?6, message = ?7, details = ?8,
-                         started = COALESCE(started, ?9), usage = ?10 WHERE task_id = ?1 AND attempt = ?2",
+                         started = CASE WHEN ?9 IS NOT NULL AND (started IS NULL OR ?9 < started) THEN ?9 ELSE started END,
+                         usage = ?10 WHERE task_id = ?1 AND attempt = ?2",
                     )
                     .and_then(|mut s| s.execute(params![task_id, attempt, outcome.ended_at, outcome.exit_code, outcome.signal, class, outcome.message, details, outcome.started_at, usage]))
                     .map_err(sql(&path))?;
