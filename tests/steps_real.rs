@@ -225,3 +225,38 @@ fn md_benchmark_gate_blocks_downstream_with_the_figures() {
         .collect();
     assert_eq!(envs.len(), 1);
 }
+
+/// A qe-scf task whose allocation runs out on its last allowed attempt (#12): class
+/// `walltime`, and the engine's give-up leaves a `fatal.json` with every attempt and a
+/// results-table row, as a policy's own give-up does (it left neither).
+#[test]
+fn qe_scf_out_of_time_with_no_retry_left_records_its_failure() {
+    let dir = sandbox();
+    let d = dir.path();
+    let wrapper = d.join("slow-pw.sh");
+    std::fs::write(&wrapper, "#!/bin/sh\nexec sleep 120\n").unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("c.yaml"),
+        format!("campaign: {{name: qt, version: v1, machine: machine.yaml, output: out}}\nsteps:\n  scf:\n    kind: qe-scf\n    structures: structures/si2.extxyz\n    pseudopotentials: {{family: qe-debian}}\n    kpoints: {{spacing: 0.6}}\n    ecutwfc: 15\n    pw_command: {}\n    resources: {{time: 40s}}\n", wrapper.display()),
+    )
+    .unwrap();
+    let out = flow(d, &["run", "c.yaml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let db = d.join("out/v1_qt/metadata/state.db");
+    let task = tasks(&db).remove(0);
+    assert_eq!(task.error_class.as_deref(), Some("walltime"), "{task:?}");
+    let fatal: Vec<_> = walk(&d.join("out/v1_qt/work"))
+        .into_iter()
+        .filter(|p| p.ends_with("fatal.json"))
+        .collect();
+    assert_eq!(fatal.len(), 1, "{:?}", walk(&d.join("out/v1_qt/work")));
+    let report = std::fs::read_to_string(&fatal[0]).unwrap();
+    assert!(report.contains("no retry left"), "{report}");
+    let table = std::fs::read_to_string(d.join("out/v1_qt/qa/scf.results.csv")).unwrap();
+    assert_eq!(table.lines().count(), 2, "{table}");
+}

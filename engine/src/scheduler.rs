@@ -564,7 +564,22 @@ fn drive(
                     }
                     // notify: what this attempt's end may tell (gate decision, failure).
                     let told = notifier.enabled().then(|| ended.clone());
+                    let message = ended.outcome.message.clone().unwrap_or_default();
                     let decision = core.ended(slot, attempt, ended, now());
+                    if core.task(slot).state == TaskState::Failed {
+                        let step = &campaign.steps[i];
+                        step_kind::of(step.kind).after_final_failure(
+                            &step_kind::Attempt {
+                                plan,
+                                layout,
+                                step_index: i,
+                                index,
+                                task_id: &task_id,
+                                attempt,
+                            },
+                            &message,
+                        );
+                    }
                     if let (Some(decision), Some(told)) = (decision, told) {
                         notify_attempt(
                             &mut notifier,

@@ -47,6 +47,10 @@ pub trait StepBehaviour: Sync {
     /// After every ended attempt, successful or not (side records such as a results table).
     fn after_attempt(&self, _attempt: &Attempt) {}
 
+    /// After the engine gave the task up for good (its last attempt failed with no retry
+    /// left): what the kind records of a failure it did not decide itself.
+    fn after_final_failure(&self, _attempt: &Attempt, _message: &str) {}
+
     /// What an ended attempt decides for the steps that depend on this one.
     fn gate(&self, _details: Option<&serde_json::Value>, _succeeded: bool) -> GateEffect {
         GateEffect::None

@@ -21,6 +21,25 @@ impl StepBehaviour for QeScf {
     /// The results table gets the structure's row as its task ends (a task that left
     /// neither result.json nor fatal.json, interrupted or killed, adds none). The table is
     /// a view of files that stay: failing to append must not fail the task.
+    /// A task whose allocation ran out on its last allowed attempt ends with a `fatal.json`
+    /// (from its interrupted history) and a results-table row, like a policy's give-up.
+    fn after_final_failure(&self, a: &Attempt, message: &str) {
+        let step = a.step();
+        let work_dir = a.layout.work_dir(&step.name, a.index, a.task_id);
+        let structure = a.plan.steps[a.step_index]
+            .structures
+            .get(a.index as usize)
+            .cloned()
+            .unwrap_or_else(|| a.task_id.to_string());
+        let reason = format!("no retry left after attempt {}: {message}", a.attempt);
+        if let Ok(true) = flow_qe_scf::task::give_up_interrupted(&work_dir, &structure, &reason) {
+            let _ = flow_qe_scf::results_table::record_task(
+                &results_table(a.layout, &step.name),
+                &work_dir,
+            );
+        }
+    }
+
     fn after_attempt(&self, a: &Attempt) {
         let step = a.step();
         let _ = flow_qe_scf::results_table::record_task(

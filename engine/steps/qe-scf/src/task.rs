@@ -86,3 +86,58 @@ pub fn read_fatal_report(path: &Path) -> Result<FatalReport, QeError> {
         source: std::io::Error::other(e),
     })
 }
+
+/// The engine gave up on a task whose last allocation ended mid-policy (its retries are
+/// spent): its `interrupted.json` history becomes a `fatal.json` saying why, so the
+/// results table and the user see a failure with every attempt, as for a policy's own
+/// give-up. Returns whether one was written (not when there is no interrupted history or a
+/// `fatal.json` already exists). The history stays: `flow retry` resumes it.
+pub fn give_up_interrupted(
+    task_dir: &Path,
+    structure: &str,
+    reason: &str,
+) -> Result<bool, QeError> {
+    let interrupted = task_dir.join("interrupted.json");
+    let fatal = task_dir.join("fatal.json");
+    if fatal.exists() || !interrupted.exists() {
+        return Ok(false);
+    }
+    let text =
+        std::fs::read_to_string(&interrupted).map_err(QeError::io("reading", &interrupted))?;
+    let history: History = serde_json::from_str(&text).map_err(|e| QeError::Io {
+        action: "parsing",
+        path: interrupted.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    let report = FatalReport {
+        structure: structure.to_string(),
+        reason: reason.to_string(),
+        attempts: history.attempts,
+    };
+    write_json(&report, &fatal)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod give_up_tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_history_becomes_a_fatal_report_once() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!give_up_interrupted(dir.path(), "si", "why").unwrap());
+        std::fs::write(
+            dir.path().join("interrupted.json"),
+            r#"{"initial": {}, "attempts": []}"#,
+        )
+        .unwrap();
+        assert!(give_up_interrupted(dir.path(), "si", "out of time").unwrap());
+        let report = read_fatal_report(&dir.path().join("fatal.json")).unwrap();
+        assert_eq!(
+            (report.structure.as_str(), report.reason.as_str()),
+            ("si", "out of time")
+        );
+        assert!(!give_up_interrupted(dir.path(), "si", "again").unwrap());
+        assert!(dir.path().join("interrupted.json").exists());
+    }
+}
