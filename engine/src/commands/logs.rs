@@ -78,6 +78,9 @@ pub fn logs(
             a.error_class.clone().unwrap_or_else(|| "-".into()),
             a.message.clone().unwrap_or_default()
         );
+        for line in recovery_lines(a.details.as_deref()) {
+            println!("{line}");
+        }
     }
     for (label, path) in [("stdout", out), ("stderr", err)] {
         println!("--- {label} ({}) ---", path.display());
@@ -128,4 +131,77 @@ pub fn logs(
         }
     }
     Ok(0)
+}
+
+/// A qe-scf attempt's runs of pw.x, one line each: what failed, which recovery handler
+/// chose the next parameters, and what it changed (from the attempt's details).
+fn recovery_lines(details: Option<&str>) -> Vec<String> {
+    let Some(doc) = details.and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok()) else {
+        return Vec::new();
+    };
+    let runs = doc
+        .get("attempts")
+        .or_else(|| doc.pointer("/fatal/attempts"))
+        .and_then(|a| a.as_array());
+    let Some(runs) = runs else {
+        return Vec::new();
+    };
+    let mut previous: Option<&serde_json::Map<String, serde_json::Value>> = None;
+    let mut out = Vec::new();
+    for run in runs {
+        let params = run.get("parameters").and_then(|p| p.as_object());
+        let changed: Vec<String> = match (previous, params) {
+            (Some(before), Some(now)) => now
+                .iter()
+                .filter(|(k, v)| before.get(*k) != Some(*v))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let handler = run
+            .get("handler")
+            .and_then(|h| h.as_str())
+            .map_or(String::new(), |h| format!(" after `{h}`"));
+        let result = run
+            .get("error_class")
+            .and_then(|c| c.as_str())
+            .unwrap_or("succeeded");
+        let message = run
+            .get("message")
+            .and_then(|m| m.as_str())
+            .map_or(String::new(), |m| format!(": {m}"));
+        out.push(format!(
+            "  pw.x run {}{handler}{}: {result}{message}",
+            run.get("attempt").and_then(|a| a.as_u64()).unwrap_or(0),
+            if changed.is_empty() {
+                String::new()
+            } else {
+                format!(" (changed {})", changed.join(", "))
+            }
+        ));
+        previous = params;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn recovery_edits_are_listed_per_run() {
+        let details = r#"{"attempts": [
+            {"attempt": 0, "parameters": {"mixing_beta": 0.7}, "error_class": "scf-not-converged", "message": "no convergence in 100 steps"},
+            {"attempt": 1, "handler": "scf-not-converged", "parameters": {"mixing_beta": 0.3}, "error_class": null}
+        ]}"#;
+        let lines = super::recovery_lines(Some(details));
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].contains("pw.x run 0: scf-not-converged: no convergence"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].contains("after `scf-not-converged` (changed mixing_beta=0.3): succeeded"),
+            "{lines:?}"
+        );
+        assert!(super::recovery_lines(Some("{}")).is_empty());
+    }
 }
