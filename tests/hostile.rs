@@ -13,6 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+/// A named pipe at `path` (no writer: opening it for reading would wait).
+fn make_fifo(path: &Path) -> PathBuf {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path; mkfifo touches no memory of ours.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    path.to_path_buf()
+}
+
 /// `flow ARGS` with at most 1 GiB of address space and 10 s of CPU time.
 fn flow_capped(dir: &Path, args: &[&str]) -> Output {
     let mut cmd = flow_cmd(dir, args);
@@ -92,10 +100,7 @@ fn every_hostile_campaign_has_its_exact_located_error() {
 #[test]
 fn non_regular_files_are_refused_without_reading() {
     let tmp = tempfile::tempdir().unwrap();
-    let fifo = tmp.path().join("fifo.yaml");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a valid path; mkfifo touches no memory of ours.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let fifo = make_fifo(&tmp.path().join("fifo.yaml"));
     for target in ["/dev/zero", fifo.to_str().unwrap()] {
         let started = Instant::now();
         let out = flow_capped(tmp.path(), &["validate", target]);
@@ -691,10 +696,7 @@ fn sbatch_values_of_a_machine_are_refused_located() {
 #[test]
 fn sbatch_templates_are_checked_at_validate_without_quoting_them() {
     let tmp = tempfile::tempdir().unwrap();
-    let fifo = tmp.path().join("fifo.hbs");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a valid path; mkfifo touches no memory of ours.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    make_fifo(&tmp.path().join("fifo.hbs"));
     std::fs::write(
         tmp.path().join("broken.hbs"),
         "#!/bin/bash\n#SBATCH --job-name={{job_name\nTOKEN=ghp_SECRETxyz {{#if}}\n",

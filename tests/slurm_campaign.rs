@@ -48,6 +48,35 @@ fn submitted_jobs(prefix: &str) -> HashSet<String> {
         .collect()
 }
 
+/// The time limits (`HH:MM:SS`) Slurm's accounting recorded for the jobs of campaign
+/// `v1_<name>`, once it has `at_least` of them (records arrive asynchronously: up to 20 s).
+fn time_limits_of(name: &str, at_least: usize) -> Vec<String> {
+    let t = Instant::now();
+    loop {
+        let jobs = Command::new("sacct")
+            .args([
+                "-n",
+                "-X",
+                "-P",
+                "-o",
+                "JobName,Timelimit",
+                "-S",
+                "now-2hours",
+            ])
+            .output()
+            .unwrap();
+        let limits: Vec<String> = text(&jobs.stdout)
+            .lines()
+            .filter(|l| l.starts_with(&format!("v1_{name}.")))
+            .map(|l| l.rsplit('|').next().unwrap_or("").to_string())
+            .collect();
+        if limits.len() >= at_least || t.elapsed() > Duration::from_secs(20) {
+            return limits;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 fn unique(tag: &str) -> String {
     format!("{tag}{}", std::process::id())
 }
@@ -206,32 +235,7 @@ fn a_task_over_its_time_limit_is_retried_with_escalated_time_and_completes() {
         "{attempts:?}"
     );
     // The second job asked Slurm for three minutes.
-    let limits_of = || -> Vec<String> {
-        let jobs = Command::new("sacct")
-            .args([
-                "-n",
-                "-X",
-                "-P",
-                "-o",
-                "JobName,Timelimit",
-                "-S",
-                "now-2hours",
-            ])
-            .output()
-            .unwrap();
-        text(&jobs.stdout)
-            .lines()
-            .filter(|l| l.starts_with(&format!("v1_{name}.")))
-            .map(|l| l.rsplit('|').next().unwrap_or("").to_string())
-            .collect()
-    };
-    // Accounting records arrive asynchronously: give slurmdbd a moment.
-    let t = Instant::now();
-    let mut limits = limits_of();
-    while limits.len() < 2 && t.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(500));
-        limits = limits_of();
-    }
+    let limits = time_limits_of(&name, 2);
     assert!(
         limits.contains(&"00:01:00".to_string()) && limits.contains(&"00:03:00".to_string()),
         "{limits:?}"
@@ -442,12 +446,7 @@ fn a_qe_scf_walltime_is_escalated_and_the_retry_converges() {
     )
     .unwrap();
     let wrapper = d.join("slow-pw.sh");
-    std::fs::write(&wrapper, "#!/bin/sh\nsleep 70\nexec pw.x \"$@\"\n").unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    write_executable(&wrapper, "#!/bin/sh\nsleep 70\nexec pw.x \"$@\"\n");
     std::fs::write(
         d.join("c.yaml"),
         format!("campaign: {{name: {name}, version: v1, machine: machine.yaml, output: out}}\nsteps:\n  scf:\n    kind: qe-scf\n    structures: structures/*.extxyz\n    pseudopotentials: {{family: qe-debian}}\n    kpoints: {{spacing: 0.6}}\n    ecutwfc: 15\n    pw_command: {}\n    resources: {{time: 1m}}\n    execution: {{max_retries: 1, retry_backoff: {{initial: 1s}}, on_retry: {{time: x2}}}}\n", wrapper.display()),
@@ -464,30 +463,7 @@ fn a_qe_scf_walltime_is_escalated_and_the_retry_converges() {
         Some("walltime"),
         "{attempts:?}"
     );
-    let t = Instant::now();
-    let limits = loop {
-        let jobs = Command::new("sacct")
-            .args([
-                "-n",
-                "-X",
-                "-P",
-                "-o",
-                "JobName,Timelimit",
-                "-S",
-                "now-2hours",
-            ])
-            .output()
-            .unwrap();
-        let limits: Vec<String> = text(&jobs.stdout)
-            .lines()
-            .filter(|l| l.starts_with(&format!("v1_{name}.")))
-            .map(|l| l.rsplit('|').next().unwrap_or("").to_string())
-            .collect();
-        if limits.len() >= 2 || t.elapsed() > Duration::from_secs(20) {
-            break limits;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let limits = time_limits_of(&name, 2);
     assert!(
         limits.contains(&"00:01:00".to_string()) && limits.contains(&"00:02:00".to_string()),
         "{limits:?}"

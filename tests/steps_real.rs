@@ -234,12 +234,7 @@ fn qe_scf_out_of_time_with_no_retry_left_records_its_failure() {
     let dir = sandbox();
     let d = dir.path();
     let wrapper = d.join("slow-pw.sh");
-    std::fs::write(&wrapper, "#!/bin/sh\nexec sleep 120\n").unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    write_executable(&wrapper, "#!/bin/sh\nexec sleep 120\n");
     std::fs::write(
         d.join("c.yaml"),
         format!("campaign: {{name: qt, version: v1, machine: machine.yaml, output: out}}\nsteps:\n  scf:\n    kind: qe-scf\n    structures: structures/si2.extxyz\n    pseudopotentials: {{family: qe-debian}}\n    kpoints: {{spacing: 0.6}}\n    ecutwfc: 15\n    pw_command: {}\n    resources: {{time: 40s}}\n", wrapper.display()),

@@ -5,8 +5,9 @@
 //! repeats another or an element the base keeps. Values are compared as the task sees
 //! them, by text (`1` and `"1"` are the same task).
 //!
-//! Cost: one 8-byte entry per listed value (a 32-bit hash and the index), sorted; equal
-//! hashes are confirmed by comparing texts.
+//! Cost: a 32-bit hash per listed value (or zip row, or included element), sorted; only the
+//! texts whose hash occurs twice are compared. Placing included elements in the base takes
+//! an 8-byte index (hash and position) per base value, built only when there are some.
 
 use crate::array::{ArraySpec, Combine, ParamValues};
 use std::borrow::Cow;
@@ -46,20 +47,19 @@ pub fn first_repeat(spec: &ArraySpec) -> Option<Repeat> {
             _ => None,
         })
         .collect();
-    let zip_rows = || {
-        TextIndex::new(spec.base_len() as usize, |i| {
-            Cow::Owned(row_key(
-                spec.params.iter().map(|(_, v)| v.get(i as u64).text),
-            ))
-        })
+    let zip_key = |i: usize| {
+        Cow::Owned(row_key(
+            spec.params.iter().map(|(_, v)| v.get(i as u64).text),
+        ))
     };
-    let zip_index = match spec.combine {
+    let rows = spec.base_len() as usize;
+    match spec.combine {
         Combine::Product => {
             for (param, (_, values)) in spec.params.iter().enumerate() {
                 let ParamValues::List(l) = values else {
                     continue;
                 };
-                if let Some((first, again)) = list_repeat(l.len(), |i| l.text(i)) {
+                if let Some((first, again)) = list_repeat(l.len(), |i| Cow::Borrowed(l.text(i))) {
                     return Some(Repeat::InList {
                         param,
                         first,
@@ -67,33 +67,26 @@ pub fn first_repeat(spec: &ArraySpec) -> Option<Repeat> {
                     });
                 }
             }
-            None
         }
         Combine::Zip => {
-            let rows = zip_rows();
-            let key = |i: usize| {
-                Cow::Owned(row_key(
-                    spec.params.iter().map(|(_, v)| v.get(i as u64).text),
-                ))
-            };
-            if let Some((first, again)) = rows.first_repeat(key) {
+            if let Some((first, again)) = list_repeat(rows, zip_key) {
                 return Some(Repeat::Zipped {
                     first: first as u64,
                     again: again as u64,
                 });
             }
-            Some(rows)
         }
-    };
+    }
     let extra = &spec.extra;
     if extra.is_empty() {
         return None;
     }
+    // Where included elements would stand in the base: indices of the zip's rows.
+    let zip_index = (spec.combine == Combine::Zip).then(|| TextIndex::new(rows, zip_key));
     let names: Vec<String> = spec.params.iter().map(|(n, _)| n.clone()).collect();
     let included = |i: usize| extra.element_values(i, &names);
     let include_key = |i: usize| Cow::Owned(row_key(included(i).into_iter().map(|v| v.text)));
-    let includes = TextIndex::new(extra.len(), include_key);
-    if let Some((first, again)) = includes.first_repeat(include_key) {
+    if let Some((first, again)) = list_repeat(extra.len(), include_key) {
         return Some(Repeat::IncludedTwice {
             include: again,
             first,
@@ -128,14 +121,10 @@ pub fn first_repeat(spec: &ArraySpec) -> Option<Repeat> {
             }
             Combine::Zip => {
                 let key = row_key(values.iter().map(|v| v.text.clone()));
-                zip_index.as_ref().and_then(|rows| {
-                    rows.position(&key, |i| {
-                        Cow::Owned(row_key(
-                            spec.params.iter().map(|(_, v)| v.get(i as u64).text),
-                        ))
-                    })
+                zip_index
+                    .as_ref()
+                    .and_then(|rows| rows.position(&key, zip_key))
                     .map(|p| p as u64)
-                })
             }
         };
         let kept = |b: u64| {
@@ -170,9 +159,9 @@ fn range_position(start: i64, stop: i64, step: i64, text: &str) -> Option<u64> {
 
 /// The first repeat among `n` texts with 4 bytes per text: their 32-bit hashes sorted
 /// find the few hashes that occur twice, and only the texts with those hashes are compared.
-fn list_repeat<'a>(n: usize, text: impl Fn(usize) -> &'a str) -> Option<(usize, usize)> {
+fn list_repeat<'a>(n: usize, text: impl Fn(usize) -> Cow<'a, str>) -> Option<(usize, usize)> {
     let hasher = std::collections::hash_map::RandomState::new();
-    let hash = |i: usize| hash32(&hasher, text(i)) as u32;
+    let hash = |i: usize| hash32(&hasher, &text(i)) as u32;
     let mut hashes: Vec<u32> = (0..n).map(hash).collect();
     hashes.sort_unstable();
     let twice: std::collections::HashSet<u32> = hashes
@@ -215,38 +204,6 @@ impl TextIndex {
             .collect();
         entries.sort_unstable();
         TextIndex { entries, hasher }
-    }
-
-    /// The pair (earlier, later) with the smallest later index whose texts are equal.
-    fn first_repeat<'a>(&self, text: impl Fn(usize) -> Cow<'a, str>) -> Option<(usize, usize)> {
-        let mut best: Option<(usize, usize)> = None;
-        let mut start = 0;
-        while start < self.entries.len() {
-            let hash = self.entries[start] >> 32;
-            let end = start
-                + self.entries[start..]
-                    .iter()
-                    .take_while(|e| *e >> 32 == hash)
-                    .count();
-            // Within a run, indices ascend: the first later entry equal to an earlier
-            // distinct text is this run's earliest repeat (all-equal runs stop at once).
-            let mut distinct: Vec<usize> = Vec::new();
-            'run: for e in &self.entries[start..end] {
-                let i = (*e & 0xffff_ffff) as usize;
-                let t = text(i);
-                for &d in &distinct {
-                    if text(d) == t {
-                        if best.is_none_or(|(_, b)| i < b) {
-                            best = Some((d, i));
-                        }
-                        break 'run;
-                    }
-                }
-                distinct.push(i);
-            }
-            start = end;
-        }
-        best
     }
 
     /// The index of `wanted` among the texts, if it is one of them.

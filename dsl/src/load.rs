@@ -34,7 +34,7 @@ mod step;
 
 use arrays::*;
 use checks::*;
-pub use checks::{is_confined, is_unsafe_name_char, sample_template_data};
+pub use checks::{is_confined, is_unsafe_name_char, sample_template_data, RESERVED_DIRS};
 use step::*;
 
 /// Tasks one step's array may have unless `campaign.max_tasks` says otherwise.

@@ -22,7 +22,7 @@ const SHELL_OPTIONS_WITH_ARGUMENT: &[&str] = &["-o", "+o", "-O", "+O", "--rcfile
 
 pub(crate) const PIPED_INTO_SHELL: &str = "a value is interpolated into a pipeline whose output a shell runs as code (`... | sh`), where no quoting can protect it; pass the value as an argument: `sh -c 'echo \"$1\"' sh {{p}}`";
 
-/// The command's words without quotes, and the program's base name at each.
+/// A word as a program name: its quotes trimmed, its directory dropped (`/bin/sh` is `sh`).
 fn base_name(word: &str) -> &str {
     let w = word.trim_matches(['"', '\'']);
     w.rsplit('/').next().unwrap_or(w)

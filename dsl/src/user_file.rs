@@ -80,6 +80,16 @@ impl From<ReadError> for std::io::Error {
     }
 }
 
+/// The first `max_bytes` of a regular file (a header), refused like [`read_capped`].
+pub fn read_prefix(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ReadError> {
+    let (file, _) = open_regular(path)?;
+    let mut bytes = Vec::new();
+    file.take(max_bytes)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    Ok(bytes)
+}
+
 /// The BLAKE3 digest of a regular file of any size, read in blocks (an input data file may
 /// be far larger than [`MAX_BYTES`]; it is hashed, never held).
 pub fn hash_regular_file(path: &Path) -> Result<blake3::Hash, ReadError> {

@@ -317,6 +317,7 @@ fn compile_with(
                 .map(|b| b.digest.clone())
                 .unwrap_or_default(),
         };
+        let uses = task_id::template_uses(step);
         let digest = task_id::step_work_digest(
             step,
             &components.inputs,
@@ -324,6 +325,7 @@ fn compile_with(
             &components.environment,
             &campaign.name,
             campaign.seed_salt.as_deref(),
+            uses,
         );
         let task_count = match step.kind {
             StepKind::QeScf => structures.len() as u64,
@@ -363,7 +365,7 @@ fn compile_with(
             open_ended: step.kind == StepKind::Adaptive,
             upstream: upstream[i].clone(),
             digest,
-            index_in_id: task_id::template_uses(step).index,
+            index_in_id: uses.index,
             ids_digest: blake3::hash(b""),
             structures,
             structure_refs,
@@ -473,7 +475,7 @@ fn qe_structures(
             .map_or(&step.span, |n| &n.span);
         Diagnostic::at(span, format!("{field}.{}", e.field), e.message)
     })?;
-    flow_qe_scf::plan::check_pseudopotentials(&settings, base).map_err(|e| {
+    let family = flow_qe_scf::plan::check_pseudopotentials(&settings, base).map_err(|e| {
         let span = step
             .node
             .get("pseudopotentials")
@@ -488,15 +490,14 @@ fn qe_structures(
         .map_err(|e| Diagnostic::at(at("recovery"), format!("{field}.recovery"), shown(e)))?;
     let found = flow_qe_scf::plan::expand_structures(&settings, base)
         .map_err(|e| Diagnostic::at(at("structures"), format!("{field}.structures"), shown(e)))?;
-    flow_qe_scf::plan::check_elements(&settings, base, found.iter().map(|(_, s)| s)).map_err(
-        |e| {
+    flow_qe_scf::plan::check_elements(&settings, base, &family, found.iter().map(|(_, s)| s))
+        .map_err(|e| {
             Diagnostic::at(
                 at("pseudopotentials"),
                 format!("{field}.pseudopotentials"),
                 shown(e),
             )
-        },
-    )?;
+        })?;
     Ok(found
         .into_iter()
         .map(|(r, _)| {

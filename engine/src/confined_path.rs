@@ -186,16 +186,12 @@ pub fn layout_path(campaign_dir: &Path, path: &Path) -> Result<PathBuf, String> 
     })
 }
 
-/// Why an output path, followed through links, is not beneath the campaign directory.
-pub fn leaves_campaign(campaign_dir: &std::path::Path, path: &std::path::Path) -> Option<String> {
-    let real = std::fs::canonicalize(path).ok()?;
-    let root = std::fs::canonicalize(campaign_dir).ok()?;
-    (!real.starts_with(&root)).then(|| {
-        format!(
-            "resolves to {}, outside the campaign directory (through a symbolic link)",
-            real.display()
-        )
-    })
+/// Why an existing output, followed through links, is not beneath the campaign directory
+/// ([`resolve_absolute_beneath`] as a sentence), or `None`.
+pub fn leaves_campaign(campaign_dir: &Path, path: &Path) -> Option<String> {
+    resolve_absolute_beneath(campaign_dir, path)
+        .err()
+        .map(|e| format!("is outside the campaign directory: {e}"))
 }
 
 #[cfg(test)]

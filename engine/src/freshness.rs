@@ -147,7 +147,7 @@ pub fn check_output(
     };
     let changed = recorded != Some(product.as_str());
     if changed && !kind.validates_output_contents() {
-        if let Some(why) = recorded.and_then(|r| rewritten(r, &product)) {
+        if let Some(why) = recorded.and_then(|r| crate::fingerprint::rewritten(r, &product)) {
             return OutputCheck::Invalid(format!(
                 "its output {rel} changed since its task produced it ({why})"
             ));
@@ -160,25 +160,6 @@ pub fn check_output(
         }
     }
     OutputCheck::Present { product, changed }
-}
-
-/// Why an output whose product fingerprint changed was not left as its task made it: its
-/// size or modification time differ (truncated, rewritten, replaced by another file, a
-/// directory or a link to another file). `None` when only the inode changed (a campaign
-/// directory copied or moved with its times kept).
-fn rewritten(recorded: &str, now: &str) -> Option<String> {
-    let fields = |p: &str| {
-        let mut parts = p.strip_prefix("file:")?.split(':');
-        Some((parts.next()?.to_string(), parts.next()?.to_string()))
-    };
-    match (fields(recorded), fields(now)) {
-        (Some((size_a, _)), Some((size_b, _))) if size_a != size_b => {
-            Some(format!("{size_a} bytes then, {size_b} now"))
-        }
-        (Some((_, time_a)), Some((_, time_b))) if time_a != time_b => Some("modified since".into()),
-        (Some(_), Some(_)) => None,
-        _ => Some("its fingerprint differs".into()),
-    }
 }
 
 /// Per step: how many tasks are done, will run (by reason), failed, blocked.

@@ -57,17 +57,14 @@ impl Layout {
     pub fn driver_log(&self) -> PathBuf {
         self.metadata().join("driver.log")
     }
-    /// The directories flow writes (`metadata/`, `logs/`, `qa/`, `work/`) must not lead out
-    /// of the campaign directory through a symbolic link: refuse before anything is written
-    /// there (a `metadata -> /elsewhere` link put the state database outside).
+    /// The directories flow writes (the ones outputs may not use,
+    /// `flow_dsl::load::RESERVED_DIRS`, and `qa/`) must not lead out of the campaign
+    /// directory through a symbolic link: refuse before anything is written there (a
+    /// `metadata -> /elsewhere` link put the state database outside).
     pub fn check_confined(&self) -> Result<(), String> {
-        for dir in [
-            self.metadata(),
-            self.logs(),
-            self.qa(),
-            self.campaign_dir.join("work"),
-        ] {
-            crate::confined_path::layout_path(&self.campaign_dir, &dir)?;
+        let dirs = flow_dsl::load::RESERVED_DIRS.iter().copied().chain(["qa"]);
+        for dir in dirs {
+            crate::confined_path::layout_path(&self.campaign_dir, &self.campaign_dir.join(dir))?;
         }
         Ok(())
     }

@@ -153,13 +153,7 @@ fn ingest(
 /// /proc only when a restarted driver has attempts to recover.
 pub fn local_task_processes() -> HashMap<(String, u32), Vec<u32>> {
     let mut out: HashMap<(String, u32), Vec<u32>> = HashMap::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
+    for pid in flow_executors::process_group::all_pids() {
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };
@@ -177,17 +171,8 @@ pub fn local_task_processes() -> HashMap<(String, u32), Vec<u32>> {
         let (Some(task), Some(attempt)) = (task, attempt) else {
             continue;
         };
-        // Field 5 of /proc/PID/stat is the process group (after the parenthesised name).
-        let pgid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|st| st.rsplit_once(')').map(|(_, rest)| rest.to_string()))
-            .and_then(|rest| {
-                rest.split_whitespace()
-                    .nth(2)
-                    .and_then(|p| p.parse::<u32>().ok())
-            });
-        if let Some(pgid) = pgid {
-            out.entry((task, attempt)).or_default().push(pgid);
+        if let Some(stat) = flow_executors::process_group::proc_stat(pid) {
+            out.entry((task, attempt)).or_default().push(stat.pgrp);
         }
     }
     out

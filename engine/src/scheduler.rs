@@ -437,9 +437,12 @@ fn drive(
             let step = &campaign.steps[sub.step];
             let mut launches: Vec<TaskLaunch> = Vec::with_capacity(sub.tasks.len());
             let mut in_batch: Vec<(usize, u32)> = Vec::with_capacity(sub.tasks.len());
+            // The resources after `on_retry`, once per submission: the scheduler gets them,
+            // and a typed step's deadline follows their time limit.
+            let resources = escalated_resources(step, sub.level);
+            let limit = resources.time_limit;
             for &(slot, attempt) in &sub.tasks {
                 let task = core.task(slot);
-                let limit = escalated_resources(step, sub.level).time_limit;
                 match build_launch(plan, layout, sub.step, task.index, &task.id, attempt, limit) {
                     Ok(launch) => {
                         launches.push(launch);
@@ -459,7 +462,7 @@ fn drive(
                 campaign: format!("{}_{}", campaign.version, campaign.name),
                 step: step.name.clone(),
                 batch_key: sub.batch_key.clone(),
-                resources: escalated_resources(step, sub.level),
+                resources,
                 max_running: step.execution.max_running,
                 tasks: launches,
             };

@@ -10,7 +10,7 @@
 //! - elapsed time and an ETA come from the attempts' recorded times.
 
 use crate::compile::Plan;
-use crate::freshness::{check_output, OutputCheck};
+use crate::freshness::{check_output, OutputCheck, RunReason, Verdict};
 use crate::layout::Layout;
 use crate::state::{StateStore, TaskRow};
 use crate::step_kind::md_benchmark::GateRecord;
@@ -181,19 +181,6 @@ pub fn report(
             let label: &'static str = match row {
                 None => "pending",
                 Some(r) => match r.state {
-                    TaskState::Succeeded
-                        if matches!(
-                            verdict,
-                            Some(crate::freshness::Verdict::Run(
-                                crate::freshness::RunReason::UpstreamChanged
-                                    | crate::freshness::RunReason::SettingsChanged
-                                    | crate::freshness::RunReason::EnvironmentRebuilt,
-                                _
-                            ))
-                        ) =>
-                    {
-                        "stale"
-                    }
                     TaskState::Succeeded => {
                         let d = details
                             .get(&t.id)
@@ -206,21 +193,37 @@ pub fn report(
                                 "verdict": d.as_ref().and_then(|d| d.pointer("/benchmark/verdict")),
                             }));
                         }
-                        match check_output(
-                            plan,
-                            i,
-                            t.index,
-                            r.product.as_deref(),
-                            d.as_ref(),
-                            false,
-                        ) {
-                            OutputCheck::Missing(m) | OutputCheck::Invalid(m) => {
-                                if missing_examples.len() < 5 {
-                                    missing_examples.push(format!("{}: {m}", t.id));
-                                }
-                                "output-missing"
+                        let mut missing = |m: String| {
+                            if missing_examples.len() < 5 {
+                                missing_examples.push(format!("{}: {m}", t.id));
                             }
-                            _ => "succeeded",
+                            "output-missing"
+                        };
+                        // The plan's verdict already checked the output; only a verdict
+                        // that does not say (blocked by upstream) checks it here.
+                        match verdict {
+                            Some(Verdict::Done { .. }) => "succeeded",
+                            Some(Verdict::Run(
+                                RunReason::UpstreamChanged
+                                | RunReason::SettingsChanged
+                                | RunReason::EnvironmentRebuilt,
+                                _,
+                            )) => "stale",
+                            Some(Verdict::Run(
+                                RunReason::OutputMissing | RunReason::OutputInvalid,
+                                m,
+                            )) => missing(m.clone()),
+                            _ => match check_output(
+                                plan,
+                                i,
+                                t.index,
+                                r.product.as_deref(),
+                                d.as_ref(),
+                                false,
+                            ) {
+                                OutputCheck::Missing(m) | OutputCheck::Invalid(m) => missing(m),
+                                _ => "succeeded",
+                            },
                         }
                     }
                     TaskState::Running if !driver.alive() && orphans.contains(&r.id) => "orphaned",

@@ -87,8 +87,8 @@ pub fn template_uses(step: &Step) -> TemplateUses {
 }
 
 /// Digest of what one step's tasks share: kind, templates, settings, inputs, upstream,
-/// and what the seed or the step name add when the templates use them (`campaign` is the
-/// campaign's name, `salt` its `campaign.seed`).
+/// and what the seed or the step name add when the templates use them (`uses`, from
+/// [`template_uses`]; `campaign` is the campaign's name, `salt` its `campaign.seed`).
 pub fn step_work_digest(
     step: &Step,
     input_digest: &str,
@@ -96,6 +96,7 @@ pub fn step_work_digest(
     env_digest: &str,
     campaign: &str,
     salt: Option<&str>,
+    uses: TemplateUses,
 ) -> blake3::Hash {
     let mut work = step.settings.clone();
     if let Some(obj) = work.as_object_mut() {
@@ -118,7 +119,6 @@ pub fn step_work_digest(
     h.update(upstream_digest.as_bytes());
     h.update(b"\0environment\0");
     h.update(env_digest.as_bytes());
-    let uses = template_uses(step);
     if uses.seed {
         // The seed is campaign, step, salt and the parameters (already hashed per task).
         for part in [

@@ -35,50 +35,70 @@ pub fn kill_tree(pgid: u32, signal: i32) {
     kill_group(pgid, signal);
 }
 
+/// A process as `/proc/PID/stat` describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// `R`, `S`, `Z` (exited, not reaped), ...
+    pub state: char,
+    pub ppid: u32,
+    pub pgrp: u32,
+}
+
+/// `/proc/PID/stat` of one process, if it exists.
+pub fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the parenthesised name (which may hold spaces): state, ppid, pgrp.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    Some(ProcStat {
+        state: fields.next()?.chars().next()?,
+        ppid: fields.next()?.parse().ok()?,
+        pgrp: fields.next()?.parse().ok()?,
+    })
+}
+
+/// The pids of every process `/proc` lists.
+pub fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The process groups, other than `pgid` and this process's own, of every descendant of
 /// the members of group `pgid`.
 pub fn descendant_groups(pgid: u32) -> Vec<u32> {
-    // (pid, parent, group) of every process.
-    let mut procs: Vec<(u32, u32, u32)> = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // After the parenthesised name: state, ppid, pgrp.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace().skip(1);
-        let (Some(ppid), Some(pgrp)) = (
-            fields.next().and_then(|f| f.parse().ok()),
-            fields.next().and_then(|f| f.parse().ok()),
-        ) else {
-            continue;
-        };
-        procs.push((pid, ppid, pgrp));
+    let procs: Vec<(u32, ProcStat)> = all_pids()
+        .into_iter()
+        .filter_map(|pid| proc_stat(pid).map(|s| (pid, s)))
+        .collect();
+    let mut children: std::collections::HashMap<u32, Vec<(u32, u32)>> = Default::default();
+    for (pid, s) in &procs {
+        children.entry(s.ppid).or_default().push((*pid, s.pgrp));
     }
     // SAFETY: getpgrp has no preconditions.
     let own = unsafe { libc::getpgrp() } as u32;
-    let mut seen: Vec<u32> = procs.iter().filter(|p| p.2 == pgid).map(|p| p.0).collect();
+    let mut queue: Vec<u32> = procs
+        .iter()
+        .filter(|(_, s)| s.pgrp == pgid)
+        .map(|(pid, _)| *pid)
+        .collect();
+    let mut seen: std::collections::HashSet<u32> = queue.iter().copied().collect();
     let mut groups = Vec::new();
-    let mut i = 0;
-    while i < seen.len() {
-        let parent = seen[i];
-        for &(pid, ppid, pgrp) in &procs {
-            if ppid == parent && !seen.contains(&pid) {
-                seen.push(pid);
-                if pgrp != pgid && pgrp != own && pgrp > 1 && !groups.contains(&pgrp) {
-                    groups.push(pgrp);
-                }
+    while let Some(parent) = queue.pop() {
+        for &(pid, pgrp) in children.get(&parent).into_iter().flatten() {
+            if !seen.insert(pid) {
+                continue;
+            }
+            queue.push(pid);
+            if pgrp != pgid && pgrp != own && pgrp > 1 && !groups.contains(&pgrp) {
+                groups.push(pgrp);
             }
         }
-        i += 1;
     }
     groups
 }
@@ -119,12 +139,7 @@ mod tests {
         let t0 = std::time::Instant::now();
         // SAFETY: signal 0 only checks existence.
         while unsafe { libc::kill(inner, 0) } == 0 {
-            let zombie = std::fs::read_to_string(format!("/proc/{inner}/stat"))
-                .map(|s| {
-                    s.rsplit_once(')')
-                        .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-                })
-                .unwrap_or(true);
+            let zombie = proc_stat(inner as u32).is_none_or(|s| s.state == 'Z');
             if zombie {
                 break;
             }

@@ -66,6 +66,13 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Fail with both outputs unless a `flow` call exited 0.
+/// Write a script and make it executable (a stand-in for a program a step runs).
+pub fn write_executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 pub fn assert_ok(out: &Output) {
     assert_eq!(
         out.status.code(),

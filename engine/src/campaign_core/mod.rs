@@ -423,32 +423,8 @@ impl CampaignCore {
             return;
         }
         let now_digest = self.consumed_digest(i);
-        for k in 0..self.state[i].slots.len() {
-            let n = self.state[i].slots[k];
-            let t = &self.tasks[n];
-            if t.state != TaskState::Succeeded
-                || t.consumed.as_ref().is_none_or(|c| *c == now_digest)
-            {
-                continue;
-            }
-            let t = &mut self.tasks[n];
-            t.state = TaskState::Blocked;
-            t.gate_stop = None;
-            let s = &mut self.state[i];
-            s.counts.succeeded -= 1;
-            s.counts.skipped = s.counts.skipped.saturating_sub(1);
-            s.counts.blocked += 1;
-            if s.gate.as_ref().is_some_and(|(g, _)| *g == n) {
-                s.gate = None;
-            }
-            self.changes.push(Change::SetState {
-                task_id: self.tasks[n].id.clone(),
-                state: TaskState::Blocked,
-                message: Some(format!(
-                    "{reason}; its earlier success consumed outputs that changed since"
-                )),
-            });
-        }
+        let message = format!("{reason}; its earlier success consumed outputs that changed since");
+        self.unsettle_stale(i, &now_digest, TaskState::Blocked, &message);
     }
 
     /// Compare the step's succeeded tasks with what they consumed; stale ones run again.
@@ -459,45 +435,55 @@ impl CampaignCore {
         }
         let now_digest = self.consumed_digest(i);
         self.state[i].consumed_now = Some(now_digest.clone());
-        let mut stale = 0;
-        for k in 0..self.state[i].slots.len() {
-            let n = self.state[i].slots[k];
-            let t = &self.tasks[n];
-            if t.state != TaskState::Succeeded {
-                continue;
-            }
-            // A success recorded without what it consumed (an older flow) is kept.
-            let Some(consumed) = &t.consumed else {
-                continue;
-            };
-            if *consumed == now_digest {
-                continue;
-            }
-            stale += 1;
-            let t = &mut self.tasks[n];
-            t.state = TaskState::Pending;
-            t.gate_stop = None;
-            let s = &mut self.state[i];
-            s.counts.succeeded -= 1;
-            s.counts.skipped = s.counts.skipped.saturating_sub(1);
-            s.ready.push_back(n);
-            if s.gate.as_ref().is_some_and(|(g, _)| *g == n) {
-                s.gate = None;
-            }
-            self.changes.push(Change::SetState {
-                task_id: self.tasks[n].id.clone(),
-                state: TaskState::Pending,
-                message: Some(
-                    "re-queued: upstream changed (an output it consumed was redone)".into(),
-                ),
-            });
-        }
+        let stale = self.unsettle_stale(
+            i,
+            &now_digest,
+            TaskState::Pending,
+            "re-queued: upstream changed (an output it consumed was redone)",
+        );
         if stale > 0 {
             self.notices.push(Notice::Stale {
                 step: self.steps[i].name.clone(),
                 tasks: stale,
             });
         }
+    }
+
+    /// Move step `i`'s successes whose consumed digest differs from `now_digest` (the
+    /// upstream's now) to `to` (pending: queued again; blocked: the step cannot run) with
+    /// `message`. A success recorded without what it consumed (an older flow) is kept.
+    /// Returns how many moved.
+    fn unsettle_stale(&mut self, i: usize, now_digest: &str, to: TaskState, message: &str) -> u64 {
+        let mut moved = 0;
+        for k in 0..self.state[i].slots.len() {
+            let n = self.state[i].slots[k];
+            let t = &self.tasks[n];
+            if t.state != TaskState::Succeeded
+                || t.consumed.as_deref().is_none_or(|c| c == now_digest)
+            {
+                continue;
+            }
+            moved += 1;
+            let t = &mut self.tasks[n];
+            t.state = to;
+            t.gate_stop = None;
+            let s = &mut self.state[i];
+            s.counts.succeeded -= 1;
+            s.counts.skipped = s.counts.skipped.saturating_sub(1);
+            match to {
+                TaskState::Blocked => s.counts.blocked += 1,
+                _ => s.ready.push_back(n),
+            }
+            if s.gate.as_ref().is_some_and(|(g, _)| *g == n) {
+                s.gate = None;
+            }
+            self.changes.push(Change::SetState {
+                task_id: self.tasks[n].id.clone(),
+                state: to,
+                message: Some(message.to_string()),
+            });
+        }
+        moved
     }
 
     fn form_batch(&mut self, i: usize, take: usize, now: f64) -> Submission {

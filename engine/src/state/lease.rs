@@ -129,13 +129,7 @@ pub fn process_alive(pid: u32) -> bool {
 
 /// Whether `/proc` shows the process as a zombie (state `Z`: exited, not yet reaped).
 fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|st| {
-            st.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
+    flow_executors::process_group::proc_stat(pid).is_some_and(|s| s.state == 'Z')
 }
 
 /// This host's name.

@@ -284,12 +284,10 @@ mod tests {
 
     /// A user's `electrons.mixing_beta` is the one pw.x gets, over the policy's starting
     /// `mixing_beta: 0.7` (both were written, and pw.x read the policy's).
-    #[test]
-    fn a_qualified_user_parameter_wins_over_the_policy_start() {
-        let p = prepare_structure(
-            &settings(
-                json!({"kpoints": {"spacing": 0.5}, "parameters": {"electrons.mixing_beta": 0.25}}),
-            ),
+    /// Silicon prepared with `extra` settings, the default policy, one rank, no file checks.
+    fn prepared_si(extra: serde_json::Value) -> PreparedStructure {
+        prepare_structure(
+            &settings(extra),
             &policy(),
             si(),
             "si",
@@ -297,7 +295,14 @@ mod tests {
             1,
             false,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_qualified_user_parameter_wins_over_the_policy_start() {
+        let p = prepared_si(
+            json!({"kpoints": {"spacing": 0.5}, "parameters": {"electrons.mixing_beta": 0.25}}),
+        );
         assert_eq!(p.initial.get("mixing_beta"), Some(&json!(0.25)));
         assert!(!p.initial.contains_key("electrons.mixing_beta"));
         let text = render_pw_input(&p, &p.initial, "./out").unwrap();
@@ -308,16 +313,7 @@ mod tests {
 
     #[test]
     fn si_input_has_the_fixed_settings() {
-        let p = prepare_structure(
-            &settings(json!({"kpoints": {"spacing": 0.5}})),
-            &policy(),
-            si(),
-            "si",
-            Path::new("/"),
-            1,
-            false,
-        )
-        .unwrap();
+        let p = prepared_si(json!({"kpoints": {"spacing": 0.5}}));
         let text = render_pw_input(&p, &p.initial, "./out").unwrap();
         for needle in [
             "calculation = 'scf'",
@@ -403,16 +399,7 @@ mod tests {
 
     #[test]
     fn attempt_parameters_override() {
-        let p = prepare_structure(
-            &settings(json!({})),
-            &policy(),
-            si(),
-            "si",
-            Path::new("/"),
-            1,
-            false,
-        )
-        .unwrap();
+        let p = prepared_si(json!({}));
         let mut params = p.initial.clone();
         params.insert("restart_mode".into(), json!("restart"));
         params.insert("max_seconds".into(), json!(95.0));

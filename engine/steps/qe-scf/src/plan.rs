@@ -83,8 +83,12 @@ pub fn expand_structures(
 /// Checks, without reading any structure, that the step's pseudopotential family can be
 /// found and has a directory (the step's `dir` or the family's default): a family shipped
 /// as a table only (SSSP) without `dir` is an error that says where its files come from.
-/// `flow validate` reports it at `pseudopotentials:`.
-pub fn check_pseudopotentials(settings: &Settings, base_dir: &Path) -> Result<(), QeError> {
+/// `flow validate` reports it at `pseudopotentials:`. Returns the family, for
+/// [`check_elements`].
+pub fn check_pseudopotentials(
+    settings: &Settings,
+    base_dir: &Path,
+) -> Result<crate::pseudo::PseudoFamily, QeError> {
     let family = crate::pseudo::PseudoFamily::load(&settings.pseudopotentials.family, base_dir)?;
     if settings.pseudopotentials.dir.is_none() && family.default_dir.is_none() {
         return Err(crate::pseudo::PseudoError::NoDirectory {
@@ -93,18 +97,18 @@ pub fn check_pseudopotentials(settings: &Settings, base_dir: &Path) -> Result<()
         }
         .into());
     }
-    Ok(())
+    Ok(family)
 }
 
-/// Every element of `structures` has a file in the step's family (or its `files`), the file
+/// Every element of `structures` has a file in `family` (or the step's `files`), the file
 /// exists, and its header names that element and the family's functional (files only where
 /// the directory exists here). Each element is checked once, however many structures hold it.
 pub fn check_elements<'a>(
     settings: &Settings,
     base_dir: &Path,
+    family: &crate::pseudo::PseudoFamily,
     structures: impl IntoIterator<Item = &'a Structure>,
 ) -> Result<(), QeError> {
-    let family = crate::pseudo::PseudoFamily::load(&settings.pseudopotentials.family, base_dir)?;
     let mut elements: Vec<String> = Vec::new();
     for s in structures {
         for e in s.species() {

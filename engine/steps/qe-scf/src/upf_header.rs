@@ -5,7 +5,6 @@
 //! family's, gives pw.x a "converged" energy that means nothing, so both are checked before a
 //! task is planned.
 
-use std::io::Read;
 use std::path::Path;
 
 /// The part of a UPF file read for its header: headers come first and are a few KiB.
@@ -29,19 +28,7 @@ pub struct UpfIdentity {
 /// Read the identity from the start of `path` (a regular file only: a FIFO or device is an
 /// error, never a wait).
 pub fn read_identity(path: &Path) -> std::io::Result<UpfIdentity> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "it is not a regular file",
-        ));
-    }
-    let mut bytes = Vec::new();
-    file.take(HEADER_BYTES).read_to_end(&mut bytes)?;
+    let bytes = flow_dsl::user_file::read_prefix(path, HEADER_BYTES)?;
     Ok(identity_of(&String::from_utf8_lossy(&bytes)))
 }
 
